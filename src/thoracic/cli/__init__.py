@@ -1,0 +1,5 @@
+"""The ``thoracic`` command."""
+
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,143 @@
+"""``thoracic`` command line: ``main(argv) -> int`` so tests call it in-process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .._version import __version__
+from ..errors import ThoracicError
+
+log = logging.getLogger("thoracic")
+
+
+def _add_read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-non-chest",
+        action="store_true",
+        help="read non-radiograph modalities, lateral views and other body parts (flagged in outputs)",
+    )
+    p.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels (default 64e6)")
+
+
+def _read_options(args: argparse.Namespace):
+    from ..io import DEFAULT_MAX_PIXELS, ReadOptions
+
+    return ReadOptions(
+        allow_non_chest=args.allow_non_chest,
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+    )
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..convert import ConvertOptions, convert, convert_chain
+    from ..io.radiograph import ReadOptions
+    from ..preprocess import get_chain
+
+    if args.chain and (args.size or args.clahe or args.normalize != "window"):
+        raise ThoracicError("--chain sets the whole preprocessing; do not combine it with --size/--normalize/--clahe")
+    chain = get_chain(args.chain) if args.chain else convert_chain(args.size, args.normalize, args.clahe)
+    ReadOptions(normalize=chain.normalize)  # validate before any work
+    options = ConvertOptions(chain=chain, read=_read_options(args), workers=args.workers)
+    bar = tqdm(total=0, unit="img", desc="convert", disable=args.quiet or None, dynamic_ncols=True)
+
+    def start(todo: int, skipped: int) -> None:
+        bar.total = todo
+        bar.refresh()
+        if skipped:
+            bar.write(f"resuming: {skipped} file(s) already converted in {args.out}")
+
+    def step(result) -> None:
+        bar.update(1)
+        if result.status == "failed":
+            bar.write(f"failed: {result.error}")
+
+    try:
+        summary = convert(args.inputs, args.out, options, progress=step, on_start=start)
+    finally:
+        bar.close()
+    print(
+        f"{summary.converted} converted ({summary.flagged} flagged), {summary.skipped} already done, "
+        f"{summary.failed} failed; manifest: {summary.manifest}"
+    )
+    if summary.failed:
+        print(f"error: {summary.failed} of {summary.total} input(s) failed; see the manifest's error column", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    index = run_demo(args.out)
+    print(f"demo written: {index}")
+    return 0
+
+
+def _cmd_chains(args: argparse.Namespace) -> int:
+    from ..preprocess import CHAINS
+
+    for name in sorted(CHAINS):
+        chain = CHAINS[name]
+        print(f"{name}\n  normalize={chain.normalize} steps={chain.spec() or '(none)'}\n  {chain.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="thoracic",
+        description="Localize and classify thoracic abnormalities on chest radiographs.",
+    )
+    parser.add_argument("--version", action="version", version=f"thoracic {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("convert", help="radiographs (DICOM/PNG/JPEG) to 8-bit PNGs with a manifest")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders (searched recursively)")
+    p.add_argument("--out", required=True, help="output folder (re-running resumes)")
+    p.add_argument("--size", type=int, default=None, help="resize the longest side to N pixels (aspect kept)")
+    p.add_argument("--normalize", choices=["window", "minmax", "percentile"], default="window",
+                   help="window: the file's VOI/window (default); minmax: the Kaggle recipe; percentile: 0.5-99.5%%")
+    p.add_argument("--clahe", action="store_true", help="contrast-limited adaptive histogram equalization")
+    p.add_argument("--chain", default=None, help="a named preprocessing chain or a spec (see `thoracic chains`)")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per core)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_read_options(p)
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("demo", help="run thoracic on the bundled sample radiographs and write an HTML page")
+    p.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("chains", help="list the named preprocessing chains")
+    p.set_defaults(func=_cmd_chains)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except ThoracicError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

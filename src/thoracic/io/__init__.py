@@ -1,0 +1,22 @@
+"""Reading radiographs: DICOM (uncompressed, JPEG, JPEG 2000, JPEG-LS, RLE), PNG, JPEG, TIFF.
+
+>>> from thoracic.io import read
+>>> rg = read("chest.dcm")  # doctest: +SKIP
+>>> rg.pixels.dtype, rg.pixels.min() >= 0, rg.pixels.max() <= 1  # doctest: +SKIP
+(dtype('float32'), True, True)
+"""
+
+from .ids import KNOWN_EXTENSIONS, check_unique_ids, image_id
+from .radiograph import DEFAULT_MAX_PIXELS, Radiograph, ReadOptions
+from .read import Source, read
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "KNOWN_EXTENSIONS",
+    "Radiograph",
+    "ReadOptions",
+    "Source",
+    "check_unique_ids",
+    "image_id",
+    "read",
+]

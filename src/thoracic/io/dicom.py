@@ -1,0 +1,407 @@
+"""DICOM radiographs: checks, decoding, Modality LUT, VOI LUT/window, photometric interpretation."""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from ..errors import (
+    ConstantImageError,
+    CorruptFileError,
+    ImageTooLargeError,
+    InvalidRadiographError,
+    MultiFrameError,
+    NoPixelDataError,
+    NotChestRadiographError,
+    UnsupportedFormatError,
+    UnsupportedTransferSyntaxError,
+)
+from ..transform import Affine
+from ..preprocess.intensity import minmax, percentile_bounds, window
+from .radiograph import Radiograph, ReadOptions
+
+__all__ = ["read_dicom"]
+
+#: Modalities read without an override: projection radiographs, and "other"/absent as many
+#: secondary captures of chest films carry them.
+RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "RG", "DR", "OT", ""})
+LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLAT", "RLAT"})
+_CHEST_WORDS = ("CHEST", "THORA", "LUNG", "TORAX", "TORACE", "BRUST", "PECHO", "POUMON")
+_PHI_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "OtherPatientIDs",
+    "AccessionNumber",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "InstitutionName",
+    "ReferringPhysicianName",
+)
+_J2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
+_DECODER_PACKAGES = {
+    "JPEG 2000": "pylibjpeg-openjpeg",
+    "JPEG-LS": "pylibjpeg-libjpeg",
+    "JPEG": "pylibjpeg-libjpeg",
+    "RLE": "pylibjpeg-rle",
+    "High-Throughput": "pylibjpeg-openjpeg",
+}
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+def _parse(data: bytes, path: str) -> Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns on fixable header oddities; we validate ourselves
+        try:
+            if looks_like_dicom(data[:132]):
+                return pydicom.dcmread(io.BytesIO(data))
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)  # a dataset without preamble or meta
+        except InvalidDicomError as err:
+            raise UnsupportedFormatError(
+                "not a DICOM file nor a PNG/JPEG/TIFF image", path=path
+            ) from err
+        except Exception as err:  # noqa: BLE001 - pydicom raises many kinds on damaged headers
+            raise CorruptFileError(
+                f"the DICOM header cannot be parsed ({type(err).__name__}); the file is damaged or truncated",
+                path=path,
+            ) from err
+    if not looks_like_dicom(data[:132]) and not any(k in ds for k in ("Rows", "SOPClassUID", "PixelData")):
+        raise UnsupportedFormatError("not a DICOM file nor a PNG/JPEG/TIFF image", path=path)
+    return ds
+
+
+def _first(value: Any) -> Any:
+    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+        return value[0] if len(value) else None
+    return value
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return str(_first(value) if value is not None else "").strip().upper()
+
+
+def _check_chest(ds: Dataset, options: ReadOptions, path: str) -> tuple[str, ...]:
+    problems: list[tuple[str, str]] = []
+    modality = _text(ds, "Modality")
+    if modality not in RADIOGRAPH_MODALITIES:
+        problems.append((f"modality:{modality}", f"modality {modality} is not a projection radiograph (CR/DX)"))
+    view = _text(ds, "ViewPosition")
+    if view in LATERAL_VIEWS:
+        problems.append((f"view:{view}", f"view position {view} is a lateral view; thoracic reads frontal (PA/AP) films"))
+    part = _text(ds, "BodyPartExamined")
+    if part and not any(word in part for word in _CHEST_WORDS):
+        problems.append((f"body_part:{part}", f"body part {part} is not the chest"))
+    if problems and not options.allow_non_chest:
+        raise NotChestRadiographError(
+            "; ".join(msg for _, msg in problems) + ". Use allow_non_chest (--allow-non-chest) to analyze it anyway",
+            path=path,
+            reason=problems[0][0],
+        )
+    return tuple(tag for tag, _ in problems)
+
+
+def _check_decoder(ds: Dataset, path: str) -> str:
+    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if ts is None:
+        return "Implicit VR Little Endian"
+    if not ts.is_compressed:
+        return ts.name
+    from pydicom.pixels import get_decoder
+
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError as err:
+        raise UnsupportedTransferSyntaxError(
+            f"transfer syntax {ts.name} ({ts}) has no pixel data decoder in pydicom; "
+            "convert the file to an uncompressed or JPEG/JPEG 2000 syntax (e.g. with dcmtk's dcmdjpeg)",
+            path=path,
+            transfer_syntax=str(ts),
+        ) from err
+    if not decoder.is_available:
+        package = next((pkg for key, pkg in _DECODER_PACKAGES.items() if key in ts.name), "pylibjpeg")
+        raise UnsupportedTransferSyntaxError(
+            f"decoding {ts.name} ({ts}) needs a decoder that is not installed: pip install {package}",
+            path=path,
+            transfer_syntax=str(ts),
+        )
+    return ts.name
+
+
+def _codestream_info(frame: bytes) -> tuple[int, int, bool] | None:
+    """``(decomposition_levels, precision, signed)`` from a J2K codestream's SIZ and COD markers."""
+    start = frame.find(b"\xff\x4f\xff\x51", 0, 4096)
+    if start < 0:
+        return None
+    pos, levels, precision, signed = start + 2, None, None, False
+    end = min(len(frame), start + 65536)
+    while pos + 4 <= end:
+        marker = frame[pos : pos + 2]
+        length = int.from_bytes(frame[pos + 2 : pos + 4], "big")
+        seg = frame[pos + 4 : pos + 2 + length]
+        if marker == b"\xff\x51" and len(seg) >= 37:  # SIZ: first component's Ssiz
+            ssiz = seg[36]
+            precision, signed = (ssiz & 0x7F) + 1, bool(ssiz & 0x80)
+        elif marker == b"\xff\x52" and len(seg) >= 6:  # COD: number of decomposition levels
+            levels = seg[5]
+        elif marker == b"\xff\x90":  # first tile: end of the main header
+            break
+        pos += 2 + length
+    if levels is None or precision is None:
+        return None
+    return levels, precision, signed
+
+
+def _decode_j2k_reduced(ds: Dataset, target: int) -> tuple[np.ndarray, int] | None:
+    """Decode a single-frame JPEG 2000 image at the coarsest resolution level >= ``target``."""
+    from pydicom.encaps import generate_frames
+
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    longest = max(rows, cols)
+    level = 0
+    while math.ceil(longest / 2 ** (level + 1)) >= target:
+        level += 1
+    if level == 0:
+        return None
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    info = _codestream_info(frame)
+    if info is None or info[2] or info[1] > 16:
+        return None
+    levels, precision, _ = info
+    level = min(level, levels)
+    if level == 0:
+        return None
+    with Image.open(io.BytesIO(frame)) as im:
+        im.reduce = level
+        im.load()
+        arr = np.asarray(im)
+        mode = im.mode
+    if mode.startswith("I;16") and precision < 16:
+        arr = arr >> (16 - precision)  # Pillow scales J2K samples up to 16 bits
+    elif mode not in ("L",) and not mode.startswith("I;16"):
+        return None
+    if arr.shape != (math.ceil(rows / 2**level), math.ceil(cols / 2**level)):
+        return None
+    return arr, level
+
+
+def _decode(ds: Dataset, options: ReadOptions, path: str) -> tuple[np.ndarray, Affine]:
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if (
+                options.target_size
+                and ts in _J2K_SYNTAXES
+                and int(ds.get("SamplesPerPixel", 1)) == 1
+                and int(ds.get("PixelRepresentation", 0)) == 0
+            ):
+                reduced = _decode_j2k_reduced(ds, options.target_size)
+                if reduced is not None:
+                    arr, level = reduced
+                    return arr, Affine(sx=cols / arr.shape[1], sy=rows / arr.shape[0])
+            arr = ds.pixel_array
+        except (UnsupportedTransferSyntaxError, InvalidRadiographError):
+            raise
+        except MemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 - decoders raise anything on corrupt streams
+            raise CorruptFileError(
+                f"the pixel data cannot be decoded ({type(err).__name__}: {str(err)[:200]}); "
+                "the file is truncated or damaged",
+                path=path,
+            ) from err
+    samples = int(ds.get("SamplesPerPixel", 1))
+    expected = (rows, cols) if samples == 1 else (rows, cols, samples)
+    if arr.shape != expected:
+        raise CorruptFileError(
+            f"decoded pixel data has shape {arr.shape}, the header says {expected}; the file is damaged",
+            path=path,
+        )
+    return arr, Affine.identity()
+
+
+def _to_gray(arr: np.ndarray, ds: Dataset, path: str) -> np.ndarray:
+    pi = _text(ds, "PhotometricInterpretation")
+    if pi == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        arr = apply_color_lut(arr, ds)
+    if arr.ndim == 3:
+        if arr.shape[2] != 3:
+            raise InvalidRadiographError(f"{arr.shape[2]} samples per pixel is not a grayscale or RGB image", path=path)
+        a = arr.astype(np.float32)
+        return a[..., 0] * np.float32(0.299) + a[..., 1] * np.float32(0.587) + a[..., 2] * np.float32(0.114)
+    return arr
+
+
+def _stored_range(ds: Dataset) -> tuple[float, float]:
+    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)))
+    if int(ds.get("PixelRepresentation", 0)) == 1:
+        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
+    return 0.0, 2.0**bits - 1
+
+
+def _modality_lut(arr: np.ndarray, ds: Dataset) -> tuple[np.ndarray, tuple[float, float]]:
+    """Stored values to modality values (float32), and the modality range of the stored range."""
+    lo, hi = _stored_range(ds)
+    if "ModalityLUTSequence" in ds and ds.ModalityLUTSequence:
+        from pydicom.pixels import apply_modality_lut
+
+        out = apply_modality_lut(arr, ds).astype(np.float32)
+        depth = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
+        return out, (0.0, 2.0**depth - 1)
+    slope = float(_first(ds.get("RescaleSlope", 1.0)) or 1.0)
+    intercept = float(_first(ds.get("RescaleIntercept", 0.0)) or 0.0)
+    out = arr.astype(np.float32, copy=False)
+    if slope != 1.0 or intercept != 0.0:
+        out = out * np.float32(slope) + np.float32(intercept)
+    r = sorted((lo * slope + intercept, hi * slope + intercept))
+    return out, (r[0], r[1])
+
+
+def _window_from_file(ds: Dataset) -> tuple[float, float, str] | None:
+    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    if center is None or width is None:
+        return None
+    try:
+        c, w = float(center), float(width)
+    except (TypeError, ValueError):
+        return None
+    func = _text(ds, "VOILUTFunction") or "LINEAR"
+    if not (math.isfinite(c) and math.isfinite(w)) or w <= 0 or (func == "LINEAR" and w < 1):
+        return None
+    if func not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
+        func = "LINEAR"
+    return c, w, func
+
+
+def _apply_voi(
+    values: np.ndarray, ds: Dataset, full_range: tuple[float, float], options: ReadOptions, bits: int
+) -> tuple[np.ndarray, float | None, float | None, str]:
+    if options.normalize != "percentile":
+        lut_seq = ds.get("VOILUTSequence")
+        if lut_seq and "LUTData" in lut_seq[0] and "LUTDescriptor" in lut_seq[0]:
+            from pydicom.pixels import apply_voi
+
+            ints = np.rint(values).astype(np.int64) if values.dtype.kind == "f" else values
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = apply_voi(ints, ds).astype(np.float32)
+            depth = int(lut_seq[0].LUTDescriptor[2])
+            return out * np.float32(1.0 / (2.0**depth - 1)), None, None, "VOI LUT"
+        win = _window_from_file(ds)
+        if win is not None:
+            c, w, func = win
+            return window(values, c, w, func), c, w, f"window {func}"
+        if options.normalize == "minmax":  # no window in the file: stretch the values themselves
+            lo, hi = float(values.min()), float(values.max())
+            return minmax(values), (lo + hi) / 2, hi - lo, "minmax"
+        if bits <= 8:
+            lo, hi = full_range
+            c, w = (lo + hi + 1) / 2, hi - lo + 1
+            return window(values, c, w, "LINEAR"), c, w, "full range"
+    lo, hi = percentile_bounds(values, *options.percentiles)
+    return window(values, (lo + hi) / 2, hi - lo, "LINEAR_EXACT"), (lo + hi) / 2, hi - lo, "percentile"
+
+
+def _spacing(ds: Dataset) -> tuple[float, float] | None:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        if value is not None and len(value) == 2:
+            try:
+                row, col = float(value[0]), float(value[1])
+            except (TypeError, ValueError):
+                continue
+            if row > 0 and col > 0 and math.isfinite(row) and math.isfinite(col):
+                return row, col
+    return None
+
+
+def read_dicom(data: bytes, path: str, image_id: str, options: ReadOptions) -> Radiograph:
+    """Read a DICOM radiograph from its bytes (``path`` only names it in errors)."""
+    ds = _parse(data, path)
+    if "PixelData" not in ds:
+        other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds]
+        what = f"float pixel data ({other[0]}), which radiographs do not use" if other else "no pixel data"
+        raise NoPixelDataError(f"the DICOM has {what}; it is not an image (a report or presentation state?)", path=path)
+    flags = _check_chest(ds, options, path)
+    frames = ds.get("NumberOfFrames", 1)
+    try:
+        n_frames = int(frames or 1)
+    except (TypeError, ValueError):
+        n_frames = 1
+    if n_frames > 1:
+        raise MultiFrameError(f"the DICOM has {n_frames} frames; thoracic reads single-frame radiographs", path=path)
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+    except (AttributeError, TypeError, ValueError) as err:
+        raise CorruptFileError("the DICOM has pixel data but no valid Rows/Columns", path=path) from err
+    if rows < 1 or cols < 1:
+        raise CorruptFileError(f"the DICOM declares an empty image ({cols}x{rows})", path=path)
+    if rows * cols > options.max_pixels:
+        raise ImageTooLargeError(
+            f"the DICOM declares {cols}x{rows} pixels, more than the limit of {options.max_pixels:,}; "
+            "raise max_pixels (--max-pixels) if this film is genuine",
+            path=path,
+        )
+    ts_name = _check_decoder(ds, path)
+    stored, to_original = _decode(ds, options, path)
+    stored = _to_gray(stored, ds, path)
+    photometric = _text(ds, "PhotometricInterpretation") or "MONOCHROME2"
+    if stored.ndim == 2 and photometric in ("MONOCHROME1", "MONOCHROME2"):
+        values, full_range = _modality_lut(stored, ds)
+    else:
+        values, full_range = stored.astype(np.float32, copy=False), (0.0, 255.0)
+    vmin, vmax = float(values.min()), float(values.max())
+    if vmin == vmax:
+        raise ConstantImageError(f"every pixel has the value {vmin:g}; the image is blank", path=path)
+    bits = int(ds.get("BitsStored", 8))
+    pixels, center, width, voi = _apply_voi(values, ds, full_range, options, bits)
+    if options.normalize == "minmax" and voi != "minmax":
+        pixels = minmax(pixels)
+    if photometric == "MONOCHROME1":
+        pixels = np.subtract(np.float32(1.0), pixels, dtype=np.float32)
+    phi = {k: str(ds.get(k)) for k in _PHI_KEYWORDS if ds.get(k) not in (None, "")}
+    del ds.PixelData  # the header stays for DICOM outputs; the pixels live in `pixels`
+    return Radiograph(
+        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
+        image_id=image_id,
+        source=path,
+        format="dicom",
+        original_width=cols,
+        original_height=rows,
+        to_original=to_original,
+        photometric=photometric,
+        transfer_syntax=ts_name,
+        bits_stored=bits,
+        window_center=center,
+        window_width=width,
+        voi=voi,
+        normalize=options.normalize,
+        pixel_spacing=_spacing(ds),
+        modality=_text(ds, "Modality"),
+        view_position=_text(ds, "ViewPosition"),
+        body_part=_text(ds, "BodyPartExamined"),
+        flags=flags,
+        phi=phi,
+        dataset=ds,
+    )

@@ -1,0 +1,124 @@
+"""PNG, JPEG and TIFF radiographs (8 or 16 bit, grayscale or color)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import (
+    ConstantImageError,
+    CorruptFileError,
+    ImageTooLargeError,
+    MultiFrameError,
+    UnsupportedFormatError,
+)
+from ..preprocess.intensity import minmax, percentile_bounds, window
+from .radiograph import Radiograph, ReadOptions
+
+__all__ = ["looks_like_raster", "read_raster"]
+
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "png",
+    b"\xff\xd8\xff": "jpeg",
+    b"II*\x00": "tiff",
+    b"MM\x00*": "tiff",
+}
+_PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "TIFF": "tiff", "MPO": "jpeg"}
+
+
+def looks_like_raster(head: bytes) -> str | None:
+    """The format name if ``head`` starts with a PNG, JPEG or TIFF signature."""
+    for sig, name in _SIGNATURES.items():
+        if head.startswith(sig):
+            return name
+    return None
+
+
+def _gray(im: Image.Image) -> tuple[np.ndarray, int, str]:
+    """Pixels as a 2-D array, their bit depth and the source mode."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(im).astype(np.uint16, copy=False), 16, mode
+    if mode == "I":
+        arr = np.asarray(im)
+        bits = 16 if arr.min() >= 0 and arr.max() <= 65535 else 32
+        return arr, bits, mode
+    if mode == "F":
+        return np.asarray(im, dtype=np.float32), 32, mode
+    if mode in ("L", "1"):
+        return np.asarray(im.convert("L")), 8, mode
+    if mode in ("LA",):
+        return np.asarray(im.getchannel("L")), 8, mode
+    # RGB, RGBA, P, CMYK, YCbCr ...: ITU-R 601 luma, as OpenCV and Pillow compute it
+    rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
+    luma = rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
+    return luma, 8, mode
+
+
+def read_raster(data: bytes, path: str, image_id: str, options: ReadOptions) -> Radiograph:
+    """Read a PNG/JPEG/TIFF radiograph from its bytes (``path`` only names it in errors)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data))
+        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise UnsupportedFormatError(f"not a readable image ({err})", path=path) from err
+        except Exception as err:  # noqa: BLE001
+            raise CorruptFileError(f"the image header cannot be parsed ({type(err).__name__})", path=path) from err
+    with im:
+        fmt = _PIL_FORMATS.get(im.format or "")
+        if fmt is None:
+            raise UnsupportedFormatError(
+                f"{im.format} images are not read; use DICOM, PNG, JPEG or TIFF", path=path
+            )
+        width, height = im.size
+        if width < 1 or height < 1:
+            raise CorruptFileError(f"the image declares an empty size ({width}x{height})", path=path)
+        if width * height > options.max_pixels:
+            raise ImageTooLargeError(
+                f"the image declares {width}x{height} pixels, more than the limit of {options.max_pixels:,}; "
+                "raise max_pixels (--max-pixels) if this film is genuine",
+                path=path,
+            )
+        if getattr(im, "n_frames", 1) > 1 and im.format != "MPO":
+            raise MultiFrameError(f"the image has {im.n_frames} frames; thoracic reads single images", path=path)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                im.load()
+        except Exception as err:  # noqa: BLE001 - Pillow raises OSError/ValueError/SyntaxError on damage
+            raise CorruptFileError(
+                f"the image data cannot be decoded ({type(err).__name__}: {str(err)[:200]}); the file is truncated or damaged",
+                path=path,
+            ) from err
+        arr, bits, mode = _gray(im)
+    values = arr.astype(np.float32, copy=False)
+    vmin, vmax = float(values.min()), float(values.max())
+    if vmin == vmax:
+        raise ConstantImageError(f"every pixel has the value {vmin:g}; the image is blank", path=path)
+    if options.normalize == "minmax":
+        pixels, center, width_, voi = minmax(values), (vmin + vmax) / 2, vmax - vmin, "minmax"
+    elif options.normalize == "window" and bits <= 8:
+        pixels, center, width_, voi = window(values, 128.0, 256.0), 128.0, 256.0, "full range"
+    else:
+        lo, hi = percentile_bounds(values, *options.percentiles)
+        center, width_ = (lo + hi) / 2, hi - lo
+        pixels, voi = window(values, center, width_, "LINEAR_EXACT"), "percentile"
+    return Radiograph(
+        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
+        image_id=image_id,
+        source=path,
+        format=fmt,
+        original_width=width,
+        original_height=height,
+        photometric="MONOCHROME2" if mode in ("L", "1", "LA", "I;16", "I;16B", "I;16L", "I", "F") else f"{mode}->gray",
+        transfer_syntax="",
+        bits_stored=bits,
+        window_center=center,
+        window_width=width_,
+        voi=voi,
+        normalize=options.normalize,
+    )

@@ -1,0 +1,151 @@
+"""Geometric steps and the transforms that undo them.
+
+Coordinates everywhere in thoracic are continuous pixel coordinates of the stored pixel matrix:
+x to the right, y down, pixel corners on integers (pixel ``(i, j)`` covers ``[j, j+1) x [i, i+1)``),
+as VinBigData boxes and DICOM SCOORD use them. Boxes are ``xyxy`` floats.
+
+Every geometric step returns the resulting image and an :class:`Affine` that maps coordinates of
+its *input* to coordinates of its *output*; ``transform.inverse()`` maps results back. All the
+steps thoracic needs (resize, letterbox, crop, flip) are axis-aligned scalings and translations.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..errors import ConfigError
+from ..transform import Affine
+
+__all__ = [
+    "Affine",
+    "Interpolation",
+    "crop",
+    "hflip",
+    "letterbox",
+    "resize",
+    "resize_longest",
+]
+
+Interpolation = Literal["area", "linear", "cubic", "lanczos", "nearest"]
+_CV2_INTERP = {
+    "area": cv2.INTER_AREA,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "nearest": cv2.INTER_NEAREST,
+}
+
+
+def _check_size(width: int, height: int) -> None:
+    if int(width) < 1 or int(height) < 1:
+        raise ConfigError(f"output size must be at least 1x1 pixel, got {width}x{height}")
+
+
+def _resize_array(img: np.ndarray, width: int, height: int, interpolation: Interpolation) -> np.ndarray:
+    if img.shape[1] == width and img.shape[0] == height:
+        return img
+    if interpolation == "lanczos":
+        # Pillow's antialiased Lanczos: the filter of the common Kaggle recipe (PIL thumbnail),
+        # applied to float32 so nothing is quantized before the final 8-bit conversion.
+        if img.dtype != np.float32:
+            raise ConfigError("lanczos resize works on float32 images")
+        out = Image.fromarray(np.ascontiguousarray(img), mode="F").resize((width, height), Image.Resampling.LANCZOS)
+        return np.asarray(out, dtype=np.float32)
+    try:
+        flag = _CV2_INTERP[interpolation]
+    except KeyError:
+        raise ConfigError.unknown("interpolation", str(interpolation), [*_CV2_INTERP, "lanczos"]) from None
+    if interpolation == "area" and (width > img.shape[1] or height > img.shape[0]):
+        flag = cv2.INTER_LINEAR  # area is a downsampling filter
+    return cv2.resize(img, (width, height), interpolation=flag)
+
+
+def resize(
+    img: np.ndarray,
+    width: int,
+    height: int,
+    *,
+    interpolation: Interpolation = "area",
+) -> tuple[np.ndarray, Affine]:
+    """Resize to exactly ``width x height`` (aspect ratio not kept)."""
+    _check_size(width, height)
+    h, w = img.shape[:2]
+    out = _resize_array(img, int(width), int(height), interpolation)
+    return out, Affine(sx=width / w, sy=height / h)
+
+
+def longest_side_size(width: int, height: int, longest: int) -> tuple[int, int]:
+    """The ``(width, height)`` whose longest side is ``longest``, aspect ratio kept (rounded)."""
+    scale = longest / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize_longest(
+    img: np.ndarray,
+    longest: int,
+    *,
+    interpolation: Interpolation = "area",
+    reference_size: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, Affine]:
+    """Resize so that the longest side is ``longest`` pixels, keeping the aspect ratio (no padding).
+
+    ``reference_size`` (``width, height``) computes the output size from another size than the
+    image's own, e.g. the full-resolution size of an image that was decoded at a reduced
+    resolution, so the output size never depends on how the input was decoded.
+    """
+    if int(longest) < 1:
+        raise ConfigError(f"longest side must be at least 1 pixel, got {longest}")
+    h, w = img.shape[:2]
+    rw, rh = reference_size if reference_size is not None else (w, h)
+    width, height = longest_side_size(rw, rh, int(longest))
+    return resize(img, width, height, interpolation=interpolation)
+
+
+def letterbox(
+    img: np.ndarray,
+    size: int | tuple[int, int],
+    *,
+    pad_value: float = 114 / 255,
+    interpolation: Interpolation = "linear",
+    scaleup: bool = True,
+) -> tuple[np.ndarray, Affine]:
+    """Scale to fit ``size`` (``int`` or ``(width, height)``) keeping the aspect ratio, then pad.
+
+    Padding is centered as ultralytics' ``LetterBox`` does it (grey 114 by default), so a model
+    exported from ultralytics sees the same input it was trained on.
+    """
+    tw, th = (size, size) if isinstance(size, int) else size
+    _check_size(tw, th)
+    h, w = img.shape[:2]
+    r = min(th / h, tw / w)
+    if not scaleup:
+        r = min(r, 1.0)
+    nw, nh = round(w * r), round(h * r)
+    resized = _resize_array(img, nw, nh, interpolation)
+    dw, dh = (tw - nw) / 2, (th - nh) / 2
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    out = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=pad_value)
+    return out, Affine(sx=nw / w, sy=nh / h, tx=float(left), ty=float(top))
+
+
+def crop(img: np.ndarray, box) -> tuple[np.ndarray, Affine]:
+    """Crop to the integer box ``x_min, y_min, x_max, y_max``; parts outside the image are padded with 0."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        raise ConfigError(f"empty crop box {box}")
+    h, w = img.shape[:2]
+    out = np.zeros((y1 - y0, x1 - x0) + img.shape[2:], dtype=img.dtype)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
+    return out, Affine(tx=float(-x0), ty=float(-y0))
+
+
+def hflip(img: np.ndarray) -> tuple[np.ndarray, Affine]:
+    """Mirror left-right (for test-time augmentation)."""
+    w = img.shape[1]
+    return np.ascontiguousarray(img[:, ::-1]), Affine(sx=-1.0, tx=float(w))
