@@ -25,10 +25,10 @@ from .io.radiograph import ReadOptions
 from .preprocess.chain import Chain, Step
 
 __all__ = [
-    "MANIFEST_COLUMNS",
     "ConvertOptions",
     "ConvertResult",
     "ConvertSummary",
+    "MANIFEST_COLUMNS",
     "convert",
     "convert_chain",
     "find_inputs",

@@ -147,7 +147,7 @@ class ConfigError(ThoracicError, ValueError):
         "unknown step 'clache'; did you mean 'clahe'? (choices: clahe, window)"
         """
         choices = sorted(choices)
-        close = difflib.get_close_matches(name, choices, n=1)
+        close = [c for c in choices if name and c.startswith(name)] or difflib.get_close_matches(name, choices, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return cls(f"unknown {kind} {name!r}{hint} (choices: {', '.join(choices)})")
 

@@ -2,9 +2,9 @@
 
 Boxes are float ``xyxy`` in pixels of the original image, ``(x_min, y_min, x_max, y_max)``;
 labels are class names (``"Aortic enlargement"``, ``"Nodule/Mass"``, ``"No finding"``, ...).
-"No finding" needs no special code: the competition writes it as the box ``0 0 1 1``, and as long
-as truth and predictions both carry it that way it is scored like any other class (IoU 1 with
-itself), which is what the competition did.
+"No finding" needs no special code: the competition's format writes it as the box ``0 0 1 1``, and
+as long as truth and predictions both carry it that way it is scored like any other class (the box
+has IoU 1 with itself, and a "No finding" prediction on an abnormal image is a false positive).
 
 Differences from ``map-boxes`` 1.0.6, the reference the competitors used:
 
@@ -14,7 +14,8 @@ Differences from ``map-boxes`` 1.0.6, the reference the competitors used:
   ``map-boxes`` counts IoU equal to the threshold as a match;
 - coordinates and scores are float64; ``map-boxes`` casts them to float32.
 
-On score-sorted input with no IoU equal to the threshold both give the same numbers.
+On input sorted by descending score, with no score ties and no IoU equal to the threshold, both
+give the same numbers up to float32 rounding (the tests check this to 1e-6).
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def iou_matrix(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
     area_a = np.prod(a[:, 2:] - a[:, :2], axis=-1)
     area_b = np.prod(b[:, 2:] - b[:, :2], axis=-1)
     union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    iou: npt.NDArray[np.float64] = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return iou
 
 
 def average_precision(scores: npt.ArrayLike, matched: npt.ArrayLike, n_truth: int) -> float:
@@ -133,6 +135,7 @@ def average_precision(scores: npt.ArrayLike, matched: npt.ArrayLike, n_truth: in
     """
     s = np.asarray(scores, dtype=np.float64)
     m = np.asarray(matched)
+    m = m.astype(bool) if m.size == 0 else m  # an empty list is float64 to NumPy
     if s.ndim != 1 or m.shape != s.shape:
         raise ConfigError(f"scores and matched must be 1-D of equal length, got {s.shape} and {m.shape}")
     if m.dtype != np.bool_:

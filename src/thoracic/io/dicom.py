@@ -10,8 +10,10 @@ from typing import Any
 import numpy as np
 import pydicom
 from PIL import Image
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from ..errors import (
     ConstantImageError,
@@ -53,12 +55,13 @@ _PHI_KEYWORDS = (
     "ReferringPhysicianName",
 )
 _J2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
+#: What to install for a compressed syntax (pydicom's pylibjpeg plugin needs pylibjpeg itself too).
 _DECODER_PACKAGES = {
-    "JPEG 2000": "pylibjpeg-openjpeg",
-    "JPEG-LS": "pylibjpeg-libjpeg",
-    "JPEG": "pylibjpeg-libjpeg",
-    "RLE": "pylibjpeg-rle",
-    "High-Throughput": "pylibjpeg-openjpeg",
+    "JPEG 2000": "pylibjpeg pylibjpeg-openjpeg",
+    "JPEG-LS": "pylibjpeg pylibjpeg-libjpeg",
+    "JPEG": "pylibjpeg pylibjpeg-libjpeg",
+    "RLE": "pylibjpeg pylibjpeg-rle",
+    "High-Throughput": "pylibjpeg pylibjpeg-openjpeg",
 }
 
 
@@ -67,12 +70,13 @@ def looks_like_dicom(head: bytes) -> bool:
 
 
 def _parse(data: bytes, path: str) -> Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns on fixable header oddities; we validate ourselves
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # pydicom warns on fixable header oddities; we validate ourselves
         try:
             if looks_like_dicom(data[:132]):
-                return pydicom.dcmread(io.BytesIO(data))
-            ds = pydicom.dcmread(io.BytesIO(data), force=True)  # a dataset without preamble or meta
+                ds = pydicom.dcmread(io.BytesIO(data))
+            else:
+                ds = pydicom.dcmread(io.BytesIO(data), force=True)  # a dataset without preamble or meta
         except InvalidDicomError as err:
             raise UnsupportedFormatError(
                 "not a DICOM file nor a PNG/JPEG/TIFF image", path=path
@@ -84,7 +88,31 @@ def _parse(data: bytes, path: str) -> Dataset:
             ) from err
     if not looks_like_dicom(data[:132]) and not any(k in ds for k in ("Rows", "SOPClassUID", "PixelData")):
         raise UnsupportedFormatError("not a DICOM file nor a PNG/JPEG/TIFF image", path=path)
+    eof = any("end of file" in str(w.message).lower() for w in caught)
+    if "PixelData" not in ds and (eof or _looks_truncated(ds, len(data))):
+        raise CorruptFileError(
+            "the DICOM ends before its pixel data; the file is truncated (copy or download it again)",
+            path=path,
+        )
     return ds
+
+
+def _looks_truncated(ds: Dataset, size: int) -> bool:
+    """Whether pydicom stopped at the end of the data, not at the end of the dataset.
+
+    pydicom reads a truncated file silently: the last element comes short of its declared length,
+    a partial tag is dropped, or nothing at all follows the file meta. (A file cut exactly between
+    two elements cannot be told from one saved without its pixels.)
+    """
+    if len(ds) == 0:
+        return True
+    raw = [e for e in ds._dict.values() if isinstance(e, RawDataElement) and e.length != 0xFFFFFFFF]
+    if not raw:
+        return False
+    last = max(raw, key=lambda e: e.value_tell)
+    end = last.value_tell + last.length
+    short = isinstance(last.value, bytes) and len(last.value) < last.length
+    return short or end > size or 0 < size - end < 8
 
 
 def _first(value: Any) -> Any:
@@ -122,7 +150,17 @@ def _check_decoder(ds: Dataset, path: str) -> str:
     ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if ts is None:
         return "Implicit VR Little Endian"
-    if not ts.is_compressed:
+    try:
+        compressed = ts.is_compressed
+    except ValueError as err:  # a syntax this pydicom does not know (newer standard or private)
+        raise UnsupportedTransferSyntaxError(
+            f"transfer syntax {ts} is not one pydicom {pydicom.__version__} knows; a newer pydicom may "
+            "decode it (pip install --upgrade pydicom), or convert the file to an uncompressed syntax "
+            "(e.g. with gdcmconv --raw)",
+            path=path,
+            transfer_syntax=str(ts),
+        ) from err
+    if not compressed:
         return ts.name
     from pydicom.pixels import get_decoder
 
@@ -130,8 +168,9 @@ def _check_decoder(ds: Dataset, path: str) -> str:
         decoder = get_decoder(ts)
     except NotImplementedError as err:
         raise UnsupportedTransferSyntaxError(
-            f"transfer syntax {ts.name} ({ts}) has no pixel data decoder in pydicom; "
-            "convert the file to an uncompressed or JPEG/JPEG 2000 syntax (e.g. with dcmtk's dcmdjpeg)",
+            f"transfer syntax {ts.name} ({ts}) has no pixel data decoder in pydicom {pydicom.__version__}; "
+            "a newer pydicom may decode it (pip install --upgrade pydicom), or convert the file to an "
+            "uncompressed syntax (e.g. with gdcmconv --raw)",
             path=path,
             transfer_syntax=str(ts),
         ) from err
@@ -188,11 +227,20 @@ def _decode_j2k_reduced(ds: Dataset, target: int) -> tuple[np.ndarray, int] | No
     level = min(level, levels)
     if level == 0:
         return None
-    with Image.open(io.BytesIO(frame)) as im:
-        im.reduce = level
-        im.load()
-        arr = np.asarray(im)
-        mode = im.mode
+    # OpenJPEG refuses some levels on some encoders' streams ("broken data stream" for levels >= 2
+    # of the Kakadu-made RG1 files): step down to the next finer level, and to a full decode.
+    for level in range(level, 0, -1):
+        try:
+            with Image.open(io.BytesIO(frame)) as im:
+                im.reduce = level
+                im.load()
+                arr = np.asarray(im)
+                mode = im.mode
+            break
+        except OSError:
+            continue
+    else:
+        return None
     if mode.startswith("I;16") and precision < 16:
         arr = arr >> (16 - precision)  # Pillow scales J2K samples up to 16 bits
     elif mode not in ("L",) and not mode.startswith("I;16"):
@@ -341,8 +389,13 @@ def read_dicom(data: bytes, path: str, image_id: str, options: ReadOptions) -> R
     ds = _parse(data, path)
     if "PixelData" not in ds:
         other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds]
-        what = f"float pixel data ({other[0]}), which radiographs do not use" if other else "no pixel data"
-        raise NoPixelDataError(f"the DICOM has {what}; it is not an image (a report or presentation state?)", path=path)
+        if other:
+            what = f"has float pixel data ({other[0]}), which radiographs do not use"
+        elif "Rows" in ds or "Image Storage" in UID(str(ds.get("SOPClassUID", ""))).name:
+            what = "has an image header but no pixel data: it was saved without its pixels or cut short before them"
+        else:
+            what = "has no pixel data; it is not an image (a report or presentation state?)"
+        raise NoPixelDataError(f"the DICOM {what}", path=path)
     flags = _check_chest(ds, options, path)
     frames = ds.get("NumberOfFrames", 1)
     try:

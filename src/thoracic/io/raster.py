@@ -60,14 +60,25 @@ def _gray(im: Image.Image) -> tuple[np.ndarray, int, str]:
 
 def read_raster(data: bytes, path: str, image_id: str, options: ReadOptions) -> Radiograph:
     """Read a PNG/JPEG/TIFF radiograph from its bytes (``path`` only names it in errors)."""
+    kind = (looks_like_raster(data[:8]) or "image").upper()
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels below is the guard
         try:
             im = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise UnsupportedFormatError(f"not a readable image ({err})", path=path) from err
+        except Image.DecompressionBombError as err:  # beyond twice Pillow's own limit
+            raise ImageTooLargeError(
+                f"the image declares more pixels than Pillow will open ({err}); it is not a chest film",
+                path=path,
+            ) from err
+        except UnidentifiedImageError as err:  # the signature matched, so the header is damaged
+            raise CorruptFileError(
+                f"the file starts like a {kind} but its header cannot be parsed; it is truncated or damaged",
+                path=path,
+            ) from err
         except Exception as err:  # noqa: BLE001
-            raise CorruptFileError(f"the image header cannot be parsed ({type(err).__name__})", path=path) from err
+            raise CorruptFileError(
+                f"the {kind} header cannot be parsed ({type(err).__name__}); it is truncated or damaged", path=path
+            ) from err
     with im:
         fmt = _PIL_FORMATS.get(im.format or "")
         if fmt is None:

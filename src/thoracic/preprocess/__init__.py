@@ -17,11 +17,11 @@ from .intensity import (
 )
 
 __all__ = [
-    "CHAINS",
-    "STEPS",
     "Affine",
+    "CHAINS",
     "Chain",
     "Prepared",
+    "STEPS",
     "Step",
     "clahe",
     "crop",

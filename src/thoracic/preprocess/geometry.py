@@ -123,7 +123,7 @@ def letterbox(
     r = min(th / h, tw / w)
     if not scaleup:
         r = min(r, 1.0)
-    nw, nh = round(w * r), round(h * r)
+    nw, nh = max(1, round(w * r)), max(1, round(h * r))
     resized = _resize_array(img, nw, nh, interpolation)
     dw, dh = (tw - nw) / 2, (th - nh) / 2
     top, bottom = round(dh - 0.1), round(dh + 0.1)
