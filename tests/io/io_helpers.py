@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pydicom.uid
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian
 
 from thoracic.io import Radiograph, ReadOptions, read
 
@@ -34,6 +35,11 @@ PHI = {
     "InstitutionName": "Saint Nowhere General",
     "ReferringPhysicianName": "House^Gregory",
 }
+
+#: The PHI values and their name components of 4+ characters: none may appear in any text.
+PHI_FRAGMENTS = tuple(
+    dict.fromkeys(part for value in PHI.values() for part in (value, *value.split("^")) if len(part) >= 4)
+)
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 
@@ -140,18 +146,20 @@ def build_dicom(
     bits_stored: int | None = None,
     signed: bool | None = None,
     photometric: str = "MONOCHROME2",
-    implicit: bool = False,
-    preamble: bool = True,
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    bare: bool = False,
     pixel_data: bytes | None = None,
     **attrs: object,
 ) -> bytes:
     """A minimal CR image as DICOM Part 10 bytes, with PHI in its header.
 
-    ``pixels`` is the 2-D array to store (``None``: no Pixel Data at all); ``pixel_data``
-    replaces its bytes. ``attrs`` set (or, with ``None``, delete) any other attribute.
+    ``pixels`` is the array to store, rows x columns (x samples) (``None``: no Pixel Data at
+    all); ``pixel_data`` replaces its bytes (e.g. an encapsulated stream for a compressed
+    ``transfer_syntax``). ``attrs`` set (or, with ``None``, delete) any other attribute.
+    ``bare``: no preamble and no file meta, only the data set in ``transfer_syntax``'s encoding.
     """
     meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = transfer_syntax
     meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
     meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.10101"
     ds = Dataset()
@@ -170,13 +178,17 @@ def build_dicom(
         signed = pixels.dtype.kind == "i" if signed is None else signed
         allocated = 8 * pixels.dtype.itemsize
         ds.Rows, ds.Columns = pixels.shape[:2]
-        ds.SamplesPerPixel = 1
+        ds.SamplesPerPixel = 1 if pixels.ndim == 2 else pixels.shape[2]
+        if pixels.ndim == 3:
+            ds.PlanarConfiguration = 0
         ds.PhotometricInterpretation = photometric
         ds.BitsAllocated = allocated
         ds.BitsStored = bits_stored or allocated
         ds.HighBit = ds.BitsStored - 1
         ds.PixelRepresentation = int(signed)
         ds.PixelData = pixel_data if pixel_data is not None else pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
+    elif pixel_data is not None:
+        ds.PixelData = pixel_data
     for key, value in attrs.items():
         if value is None:
             if key in ds:
@@ -184,9 +196,13 @@ def build_dicom(
         else:
             setattr(ds, key, value)
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    data = buf.getvalue()
-    return data if preamble else data[128:]
+    if bare:
+        uid = pydicom.uid.UID(transfer_syntax)
+        ds.file_meta = FileMetaDataset()
+        ds.save_as(buf, implicit_vr=uid.is_implicit_VR, little_endian=uid.is_little_endian)
+    else:
+        ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
 
 
 def parse(data: bytes) -> Dataset:

@@ -1,16 +1,60 @@
 """Scoring detections against ground truth.
 
+- :func:`kaggle_map`: the VinBigData competition metric (VOC 2010 AP at IoU > 0.4);
+- :func:`evaluate`: every metric at once (Kaggle and COCO mAP, precision/recall/F1, accuracy,
+  ROC-AUC, FROC, bootstrap intervals) as a JSON-ready :class:`EvaluationResult`;
+- :func:`read_predictions`, :func:`read_truth`: the CSV files, with bad rows listed as problems;
+- :func:`human_baseline`: each reader scored against the fusion of the others.
+
 >>> from thoracic.evaluate import kaggle_map
 >>> kaggle_map([("a", "No finding", 0, 0, 1, 1)], [("a", "No finding", 1.0, 0, 0, 1, 1)]).map
 1.0
 """
 
+from .bootstrap import bootstrap_intervals, resample_weights
+from .classification import image_matrix, roc_auc, roc_curve
+from .coco import COCO_STATS, coco_map
+from .detection import FROC_RATES, best_f1, class_confusion, froc, match, pr_curve, prf
+from .evaluate import (
+    METRICS_KEYS,
+    EvaluationConfig,
+    EvaluationResult,
+    evaluate,
+    load_curves,
+    markdown_summary,
+    write_results,
+)
 from .kaggle import KAGGLE_IOU_THRESHOLD, MapResult, average_precision, iou_matrix, kaggle_map
+from .tables import read_predictions, read_sizes, read_truth
 
 __all__ = [
+    "COCO_STATS",
+    "EvaluationConfig",
+    "EvaluationResult",
+    "FROC_RATES",
     "KAGGLE_IOU_THRESHOLD",
+    "METRICS_KEYS",
     "MapResult",
     "average_precision",
+    "best_f1",
+    "bootstrap_intervals",
+    "class_confusion",
+    "coco_map",
+    "evaluate",
+    "froc",
+    "image_matrix",
     "iou_matrix",
     "kaggle_map",
+    "load_curves",
+    "markdown_summary",
+    "match",
+    "pr_curve",
+    "prf",
+    "read_predictions",
+    "read_sizes",
+    "read_truth",
+    "resample_weights",
+    "roc_auc",
+    "roc_curve",
+    "write_results",
 ]

@@ -13,7 +13,7 @@ from PIL import Image
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..errors import (
     ConstantImageError,
@@ -55,6 +55,11 @@ _PHI_KEYWORDS = (
     "ReferringPhysicianName",
 )
 _J2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
+#: Syntaxes whose codestream ends with an EOI/EOC marker (FFD9), which cannot occur inside its data
+#: (byte stuffing); pylibjpeg decodes a stream cut short without a word, as gray or black pixels.
+_EOI_SYNTAXES = frozenset(
+    pydicom.uid.JPEGTransferSyntaxes + pydicom.uid.JPEGLSTransferSyntaxes + pydicom.uid.JPEG2000TransferSyntaxes
+)
 #: What to install for a compressed syntax (pydicom's pylibjpeg plugin needs pylibjpeg itself too).
 _DECODER_PACKAGES = {
     "JPEG 2000": "pylibjpeg pylibjpeg-openjpeg",
@@ -88,10 +93,16 @@ def _parse(data: bytes, path: str) -> Dataset:
             ) from err
     if not looks_like_dicom(data[:132]) and not any(k in ds for k in ("Rows", "SOPClassUID", "PixelData")):
         raise UnsupportedFormatError("not a DICOM file nor a PNG/JPEG/TIFF image", path=path)
+    implicit, little = ds.original_encoding
+    if "TransferSyntaxUID" not in ds.file_meta and implicit is not None:  # no file meta: as the data set
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
     eof = any("end of file" in str(w.message).lower() for w in caught)
     if "PixelData" not in ds and (eof or _looks_truncated(ds, len(data))):
         raise CorruptFileError(
-            "the DICOM ends before its pixel data; the file is truncated (copy or download it again)",
+            "the DICOM is cut short before the end of its pixel data; the file is truncated "
+            "(copy or download it again)",
             path=path,
         )
     return ds
@@ -253,6 +264,11 @@ def _decode_j2k_reduced(ds: Dataset, target: int) -> tuple[np.ndarray, int] | No
 def _decode(ds: Dataset, options: ReadOptions, path: str) -> tuple[np.ndarray, Affine]:
     rows, cols = int(ds.Rows), int(ds.Columns)
     ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    if ts in _EOI_SYNTAXES and b"\xff\xd9" not in bytes(ds.PixelData[-16:]):  # single frame: its end
+        raise CorruptFileError(
+            "the compressed pixel data stops before its end-of-image marker; the file is truncated or damaged",
+            path=path,
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -265,6 +281,8 @@ def _decode(ds: Dataset, options: ReadOptions, path: str) -> tuple[np.ndarray, A
                 reduced = _decode_j2k_reduced(ds, options.target_size)
                 if reduced is not None:
                     arr, level = reduced
+                    # extent to extent: the last sample of an odd size covers half a cell, so this
+                    # is within one original pixel of the 2**level grid everywhere
                     return arr, Affine(sx=cols / arr.shape[1], sy=rows / arr.shape[0])
             arr = ds.pixel_array
         except (UnsupportedTransferSyntaxError, InvalidRadiographError):

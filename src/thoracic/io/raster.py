@@ -67,7 +67,7 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadOptions) -> 
             im = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as err:  # beyond twice Pillow's own limit
             raise ImageTooLargeError(
-                f"the image declares more pixels than Pillow will open ({err}); it is not a chest film",
+                f"the image declares more pixels than Pillow opens ({err}); refused as a likely decompression bomb",
                 path=path,
             ) from err
         except UnidentifiedImageError as err:  # the signature matched, so the header is damaged

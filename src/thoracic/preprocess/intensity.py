@@ -37,7 +37,7 @@ def window(arr: np.ndarray, center: float, width: float, function: VoiFunction |
     ``LINEAR`` follows the standard's formula with its half-pixel offsets; ``LINEAR_EXACT`` and
     ``SIGMOID`` are the other two VOI LUT functions.
 
-    >>> window(np.array([0.0, 50.0, 100.0], dtype=np.float32), 50, 101).round(3).tolist()
+    >>> [round(float(v), 3) for v in window(np.array([0.0, 50.0, 100.0], dtype=np.float32), 50, 101)]
     [0.005, 0.505, 1.0]
     """
     func = str(function or "LINEAR").upper()

@@ -1,0 +1,141 @@
+"""``thoracic evaluate`` and ``thoracic report``.
+
+Wire into the main parser with ``add_parser(sub)``; each handler returns an exit code: 0 on
+success (problems with the inputs are listed, not fatal), 2 on input that cannot be scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import ThoracicError
+
+__all__ = ["add_parser", "cmd_evaluate", "cmd_report", "load_inputs"]
+
+FUSIONS = ("wbf", "nms", "all", "none")
+
+
+def _common(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument("--pred", required=required, help="predictions CSV (image_id,label,score,x_min,y_min,x_max,y_max)")
+    p.add_argument("--truth", required=required,
+                   help="truth CSV (image_id,label,x_min,y_min,x_max,y_max[,reader]) or Kaggle's train.csv")
+    p.add_argument("--sizes", default=None, help="CSV with image_id,width,height (e.g. Kaggle's train_meta)")
+    p.add_argument("--fusion", choices=FUSIONS, default="wbf",
+                   help="how several truth readers become one truth: wbf (default), nms, all (keep every reader's "
+                        "boxes, one 'No finding' per normal image) or none (the rows as they are)")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``evaluate`` and ``report`` on the ``thoracic`` subparsers."""
+    p = sub.add_parser("evaluate", help="score predictions against truth: mAP, COCO mAP, P/R/F1, AUC, FROC, CIs")
+    _common(p, required=True)
+    p.add_argument("--iou", type=float, default=0.4, help="a match needs IoU above this (default 0.4, the Kaggle metric)")
+    p.add_argument("--score-threshold", type=float, default=0.5, help="score cut for precision/recall/F1 (default 0.5)")
+    p.add_argument("--abnormal-threshold", type=float, default=0.5, help="P(abnormal) cut for image accuracy (default 0.5)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the images (0: no intervals)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--no-coco", action="store_true", help="skip COCO mAP (which needs pycocotools)")
+    p.add_argument("--out", required=True, help="output folder: metrics.json, metrics.md, curves.json")
+    p.add_argument("--report", action="store_true", help="also write report.html (plots and overlays) into --out")
+    p.add_argument("--images", default=None, help="folder of images (<image_id>.png/.jpg/.dcm) for overlays in the report")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="one self-contained HTML page with the metrics, plots and sample overlays")
+    p.add_argument("--metrics", required=True, help="an evaluate output folder or its metrics.json")
+    _common(p, required=False)
+    p.add_argument("--images", default=None, help="folder of images for overlays (needs --pred and --truth)")
+    p.add_argument("--samples", type=int, default=6, help="number of overlay images (default 6)")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.set_defaults(func=cmd_report)
+
+
+def load_inputs(truth_path: str, pred_path: str | None, sizes_path: str | None, fusion: str):
+    """Read truth (fused as asked) and predictions; returns ``(truth, preds_or_None, notes)``."""
+    from ..evaluate.tables import read_predictions, read_sizes, read_truth
+
+    sizes = None
+    extra = []
+    if sizes_path:
+        sizes, extra = read_sizes(sizes_path)
+    truth = read_truth(truth_path, sizes=sizes)
+    notes = []
+    readers = sorted(set(truth.reader.tolist()) - {""})
+    if fusion != "none" and len(readers) > 1:
+        from ..data.fusion import FusionConfig, fuse_readers
+
+        truth = fuse_readers(truth, FusionConfig(method=fusion))
+        notes.append(f"truth of {len(readers)} readers fused with {fusion}")
+    if extra:
+        from ..data.annotations import Annotations
+
+        truth = Annotations(truth.images, truth.image_id, truth.label, truth.boxes, truth.reader, truth.score,
+                            (*extra, *truth.problems), truth.name)
+    preds = read_predictions(pred_path, sizes=sizes) if pred_path else None
+    return truth, preds, notes
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..evaluate import EvaluationConfig, evaluate, write_results
+
+    try:
+        config = EvaluationConfig(
+            iou=args.iou, score_threshold=args.score_threshold, abnormal_threshold=args.abnormal_threshold,
+            bootstrap=args.bootstrap, seed=args.seed, coco=not args.no_coco,
+        )
+        truth, preds, notes = load_inputs(args.truth, args.pred, args.sizes, args.fusion)
+        result = evaluate(truth, preds, config)
+        if notes:
+            result.metrics["notes"][:0] = notes
+        paths = write_results(result, args.out)
+        if args.report:
+            from ..report import write_report
+
+            paths["report"] = write_report(result.metrics, Path(args.out) / "report.html", curves=result.curves,
+                                           truth=truth, preds=preds, images=args.images)
+    except ThoracicError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    m = result.metrics
+    coco = m["coco"] or {}
+    ci = m["ci95"].get("map")
+    ci_text = f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
+    print(f"{m['images']} images; Kaggle mAP@{m['iou']} = {m['map']:.4f}{ci_text}")
+    if coco.get("map") is not None:
+        print(f"COCO mAP@[.5:.95] = {coco['map']:.4f}, mAP@.5 = {coco['map50']:.4f}")
+    if m["auc"]["abnormal"] is not None:
+        print(f"AUC abnormal vs normal = {m['auc']['abnormal']:.4f}")
+    if m["problem_counts"]:
+        print("problems: " + ", ".join(f"{k} {v}" for k, v in m["problem_counts"].items())
+              + f" (listed in {paths['metrics']})", file=sys.stderr)
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from ..evaluate.evaluate import load_curves
+    from ..report import write_report
+
+    src = Path(args.metrics)
+    mpath = src / "metrics.json" if src.is_dir() else src
+    try:
+        metrics = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        print(f"error: {mpath}: cannot read metrics ({err})", file=sys.stderr)
+        return 2
+    cpath = mpath.with_name("curves.json")
+    curves = load_curves(cpath) if cpath.exists() else None
+    try:
+        truth = preds = None
+        if args.truth:
+            truth, preds, _ = load_inputs(args.truth, args.pred, args.sizes, args.fusion)
+        out = write_report(metrics, args.out, curves=curves, truth=truth, preds=preds, images=args.images,
+                           samples=args.samples)
+    except ThoracicError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"written: {out}")
+    return 0

@@ -1,0 +1,84 @@
+"""``thoracic train lungs``: train the lung UNet as shipped (needs the ``train`` extra).
+
+torch is imported inside the handler only, so the rest of the CLI works without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["add_parser", "main"]
+
+
+def _cmd_train_lungs(args: argparse.Namespace) -> int:
+    from ..anatomy.training import TrainConfig, train_lungs  # raises MissingDependencyError without torch
+
+    cfg = TrainConfig(
+        data=args.data,
+        out=args.out,
+        size=args.size,
+        base=args.base,
+        epochs=args.epochs,
+        batch=args.batch,
+        lr=args.lr,
+        hflip=args.hflip,
+        seed=args.seed,
+        threads=args.threads,
+        folds=args.folds,
+        fold=args.fold,
+        export=not args.no_export,
+    )
+
+    def progress(row: dict) -> None:
+        extra = f" val_dice={row['val_dice']:.4f}" if "val_dice" in row else ""
+        print(f"epoch {row['epoch']}/{cfg.epochs} loss={row['loss']:.4f} lr={row['lr']:.2e} {row['seconds']}s{extra}", flush=True)
+
+    summary = train_lungs(cfg, progress=progress)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``train`` (with the ``lungs`` target) to the ``thoracic`` subcommands."""
+    p = subparsers.add_parser("train", help="train a model (needs the train extra: pip install 'thoracic[train]')")
+    targets = p.add_subparsers(dest="target", metavar="MODEL")
+    t = targets.add_parser("lungs", help="the lung segmentation UNet (as shipped in thoracic/models/lungs)")
+    t.add_argument("--data", required=True, help="lung data set folder with pairs.csv, images/, masks/")
+    t.add_argument("--out", required=True, help="output folder: checkpoint (resumes), lungs.onnx, log, summary")
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--size", type=int, default=256, help="model input size (square, multiple of 16)")
+    t.add_argument("--base", type=int, default=16, help="UNet channels at full resolution")
+    t.add_argument("--batch", type=int, default=4)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--hflip", action="store_true", help="also mirror left-right during augmentation")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    t.add_argument("--folds", type=int, default=0, help="cross-validation: number of folds inside split=train")
+    t.add_argument("--fold", type=int, default=-1, help="cross-validation: the fold held out")
+    t.add_argument("--no-export", action="store_true", help="skip the ONNX export")
+    t.set_defaults(func=_cmd_train_lungs)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``train`` on its own (``python -m thoracic.cli.train lungs ...``)."""
+    from ..errors import ThoracicError
+
+    parser = argparse.ArgumentParser(prog="thoracic")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ThoracicError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

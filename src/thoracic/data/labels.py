@@ -1,0 +1,97 @@
+"""The label schema every module uses: the 14 VinDr-CXR findings and "No finding".
+
+Names and ids are exactly those of the VinBigData Kaggle ``train.csv`` (``class_name``,
+``class_id``). Models trained on other data (NIH ChestX-ray14 covers 7 of the 14) keep these names
+and ids, so results of different models can be fused by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from ..errors import ConfigError
+
+__all__ = [
+    "CLASS_IDS",
+    "FINDINGS",
+    "LABELS",
+    "NIH_TO_VINDR",
+    "NO_FINDING",
+    "NO_FINDING_BOX",
+    "NO_FINDING_ID",
+    "class_id",
+    "class_name",
+    "nih_to_vindr",
+]
+
+#: The 14 findings, index = Kaggle ``class_id``.
+FINDINGS: tuple[str, ...] = (
+    "Aortic enlargement",
+    "Atelectasis",
+    "Calcification",
+    "Cardiomegaly",
+    "Consolidation",
+    "ILD",
+    "Infiltration",
+    "Lung Opacity",
+    "Nodule/Mass",
+    "Other lesion",
+    "Pleural effusion",
+    "Pleural thickening",
+    "Pneumothorax",
+    "Pulmonary fibrosis",
+)
+NO_FINDING = "No finding"
+NO_FINDING_ID = 14
+#: The box the competition uses for "No finding" rows.
+NO_FINDING_BOX = (0.0, 0.0, 1.0, 1.0)
+#: All 15 labels, index = Kaggle ``class_id``.
+LABELS: tuple[str, ...] = (*FINDINGS, NO_FINDING)
+CLASS_IDS: Mapping[str, int] = MappingProxyType({name: i for i, name in enumerate(LABELS)})
+
+#: NIH ChestX-ray14 box findings (``BBox_List_2017.csv``) to VinDr names.
+NIH_TO_VINDR: Mapping[str, str] = MappingProxyType(
+    {
+        "Atelectasis": "Atelectasis",
+        "Cardiomegaly": "Cardiomegaly",
+        "Effusion": "Pleural effusion",
+        "Infiltrate": "Infiltration",
+        "Infiltration": "Infiltration",
+        "Mass": "Nodule/Mass",
+        "Nodule": "Nodule/Mass",
+        "Pneumonia": "Lung Opacity",
+        "Pneumothorax": "Pneumothorax",
+    }
+)
+
+
+def class_id(name: str) -> int:
+    """The Kaggle class id of a label name.
+
+    >>> class_id("Nodule/Mass"), class_id("No finding")
+    (8, 14)
+    """
+    try:
+        return CLASS_IDS[name]
+    except KeyError:
+        raise ConfigError.unknown("label", name, LABELS) from None
+
+
+def class_name(cid: int) -> str:
+    """The label name of a Kaggle class id (0-14)."""
+    if not 0 <= int(cid) < len(LABELS):
+        raise ConfigError(f"class id must be 0..{len(LABELS) - 1}, got {cid}")
+    return LABELS[int(cid)]
+
+
+def nih_to_vindr(finding: str) -> str:
+    """Map an NIH box finding to its VinDr label.
+
+    >>> nih_to_vindr("Effusion")
+    'Pleural effusion'
+    """
+    try:
+        return NIH_TO_VINDR[finding]
+    except KeyError:
+        raise ConfigError.unknown("NIH finding", finding, NIH_TO_VINDR) from None

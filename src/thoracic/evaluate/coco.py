@@ -1,0 +1,112 @@
+"""COCO mAP@[.5:.95] and mAP@.5 of the finding boxes, computed by pycocotools (the ``eval`` extra).
+
+The truth images are COCO images (also those without finding boxes, so false positives there
+count), finding classes are COCO categories with id ``class_id + 1``, and boxes are converted
+from ``xyxy`` to COCO's ``xywh`` (area ``w * h``). "No finding" rows are left out: it is not a
+localized finding. pycocotools keeps at most 100 detections per image (its default ``maxDets``)
+and averages over categories that have truth boxes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..data.labels import CLASS_IDS, NO_FINDING
+from ..errors import MissingDependencyError
+
+__all__ = ["COCO_STATS", "coco_inputs", "coco_map"]
+
+#: Names of the 12 numbers of ``COCOeval.stats``, in order.
+COCO_STATS = (
+    "map", "map50", "map75", "map_small", "map_medium", "map_large",
+    "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large",
+)  # fmt: skip
+
+
+def coco_inputs(
+    images: Sequence[object],
+    truth_image: npt.ArrayLike,
+    truth_label: npt.ArrayLike,
+    truth_boxes: npt.ArrayLike,
+    pred_image: npt.ArrayLike,
+    pred_label: npt.ArrayLike,
+    pred_scores: npt.ArrayLike,
+    pred_boxes: npt.ArrayLike,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The COCO ground-truth dataset dict and detection list (finding boxes only).
+
+    Predictions on images not in ``images`` and of labels other than the 14 findings are left out.
+    """
+    index = {k: i + 1 for i, k in enumerate(images)}
+    cats = [{"id": cid + 1, "name": name} for name, cid in CLASS_IDS.items() if name != NO_FINDING]
+    anns = []
+    tb = np.asarray(truth_boxes, dtype=np.float64).reshape(-1, 4)
+    for k, (img, lab) in enumerate(zip(np.asarray(truth_image, dtype=object).tolist(), np.asarray(truth_label, dtype=object).tolist())):
+        if lab == NO_FINDING or lab not in CLASS_IDS or img not in index:
+            continue
+        x0, y0, x1, y1 = tb[k].tolist()
+        anns.append({"id": len(anns) + 1, "image_id": index[img], "category_id": CLASS_IDS[lab] + 1,
+                     "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
+    gt = {"images": [{"id": i} for i in index.values()], "annotations": anns, "categories": cats}
+    dets = []
+    pb = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
+    ps = np.asarray(pred_scores, dtype=np.float64)
+    for k, (img, lab) in enumerate(zip(np.asarray(pred_image, dtype=object).tolist(), np.asarray(pred_label, dtype=object).tolist())):
+        if lab == NO_FINDING or lab not in CLASS_IDS or img not in index:
+            continue
+        x0, y0, x1, y1 = pb[k].tolist()
+        dets.append({"image_id": index[img], "category_id": CLASS_IDS[lab] + 1,
+                     "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(ps[k])})
+    return gt, dets
+
+
+def coco_map(
+    images: Sequence[object],
+    truth_image: npt.ArrayLike,
+    truth_label: npt.ArrayLike,
+    truth_boxes: npt.ArrayLike,
+    pred_image: npt.ArrayLike,
+    pred_label: npt.ArrayLike,
+    pred_scores: npt.ArrayLike,
+    pred_boxes: npt.ArrayLike,
+) -> dict[str, float | None]:
+    """COCO's 12 summary numbers (:data:`COCO_STATS`) for the finding boxes.
+
+    A number pycocotools reports as ``-1`` (nothing to average, e.g. no small boxes) is ``None``.
+    Without any finding truth box every number is ``None``.
+
+    Raises
+    ------
+    MissingDependencyError
+        pycocotools is not installed (``pip install 'thoracic[eval]'``).
+    """
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError as err:
+        raise MissingDependencyError.for_feature("COCO mAP", "pycocotools", "eval") from err
+    gt, dets = coco_inputs(images, truth_image, truth_label, truth_boxes, pred_image, pred_label, pred_scores, pred_boxes)
+    if not gt["annotations"]:
+        return dict.fromkeys(COCO_STATS)
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(dets) if dets else COCO()
+        if not dets:
+            coco_dt.dataset = {"images": gt["images"], "annotations": [], "categories": gt["categories"]}
+            coco_dt.createIndex()
+        ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {name: (None if v < 0 else float(v)) for name, v in zip(COCO_STATS, ev.stats.tolist())}
