@@ -1,5 +1,1 @@
-"""The ``thoracic`` command."""
-
-from .main import main
-
-__all__ = ["main"]
+"""The ``thoracic`` command: ``thoracic.cli.main.main(argv) -> int``."""

@@ -40,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder: metrics.json, metrics.md, curves.json")
     p.add_argument("--report", action="store_true", help="also write report.html (plots and overlays) into --out")
     p.add_argument("--images", default=None, help="folder of images (<image_id>.png/.jpg/.dcm) for overlays in the report")
+    p.add_argument("--title", default="thoracic evaluation", help="title of report.html")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("report", help="one self-contained HTML page with the metrics, plots and sample overlays")
@@ -47,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common(p, required=False)
     p.add_argument("--images", default=None, help="folder of images for overlays (needs --pred and --truth)")
     p.add_argument("--samples", type=int, default=6, help="number of overlay images (default 6)")
+    p.add_argument("--title", default="thoracic evaluation", help="title of the page")
     p.add_argument("--out", required=True, help="the HTML file to write")
     p.set_defaults(func=cmd_report)
 
@@ -93,7 +95,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             from ..report import write_report
 
             paths["report"] = write_report(result.metrics, Path(args.out) / "report.html", curves=result.curves,
-                                           truth=truth, preds=preds, images=args.images)
+                                           truth=truth, preds=preds, images=args.images, title=args.title)
     except ThoracicError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -133,7 +135,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.truth:
             truth, preds, _ = load_inputs(args.truth, args.pred, args.sizes, args.fusion)
         out = write_report(metrics, args.out, curves=curves, truth=truth, preds=preds, images=args.images,
-                           samples=args.samples)
+                           samples=args.samples, title=args.title)
     except ThoracicError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("chains", help="list the named preprocessing chains")
     p.set_defaults(func=_cmd_chains)
+
+    # subcommands of the other stages register themselves (their heavy imports stay lazy)
+    from . import evaluate
+
+    for module in (evaluate,):
+        module.add_parser(sub)
     return parser
 
 

@@ -11,6 +11,7 @@
 1.0
 """
 
+from .baseline import BaselineResult, human_baseline
 from .bootstrap import bootstrap_intervals, resample_weights
 from .classification import image_matrix, roc_auc, roc_curve
 from .coco import COCO_STATS, coco_map
@@ -28,6 +29,7 @@ from .kaggle import KAGGLE_IOU_THRESHOLD, MapResult, average_precision, iou_matr
 from .tables import read_predictions, read_sizes, read_truth
 
 __all__ = [
+    "BaselineResult",
     "COCO_STATS",
     "EvaluationConfig",
     "EvaluationResult",
@@ -42,6 +44,7 @@ __all__ = [
     "coco_map",
     "evaluate",
     "froc",
+    "human_baseline",
     "image_matrix",
     "iou_matrix",
     "kaggle_map",

@@ -51,6 +51,17 @@ METRICS_KEYS = (
 )  # fmt: skip
 
 _MAX_PROBLEMS = 1000
+_MAX_POINTS = 500  # per curve kept for plots
+_BINS = np.linspace(0.0, 1.0, 21)
+
+
+def _thin(curve: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """At most ``_MAX_POINTS`` evenly spaced points of a curve, always with its first and last."""
+    n = len(next(iter(curve.values())))
+    if n <= _MAX_POINTS:
+        return curve
+    keep = np.unique(np.r_[np.linspace(0, n - 1, _MAX_POINTS).round().astype(int), n - 1])
+    return {k: np.asarray(v)[keep] for k, v in curve.items()}
 
 
 @dataclass(frozen=True)
@@ -113,8 +124,10 @@ class EvaluationResult:
         The JSON-ready contents of ``metrics.json`` (keys :data:`METRICS_KEYS`; no NaN: undefined
         numbers are ``None`` and ``notes`` says why).
     curves:
-        Arrays for plots: ``pr`` and ``roc`` by class, ``roc_abnormal``, ``froc``, ``scores``
-        (true/false positive scores by class), ``confusion`` (with ``labels``).
+        Arrays for plots (curves thinned to at most 500 points): ``pr`` and ``roc`` by class,
+        ``roc_abnormal``, ``froc``, ``scores`` (histograms of true/false positive scores by class
+        over ``bins``), ``p_abnormal`` (histograms for normal and abnormal images),
+        ``confusion`` (``labels`` and ``matrix``).
     problems:
         Every problem with the inputs (also those beyond the first 1000 kept in ``metrics``).
     """
@@ -301,14 +314,21 @@ def evaluate(truth: Annotations, preds: Annotations, config: EvaluationConfig | 
     curves: dict[str, Any] = {"pr": {}, "roc": {}, "scores": {}}
     for lab in labels:
         sel = p.label == lab
-        curves["pr"][lab] = pr_curve(p.score[sel], matched[sel], n_truth.get(lab, 0))
-        curves["scores"][lab] = {"tp": p.score[sel & matched], "fp": p.score[sel & ~matched]}
+        curves["pr"][lab] = _thin(pr_curve(p.score[sel], matched[sel], n_truth.get(lab, 0)))
+        curves["scores"][lab] = {
+            "tp": np.histogram(np.clip(p.score[sel & matched], 0, 1), _BINS)[0],
+            "fp": np.histogram(np.clip(p.score[sel & ~matched], 0, 1), _BINS)[0],
+        }
     for lab in present:
         j = FINDINGS.index(lab)
-        curves["roc"][lab] = roc_curve(y[:, j], smax[:, j])
-    curves["roc_abnormal"] = roc_curve(abnormal, p_abn)
-    curves["p_abnormal"] = {"normal": p_abn[~abnormal], "abnormal": p_abn[abnormal]}
-    curves["froc"] = {"fppi": fr["fppi"], "sensitivity": fr["curve_sensitivity"]}
+        curves["roc"][lab] = _thin(roc_curve(y[:, j], smax[:, j]))
+    curves["roc_abnormal"] = _thin(roc_curve(abnormal, p_abn))
+    curves["bins"] = _BINS
+    curves["p_abnormal"] = {
+        "normal": np.histogram(np.clip(p_abn[~abnormal], 0, 1), _BINS)[0],
+        "abnormal": np.histogram(np.clip(p_abn[abnormal], 0, 1), _BINS)[0],
+    }
+    curves["froc"] = _thin({"fppi": fr["fppi"], "sensitivity": fr["curve_sensitivity"]})
     curves["confusion"] = {
         "labels": list(LABELS),
         "matrix": class_confusion(truth.image_id, truth.label, truth.boxes, p.image_id, p.label, p.score, p.boxes,
@@ -331,7 +351,7 @@ def evaluate(truth: Annotations, preds: Annotations, config: EvaluationConfig | 
             "with_predictions": len(pred_images),
             "without_predictions": n_img - len(pred_images),
             "unknown_in_predictions": len(unknown),
-            "ignored_predictions": int(kaggle.ignored_predictions),
+            "ignored_predictions": int((~known).sum()),
         },
         "map": kaggle.map,
         "ap": dict(kaggle.ap),

@@ -1,0 +1,406 @@
+"""Reading prediction/truth tables, evaluate(), metrics.json, the CLI and the HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib.util
+import json
+import math
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from thoracic.data import Annotations, ImageInfo
+from thoracic.errors import ConfigError, ReadError
+from thoracic.evaluate import (
+    METRICS_KEYS,
+    EvaluationConfig,
+    evaluate,
+    kaggle_map,
+    read_predictions,
+    read_sizes,
+    read_truth,
+    write_results,
+)
+from thoracic.evaluate.tables import problem_kind
+from thoracic.report import SECTIONS, render_report
+
+PRED_HEADER = "image_id,label,score,x_min,y_min,x_max,y_max\n"
+TRUTH_HEADER = "image_id,label,x_min,y_min,x_max,y_max\n"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def kinds(table_or_problems) -> dict[str, int]:
+    problems = getattr(table_or_problems, "problems", table_or_problems)
+    out: dict[str, int] = {}
+    for p in problems:
+        out[problem_kind(p)] = out.get(problem_kind(p), 0) + 1
+    return out
+
+
+# --- reading -----------------------------------------------------------------------------------
+def test_read_predictions_lists_bad_rows(tmp_path):
+    path = write(
+        tmp_path / "preds.csv",
+        PRED_HEADER
+        + "a,Cardiomegaly,0.9,10,10,20,20\n"
+        + "a,Cardiomegaly,0.9,10,10,20,20\n"  # duplicate row: kept, listed
+        + "a,No finding,0.1,0,0,1,1\n"
+        + "a,Heart attack,0.5,10,10,20,20\n"  # unknown label: dropped, listed
+        + "b,Nodule/Mass,high,10,10,20,20\n"  # bad score
+        + "b,Nodule/Mass,0.4,30,10,20,20\n"  # inverted box
+        + "b,Nodule/Mass,0.4,90,90,120,120\n"  # outside the 100x100 image (sidecar): kept
+        + "b,No finding,0.6,0,0,1,1\n"
+        + "c,Nodule/Mass,0.4,1,1,5,5\n",  # c has no "No finding" row
+    )
+    write(tmp_path / "preds.images.csv", "image_id,source,status,error,width,height\nb,/x/b.png,ok,,100,100\n")
+    t = read_predictions(path)
+    assert len(t) == 6
+    assert kinds(t) == {"unknown label": 1, "bad score": 1, "bad box": 1, "duplicate row": 1,
+                        "box outside image": 1, "no finding count": 1}
+    assert t.images["b"].source == "/x/b.png" and t.images["b"].width == 100
+    bad = [p for p in t.problems if problem_kind(p) == "unknown label"][0]
+    assert bad.line == 5 and bad.image_id == "a" and "Heart attack" in bad.message
+
+
+def test_read_truth_both_layouts(tmp_path):
+    plain = write(tmp_path / "truth.csv", TRUTH_HEADER + "a,Cardiomegaly,10,10,20,20\nb,No finding,,,,\nc,No finding,0,0,1,1\n")
+    t = read_truth(plain)
+    assert t.label.tolist() == ["Cardiomegaly", "No finding", "No finding"]
+    assert t.boxes[1].tolist() == [0, 0, 1, 1] and not t.problems
+    kaggle = write(
+        tmp_path / "train.csv",
+        "image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max\n"
+        "a,Cardiomegaly,3,R1,10,10,20,20\n"
+        "a,No finding,14,R2,,,,\n"
+        "a,Aortic enlargement,5,R3,1,1,2,2\n"  # class id mismatch: listed, label kept
+        "a,Cardiomegaly,3,R1,,,,\n"  # a finding without a box: dropped
+        "b,Nodule/Mass,8,R1,10,10,20,20\n"
+        "b,No finding,14,R1,,,,\n",  # R1 says both: contradictory
+    )
+    k = read_truth(kaggle, sizes={"a": (15, 15)})
+    assert k.reader.tolist() == ["R1", "R2", "R3", "R1", "R1"]
+    assert kinds(k) == {"class id mismatch": 1, "bad box": 1, "contradictory truth": 1, "box outside image": 1}
+
+
+def test_read_errors(tmp_path):
+    with pytest.raises(ConfigError, match="missing column"):
+        read_predictions(write(tmp_path / "p.csv", "image_id,label,x_min\n"))
+    with pytest.raises(ConfigError, match="empty file"):
+        read_truth(write(tmp_path / "t.csv", ""))
+    with pytest.raises(ReadError):
+        read_truth(tmp_path / "absent.csv")
+
+
+def test_read_sizes_duplicates(tmp_path):
+    sizes, problems = read_sizes(write(tmp_path / "s.csv", "image_id,width,height\na,10,20\na,11,20\nb,x,2\n"))
+    assert sizes == {"a": (10, 20)}
+    assert kinds(problems) == {"duplicate image id": 1, "bad size": 1}
+
+
+# --- evaluate ----------------------------------------------------------------------------------
+def table(rows, images=None, scored=False):
+    ids = images or sorted({r[0] for r in rows})
+    if scored:  # (image, label, score, box) -> Annotations row order
+        rows = [(i, lab, *box, "", s) for i, lab, s, *box in rows]
+    return Annotations.from_rows([ImageInfo(i) for i in ids], rows)
+
+
+TRUTH = [
+    ("a", "Cardiomegaly", 100, 100, 300, 250),
+    ("a", "Nodule/Mass", 10, 10, 40, 40),
+    ("b", "Nodule/Mass", 50, 60, 70, 90),
+    ("c", "No finding", 0, 0, 1, 1),
+    ("d", "No finding", 0, 0, 1, 1),
+]
+PREDS = [
+    ("a", "Cardiomegaly", 0.9, 105, 95, 310, 250),
+    ("a", "Nodule/Mass", 0.8, 12, 10, 40, 44),
+    ("a", "No finding", 0.2, 0, 0, 1, 1),
+    ("b", "Nodule/Mass", 0.3, 200, 200, 230, 230),
+    ("b", "No finding", 0.6, 0, 0, 1, 1),
+    ("c", "Nodule/Mass", 0.7, 5, 5, 30, 30),
+    ("c", "No finding", 0.4, 0, 0, 1, 1),
+    ("zz", "Nodule/Mass", 0.99, 10, 10, 40, 40),
+]  # "d" has no predictions
+
+
+def test_evaluate_hand_computed():
+    result = evaluate(table(TRUTH), table(PREDS, scored=True), EvaluationConfig(bootstrap=0, coco=False))
+    m = result.metrics
+    assert tuple(m) == METRICS_KEYS
+    assert m["images"] == 4 and m["image_counts"]["without_predictions"] == 1
+    # Nodule/Mass: 2 truth; ranked 0.8 hit, 0.7 miss (c), 0.3 miss (b): AP 1/2.
+    # No finding: 2 truth (c, d); ranked 0.6 (b) miss, 0.4 (c) hit, 0.2 (a) miss: AP 1/2 * 1/2.
+    assert m["ap"] == {"Cardiomegaly": 1.0, "No finding": 0.25, "Nodule/Mass": 0.5}
+    assert m["map"] == pytest.approx((1 + 0.25 + 0.5) / 3)
+    ref = kaggle_map(TRUTH, [p for p in PREDS])
+    assert m["map"] == ref.map and m["image_counts"]["ignored_predictions"] == ref.ignored_predictions == 1
+    # at 0.5: Nodule/Mass TP 1 (0.8), FP 1 (0.7), FN 1
+    nm = m["prf"]["at_threshold"]["Nodule/Mass"]
+    assert (nm["tp"], nm["fp"], nm["fn"], nm["precision"], nm["recall"]) == (1, 1, 1, 0.5, 0.5)
+    assert m["prf"]["best_f1"]["Nodule/Mass"]["threshold"] == 0.8
+    # P(abnormal): a 0.8, b 0.4, c 0.6, d 0 (no prediction: note). Truth abnormal: a, b.
+    # Called abnormal at 0.5: a, c -> right on a, d: accuracy 2/4. AUC: (a > c, a > d, b < c, b > d) = 3/4.
+    assert m["accuracy"]["abnormal"] == 0.5
+    assert m["auc"]["abnormal"] == 0.75
+    # Nodule/Mass image scores a .8, b .3, c .7, d 0; positives a, b: pairs (a>c, a>d, b<c, b>d) -> 3/4
+    assert m["auc"]["per_class"]["Nodule/Mass"] == 0.75
+    assert m["auc"]["per_class"]["Cardiomegaly"] == 1.0
+    # FROC over the 3 finding boxes on 4 images; ranked hit .9, hit .8, miss .7, miss .3
+    assert m["froc"]["sensitivity"][:3] == [2 / 3, 2 / 3, 2 / 3]
+    assert m["problem_counts"] == {"unknown image": 1}
+    assert m["problems"][0]["image_id"] == "zz"
+    assert any("no 'No finding' prediction" in n for n in m["notes"])
+    assert m["distribution"]["Nodule/Mass"] == {"truth_boxes": 2, "predicted_boxes": 2, "truth_images": 2, "predicted_images": 2}
+
+
+def test_evaluate_perfect_predictions_and_json_is_strict():
+    preds = [(i, lab, 1.0 if lab != "No finding" else 0.0, *box) for i, lab, *box in TRUTH if lab != "No finding"]
+    preds += [(i, "No finding", 1.0, 0, 0, 1, 1) for i in "cd"] + [(i, "No finding", 0.0, 0, 0, 1, 1) for i in "ab"]
+    result = evaluate(table(TRUTH), table(preds, scored=True), EvaluationConfig(bootstrap=50, coco=False))
+    m = result.metrics
+    assert m["map"] == 1.0 and m["auc"]["abnormal"] == 1.0 and m["accuracy"]["abnormal"] == 1.0
+    assert m["accuracy"]["exact_match"] == 1.0
+    assert m["ci95"]["map"] == [1.0, 1.0]
+    text = result.to_json()
+    json.loads(text)  # strict JSON: no NaN
+    assert "NaN" not in text
+    # an AUC that is undefined is null with a note
+    assert m["auc"]["per_class"]["Cardiomegaly"] == 1.0
+
+
+def test_undefined_numbers_are_null_with_a_note():
+    truth = [("a", "Cardiomegaly", 0, 0, 10, 10), ("b", "Cardiomegaly", 0, 0, 10, 10)]
+    preds = [("a", "Cardiomegaly", 0.9, 0, 0, 10, 10)]
+    m = evaluate(table(truth), table(preds, scored=True), EvaluationConfig(bootstrap=20, coco=False)).metrics
+    assert m["auc"]["per_class"]["Cardiomegaly"] is None
+    assert m["auc"]["abnormal"] is None
+    assert any("Cardiomegaly" in n and "null" in n for n in m["notes"])
+    assert m["ci95"]["auc"]["per_class"]["Cardiomegaly"] is None
+
+
+def test_bootstrap_in_evaluate_is_seeded_and_covers_the_estimate():
+    rng = np.random.default_rng(5)
+    truth, preds = [], []
+    for k in range(120):
+        img = f"i{k}"
+        if rng.random() < 0.5:
+            truth.append((img, "No finding", 0, 0, 1, 1))
+            preds.append((img, "No finding", float(rng.beta(5, 2)), 0, 0, 1, 1))
+            continue
+        box = (50.0, 50.0, 150.0, 150.0)
+        truth.append((img, "Nodule/Mass", *box))
+        if rng.random() < 0.8:
+            preds.append((img, "Nodule/Mass", float(rng.beta(4, 2)), 52.0, 50.0, 150.0, 148.0))
+        preds.append((img, "Nodule/Mass", float(rng.beta(2, 4)), 300.0, 300.0, 350.0, 350.0))
+        preds.append((img, "No finding", float(rng.beta(2, 5)), 0, 0, 1, 1))
+    cfg = EvaluationConfig(bootstrap=300, seed=1, coco=False)
+    a = evaluate(table(truth), table(preds, scored=True), cfg).metrics
+    b = evaluate(table(truth), table(preds, scored=True), cfg).metrics
+    assert a["ci95"] == b["ci95"]
+    lo, hi = a["ci95"]["map"]
+    assert lo <= a["map"] <= hi and hi - lo < 0.3
+    lo, hi = a["ci95"]["auc"]["abnormal"]
+    assert lo <= a["auc"]["abnormal"] <= hi
+    lo, hi = a["ci95"]["froc_mean"]
+    assert lo <= a["froc"]["mean"] <= hi
+    c = evaluate(table(truth), table(preds, scored=True), EvaluationConfig(bootstrap=300, seed=2, coco=False)).metrics
+    assert c["ci95"]["map"] != a["ci95"]["map"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"iou": 1.5}, "iou"), ({"bootstrap": -1}, "bootstrap"), ({"level": 1.0}, "level"), ({"froc_rates": (0,)}, "froc")],
+)
+def test_bad_config(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        EvaluationConfig(**kwargs)
+
+
+def test_empty_truth_is_an_error():
+    with pytest.raises(ConfigError, match="nothing to score"):
+        evaluate(table([], images=["a"]), table(PREDS, scored=True))
+
+
+def test_coco_in_evaluate(require):
+    require("pycocotools")
+    m = evaluate(table(TRUTH), table(PREDS, scored=True), EvaluationConfig(bootstrap=0)).metrics
+    assert 0 < m["coco"]["map"] <= m["coco"]["map50"] <= 1
+
+
+# --- CLI and report ----------------------------------------------------------------------------
+def cli(*argv: str) -> int:
+    from thoracic.cli.evaluate import add_parser
+
+    parser = argparse.ArgumentParser(prog="thoracic")
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture
+def files(tmp_path):
+    truth = write(tmp_path / "truth.csv", "image_id,label,x_min,y_min,x_max,y_max,reader\n" + "".join(
+        f"{i},{lab},{x0},{y0},{x1},{y1},{r}\n" for i, lab, x0, y0, x1, y1 in TRUTH for r in ("R1", "R2")))
+    preds = write(tmp_path / "preds.csv", PRED_HEADER + "".join(",".join(map(str, p)) + "\n" for p in PREDS)
+                  + "a,Not a label,0.5,1,1,2,2\n")
+    return truth, preds
+
+
+def test_cli_evaluate_writes_metrics_and_report(files, tmp_path, capsys, require):
+    require("matplotlib")
+    truth, preds = files
+    out = tmp_path / "out"
+    rc = cli("evaluate", "--pred", str(preds), "--truth", str(truth), "--out", str(out), "--bootstrap", "30",
+             "--no-coco", "--report")
+    assert rc == 0
+    printed = capsys.readouterr()
+    assert "Kaggle mAP@0.4" in printed.out and "unknown label 1" in printed.err
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("iou", "images", "map", "ap", "coco", "prf", "auc", "froc", "ci95", "problems"):
+        assert key in m
+    # two identical readers fused with WBF: the same truth as one reader
+    assert m["map"] == pytest.approx(kaggle_map(TRUTH, PREDS).map)
+    assert "truth of 2 readers fused with wbf" in m["notes"]
+    assert (out / "metrics.md").read_text().startswith("# Evaluation (4 images")
+    assert_self_contained((out / "report.html").read_text())
+    # unfused: every reader's box counts, so recall halves
+    rc = cli("evaluate", "--pred", str(preds), "--truth", str(truth), "--out", str(tmp_path / "raw"), "--bootstrap", "0",
+             "--no-coco", "--fusion", "none")
+    assert rc == 0
+    raw = json.loads((tmp_path / "raw" / "metrics.json").read_text())
+    assert raw["ap"]["Cardiomegaly"] == 0.5
+
+
+def test_cli_bad_input_exits_2(tmp_path, capsys):
+    bad = write(tmp_path / "bad.csv", "image_id,foo\n")
+    rc = cli("evaluate", "--pred", str(bad), "--truth", str(bad), "--out", str(tmp_path / "o"))
+    assert rc == 2
+    assert "missing column" in capsys.readouterr().err
+    assert cli("report", "--metrics", str(tmp_path / "nothing"), "--out", str(tmp_path / "r.html")) == 2
+
+
+def test_cli_report_from_metrics_dir_with_overlays(files, tmp_path, require):
+    require("matplotlib")
+    from PIL import Image
+
+    truth, preds = files
+    out = tmp_path / "out"
+    assert cli("evaluate", "--pred", str(preds), "--truth", str(truth), "--out", str(out), "--bootstrap", "0", "--no-coco") == 0
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.tile(np.arange(320, dtype=np.uint8)[None, :] // 2, (320, 1))).save(images / "a.png")
+    html = tmp_path / "report.html"
+    assert cli("report", "--metrics", str(out), "--pred", str(preds), "--truth", str(truth), "--images", str(images),
+               "--out", str(html)) == 0
+    text = html.read_text()
+    assert_self_contained(text)
+    assert "<figcaption>a</figcaption>" in text
+
+
+class _Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.srcs: list[str] = []
+        self.ids: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ("img", "script", "iframe") and "src" in a:
+            self.srcs.append(a["src"] or "")
+        if tag == "link":
+            self.links.append(a.get("href") or "")
+        if "id" in a and tag == "section":
+            self.ids.append(a["id"] or "")
+
+
+def assert_self_contained(text: str) -> None:
+    p = _Collect()
+    p.feed(text)
+    assert p.ids == list(SECTIONS)
+    assert p.srcs and all(s.startswith("data:image/png;base64,") for s in p.srcs)
+    assert not p.links and "http://" not in text and "https://" not in text
+    for s in p.srcs:
+        assert base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_without_curves_or_images(require):
+    require("matplotlib")
+    m = evaluate(table(TRUTH), table(PREDS, scored=True), EvaluationConfig(bootstrap=0, coco=False)).metrics
+    text = render_report(m)
+    assert "No curve data" in text and "No overlays" in text
+
+
+def test_write_results(tmp_path):
+    result = evaluate(table(TRUTH), table(PREDS, scored=True), EvaluationConfig(bootstrap=0, coco=False))
+    paths = write_results(result, tmp_path / "o")
+    assert sorted(p.name for p in paths.values()) == ["curves.json", "metrics.json", "metrics.md"]
+    curves = json.loads(paths["curves"].read_text())
+    assert set(curves) >= {"pr", "roc", "roc_abnormal", "froc", "confusion", "scores", "p_abnormal", "bins"}
+
+
+# --- real labels -------------------------------------------------------------------------------
+def _vinbigdata_csv() -> Path | None:
+    spec = importlib.util.find_spec("torchxrayvision")  # locates the package without importing torch
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "vinbigdata-train.csv.gz"
+    return path if path.exists() else None
+
+
+@pytest.fixture(scope="module")
+def vinbigdata_subset(tmp_path_factory):
+    import gzip
+    import os
+
+    src = _vinbigdata_csv()
+    if src is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("torchxrayvision (with data/vinbigdata-train.csv.gz) is required in CI")
+        pytest.skip("torchxrayvision is not installed")
+    lines = gzip.decompress(src.read_bytes()).decode().splitlines()
+    images = sorted({line.split(",", 1)[0] for line in lines[1:]})[:300]
+    keep = set(images)
+    path = tmp_path_factory.mktemp("vbd") / "train.csv"
+    path.write_text("\n".join([lines[0], *(x for x in lines[1:] if x.split(",", 1)[0] in keep)]) + "\n")
+    return path
+
+
+def test_real_labels_one_reader_against_the_others(vinbigdata_subset, tmp_path):
+    """Real VinBigData rows: one reader's boxes (score 1) scored against the others; the CLI runs."""
+    t = read_truth(vinbigdata_subset)
+    assert len(t.images) == 300 and set(t.reader.tolist()) > {"R8", "R9"}
+    first = {}
+    for image, reader in zip(t.image_id.tolist(), t.reader.tolist()):
+        first.setdefault(image, reader)
+    mine = np.array([first[i] == r for i, r in zip(t.image_id.tolist(), t.reader.tolist())])
+    preds = t.subset(mine)
+    preds = Annotations(preds.images, preds.image_id, preds.label, preds.boxes, None, np.ones(len(preds)))
+    m = evaluate(t.subset(~mine), preds, EvaluationConfig(bootstrap=100, coco=False)).metrics
+    assert 0.0 < m["map"] < 1.0
+    assert 0.5 < m["prf"]["at_threshold"]["No finding"]["precision"] <= 1.0
+    assert json.loads(json.dumps(m, allow_nan=False)) == m
+    assert not math.isnan(m["ci95"]["map"][0])
+
+
+def test_report_overlays_on_the_bundled_nih_samples(samples_dir, tmp_path, require):
+    """Real radiographs with their real NIH boxes: every sample is drawn, the page stays self-contained."""
+    require("matplotlib")
+    truth = read_truth(samples_dir / "boxes.csv")
+    rows = [(i, lab, 0.8, *(box + 5)) for i, lab, box in zip(truth.image_id, truth.label, truth.boxes)]
+    rows += [(i, "No finding", 0.1, 0, 0, 1, 1) for i in truth.images]
+    preds = table(rows, images=sorted(truth.images), scored=True)
+    result = evaluate(truth, preds, EvaluationConfig(bootstrap=0, coco=False))
+    assert result.map == 1.0
+    text = render_report(result.metrics, result.curves, truth, preds, samples_dir, samples=3)
+    assert_self_contained(text)
+    assert text.count("<figure>") == 3
