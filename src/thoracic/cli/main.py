@@ -117,9 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_chains)
 
     # subcommands of the other stages register themselves (their heavy imports stay lazy)
-    from . import evaluate
+    from . import dataset, evaluate
 
-    for module in (evaluate,):
+    for module in (dataset, evaluate):
         module.add_parser(sub)
     return parser
 

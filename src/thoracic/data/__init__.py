@@ -1,6 +1,17 @@
-"""Data sets and annotations: the label schema, loaders, fusion of readers, export, splits."""
+"""Data sets and annotations: the label schema, loaders, fusion of readers, export, splits, statistics.
+
+Loaders (:func:`load_vinbigdata`, :func:`load_nih`, :func:`load_coco`, :func:`load_csv`) return
+one :class:`Annotations` table; :func:`fuse_readers` makes consensus boxes;
+:func:`export_dataset` writes YOLO or COCO training sets through a preprocessing chain;
+:func:`kfold_split` makes patient-grouped stratified folds; :func:`compute_stats` and
+:func:`write_stats` describe a table.
+"""
 
 from .annotations import Annotations, ImageInfo, Problem
+from .coco import coco_categories, coco_document, load_coco
+from .csvtable import CSV_COLUMNS, load_csv, write_csv
+from .export import EXPORT_FORMATS, ExportOptions, ExportSummary, export_dataset, read_export_manifest, yolo_names_yaml
+from .fusion import FUSION_METHODS, FusionConfig, class_counts, fuse_readers, image_groups
 from .labels import (
     CLASS_IDS,
     FINDINGS,
@@ -13,19 +24,56 @@ from .labels import (
     class_name,
     nih_to_vindr,
 )
+from .nih import NIH_NO_FINDING, NIH_SIZE, load_nih
+from .splits import group_of, kfold_split, read_folds, write_folds
+from .stats import Agreement, ClassStats, DatasetStats, compute_stats, greedy_matches, reader_agreement, write_stats
+from .vinbigdata import load_vinbigdata, read_image_sizes
 
 __all__ = [
+    "Agreement",
     "Annotations",
     "CLASS_IDS",
+    "CSV_COLUMNS",
+    "ClassStats",
+    "DatasetStats",
+    "EXPORT_FORMATS",
+    "ExportOptions",
+    "ExportSummary",
     "FINDINGS",
+    "FUSION_METHODS",
+    "FusionConfig",
     "ImageInfo",
     "LABELS",
+    "NIH_NO_FINDING",
+    "NIH_SIZE",
     "NIH_TO_VINDR",
     "NO_FINDING",
     "NO_FINDING_BOX",
     "NO_FINDING_ID",
     "Problem",
+    "class_counts",
     "class_id",
     "class_name",
+    "coco_categories",
+    "coco_document",
+    "compute_stats",
+    "export_dataset",
+    "fuse_readers",
+    "greedy_matches",
+    "group_of",
+    "image_groups",
+    "kfold_split",
+    "load_coco",
+    "load_csv",
+    "load_nih",
+    "load_vinbigdata",
     "nih_to_vindr",
+    "read_export_manifest",
+    "read_folds",
+    "read_image_sizes",
+    "reader_agreement",
+    "write_csv",
+    "write_folds",
+    "write_stats",
+    "yolo_names_yaml",
 ]

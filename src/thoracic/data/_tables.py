@@ -29,6 +29,17 @@ def open_text(path: PathLike) -> io.TextIOBase:
         raise ReadError(f"cannot open: {err.strerror or err}", path=str(p)) from err
 
 
+def read_header(path: PathLike) -> list[str]:
+    """The header fields of a CSV file."""
+    with open_text(path) as fh:
+        try:
+            return [h.strip() for h in next(csv.reader(fh))]
+        except StopIteration:
+            raise ConfigError("empty file; expected a CSV header line", path=str(path)) from None
+        except (csv.Error, UnicodeDecodeError, OSError, EOFError) as err:
+            raise ReadError(f"not a readable CSV file: {err}", path=str(path)) from err
+
+
 def read_csv(path: PathLike, required: Sequence[str] = ()) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     """The header and an iterator of ``(line, fields)``; ``line`` is the 1-based file line.
 

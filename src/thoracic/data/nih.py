@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..io.ids import image_id
-from ._tables import PathLike, check_box, find_images, parse_float, read_csv
+from ._tables import PathLike, check_box, find_images, parse_float, read_csv, read_header
 from .annotations import Annotations, ImageInfo, Problem
 from .labels import NIH_TO_VINDR, NO_FINDING, NO_FINDING_BOX
 
@@ -36,8 +36,7 @@ _NIH = (("Image Index", "Finding Labels", "Patient ID"), ("Image Index", "Findin
 
 
 def _layout(images_csv: PathLike) -> str:
-    header, rows = read_csv(images_csv)
-    rows.close()  # type: ignore[attr-defined]
+    header = read_header(images_csv)
     if all(c in header for c in _OURS[0]):
         return "thoracic"
     if all(c in header for c in _NIH[0]):

@@ -1,0 +1,231 @@
+"""Whole-image prediction: detectors (with flip TTA), their WBF ensemble and the 2-class filter.
+
+:class:`Predictor` reads an image once, runs every detector on it (each through its own
+preprocessing chain; with a lung crop when the model asks for one or ``lung_roi`` is set), fuses
+the detectors' boxes with weighted boxes fusion (classes matched by name: every model's outputs
+are VinDr names with Kaggle ids), and applies the normal/abnormal filter: when
+``P(abnormal) < low`` all boxes are dropped. Boxes are in pixels of the original image.
+The "No finding" score is ``1 - P(abnormal)`` with a classifier, else ``1 -`` the best box score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..classify.onnx import OnnxClassifier
+from ..detect.onnx import DetectorConfig, OnnxDetector
+from ..detect.types import Detections
+from ..errors import ConfigError
+from ..io.radiograph import Radiograph, ReadOptions
+from ..transform import Affine
+from .wbf import weighted_boxes_fusion
+
+__all__ = ["DEFAULT_MODELS", "ImagePrediction", "PredictConfig", "Predictor", "default_model_path"]
+
+#: The shipped default models: name -> file inside ``thoracic.models``.
+DEFAULT_MODELS = {"classifier": "classifier/classifier.onnx", "detector": "detector/detector.onnx"}
+
+
+def default_model_path(name: str) -> Path:
+    """The path of a shipped default model (``detector`` or ``classifier``)."""
+    if name not in DEFAULT_MODELS:
+        raise ConfigError.unknown("default model", name, DEFAULT_MODELS)
+    return Path(str(resources.files("thoracic.models").joinpath(DEFAULT_MODELS[name])))
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Settings of a prediction run.
+
+    Attributes
+    ----------
+    conf, iou, max_det, tta:
+        Per-detector post-processing (:class:`~thoracic.detect.DetectorConfig`); ``conf`` and
+        ``max_det`` also bound the fused result.
+    weights:
+        One WBF weight per detector (default all 1).
+    wbf_iou:
+        IoU above which boxes of different detectors (or of a TTA pass) are fused.
+    low:
+        Filter threshold on P(abnormal); ``None`` takes the classifier's validated default.
+    lung_roi:
+        Crop every image to the lung square (the lungs model) before detection.
+    """
+
+    conf: float = 0.01
+    iou: float = 0.7
+    max_det: int = 100
+    tta: bool = False
+    weights: tuple[float, ...] = ()
+    wbf_iou: float = 0.55
+    low: float | None = None
+    lung_roi: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        if any(w <= 0 for w in self.weights):
+            raise ConfigError("detector weights must be positive")
+        if self.low is not None and not 0.0 <= self.low <= 1.0:
+            raise ConfigError(f"the filter threshold must lie in [0, 1], got {self.low}")
+        self.detector_config()  # validates the rest
+
+    def detector_config(self) -> DetectorConfig:
+        return DetectorConfig(conf=self.conf, iou=self.iou, max_det=self.max_det, tta=self.tta, tta_iou=self.wbf_iou)
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    """The result for one image."""
+
+    image_id: str
+    detections: Detections
+    p_abnormal: float | None
+    no_finding_score: float
+    filtered: bool = False
+    roi: tuple[int, int, int, int] | None = None
+    features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def width(self) -> int:
+        return self.detections.image_size[0]
+
+    @property
+    def height(self) -> int:
+        return self.detections.image_size[1]
+
+
+class Predictor:
+    """Detectors + optional classifier, loaded once and reused for many images."""
+
+    def __init__(
+        self,
+        detectors: Sequence[OnnxDetector],
+        classifier: OnnxClassifier | None = None,
+        config: PredictConfig | None = None,
+    ) -> None:
+        if not detectors:
+            raise ConfigError("at least one detector is needed")
+        self.detectors = list(detectors)
+        self.classifier = classifier
+        self.config = config or PredictConfig()
+        if self.config.weights and len(self.config.weights) != len(self.detectors):
+            raise ConfigError(f"{len(self.config.weights)} weight(s) for {len(self.detectors)} detector(s)")
+        self._segmenter: Any = None
+
+    @classmethod
+    def load(
+        cls,
+        detectors: Sequence[str | PathLike[str]] = (),
+        classifier: str | PathLike[str] | None = None,
+        config: PredictConfig | None = None,
+        *,
+        use_classifier: bool = True,
+        threads: int = 2,
+    ) -> Predictor:
+        """Load model files; with no detectors, the shipped defaults (and the shipped classifier)."""
+        if not detectors:
+            path = default_model_path("detector")
+            if not path.is_file():
+                raise ConfigError(f"no shipped detector at {path}; pass --models")
+            detectors = [path]
+            if classifier is None and use_classifier and default_model_path("classifier").is_file():
+                classifier = default_model_path("classifier")
+        dets = [OnnxDetector.load(p, threads=threads) for p in detectors]
+        clf = OnnxClassifier.load(classifier, threads=threads) if classifier is not None and use_classifier else None
+        return cls(dets, clf, config)
+
+    @property
+    def model_ids(self) -> str:
+        """The sha256 prefixes of the model files used, joined with ``+`` (classifier last)."""
+        ids = [d.id for d in self.detectors] + ([self.classifier.id] if self.classifier else [])
+        return "+".join(ids)
+
+    @property
+    def low(self) -> float | None:
+        if self.classifier is None:
+            return None
+        return self.config.low if self.config.low is not None else self.classifier.low
+
+    def _read(self, src: Any, image_id: str | None, read: ReadOptions | None) -> dict[str, Radiograph]:
+        """One read per distinct normalization the models need."""
+        from ..io.read import read as read_file
+
+        if isinstance(src, Radiograph):
+            return {src.normalize: src}
+        out: dict[str, Radiograph] = {}
+        chains = [d.chain for d in self.detectors] + ([self.classifier.meta.chain] if self.classifier else [])
+        for chain in chains:
+            if chain.normalize not in out:
+                opts = chain.read_options(read)
+                opts = ReadOptions(normalize=opts.normalize, percentiles=opts.percentiles, target_size=None,
+                                   allow_non_chest=opts.allow_non_chest, max_pixels=opts.max_pixels)
+                out[chain.normalize] = read_file(src, opts, image_id=image_id)
+        return out
+
+    def _crop(self, rg: Radiograph) -> tuple[Radiograph, Affine, tuple[int, int, int, int]]:
+        try:
+            from ..anatomy import default_segmenter, lung_roi_crop
+        except ImportError as err:  # pragma: no cover - anatomy ships with the core
+            raise ConfigError("lung ROI needs the lungs model (thoracic.anatomy), which is not installed") from err
+        if self._segmenter is None:
+            self._segmenter = default_segmenter()
+        lungs = self._segmenter.segment(rg)
+        side = lungs.roi.side
+        pixels, t = lung_roi_crop(rg, lungs.roi, size=side)
+        crop = Radiograph(pixels=pixels, image_id=rg.image_id, source=rg.source, format=rg.format,
+                          original_width=pixels.shape[1], original_height=pixels.shape[0], normalize=rg.normalize)
+        return crop, t, lungs.roi.box
+
+    def predict(self, src: Any, *, image_id: str | None = None, read: ReadOptions | None = None,
+                features: bool = False) -> ImagePrediction:
+        """Predict one image (a path, bytes or a :class:`Radiograph`)."""
+        cfg = self.config
+        dcfg = cfg.detector_config()
+        radiographs = self._read(src, image_id, read)
+        any_rg = next(iter(radiographs.values()))
+        w, h = any_rg.original_size
+        results: list[Detections] = []
+        feats: dict[str, np.ndarray] = {}
+        roi = None
+        for det in self.detectors:
+            rg = radiographs.get(det.chain.normalize) or any_rg
+            if cfg.lung_roi or det.meta.lung_crop:
+                crop, t, roi = self._crop(rg)
+                found = det.predict(crop, dcfg, features=features)
+                boxes = t.inverse().apply_boxes(found.boxes) if len(found) else found.boxes
+                found = Detections(boxes, found.scores, found.class_ids, (w, h), found.feature)
+            else:
+                found = det.predict(rg, dcfg, features=features)
+            if features and found.feature is not None:
+                feats[det.id] = found.feature
+            results.append(found)
+        fused = results[0] if len(results) == 1 else self._fuse(results, (w, h))
+        fused = fused.above(cfg.conf).top(cfg.max_det)
+        p_abn = None
+        filtered = False
+        if self.classifier is not None:
+            rg = radiographs.get(self.classifier.meta.chain.normalize) or any_rg
+            p_abn = self.classifier.p_abnormal(rg)
+            low = self.low
+            if low is not None and p_abn < low:
+                fused = Detections.empty((w, h))
+                filtered = True
+        nf = 1.0 - p_abn if p_abn is not None else 1.0 - (float(fused.scores.max()) if len(fused) else 0.0)
+        return ImagePrediction(any_rg.image_id, fused, p_abn, float(nf), filtered, roi, feats)
+
+    def _fuse(self, results: list[Detections], size: tuple[int, int]) -> Detections:
+        weights = self.config.weights or tuple(1.0 for _ in results)
+        if not any(len(r) for r in results):
+            return Detections.empty(size)
+        boxes, scores, labels = weighted_boxes_fusion(
+            [r.boxes for r in results], [r.scores for r in results], [r.class_ids for r in results], size,
+            weights=list(weights), iou_thr=self.config.wbf_iou, skip_box_thr=0.0, clip=True,
+        )
+        return Detections(boxes, scores, labels, size)
