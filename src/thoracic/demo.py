@@ -109,11 +109,28 @@ def _process(path: Path, out: Path, truth) -> DemoSample:
     _write_png(out / name, _draw_boxes(model_in, mapped, 1.0) if boxes else model_in)
     panels.append((f"chain yolo-512-clahe ({model_in.shape[1]}x{model_in.shape[0]}), boxes mapped", name))
 
+    from .anatomy import default_segmenter, lung_roi_crop, overlay
+
+    lungs = default_segmenter().segment(rg)
+    name = f"{iid}_4_lungs.png"
+    _write_png(out / name, overlay(rg, lungs, max_side=384))
+    caption = f"lungs (UNet): {lungs.lung_fraction:.0%} of the image, lung square"
+    panels.append((caption + (f" - fallback: {lungs.roi.fallback_reason}" if lungs.fallback else ""), name))
+
+    crop, to_crop = lung_roi_crop(rg, lungs.roi, 512)
+    crop_u8 = to_uint8(crop)
+    mapped = [(label, *to_crop.apply_boxes([b])[0]) for label, *b in boxes]
+    name = f"{iid}_5_lung_roi.png"
+    _write_png(out / name, _draw_boxes(crop_u8, mapped, 1.0) if boxes else crop_u8)
+    panels.append(("lung ROI crop 512x512 (the paper's detector input), boxes mapped", name))
+
     facts = {
         k: v
         for k, v in rg.summary().items()
         if k in ("format", "width", "height", "photometric", "transfer_syntax", "bits_stored", "window_center", "window_width", "pixel_spacing")
     }
+    facts["lung_fraction"] = round(lungs.lung_fraction, 3)
+    facts["lung_square"] = list(lungs.roi.box)
     return DemoSample(iid, path.name, facts, panels, time.perf_counter() - start)
 
 
@@ -134,7 +151,8 @@ def _render(samples: list[DemoSample]) -> str:
         f"<style>{_CSS}</style></head><body>",
         "<h1>thoracic demo</h1>",
         f"<p class='sub'>thoracic {html.escape(__version__)} on {len(samples)} bundled real radiographs: "
-        "read (DICOM windowing, MONOCHROME1 inversion) &rarr; preprocess (resize, CLAHE). "
+        "read (DICOM windowing, MONOCHROME1 inversion) &rarr; preprocess (resize, CLAHE) &rarr; "
+        "lung segmentation (shipped UNet, ONNX Runtime) and the lung-ROI crop. "
         "Boxes on the NIH images are the NIH radiologists' own.</p>",
     ]
     for s in samples:

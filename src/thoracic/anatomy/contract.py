@@ -6,9 +6,9 @@ post-processing) and where the model came from. The ONNX file carries it as JSON
 (key :data:`METADATA_KEY`); training and inference both call :meth:`ModelContract.prepare` and
 :meth:`ModelContract.to_input`, so the two can never differ.
 
->>> c = ModelContract.default(size=256)
+>>> c = ModelContract.default(size=192)
 >>> c.chain.spec()
-'resize(height=256,interpolation=area,width=256)'
+'resize(height=192,interpolation=area,width=192)'
 >>> ModelContract.from_json(c.to_json()) == c
 True
 """
@@ -87,7 +87,7 @@ class ModelContract:
             raise ConfigError("a lung model's chain must end with resize(width=..., height=...)")
 
     @classmethod
-    def default(cls, size: int = 256, **info: Any) -> ModelContract:
+    def default(cls, size: int = 192, *, threshold: float = 0.5, **info: Any) -> ModelContract:
         """The contract of the shipped model at ``size x size`` (aspect not kept, area filter)."""
         chain = Chain(
             name=f"lungs-{size}",
@@ -95,7 +95,7 @@ class ModelContract:
             normalize="window",
             description=f"Lung model input: file window, resize to {size}x{size} (aspect not kept, area filter).",
         )
-        return cls(name="lungs", chain=chain, info={"thoracic_version": __version__, **info})
+        return cls(name="lungs", chain=chain, threshold=threshold, info={"thoracic_version": __version__, **info})
 
     @property
     def input_size(self) -> tuple[int, int]:

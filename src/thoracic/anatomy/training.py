@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,10 +60,10 @@ class TrainConfig:
     data: str
     out: str
     split: str = "train"
-    size: int = 256
+    size: int = 192
     base: int = 16
     depth: int = 4
-    epochs: int = 40
+    epochs: int = 60
     batch: int = 4
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -76,6 +77,7 @@ class TrainConfig:
     folds: int = 0
     fold: int = -1
     export: bool = True
+    threshold: float = 0.5  # post-processing, chosen by cross-validation; stored in the model's contract
 
     def __post_init__(self) -> None:
         if self.size % (2**self.depth):
@@ -175,10 +177,18 @@ def dice_iou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return 2 * inter / (ps + ts), inter / union
 
 
-def _build(cfg: TrainConfig):
-    from .unet import UNet
+#: Settings that do not change the trained weights (a run may resume with other values).
+_RUNTIME_ONLY = ("threads", "export", "threshold")
 
-    return UNet(base=cfg.base, depth=cfg.depth)
+
+def _training_settings(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in _RUNTIME_ONLY}
+
+
+def _build(cfg: TrainConfig):
+    from .unet import build_unet
+
+    return build_unet(base=cfg.base, depth=cfg.depth)
 
 
 def _loss(logits, target):
@@ -244,13 +254,13 @@ def train_model(
     start = 0
     if ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state["config"] != asdict(cfg):
+        if _training_settings(state["config"]) != _training_settings(asdict(cfg)):
             raise ConfigError(f"{ckpt}: a checkpoint of other settings; use another --out or delete it")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         start = state["epoch"]
-        log.info("resuming at epoch %d", start + 1)
+        log.info("resuming after epoch %d", start)
     logfile = out / "log.csv"
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
@@ -306,8 +316,12 @@ def export_onnx(model, contract: ModelContract, path: str | os.PathLike[str], *,
     model = model.to(memory_format=torch.contiguous_format).eval()
     dummy = torch.zeros(1, 1, h, w)
     path = str(path)
-    torch.onnx.export(model, (dummy,), path, opset_version=17, input_names=["image"], output_names=["logits"],
-                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    with warnings.catch_warnings():
+        # the TorchScript exporter is deprecated in favour of torch.export (which needs onnxscript);
+        # it still writes the plain opset-17 graph this model needs
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (dummy,), path, opset_version=17, input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
     proto = onnx.load(path)
     meta = proto.metadata_props.add()
     meta.key, meta.value = METADATA_KEY, contract.to_json()
@@ -338,12 +352,16 @@ def train_lungs(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | N
     licences = sorted({p.license for p in pairs})
     contract = ModelContract.default(
         cfg.size,
+        threshold=cfg.threshold,
         training_data=f"lungseg split={cfg.split} ({len(pairs)} pairs): covid-chestxray-dataset images "
         "(Cohen et al.), v7labs lung masks (CC BY 4.0)",
         training_licences=licences,
         architecture=f"UNet base={cfg.base} depth={cfg.depth}",
     )
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, sort_keys=True))
+    if (out / "config.json").is_file():  # a resumed run: keep the first settings next to the log
+        (out / "config.resumed.json").write_text(json.dumps(asdict(cfg), indent=2, sort_keys=True))
+    else:
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, sort_keys=True))
     t0 = time.time()
     images, masks = load_arrays(pairs, contract)
     val = None

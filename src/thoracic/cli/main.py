@@ -117,10 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_chains)
 
     # subcommands of the other stages register themselves (their heavy imports stay lazy)
-    from . import dataset, evaluate
+    from . import dataset, evaluate, segment, train
 
-    for module in (dataset, evaluate):
+    for module in (dataset, evaluate, segment):
         module.add_parser(sub)
+    train.add_parser(sub)  # returns the `train` targets, for more models beside `lungs`
     return parser
 
 

@@ -31,6 +31,7 @@ def _cmd_train_lungs(args: argparse.Namespace) -> int:
         folds=args.folds,
         fold=args.fold,
         export=not args.no_export,
+        threshold=args.threshold,
     )
 
     def progress(row: dict) -> None:
@@ -42,15 +43,19 @@ def _cmd_train_lungs(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``train`` (with the ``lungs`` target) to the ``thoracic`` subcommands."""
+def add_parser(subparsers):
+    """Add ``train`` (with the ``lungs`` target) to the ``thoracic`` subcommands.
+
+    Returns the ``train`` command's own subparsers, so other models add their targets beside
+    ``lungs``: ``targets = train.add_parser(sub); targets.add_parser("detector", ...)``.
+    """
     p = subparsers.add_parser("train", help="train a model (needs the train extra: pip install 'thoracic[train]')")
-    targets = p.add_subparsers(dest="target", metavar="MODEL")
+    targets = p.add_subparsers(dest="target", metavar="MODEL", title="models")
     t = targets.add_parser("lungs", help="the lung segmentation UNet (as shipped in thoracic/models/lungs)")
     t.add_argument("--data", required=True, help="lung data set folder with pairs.csv, images/, masks/")
     t.add_argument("--out", required=True, help="output folder: checkpoint (resumes), lungs.onnx, log, summary")
-    t.add_argument("--epochs", type=int, default=40)
-    t.add_argument("--size", type=int, default=256, help="model input size (square, multiple of 16)")
+    t.add_argument("--epochs", type=int, default=60)
+    t.add_argument("--size", type=int, default=192, help="model input size (square, multiple of 16)")
     t.add_argument("--base", type=int, default=16, help="UNet channels at full resolution")
     t.add_argument("--batch", type=int, default=4)
     t.add_argument("--lr", type=float, default=1e-3)
@@ -59,10 +64,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     t.add_argument("--folds", type=int, default=0, help="cross-validation: number of folds inside split=train")
     t.add_argument("--fold", type=int, default=-1, help="cross-validation: the fold held out")
+    t.add_argument("--threshold", type=float, default=0.5,
+                   help="lung probability threshold stored in the model's contract (post-processing)")
     t.add_argument("--no-export", action="store_true", help="skip the ONNX export")
     t.set_defaults(func=_cmd_train_lungs)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
-    return p
+    return targets
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,236 @@
+"""Batch lung segmentation of files and folders: mask PNGs, optional overlays and ``masks.csv``.
+
+Resumes (inputs already segmented with the same settings and model are skipped), never stops on
+one bad file, and writes one ``masks.csv`` row per input. Runs in one process: the ONNX session
+already uses the cores.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .._version import __version__
+from ..convert import find_inputs
+from ..errors import ConfigError, ThoracicError
+from ..io.ids import check_unique_ids
+from ..io.radiograph import ReadOptions
+from .overlay import overlay
+from ..preprocess.intensity import to_uint8
+from .roi import RoiOptions, lung_roi_crop
+from .segmenter import LungSegmenter
+
+__all__ = ["MASK_COLUMNS", "SegmentOptions", "SegmentResult", "SegmentSummary", "segment_files"]
+
+#: The columns of ``masks.csv``, in order.
+MASK_COLUMNS = (
+    "image_id",
+    "status",
+    "error",
+    "width",
+    "height",
+    "lung_fraction",
+    "roi_x_min",
+    "roi_y_min",
+    "roi_x_max",
+    "roi_y_max",
+    "fallback",
+)
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """Settings of one segmentation run (written to ``segment.json`` next to ``masks.csv``)."""
+
+    roi: RoiOptions = field(default_factory=RoiOptions)
+    read: ReadOptions = field(default_factory=ReadOptions)
+    overlays: bool = False
+    crop_size: int | None = None  # also write crops/<image_id>.png: the lung square at this size
+    model: str | None = None  # None: the shipped model
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.crop_size is not None and self.crop_size < 1:
+            raise ConfigError(f"crop size must be at least 1 pixel, got {self.crop_size}")
+        if self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+
+    def settings(self, model_file: str) -> dict[str, Any]:
+        read = asdict(self.read)
+        read.pop("target_size", None)
+        digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()
+        return {"roi": asdict(self.roi), "read": read, "overlays": self.overlays, "crop_size": self.crop_size,
+                "model_sha256": digest}
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """One ``masks.csv`` row. ``fallback`` is empty, or why the ROI is the full image."""
+
+    image_id: str
+    status: str  # ok | failed
+    error: str = ""
+    width: int | None = None
+    height: int | None = None
+    lung_fraction: float | None = None
+    roi_x_min: int | None = None
+    roi_y_min: int | None = None
+    roi_x_max: int | None = None
+    roi_y_max: int | None = None
+    fallback: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return {k: ("" if v is None else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class SegmentSummary:
+    total: int = 0
+    segmented: int = 0
+    fallbacks: int = 0
+    skipped: int = 0
+    failed: int = 0
+    table: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+def _write_png(path: Path, img: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    if not cv2.imwrite(str(tmp), img):
+        raise OSError(f"cannot write {path}")
+    os.replace(tmp, path)
+
+
+def _segment_one(seg: LungSegmenter, source: str, image_id: str, out: Path, options: SegmentOptions) -> SegmentResult:
+    from ..io.read import read
+
+    try:
+        rg = read(source, seg.contract.chain.read_options(options.read), image_id=image_id)
+        lungs = seg.segment(rg, options.roi)
+        _write_png(out / "masks" / f"{image_id}.png", lungs.mask)
+        if options.overlays:
+            rgb = overlay(rg, lungs)
+            _write_png(out / "overlays" / f"{image_id}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if options.crop_size:
+            crop, _ = lung_roi_crop(rg, lungs.roi, options.crop_size)
+            _write_png(out / "crops" / f"{image_id}.png", to_uint8(crop))
+        x0, y0, x1, y1 = lungs.roi.box
+        return SegmentResult(
+            image_id=image_id,
+            status="ok",
+            width=rg.original_width,
+            height=rg.original_height,
+            lung_fraction=round(lungs.lung_fraction, 5),
+            roi_x_min=x0,
+            roi_y_min=y0,
+            roi_x_max=x1,
+            roi_y_max=y1,
+            fallback=lungs.roi.fallback_reason,
+        )
+    except ThoracicError as err:
+        return SegmentResult(image_id=image_id, status="failed", error=f"{type(err).__name__}: {err}")
+    except Exception as err:  # noqa: BLE001 - one bad file never stops the batch
+        return SegmentResult(image_id=image_id, status="failed", error=f"internal error {type(err).__name__}: {err}")
+
+
+def _read_table(path: Path) -> dict[str, dict[str, str]]:
+    if not path.exists():
+        return {}
+    with path.open(newline="") as fh:
+        return {row["image_id"]: row for row in csv.DictReader(fh)}
+
+
+def segment_files(
+    inputs: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    options: SegmentOptions | None = None,
+    *,
+    segmenter: LungSegmenter | None = None,
+    progress: Callable[[SegmentResult], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> SegmentSummary:
+    """Segment the lungs of files and folders into ``out_dir``.
+
+    Writes ``masks/<image_id>.png`` (0/255, original size), ``overlays/<image_id>.png`` and
+    ``crops/<image_id>.png`` (the lung square, 8-bit, ``crop_size`` square) when asked, ``masks.csv`` (:data:`MASK_COLUMNS`) and ``segment.json`` (the settings).
+
+    Raises
+    ------
+    DuplicateImageIdError
+        Two inputs share an image id (before anything is written).
+    ConfigError
+        ``out_dir`` holds masks made with other settings or another model.
+    """
+    options = options or SegmentOptions()
+    seg = segmenter or LungSegmenter.load(options.model, threads=options.threads)
+    out = Path(out_dir)
+    sources = find_inputs(inputs, exclude=out)
+    ids = check_unique_ids(sources)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    if options.overlays:
+        (out / "overlays").mkdir(exist_ok=True)
+    if options.crop_size:
+        (out / "crops").mkdir(exist_ok=True)
+    settings = json.loads(json.dumps(options.settings(seg.path)))
+    settings_file = out / "segment.json"
+    if settings_file.exists():
+        previous = json.loads(settings_file.read_text()).get("settings")
+        if previous != settings:
+            raise ConfigError(
+                f"{out} holds masks made with other settings or another model (see {settings_file}); "
+                "use another --out folder, or delete it to start over"
+            )
+    settings_file.write_text(
+        json.dumps({"thoracic_version": __version__, "contract": seg.contract.to_dict(), "settings": settings},
+                   indent=2, sort_keys=True)
+    )
+    table = out / "masks.csv"
+    previous_rows = _read_table(table)
+    keep: list[dict[str, str]] = []
+    todo: list[tuple[str, str]] = []
+    for image_id, source in ids.items():
+        row = previous_rows.get(image_id)
+        done = row and row.get("status") == "ok" and (out / "masks" / f"{image_id}.png").is_file()
+        if done and options.overlays:
+            done = (out / "overlays" / f"{image_id}.png").is_file()
+        if done and options.crop_size:
+            done = (out / "crops" / f"{image_id}.png").is_file()
+        if done:
+            keep.append(row)
+        else:
+            todo.append((source, image_id))
+    summary = SegmentSummary(total=len(ids), skipped=len(keep), table=str(table))
+    if on_start:
+        on_start(len(todo), len(keep))
+    tmp = table.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=MASK_COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: row.get(k, "") for k in MASK_COLUMNS} for row in keep)
+    os.replace(tmp, table)
+    with table.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=MASK_COLUMNS)
+        for source, image_id in todo:
+            result = _segment_one(seg, source, image_id, out, options)
+            writer.writerow(result.row())
+            fh.flush()
+            if result.status == "failed":
+                summary.failed += 1
+            else:
+                summary.segmented += 1
+                summary.fallbacks += bool(result.fallback)
+            if progress:
+                progress(result)
+    return summary

@@ -1,0 +1,169 @@
+"""Lung segmentation with ONNX Runtime (no torch): radiograph in, lung mask at the original size out.
+
+>>> from thoracic.io import read
+>>> from thoracic.anatomy import LungSegmenter
+>>> seg = LungSegmenter.load()                 # the shipped model  # doctest: +SKIP
+>>> lungs = seg.segment(read("chest.dcm"))     # doctest: +SKIP
+>>> lungs.mask.shape == lungs.image_size[::-1], lungs.lung_fraction, lungs.roi.box  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigError, MissingDependencyError, ReadError
+from ..io.radiograph import Radiograph
+from ..transform import Affine
+from .contract import METADATA_KEY, ModelContract
+from .postprocess import postprocess
+from .roi import LungRoi, RoiOptions, lung_roi
+
+__all__ = ["LungMask", "LungSegmenter", "default_segmenter", "lung_roi_step"]
+
+
+@dataclass(frozen=True, eq=False)
+class LungMask:
+    """The lungs of one radiograph.
+
+    Attributes
+    ----------
+    mask:
+        ``uint8`` 0/255 at the original image size (``height x width``), post-processed.
+    roi:
+        The lung square (:func:`~thoracic.anatomy.lung_roi`) and whether it fell back to the
+        full image.
+    probability:
+        ``float32`` lung probability at the original size, when asked for.
+    """
+
+    image_id: str
+    mask: np.ndarray = field(repr=False)
+    roi: LungRoi
+    components: int
+    probability: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the original image."""
+        return int(self.mask.shape[1]), int(self.mask.shape[0])
+
+    @property
+    def lung_fraction(self) -> float:
+        return self.roi.lung_fraction
+
+    @property
+    def fallback(self) -> bool:
+        return self.roi.fallback
+
+
+def _ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as err:  # pragma: no cover - a core dependency
+        raise MissingDependencyError.for_feature("lung segmentation", "onnxruntime") from err
+    return ort
+
+
+class LungSegmenter:
+    """A lung model loaded into ONNX Runtime; create once and reuse (the session is thread-safe)."""
+
+    def __init__(self, session, contract: ModelContract, path: str) -> None:
+        self._session = session
+        self.contract = contract
+        self.path = path
+        self._input = session.get_inputs()[0].name
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, *, threads: int = 2) -> LungSegmenter:
+        """Load an ONNX lung model (default: the shipped one) and its contract from its metadata."""
+        ort = _ort()
+        if path is None:
+            from ..models import model_path
+
+            path = model_path("lungs")
+        path = str(path)
+        if not Path(path).is_file():
+            raise ReadError("no such model file; the shipped model is thoracic/models/lungs/lungs.onnx", path=path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own types
+            raise ReadError(f"not an ONNX model ONNX Runtime can load ({type(err).__name__})", path=path) from err
+        meta = session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise ConfigError(f"the model has no {METADATA_KEY!r} metadata: not a thoracic lung model", path=path)
+        return cls(session, ModelContract.from_json(meta[METADATA_KEY]), path)
+
+    def predict_small(self, batch: np.ndarray) -> np.ndarray:
+        """Lung probabilities at the model's input size for a ``(N, 1, H, W)`` model input."""
+        out = self._session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})[0][:, 0]
+        if self.contract.output == "logits":
+            out = 1.0 / (1.0 + np.exp(-out))
+        return out.astype(np.float32)
+
+    def probability(self, radiograph: Radiograph) -> np.ndarray:
+        """Lung probability at the original image size (before post-processing)."""
+        prepared = self.contract.prepare(radiograph)
+        small = self.predict_small(self.contract.to_input(prepared.pixels))[0]
+        w, h = radiograph.original_size
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def segment(
+        self,
+        radiograph: Radiograph,
+        roi: RoiOptions | None = None,
+        *,
+        keep_probability: bool = False,
+    ) -> LungMask:
+        """The post-processed lung mask at the original size, and the lung square."""
+        prob = self.probability(radiograph)
+        c = self.contract
+        mask = postprocess(prob, c.threshold, c.keep_components, c.fill_holes)
+        n = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)[0] - 1
+        return LungMask(
+            image_id=radiograph.image_id,
+            mask=mask,
+            roi=lung_roi(mask, roi),
+            components=int(n),
+            probability=prob if keep_probability else None,
+        )
+
+
+_default: LungSegmenter | None = None
+_lock = threading.Lock()
+
+
+def default_segmenter() -> LungSegmenter:
+    """The shipped lung model, loaded once per process."""
+    global _default
+    with _lock:
+        if _default is None:
+            _default = LungSegmenter.load()
+        return _default
+
+
+def lung_roi_step(img: np.ndarray, size: int = 512, margin: float = 0.05) -> tuple[np.ndarray, Affine]:
+    """A preprocessing step: segment ``img`` (2-D, ``[0, 1]``) with the shipped model and cut out the lung square.
+
+    Meant for :data:`thoracic.preprocess.STEPS` (as ``lung_roi(size=512,margin=0.05)``): like every
+    geometric step it returns the image and the transform from its input to its output. Falls back
+    to the square enclosing the whole image when the mask is empty or implausible.
+    """
+    from .roi import lung_roi_crop
+
+    arr = np.asarray(img, dtype=np.float32)
+    if arr.ndim != 2:
+        raise ConfigError(f"the lung ROI step works on 2-D grayscale images, got shape {arr.shape}")
+    h, w = arr.shape
+    rg = Radiograph(pixels=arr, image_id="chain", source="chain", format="array", original_width=w, original_height=h)
+    lungs = default_segmenter().segment(rg, RoiOptions(margin=margin))
+    return lung_roi_crop(arr, lungs.roi, size)

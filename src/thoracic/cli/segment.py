@@ -1,0 +1,68 @@
+"""``thoracic segment``: lung masks (and the lung square) of radiographs with the shipped model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add_parser"]
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..anatomy.batch import SegmentOptions, segment_files
+    from ..anatomy.roi import RoiOptions
+    from ..io import DEFAULT_MAX_PIXELS, ReadOptions
+
+    options = SegmentOptions(
+        roi=RoiOptions(margin=args.margin),
+        read=ReadOptions(allow_non_chest=args.allow_non_chest, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS),
+        overlays=args.overlays,
+        crop_size=args.size if args.crops else None,
+        model=args.model,
+        threads=args.threads,
+    )
+    bar = tqdm(total=0, unit="img", desc="segment", disable=args.quiet or None, dynamic_ncols=True)
+
+    def start(todo: int, skipped: int) -> None:
+        bar.total = todo
+        bar.refresh()
+        if skipped:
+            bar.write(f"resuming: {skipped} file(s) already segmented in {args.out}")
+
+    def step(result) -> None:
+        bar.update(1)
+        if result.status == "failed":
+            bar.write(f"failed: {result.error}")
+
+    try:
+        summary = segment_files(args.inputs, args.out, options, progress=step, on_start=start)
+    finally:
+        bar.close()
+    print(
+        f"{summary.segmented} segmented ({summary.fallbacks} fell back to the full image), "
+        f"{summary.skipped} already done, {summary.failed} failed; table: {summary.table}"
+    )
+    if summary.failed:
+        print(f"error: {summary.failed} of {summary.total} input(s) failed; see the error column of masks.csv", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``segment`` to the ``thoracic`` subcommands."""
+    p = subparsers.add_parser("segment", help="lung masks (0/255 PNGs at the original size) and masks.csv")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders (searched recursively)")
+    p.add_argument("--out", required=True, help="output folder (re-running resumes)")
+    p.add_argument("--overlays", action="store_true", help="also write overlays/<image_id>.png (mask outline, lung square)")
+    p.add_argument("--crops", action="store_true", help="also write crops/<image_id>.png: the lung square, resized")
+    p.add_argument("--size", type=int, default=512, help="side of the lung-square crops (default 512)")
+    p.add_argument("--margin", type=float, default=0.05, help="lung square margin per side, fraction of its side (default 0.05)")
+    p.add_argument("--model", default=None, help="an ONNX lung model (default: the shipped one)")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--allow-non-chest", action="store_true", help="read non-chest inputs anyway (flagged)")
+    p.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels (default 64e6)")
+    p.set_defaults(func=_cmd_segment)
+    return p

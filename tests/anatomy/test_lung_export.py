@@ -1,0 +1,92 @@
+"""ONNX export parity (needs the train extra: torch and onnx; skipped locally without them, fails in CI)."""
+
+import numpy as np
+import pytest
+
+
+def test_onnx_runtime_matches_torch(tmp_path, require, segmenter, sample_radiographs):
+    require("torch")
+    require("onnx")
+    from thoracic.anatomy import LungSegmenter
+    from thoracic.anatomy.training import export_onnx
+    from thoracic.anatomy.unet import build_unet, count_parameters
+
+    import torch
+
+    torch.manual_seed(0)
+    model = build_unet(base=16, depth=4)
+    assert count_parameters(model) <= 5_000_000
+    # the shipped file has the same architecture: same number of weights
+    model.eval()
+    contract = segmenter.contract
+    x = np.concatenate([contract.to_input(contract.prepare(rg).pixels) for rg in list(sample_radiographs.values())[:2]])
+    diff = export_onnx(model, contract, tmp_path / "m.onnx", check=x)
+    assert diff < 1e-4
+    exported = LungSegmenter.load(tmp_path / "m.onnx")
+    assert exported.contract == contract
+    with torch.no_grad():
+        ref = torch.sigmoid(model(torch.from_numpy(x))).numpy()[:, 0]
+    assert np.abs(exported.predict_small(x) - ref).max() < 1e-4
+
+
+def test_one_training_epoch_runs(tmp_path, require):
+    require("torch")
+    from thoracic.anatomy.contract import ModelContract
+    from thoracic.anatomy.training import TrainConfig, train_model
+
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 32, 32)).astype(np.float32)
+    masks = (images > 0.5).astype(np.float32)
+    cfg = TrainConfig(data="unused", out=str(tmp_path), size=32, base=4, depth=2, epochs=1, batch=2, threads=1)
+    train_model(cfg, images, masks, tmp_path, ModelContract.default(32))
+    assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "log.csv").is_file()
+    # resuming a finished run does no more epochs
+    train_model(cfg, images, masks, tmp_path, ModelContract.default(32))
+    assert (tmp_path / "log.csv").read_text().count("\n") == 2
+
+
+def _tiny_lung_set(root):
+    import cv2
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = ["image,mask,split,license,view,finding,source_url,doi,width,height"]
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        img = (rng.random((48, 64)) * 60 + 150).astype(np.uint8)
+        mask = np.zeros((48, 64), np.uint8)
+        mask[8:40, 6 + i : 28] = 255
+        mask[8:40, 36 : 58 - i] = 255
+        img[mask > 0] -= 100
+        cv2.imwrite(str(root / "images" / f"p{i}.png"), img)
+        cv2.imwrite(str(root / "masks" / f"p{i}.png"), mask)
+        rows.append(f"p{i}.png,p{i}.png,train,CC BY 4.0,PA,none,https://example.org,,64,48")
+    rows.append("q.png,q.png,eval_nc,CC BY-NC-SA,PA,none,https://example.org,,64,48")
+    (root / "pairs.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_train_lungs_command_end_to_end(tmp_path, require, capsys):
+    require("torch")
+    require("onnx")
+    import argparse
+
+    from thoracic.anatomy import LungSegmenter
+    from thoracic.cli import train as train_cli
+    from thoracic.errors import ConfigError
+
+    data = tmp_path / "data"
+    _tiny_lung_set(data)
+    parser = argparse.ArgumentParser()
+    train_cli.add_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "run"
+    argv = ["train", "lungs", "--data", str(data), "--out", str(out), "--epochs", "1", "--size", "32",
+            "--base", "4", "--batch", "2", "--threads", "1", "--threshold", "0.6"]
+    args = parser.parse_args(argv)
+    assert args.func(args) == 0
+    seg = LungSegmenter.load(out / "lungs.onnx")
+    assert seg.contract.input_size == (32, 32) and seg.contract.threshold == 0.6
+    assert seg.contract.info["training_licences"] == ["CC BY 4.0"]  # the eval_nc row is never used
+    assert "onnx_max_abs_diff" in capsys.readouterr().out
+    bad = parser.parse_args(["train", "lungs", "--data", str(tmp_path / "nowhere"), "--out", str(out)])
+    with pytest.raises(ConfigError, match="pairs.csv"):
+        bad.func(bad)
