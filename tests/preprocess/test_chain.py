@@ -52,3 +52,12 @@ def test_run_refuses_a_radiograph_read_otherwise(samples_dir):
     rg = read(samples_dir / "00000377_004.jpg", ReadOptions(normalize="minmax"))
     with pytest.raises(ConfigError, match="normalize"):
         get_chain("clahe").run(rg)
+
+
+def test_lung_roi_chain_maps_boxes_back(samples_dir):
+    prepared = get_chain("lung-roi-512").load(samples_dir / "00000377_004.jpg")
+    assert prepared.pixels.shape == (512, 512)
+    box = np.array([[387.80, 419.53, 890.03, 787.25]])  # the NIH radiologist's cardiomegaly box
+    inside = prepared.transform.apply_boxes(box)
+    assert (inside >= 0).all() and (inside <= 512).all()  # the heart lies within the lung square
+    np.testing.assert_allclose(prepared.to_original.apply_boxes(inside), box, atol=1e-6)

@@ -59,6 +59,12 @@ def _letterbox(img, size: int, interpolation: str = "linear", pad_value: float =
     return geometry.letterbox(img, size, interpolation=interpolation, pad_value=pad_value)
 
 
+def _lung_roi(img, size: int = 512, margin: float = 0.05):
+    from ..anatomy.segmenter import lung_roi_step  # the lung model loads on first use
+
+    return lung_roi_step(img, size, margin)
+
+
 #: Every step a chain may use: name -> function and whether it changes geometry.
 STEPS: Mapping[str, _StepDef] = {
     "percentile": _StepDef(intensity.percentile_window, False, ("low", "high")),
@@ -72,6 +78,9 @@ STEPS: Mapping[str, _StepDef] = {
     "resize_longest": _StepDef(_resize_longest, True, ("size", "interpolation"), True, True),
     "resize": _StepDef(_resize, True, ("width", "height", "interpolation")),
     "letterbox": _StepDef(_letterbox, True, ("size", "interpolation", "pad_value"), False, True),
+    # the paper's crop: segment the lungs (shipped UNet) and cut the smallest enclosing square,
+    # resized to `size`; it segments the image it is given, so use it on full-size images
+    "lung_roi": _StepDef(_lung_roi, True, ("size", "margin")),
 }
 
 _NUMBER = re.compile(r"^-?\d+(\.\d*)?([eE]-?\d+)?$")
@@ -268,6 +277,12 @@ CHAINS: dict[str, Chain] = {
             (Step.of("resize_longest", size=1024, interpolation="lanczos"),),
             "minmax",
             "The common VinBigData Kaggle recipe: VOI, min-max to 0..1, longest side 1024 (Lanczos).",
+        ),
+        Chain(
+            "lung-roi-512",
+            (Step.of("lung_roi", size=512, margin=0.05),),
+            "window",
+            "The paper's input: file window, lung segmentation, smallest square around the lungs, 512x512.",
         ),
         Chain(
             "yolo-512-clahe",
