@@ -117,11 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_chains)
 
     # subcommands of the other stages register themselves (their heavy imports stay lazy)
-    from . import dataset, evaluate, segment, train
+    from . import dataset, evaluate, predict, segment, train
+    from . import train_detector as td
 
+    predict.add_arguments(sub.add_parser("predict", help=predict.HELP))
     for module in (dataset, evaluate, segment):
         module.add_parser(sub)
-    train.add_parser(sub)  # returns the `train` targets, for more models beside `lungs`
+    targets = train.add_parser(sub)  # the `train` command's models, beside `lungs`:
+    td.add_arguments(targets.add_parser("detector", help=td.DETECTOR_HELP))
+    td.add_classifier_arguments(targets.add_parser("classifier", help=td.CLASSIFIER_HELP))
+    td.add_export_arguments(sub.add_parser("export-detector", help=td.EXPORT_HELP))
     return parser
 
 

@@ -1,0 +1,69 @@
+"""The normal/abnormal image classifier on ONNX Runtime (core install: no torch).
+
+The ONNX model takes ``1x3xSxS`` float32 (0..1) and outputs ``probabilities`` (``1x2``:
+P(normal), P(abnormal)). Its metadata (:class:`~thoracic.detect.meta.ModelMeta`, kind
+``classifier``) holds the preprocessing chain and, in ``extra["low"]``, the threshold chosen on
+validation data for the 2-class filter: below it an image is called normal and its boxes dropped.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..io.radiograph import ReadOptions
+from ..preprocess.chain import Prepared
+from ..detect.meta import ModelMeta
+from ..detect.onnx import file_sha256, onnx_session, prepare_8bit, read_meta
+
+__all__ = ["OnnxClassifier"]
+
+
+class OnnxClassifier:
+    """A thoracic ONNX normal/abnormal classifier (one session, reused)."""
+
+    def __init__(self, session: Any, meta: ModelMeta, *, path: str = "", sha256: str = "") -> None:
+        if meta.kind != "classifier":
+            raise ConfigError(f"expected a classifier, got a {meta.kind}", path=path or None)
+        self.session = session
+        self.meta = meta
+        self.path = path
+        self.sha256 = sha256
+        self._input = session.get_inputs()[0].name
+        self._abnormal = list(meta.names).index("abnormal") if "abnormal" in meta.names else len(meta.names) - 1
+
+    @classmethod
+    def load(cls, path: str | PathLike[str], *, threads: int = 2) -> OnnxClassifier:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"model file {p} does not exist")
+        session = onnx_session(p, threads)
+        return cls(session, read_meta(session, p), path=str(p), sha256=file_sha256(p))
+
+    @property
+    def id(self) -> str:
+        return self.sha256[:12]
+
+    @property
+    def low(self) -> float:
+        """The default filter threshold stored with the model (0.0 when none)."""
+        return float(self.meta.extra.get("low", 0.0))
+
+    def prepare(self, src: Any, read: ReadOptions | None = None, *, image_id: str | None = None) -> Prepared:
+        if isinstance(src, Prepared):
+            return src
+        return prepare_8bit(self.meta.chain, src, read, image_id=image_id)
+
+    def p_abnormal(self, src: Any) -> float:
+        """P(abnormal) of one image (a path, bytes, a Radiograph or a Prepared of this model's chain)."""
+        pixels = self.prepare(src).pixels
+        size = self.meta.imgsz
+        if pixels.shape[:2] != (size, size):
+            raise ConfigError(f"prepared image is {pixels.shape[1]}x{pixels.shape[0]}, the model takes {size}x{size}")
+        x = np.ascontiguousarray(np.broadcast_to(pixels[None, None], (1, 3, size, size)), dtype=np.float32)
+        probs = self.session.run(None, {self._input: x})[0][0]
+        return float(probs[self._abnormal])

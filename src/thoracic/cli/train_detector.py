@@ -1,0 +1,153 @@
+"""``thoracic train detector`` / ``train classifier`` / ``export detector`` handlers (``train`` extra).
+
+The lungs engineer's ``thoracic.cli.train`` owns the ``train`` parser; wire these under it::
+
+    from . import train_detector as td
+    td.add_arguments(targets.add_parser("detector", help=td.DETECTOR_HELP))
+    td.add_classifier_arguments(targets.add_parser("classifier", help=td.CLASSIFIER_HELP))
+
+and, for ONNX export of a checkpoint, under the main parser::
+
+    td.add_export_arguments(sub.add_parser("export-detector", help=td.EXPORT_HELP))
+
+torch is imported inside the handlers only, so the rest of the CLI works without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "CLASSIFIER_HELP",
+    "DETECTOR_HELP",
+    "EXPORT_HELP",
+    "add_arguments",
+    "add_classifier_arguments",
+    "add_export_arguments",
+    "run_classifier",
+    "run_detector",
+    "run_export",
+]
+
+DETECTOR_HELP = "a YOLO detector on a `thoracic dataset export` YOLO data set (ultralytics, offline, resumable)"
+CLASSIFIER_HELP = "the normal/abnormal classifier (linear probe on the COCO YOLOv5n backbone)"
+EXPORT_HELP = "export an ultralytics detector checkpoint to ONNX with thoracic's metadata"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of ``train detector``; sets ``func=run_detector``."""
+    p.add_argument("--data", required=True, help="data YAML of `thoracic dataset export` (data_<fold>.yaml validates on that fold)")
+    p.add_argument("--out", default="runs/detector", help="runs folder (default runs/detector)")
+    p.add_argument("--name", default="train", help="run name: weights in OUT/NAME/weights (default train)")
+    p.add_argument("--model", default="yolov5n", help="yolov5n|yolov5s|yolov5m|yolov8n|yolov8s|yolo11n|yolo11s or a model YAML")
+    p.add_argument("--pretrained", default="", help="original-YOLOv5 .pt (imported) or ultralytics .pt to start from")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--imgsz", type=int, default=512)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--save-period", type=int, default=1, help="write epoch<N>.pt every N epochs (default 1)")
+    p.add_argument("--close-mosaic", type=int, default=5, help="last N epochs without mosaic")
+    p.add_argument("--mosaic", type=float, default=1.0, help="mosaic probability (0: never)")
+    p.add_argument("--patience", type=int, default=100)
+    p.add_argument("--freeze", type=int, default=0, help="freeze the first N layers (10: the backbone)")
+    p.add_argument("--nbs", type=int, default=16, help="nominal batch size (= --batch: a step per batch; default 16)")
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--optimizer", default="auto", help="auto (ultralytics' choice), SGD, AdamW, ...")
+    p.add_argument("--lr0", type=float, default=0.01, help="initial learning rate (ignored by --optimizer auto)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 2 only on an idle 2-core machine)")
+    p.add_argument("--device", default="cpu", help="cpu or a CUDA device such as 0")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue OUT/NAME/weights/last.pt")
+    p.add_argument("--export-onnx", default=None, metavar="PATH", help="export best.pt to this ONNX file when done")
+    p.set_defaults(func=run_detector)
+    return p
+
+
+def run_detector(args: argparse.Namespace) -> int:
+    from ..detect.train import DetectorTrainConfig, train_detector
+
+    cfg = DetectorTrainConfig(
+        data=args.data, out=args.out, name=args.name, model=args.model, pretrained=args.pretrained,
+        epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, save_period=args.save_period,
+        close_mosaic=args.close_mosaic, patience=args.patience, threads=args.threads, device=args.device,
+        seed=args.seed, resume=args.resume, freeze=args.freeze, nbs=args.nbs, warmup_epochs=args.warmup_epochs,
+        optimizer=args.optimizer, lr0=args.lr0, mosaic=args.mosaic,
+    )
+
+    def on_epoch(row: Mapping[str, Any]) -> None:
+        m = row["metrics"]
+        what = "best.pt" if row.get("final") else f"epoch {row['epoch']}/{row['epochs']}"
+        print(f"{what} mAP50={m.get('metrics/mAP50(B)', float('nan')):.4f} "
+              f"{row['seconds']}s", flush=True)
+
+    summary = train_detector(cfg, on_epoch=on_epoch)
+    if args.export_onnx:
+        from ..detect.export_onnx import export_detector_onnx
+
+        summary["onnx"] = str(export_detector_onnx(summary["best"], args.export_onnx, training_data=args.data))
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+def add_classifier_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of ``train classifier``; sets ``func=run_classifier``."""
+    p.add_argument("--images-csv", required=True, help="NIH images.csv (image, patient_id, finding_labels)")
+    p.add_argument("--images", required=True, help="image folder (e.g. the images/ of a `dataset export --unboxed include`)")
+    p.add_argument("--folds", required=True, help="folds CSV (image_id, group, fold), e.g. the export's folds.csv")
+    p.add_argument("--pretrained", required=True, help="original-YOLOv5 checkpoint (backbone features)")
+    p.add_argument("--out", default="runs/classifier", help="output folder: classifier.onnx, summary.json")
+    p.add_argument("--val-fold", type=int, default=0)
+    p.add_argument("--chain", default="yolo-512-clahe", help="the chain the images went through (default yolo-512-clahe)")
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--min-sensitivity", type=float, default=0.95, help="abnormal sensitivity kept by the filter threshold")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.set_defaults(func=run_classifier)
+    return p
+
+
+def run_classifier(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..classify.train import ClassifierTrainConfig, train_classifier
+
+    cfg = ClassifierTrainConfig(
+        images_csv=args.images_csv, images=args.images, folds_csv=args.folds, pretrained=args.pretrained,
+        out=args.out, val_fold=args.val_fold, chain=args.chain, imgsz=args.imgsz,
+        min_sensitivity=args.min_sensitivity, threads=args.threads,
+    )
+    bar = tqdm(total=0, unit="img", desc="features", dynamic_ncols=True, file=sys.stderr)
+
+    def progress(n: int, total: int) -> None:
+        bar.total = total
+        bar.update(n - bar.n)
+
+    try:
+        summary = train_classifier(cfg, progress=progress)
+    finally:
+        bar.close()
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of the detector ONNX export; sets ``func=run_export``."""
+    p.add_argument("checkpoint", help="ultralytics .pt (best.pt/last.pt)")
+    p.add_argument("--out", required=True, help="ONNX file to write")
+    p.add_argument("--imgsz", type=int, default=None, help="input size (default: the training size)")
+    p.add_argument("--chain", default=None, help="training chain (default: chain.json beside the data YAML)")
+    p.add_argument("--lung-crop", action="store_true", help="the model was trained on lung crops")
+    p.add_argument("--training-data", default="", help="a description stored in the metadata")
+    p.set_defaults(func=run_export)
+    return p
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from ..detect.export_onnx import export_detector_onnx
+
+    path = export_detector_onnx(args.checkpoint, args.out, imgsz=args.imgsz, chain=args.chain,
+                                lung_crop=args.lung_crop, training_data=args.training_data)
+    print(f"written: {path}")
+    return 0

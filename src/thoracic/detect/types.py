@@ -1,0 +1,63 @@
+"""Results of detection: boxes in pixels of the original image, with Kaggle class ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..data.labels import LABELS
+
+__all__ = ["Detections"]
+
+
+@dataclass(frozen=True)
+class Detections:
+    """The findings of one image.
+
+    Attributes
+    ----------
+    boxes:
+        ``(N, 4)`` float32 ``xyxy`` in pixels of the ORIGINAL image, best score first.
+    scores:
+        ``(N,)`` float32 in ``[0, 1]``.
+    class_ids:
+        ``(N,)`` int64 Kaggle class ids (0-13).
+    image_size:
+        ``(width, height)`` of the original image.
+    feature:
+        The model's intermediate feature map (``C x h x w``) for heatmaps, when asked for.
+    """
+
+    boxes: np.ndarray = field(repr=False)
+    scores: np.ndarray = field(repr=False)
+    class_ids: np.ndarray = field(repr=False)
+    image_size: tuple[int, int] = (0, 0)
+    feature: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "boxes", np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4))
+        object.__setattr__(self, "scores", np.asarray(self.scores, dtype=np.float32).reshape(-1))
+        object.__setattr__(self, "class_ids", np.asarray(self.class_ids, dtype=np.int64).reshape(-1))
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The VinDr label name of each box."""
+        return tuple(LABELS[int(c)] for c in self.class_ids)
+
+    @classmethod
+    def empty(cls, image_size: tuple[int, int]) -> Detections:
+        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), image_size)
+
+    def top(self, max_det: int) -> Detections:
+        """The ``max_det`` best boxes."""
+        order = np.argsort(-self.scores, kind="stable")[: max(0, int(max_det))]
+        return Detections(self.boxes[order], self.scores[order], self.class_ids[order], self.image_size, self.feature)
+
+    def above(self, conf: float) -> Detections:
+        """Boxes scoring at least ``conf``."""
+        keep = self.scores >= conf
+        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep], self.image_size, self.feature)

@@ -1,0 +1,58 @@
+"""ONNX export and ONNX Runtime inference against ultralytics' own predictor on the same image."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from thoracic.data.labels import FINDINGS
+from thoracic.detect import DetectorConfig, OnnxDetector
+from thoracic.detect.meta import META_KEY
+
+TINY_SIZE = 256  # as tests/detect/conftest.py
+
+
+@pytest.mark.parametrize(("n", "iou"), [(30, 0.7), (60, 0.5)])
+def test_parity_with_ultralytics_predict(tiny_pt, tiny_onnx, chest_crop_png, n, iou):
+    """Same boxes (within 1 px) and scores (within 1e-3) as ``YOLO(pt).predict`` on a 1024x800 PNG."""
+    from ultralytics import YOLO
+
+    yolo = YOLO(str(tiny_pt))
+
+    def ultra(conf):
+        r = yolo.predict(str(chest_crop_png), imgsz=TINY_SIZE, conf=conf, iou=iou, rect=False, max_det=300, verbose=False)[0]
+        return r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy().astype(int)
+
+    # a threshold half-way between two scores, below which about n boxes survive NMS
+    levels = np.unique(ultra(0.001)[1])[::-1]
+    conf = float((levels[n] + levels[n + 1]) / 2)
+    ub, us, uc = ultra(conf)
+    det = OnnxDetector.load(tiny_onnx).predict(chest_crop_png, DetectorConfig(conf=conf, iou=iou, max_det=300))
+    assert len(ub) >= 10 and len(det) == len(ub)
+    assert np.abs(det.boxes - ub).max() <= 1.0  # pixels of the original image
+    assert np.abs(det.scores - us).max() <= 1e-3
+    assert (det.class_ids == uc).all()  # the tiny model's names are the 14 findings in Kaggle order
+
+
+def test_metadata(tiny_onnx):
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(tiny_onnx)).metadata_props}
+    meta = json.loads(props[META_KEY])
+    assert meta["kind"] == "detector" and meta["names"] == list(FINDINGS)
+    assert meta["labels"] == {str(i): n for i, n in enumerate(FINDINGS)}
+    assert meta["trained_classes"] == list(FINDINGS[:7])
+    assert meta["chain"]["steps"][-1] == {"name": "letterbox", "params": {"interpolation": "linear", "size": TINY_SIZE}}
+    assert meta["lung_crop"] is False and meta["imgsz"] == TINY_SIZE and meta["feature_output"] == "features"
+
+
+def test_outputs_and_feature_map(tiny_onnx, test_png):
+    det = OnnxDetector.load(tiny_onnx)
+    names = [o.name for o in det.session.get_outputs()]
+    assert names == ["predictions", "features"]
+    found = det.predict(test_png, DetectorConfig(conf=0.5), features=True)
+    assert found.feature is not None and found.feature.shape == (64, TINY_SIZE // 8, TINY_SIZE // 8)
+    assert found.image_size == (400, 300)
+    assert (found.boxes[:, 2] <= 400).all() and (found.boxes[:, 3] <= 300).all()
