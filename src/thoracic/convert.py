@@ -9,15 +9,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 
+from ._pool import run_tasks
 from ._version import __version__
 from .errors import ConfigError, ThoracicError
 from .io.ids import check_unique_ids
@@ -208,45 +207,6 @@ def _crashed(task: tuple) -> ConvertResult:
     )
 
 
-def _pool_pass(tasks: list[tuple], workers: int, crashed: list[tuple]) -> Iterator[ConvertResult]:
-    """Run ``tasks`` until done or until a worker dies; tasks in flight then go to ``crashed``."""
-    queue = iter(tasks)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures: dict[Future, tuple] = {}
-        broken = False
-        while True:
-            while not broken and len(futures) < workers * 2 and (task := next(queue, None)) is not None:
-                futures[pool.submit(_convert_one, *task)] = task
-            if not futures:
-                break
-            done, _ = wait(futures, return_when=FIRST_COMPLETED)
-            for fut in done:
-                task = futures.pop(fut)
-                try:
-                    yield fut.result()
-                except BrokenProcessPool:
-                    broken = True
-                    crashed.append(task)
-    if broken:
-        yield from _run_pool(list(queue), workers)
-
-
-def _run_pool(tasks: list[tuple], workers: int) -> Iterator[ConvertResult]:
-    """Run tasks in worker processes; a crashed worker costs only the file that crashed it.
-
-    The files in flight when a worker dies are retried one at a time, each in a fresh process,
-    so only the culprit is reported as failed.
-    """
-    crashed: list[tuple] = []
-    yield from _pool_pass(tasks, workers, crashed)
-    for task in crashed:
-        try:
-            with ProcessPoolExecutor(max_workers=1) as pool:
-                yield pool.submit(_convert_one, *task).result()
-        except BrokenProcessPool:
-            yield _crashed(task)
-
-
 def convert(
     inputs: Iterable[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -310,11 +270,7 @@ def convert(
 
     workers = options.workers or os.cpu_count() or 1
     workers = max(1, min(workers, len(todo)))
-    results: Iterable[ConvertResult]
-    if workers == 1:
-        results = (_convert_one(*task) for task in todo)
-    else:
-        results = _run_pool(todo, workers)
+    results = run_tasks(_convert_one, todo, workers, _crashed)
     with manifest.open("a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
         for result in results:

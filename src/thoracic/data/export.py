@@ -38,8 +38,6 @@ import csv
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +45,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .._pool import run_tasks
 from .._version import __version__
 from ..errors import ConfigError, ThoracicError
 from ..io.radiograph import ReadOptions
@@ -190,30 +189,13 @@ def _write_one(
     return row
 
 
+def _crashed(task: tuple) -> dict[str, Any]:
+    return {"image_id": task[1], "source": task[0], "kind": task[7], "status": "failed",
+            "error": "a worker process crashed while this file was being read"}
+
+
 def _run(tasks: list[tuple], workers: int) -> Iterator[dict[str, Any]]:
-    if workers <= 1 or len(tasks) <= 1:
-        yield from (_write_one(*t) for t in tasks)
-        return
-    queue = iter(tasks)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures: dict[Future, tuple] = {}
-        broken = False
-        while True:
-            while not broken and len(futures) < workers * 2 and (task := next(queue, None)) is not None:
-                futures[pool.submit(_write_one, *task)] = task
-            if not futures:
-                break
-            done, _ = wait(futures, return_when=FIRST_COMPLETED)
-            for fut in done:
-                task = futures.pop(fut)
-                try:
-                    yield fut.result()
-                except BrokenProcessPool:
-                    broken = True
-                    yield {"image_id": task[1], "source": task[0], "kind": task[7], "status": "failed",
-                           "error": "a worker process crashed while this file was being read"}
-    if broken:  # the rest, one at a time in this process
-        yield from (_write_one(*t) for t in queue)
+    return run_tasks(_write_one, tasks, workers, _crashed)
 
 
 def read_export_manifest(path: PathLike) -> dict[str, dict[str, str]]:
