@@ -138,10 +138,21 @@ def thoracic_outputs(out_dir: Path) -> dict[str, Path]:
 # --- measuring ----------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class Timing:
+    wall: float  # seconds
+    cpu: float  # CPU seconds of this process and of the worker processes it waited for
+
+
+def cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def timed(fn: Callable[[], None]) -> Timing:
+    start, start_cpu = time.perf_counter(), cpu_seconds()
     fn()
-    return time.perf_counter() - start
+    return Timing(time.perf_counter() - start, cpu_seconds() - start_cpu)
 
 
 def load_png(path: Path) -> np.ndarray:
@@ -245,6 +256,14 @@ def load() -> str:
         return "n/a"
 
 
+def busy(cores: int) -> bool:
+    """Whether the 1-minute load average says other work shares the cores (beyond this run's own)."""
+    try:
+        return os.getloadavg()[0] > cores + 0.5
+    except OSError:
+        return False
+
+
 def print_machine(default_workers: int) -> None:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print("machine")
@@ -260,9 +279,30 @@ def print_machine(default_workers: int) -> None:
     print(f"  load average     {load()}")
 
 
-def fmt_times(times: list[float], n: int) -> str:
-    per = [t / n for t in times]
-    return f"{statistics.median(per):7.4f} s/image  (runs: {', '.join(f'{p:.4f}' for p in per)})"
+def print_pairs(diffs: list[PairDiff], each: bool) -> None:
+    """One line per pair, or (default) one line per run of pairs with the very same result."""
+    groups: list[list[PairDiff]] = []
+    for d in diffs:
+        key = (d.shape_recipe, d.shape_thoracic, d.max_abs, d.mean_abs)
+        if not each and groups and (groups[-1][0].shape_recipe, groups[-1][0].shape_thoracic,
+                                    groups[-1][0].max_abs, groups[-1][0].mean_abs) == key:
+            groups[-1].append(d)
+        else:
+            groups.append([d])
+    for group in groups:
+        d = group[0]
+        names = d.name if len(group) == 1 else f"{d.name} .. {group[-1].name} ({len(group)} pairs, same result)"
+        if d.max_abs is None:
+            print(f"    {names}: SHAPES DIFFER recipe {d.shape_recipe} vs thoracic {d.shape_thoracic}")
+        else:
+            print(f"    {names}: shape {d.shape_recipe}  max {d.max_abs}  mean {d.mean_abs:.4f}")
+
+
+def fmt_times(times: list[Timing], n: int) -> str:
+    per = [t.wall / n for t in times]
+    cpu = statistics.median(t.cpu for t in times) / n
+    return (f"{statistics.median(per):7.4f} s/image  (runs: {', '.join(f'{p:.4f}' for p in per)}; "
+            f"CPU {cpu:.4f} s/image)")
 
 
 def bench_size(
@@ -274,7 +314,7 @@ def bench_size(
     run_thoracic(warm_dir, work / f"warm-thoracic-{size}", size, workers=0)
     run_thoracic(warm_dir, work / f"warm-thoracic1-{size}", size, workers=1)
 
-    times: dict[str, list[float]] = {"recipe": [], "thoracic": [], "thoracic1": []}
+    times: dict[str, list[Timing]] = {"recipe": [], "thoracic": [], "thoracic1": []}
     for r in range(args.repeats):  # interleaved, so a burst of outside load hits all sides alike
         dirs = {k: work / f"{k}-{size}-{r}" for k in times}
         times["recipe"].append(timed(lambda: run_recipe(files, dirs["recipe"], size)))
@@ -285,22 +325,25 @@ def bench_size(
                 shutil.rmtree(d)
     last = {k: work / f"{k}-{size}-{args.repeats - 1}" for k in times}
 
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = {k: statistics.median(t.wall for t in v) for k, v in times.items()}
     ratio, ratio1 = med["recipe"] / med["thoracic"], med["recipe"] / med["thoracic1"]
     print(f"  recipe               {fmt_times(times['recipe'], n)}")
     print(f"  thoracic (default)   {fmt_times(times['thoracic'], n)}")
     print(f"  thoracic (workers=1) {fmt_times(times['thoracic1'], n)}")
     print(f"  ratio recipe/thoracic: {ratio:.2f}x (default workers), {ratio1:.2f}x (workers=1); "
           f"parallel speed-up {med['thoracic1'] / med['thoracic']:.2f}x")
+    workers = min(os.cpu_count() or 1, n)
+    if workers > 1 and med["thoracic1"] / med["thoracic"] < 0.75 * workers:
+        print(f"  note: the parallel speed-up is far below {workers} workers: other processes shared the cores,"
+              " or too few files to amortize starting the worker pool")
+    cpu = {k: statistics.median(t.cpu for t in v) for k, v in times.items()}
+    print(f"  CPU time ratio recipe/thoracic (per-image work, insensitive to idle cores): "
+          f"{cpu['recipe'] / cpu['thoracic']:.2f}x (default workers), {cpu['recipe'] / cpu['thoracic1']:.2f}x (workers=1)")
 
     names = [p.stem for p in files]
     diffs = compare(last["recipe"], last["thoracic"], names)
     print(f"  pixel differences, recipe vs thoracic (grey levels), {len(diffs)} pairs:")
-    for d in diffs:
-        if d.max_abs is None:
-            print(f"    {d.name}: SHAPES DIFFER recipe {d.shape_recipe} vs thoracic {d.shape_thoracic}")
-        else:
-            print(f"    {d.name}: shape {d.shape_recipe}  max {d.max_abs}  mean {d.mean_abs:.4f}")
+    print_pairs(diffs, args.all_pairs)
     same_workers = identical_outputs(last["thoracic"], last["thoracic1"])
     print(f"  thoracic default workers vs workers=1 outputs identical: {same_workers}")
 
@@ -321,7 +364,7 @@ def bench_size(
     if args.profile:
         print(f"  thoracic per-image profile at --size {size} (cProfile, workers=1; adds some overhead):")
         for label, seconds in profile_thoracic(in_dir, work, size, n):
-            print(f"    {label:<55} {seconds * 1000:8.1f} ms")
+            print(f"    {label:<62} {seconds * 1000:8.1f} ms")
     if not args.keep:
         for d in last.values():
             shutil.rmtree(d, ignore_errors=True)
@@ -339,6 +382,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--file", type=Path, default=None,
                         help=f"DICOM to copy instead of pydicom-data's {TEST_FILE} (the targets were set for that one)")
     parser.add_argument("--profile", action="store_true", help="also profile thoracic's per-image path by stage")
+    parser.add_argument("--all-pairs", action="store_true", help="print every pair, not runs of equal results")
     parser.add_argument("--check", action="store_true", help="exit with status 1 when a target fails")
     parser.add_argument("--keep", action="store_true", help="keep the work folder under bench/_work/")
     args = parser.parse_args(argv)
@@ -369,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
             if target.size in args.sizes:
                 results[target.size] = bench_size(target, files, warm_files, in_dir, warm_dir, work, args)
         print(f"\nload average after: {load()}")
+        if busy(os.cpu_count() or 1):
+            print("note: other processes kept the cores busy during the run; timings (above all the parallel"
+                  " ones) are noisy, rerun when the machine is idle")
         print("summary: " + ", ".join(f"--size {s}: {'PASS' if ok else 'FAIL'}" for s, ok in results.items()))
     finally:
         if args.keep:

@@ -44,8 +44,16 @@ def test_reduced_decoding_changes_nothing_but_speed(samples_dir):
     full = Chain(chain.name, chain.steps, chain.normalize).run(read(samples_dir / "RG1_J2KI.dcm", ReadOptions()))
     assert fast.radiograph.width < fast.radiograph.original_width  # decoded at a coarser level
     assert fast.pixels.shape == full.pixels.shape == (512, 482)
-    np.testing.assert_allclose(fast.transform.apply_boxes([[0, 0, 1841, 1955]]), [[0, 0, 482, 512]], atol=1e-6)
+    # area resizing keeps the reduced image's sub-pixel offset, and the transform says so
+    np.testing.assert_allclose(fast.transform.apply_boxes([[0, 0, 1841, 1955]]), [[0, 0, 482, 512]], atol=0.2)
     assert np.abs(fast.pixels - full.pixels).mean() < 0.01
+    # Lanczos resizes exactly the original extent out of the reduced image
+    lanczos = Chain.parse("resize_longest(size=512,interpolation=lanczos)")
+    exact = lanczos.load(samples_dir / "RG1_J2KI.dcm")
+    assert exact.radiograph.width < exact.radiograph.original_width
+    np.testing.assert_allclose(exact.transform.apply_boxes([[0, 0, 1841, 1955]]), [[0, 0, 482, 512]], atol=1e-9)
+    reference = lanczos.run(read(samples_dir / "RG1_J2KI.dcm", ReadOptions()))
+    assert np.abs(exact.pixels - reference.pixels).mean() < 0.004
 
 
 def test_run_refuses_a_radiograph_read_otherwise(samples_dir):

@@ -27,7 +27,7 @@ from ..errors import (
     UnsupportedTransferSyntaxError,
 )
 from ..transform import Affine
-from ..preprocess.intensity import minmax, percentile_bounds, window
+from ..preprocess.intensity import minmax, percentile_bounds, truncate_8bit, window
 from .radiograph import Radiograph, ReadOptions
 
 __all__ = ["read_dicom"]
@@ -281,9 +281,10 @@ def _decode(ds: Dataset, options: ReadOptions, path: str) -> tuple[np.ndarray, A
                 reduced = _decode_j2k_reduced(ds, options.target_size)
                 if reduced is not None:
                     arr, level = reduced
-                    # extent to extent: the last sample of an odd size covers half a cell, so this
-                    # is within one original pixel of the 2**level grid everywhere
-                    return arr, Affine(sx=cols / arr.shape[1], sy=rows / arr.shape[0])
+                    # sample i of level L is the low-pass value centred on original pixel 2**L * i
+                    # (centre 2**L * i + 0.5): x_original = 2**L * x + 0.5 - 2**(L - 1)
+                    s = float(2**level)
+                    return arr, Affine(sx=s, sy=s, tx=0.5 - s / 2, ty=0.5 - s / 2)
             arr = ds.pixel_array
         except (UnsupportedTransferSyntaxError, InvalidRadiographError):
             raise
@@ -451,6 +452,8 @@ def read_dicom(data: bytes, path: str, image_id: str, options: ReadOptions) -> R
         pixels = minmax(pixels)
     if photometric == "MONOCHROME1":
         pixels = np.subtract(np.float32(1.0), pixels, dtype=np.float32)
+    if options.normalize == "minmax":
+        pixels = truncate_8bit(pixels)  # exactly the Kaggle recipe's 8-bit image
     phi = {k: str(ds.get(k)) for k in _PHI_KEYWORDS if ds.get(k) not in (None, "")}
     del ds.PixelData  # the header stays for DICOM outputs; the pixels live in `pixels`
     return Radiograph(

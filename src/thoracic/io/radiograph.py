@@ -28,8 +28,9 @@ class ReadOptions:
     ----------
     normalize:
         ``"window"``: the file's VOI LUT or window (DICOM), else its full range for data of at most
-        8 bits, else a percentile window. ``"minmax"``: as ``"window"``, then the image's own
-        minimum..maximum stretched to 0..1 (what the common Kaggle recipe does). ``"percentile"``:
+        8 bits, else a percentile window. ``"minmax"``: the common Kaggle recipe: the file's VOI,
+        then the image's own minimum..maximum stretched to 0..1 and truncated to 256 grey levels
+        as its ``(x * 255).astype(np.uint8)`` does, so converted PNGs match the community's. ``"percentile"``:
         ignore the file's window and clip to the ``percentiles``.
     percentiles:
         ``(low, high)`` for the percentile window.

@@ -15,7 +15,7 @@ from ..errors import (
     MultiFrameError,
     UnsupportedFormatError,
 )
-from ..preprocess.intensity import minmax, percentile_bounds, window
+from ..preprocess.intensity import minmax, percentile_bounds, truncate_8bit, window
 from .radiograph import Radiograph, ReadOptions
 
 __all__ = ["looks_like_raster", "read_raster"]
@@ -110,8 +110,8 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadOptions) -> 
     vmin, vmax = float(values.min()), float(values.max())
     if vmin == vmax:
         raise ConstantImageError(f"every pixel has the value {vmin:g}; the image is blank", path=path)
-    if options.normalize == "minmax":
-        pixels, center, width_, voi = minmax(values), (vmin + vmax) / 2, vmax - vmin, "minmax"
+    if options.normalize == "minmax":  # the Kaggle recipe, 8-bit truncation included
+        pixels, center, width_, voi = truncate_8bit(minmax(values)), (vmin + vmax) / 2, vmax - vmin, "minmax"
     elif options.normalize == "window" and bits <= 8:
         pixels, center, width_, voi = window(values, 128.0, 256.0), 128.0, 256.0, "full range"
     else:

@@ -12,6 +12,7 @@ from .intensity import (
     percentile_bounds,
     percentile_window,
     to_uint8,
+    truncate_8bit,
     window,
     zscore,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "resize",
     "resize_longest",
     "to_uint8",
+    "truncate_8bit",
     "window",
     "zscore",
 ]

@@ -47,8 +47,8 @@ class _StepDef:
     scale_to_size: bool = False  # its output size is set by a `size` param (allows reduced decoding)
 
 
-def _resize_longest(img, size: int, interpolation: str = "area", *, reference_size=None):
-    return geometry.resize_longest(img, size, interpolation=interpolation, reference_size=reference_size)
+def _resize_longest(img, size: int, interpolation: str = "area", *, reference_size=None, box=None):
+    return geometry.resize_longest(img, size, interpolation=interpolation, reference_size=reference_size, box=box)
 
 
 def _resize(img, width: int, height: int, interpolation: str = "area"):
@@ -245,8 +245,12 @@ class Chain:
             params = dict(step.params)
             if spec.geometric:
                 if spec.uses_reference_size and first_geometric:
-                    # sizes follow from the full-resolution image, however it was decoded
+                    # sizes follow from the full-resolution image, however it was decoded, and the
+                    # output covers exactly the original extent (a reduced-resolution decode is
+                    # offset from it by a fraction of a pixel)
                     params["reference_size"] = radiograph.original_size
+                    if not transform.is_identity:
+                        params["box"] = tuple(transform.apply_boxes([[0, 0, *radiograph.original_size]])[0])
                 first_geometric = False
                 img, t = spec.fn(img, **params)
                 transform = transform.then(t)

@@ -44,15 +44,19 @@ def _check_size(width: int, height: int) -> None:
         raise ConfigError(f"output size must be at least 1x1 pixel, got {width}x{height}")
 
 
-def _resize_array(img: np.ndarray, width: int, height: int, interpolation: Interpolation) -> np.ndarray:
-    if img.shape[1] == width and img.shape[0] == height:
+def _resize_array(
+    img: np.ndarray, width: int, height: int, interpolation: Interpolation, box: tuple[float, ...] | None = None
+) -> np.ndarray:
+    if img.shape[1] == width and img.shape[0] == height and box is None:
         return img
     if interpolation == "lanczos":
         # Pillow's antialiased Lanczos: the filter of the common Kaggle recipe (PIL thumbnail),
         # applied to float32 so nothing is quantized before the final 8-bit conversion.
         if img.dtype != np.float32:
             raise ConfigError("lanczos resize works on float32 images")
-        out = Image.fromarray(np.ascontiguousarray(img), mode="F").resize((width, height), Image.Resampling.LANCZOS)
+        out = Image.fromarray(np.ascontiguousarray(img), mode="F").resize(
+            (width, height), Image.Resampling.LANCZOS, box=box
+        )
         return np.asarray(out, dtype=np.float32)
     try:
         flag = _CV2_INTERP[interpolation]
@@ -69,12 +73,23 @@ def resize(
     height: int,
     *,
     interpolation: Interpolation = "area",
+    box: tuple[float, float, float, float] | None = None,
 ) -> tuple[np.ndarray, Affine]:
-    """Resize to exactly ``width x height`` (aspect ratio not kept)."""
+    """Resize to exactly ``width x height`` (aspect ratio not kept).
+
+    ``box`` (``lanczos`` only) is the region of ``img``, in its coordinates, that becomes the
+    output, e.g. the exact extent of the full-resolution image within a JPEG 2000 image decoded
+    at a reduced level; other interpolations resize the whole image.
+    """
     _check_size(width, height)
     h, w = img.shape[:2]
-    out = _resize_array(img, int(width), int(height), interpolation)
-    return out, Affine(sx=width / w, sy=height / h)
+    if box is None or interpolation != "lanczos":
+        out = _resize_array(img, int(width), int(height), interpolation)
+        return out, Affine(sx=width / w, sy=height / h)
+    x0, y0, x1, y1 = (float(v) for v in box)
+    out = _resize_array(img, int(width), int(height), interpolation, (x0, y0, x1, y1))
+    sx, sy = width / (x1 - x0), height / (y1 - y0)
+    return out, Affine(sx=sx, sy=sy, tx=-x0 * sx, ty=-y0 * sy)
 
 
 def longest_side_size(width: int, height: int, longest: int) -> tuple[int, int]:
@@ -89,6 +104,7 @@ def resize_longest(
     *,
     interpolation: Interpolation = "area",
     reference_size: tuple[int, int] | None = None,
+    box: tuple[float, float, float, float] | None = None,
 ) -> tuple[np.ndarray, Affine]:
     """Resize so that the longest side is ``longest`` pixels, keeping the aspect ratio (no padding).
 
@@ -101,7 +117,7 @@ def resize_longest(
     h, w = img.shape[:2]
     rw, rh = reference_size if reference_size is not None else (w, h)
     width, height = longest_side_size(rw, rh, int(longest))
-    return resize(img, width, height, interpolation=interpolation)
+    return resize(img, width, height, interpolation=interpolation, box=box)
 
 
 def letterbox(

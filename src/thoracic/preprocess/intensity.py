@@ -24,6 +24,7 @@ __all__ = [
     "percentile_bounds",
     "percentile_window",
     "to_uint8",
+    "truncate_8bit",
     "window",
     "zscore",
 ]
@@ -102,6 +103,18 @@ def zscore(arr: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     if std < eps:
         raise ConstantImageError("the image has a single intensity value; there is nothing to normalize")
     return (a - np.float32(a.mean())) * np.float32(1.0 / std)
+
+
+def truncate_8bit(arr: np.ndarray) -> np.ndarray:
+    """Keep 256 grey levels the way ``(x * 255).astype(np.uint8)`` does (truncating), still as floats.
+
+    The common Kaggle recipe truncates; its PNGs are what many VinBigData models were trained on.
+
+    >>> truncate_8bit(np.array([0.0, 0.999 / 255, 1.0], dtype=np.float32)).tolist()
+    [0.0, 0.0, 1.0]
+    """
+    out = np.floor(np.clip(np.asarray(arr, dtype=np.float32), 0.0, 1.0) * np.float32(255.0))
+    return out * np.float32(1.0 / 255.0)
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:
