@@ -142,7 +142,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from ._progress import BatchProgress
 
     from ..data import ExportOptions, export_dataset, fuse_readers, kfold_split, read_folds
 
@@ -161,23 +161,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if method != "none":
         ann = fuse_readers(ann, _fusion_config(args, method))
         print(f"readers fused with {method}: {int(ann.is_finding.sum())} finding boxes")
-    bar = tqdm(total=0, unit="img", desc="export", disable=args.quiet or None, dynamic_ncols=True)
-
-    def start(todo: int, resumed: int) -> None:
-        bar.total = todo
-        bar.refresh()
-        if resumed:
-            bar.write(f"resuming: {resumed} image(s) already written in {args.out}")
-
-    def step(row) -> None:
-        bar.update(1)
-        if row.get("status") == "failed":
-            bar.write(f"failed: {row.get('image_id')}: {row.get('error')}")
-
-    try:
-        s = export_dataset(ann, args.out, options, images=args.images, folds=folds, progress=step, on_start=start)
-    finally:
-        bar.close()
+    with BatchProgress("export", args.out, quiet=args.quiet, done="written") as bar:
+        s = export_dataset(ann, args.out, options, images=args.images, folds=folds, progress=bar.step, on_start=bar.start)
     print(
         f"{s.labelled} labelled image(s) ({s.written} written, {s.resumed} already done), {s.boxes} boxes; "
         f"{s.unboxed_skipped} without boxes skipped, {s.missing} missing, {s.failed} failed; "

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import ThoracicError
+from ._progress import BatchProgress
 
 log = logging.getLogger("thoracic")
 
@@ -32,8 +33,6 @@ def _read_options(args: argparse.Namespace):
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..convert import ConvertOptions, convert, convert_chain
     from ..io.radiograph import ReadOptions
     from ..preprocess import get_chain
@@ -43,23 +42,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     chain = get_chain(args.chain) if args.chain else convert_chain(args.size, args.normalize, args.clahe)
     ReadOptions(normalize=chain.normalize)  # validate before any work
     options = ConvertOptions(chain=chain, read=_read_options(args), workers=args.workers)
-    bar = tqdm(total=0, unit="img", desc="convert", disable=args.quiet or None, dynamic_ncols=True)
-
-    def start(todo: int, skipped: int) -> None:
-        bar.total = todo
-        bar.refresh()
-        if skipped:
-            bar.write(f"resuming: {skipped} file(s) already converted in {args.out}")
-
-    def step(result) -> None:
-        bar.update(1)
-        if result.status == "failed":
-            bar.write(f"failed: {result.error}")
-
-    try:
-        summary = convert(args.inputs, args.out, options, progress=step, on_start=start)
-    finally:
-        bar.close()
+    with BatchProgress("convert", args.out, quiet=args.quiet, done="converted") as bar:
+        summary = convert(args.inputs, args.out, options, progress=bar.step, on_start=bar.start)
     print(
         f"{summary.converted} converted ({summary.flagged} flagged), {summary.skipped} already done, "
         f"{summary.failed} failed; manifest: {summary.manifest}"

@@ -9,7 +9,7 @@ __all__ = ["add_parser"]
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from ._progress import BatchProgress
 
     from ..anatomy.batch import SegmentOptions, segment_files
     from ..anatomy.roi import RoiOptions
@@ -23,23 +23,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         model=args.model,
         threads=args.threads,
     )
-    bar = tqdm(total=0, unit="img", desc="segment", disable=args.quiet or None, dynamic_ncols=True)
-
-    def start(todo: int, skipped: int) -> None:
-        bar.total = todo
-        bar.refresh()
-        if skipped:
-            bar.write(f"resuming: {skipped} file(s) already segmented in {args.out}")
-
-    def step(result) -> None:
-        bar.update(1)
-        if result.status == "failed":
-            bar.write(f"failed: {result.error}")
-
-    try:
-        summary = segment_files(args.inputs, args.out, options, progress=step, on_start=start)
-    finally:
-        bar.close()
+    with BatchProgress("segment", args.out, quiet=args.quiet, done="segmented") as bar:
+        summary = segment_files(args.inputs, args.out, options, progress=bar.step, on_start=bar.start)
     print(
         f"{summary.segmented} segmented ({summary.fallbacks} fell back to the full image), "
         f"{summary.skipped} already done, {summary.failed} failed; table: {summary.table}"

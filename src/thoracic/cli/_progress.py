@@ -1,0 +1,39 @@
+"""The progress bar of the batch commands (convert, segment, dataset export)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BatchProgress:
+    """A tqdm bar fed by a batch function's ``on_start(todo, skipped)`` and ``progress(result)``.
+
+    Failures are printed above the bar as they happen; use it as a context manager so the bar
+    closes whatever happens.
+    """
+
+    def __init__(self, desc: str, out: str, *, quiet: bool = False, done: str = "processed") -> None:
+        from tqdm import tqdm
+
+        self.out, self.done = out, done
+        self.bar = tqdm(total=0, unit="img", desc=desc, disable=quiet or None, dynamic_ncols=True)
+
+    def start(self, todo: int, skipped: int) -> None:
+        self.bar.total = todo
+        self.bar.refresh()
+        if skipped:
+            self.bar.write(f"resuming: {skipped} file(s) already {self.done} in {self.out}")
+
+    def step(self, result: Any) -> None:
+        self.bar.update(1)
+        if isinstance(result, dict):  # a manifest row (dataset export): name the image
+            if result.get("status") == "failed":
+                self.bar.write(f"failed: {result.get('image_id')}: {result.get('error')}")
+        elif getattr(result, "status", None) == "failed":  # the error names the file
+            self.bar.write(f"failed: {result.error}")
+
+    def __enter__(self) -> BatchProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
