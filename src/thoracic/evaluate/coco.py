@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,19 @@ COCO_STATS = (
     "map", "map50", "map75", "map_small", "map_medium", "map_large",
     "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large",
 )  # fmt: skip
+
+
+def _finding_boxes(
+    index: dict[object, int], image: npt.ArrayLike, label: npt.ArrayLike, boxes: npt.ArrayLike
+) -> Iterator[tuple[int, int, int, list[float]]]:
+    """``(row, COCO image id, category id, xywh)`` of the finding boxes on indexed images."""
+    xyxy = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    rows = zip(np.asarray(image, dtype=object).tolist(), np.asarray(label, dtype=object).tolist())
+    for k, (img, lab) in enumerate(rows):
+        if lab == NO_FINDING or lab not in CLASS_IDS or img not in index:
+            continue
+        x0, y0, x1, y1 = xyxy[k].tolist()
+        yield k, index[img], CLASS_IDS[lab] + 1, [x0, y0, x1 - x0, y1 - y0]
 
 
 def coco_inputs(
@@ -46,24 +59,16 @@ def coco_inputs(
     """
     index = {k: i + 1 for i, k in enumerate(images)}
     cats = [{"id": cid + 1, "name": name} for name, cid in CLASS_IDS.items() if name != NO_FINDING]
-    anns = []
-    tb = np.asarray(truth_boxes, dtype=np.float64).reshape(-1, 4)
-    for k, (img, lab) in enumerate(zip(np.asarray(truth_image, dtype=object).tolist(), np.asarray(truth_label, dtype=object).tolist())):
-        if lab == NO_FINDING or lab not in CLASS_IDS or img not in index:
-            continue
-        x0, y0, x1, y1 = tb[k].tolist()
-        anns.append({"id": len(anns) + 1, "image_id": index[img], "category_id": CLASS_IDS[lab] + 1,
-                     "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
+    anns = [
+        {"id": n + 1, "image_id": img, "category_id": cat, "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": 0}
+        for n, (_, img, cat, bbox) in enumerate(_finding_boxes(index, truth_image, truth_label, truth_boxes))
+    ]
     gt = {"images": [{"id": i} for i in index.values()], "annotations": anns, "categories": cats}
-    dets = []
-    pb = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
     ps = np.asarray(pred_scores, dtype=np.float64)
-    for k, (img, lab) in enumerate(zip(np.asarray(pred_image, dtype=object).tolist(), np.asarray(pred_label, dtype=object).tolist())):
-        if lab == NO_FINDING or lab not in CLASS_IDS or img not in index:
-            continue
-        x0, y0, x1, y1 = pb[k].tolist()
-        dets.append({"image_id": index[img], "category_id": CLASS_IDS[lab] + 1,
-                     "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(ps[k])})
+    dets = [
+        {"image_id": img, "category_id": cat, "bbox": bbox, "score": float(ps[k])}
+        for k, img, cat, bbox in _finding_boxes(index, pred_image, pred_label, pred_boxes)
+    ]
     return gt, dets
 
 
