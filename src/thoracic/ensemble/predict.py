@@ -194,10 +194,13 @@ class Predictor:
         results: list[Detections] = []
         feats: dict[str, np.ndarray] = {}
         roi = None
+        crops: dict[int, tuple[Radiograph, Affine, tuple[int, int, int, int]]] = {}  # segment once per image
         for det in self.detectors:
             rg = radiographs.get(det.chain.normalize) or any_rg
             if cfg.lung_roi or det.meta.lung_crop:
-                crop, t, roi = self._crop(rg)
+                if id(rg) not in crops:
+                    crops[id(rg)] = self._crop(rg)
+                crop, t, roi = crops[id(rg)]
                 found = det.predict(crop, dcfg, features=features)
                 boxes = t.inverse().apply_boxes(found.boxes) if len(found) else found.boxes
                 found = Detections(boxes, found.scores, found.class_ids, (w, h), found.feature)
