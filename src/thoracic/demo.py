@@ -127,13 +127,21 @@ def _process(path: Path, out: Path, truth, predictor) -> DemoSample:
 
     from .detect import draw_findings
 
-    pred = predictor.predict(rg)
+    pred = predictor.predict(rg, heatmap=True)
     shown = pred.detections.scores >= _MIN_SCORE
     name = f"{iid}_6_findings.png"
     _write_png(out / name, draw_findings(rg, pred.detections, longest=512, min_score=_MIN_SCORE))
     p_abn = "" if pred.p_abnormal is None else f"P(abnormal) {pred.p_abnormal:.2f}"
     verdict = "classifier filter: normal, boxes dropped" if pred.filtered else f"{int(shown.sum())} box(es) with score >= {_MIN_SCORE}"
     panels.append((f"findings (shipped NIH detector): {p_abn}; {verdict}", name))
+
+    if pred.heatmap is not None:
+        from .explain import blend
+
+        name = f"{iid}_7_heatmap.png"
+        small = _thumb(display)
+        _write_png(out / name, blend(small, cv2.resize(pred.heatmap, small.shape[1::-1], interpolation=cv2.INTER_AREA)))
+        panels.append(("heatmap: Eigen-CAM of the detector's P3 feature map (where it looks)", name))
 
     facts = {
         k: v

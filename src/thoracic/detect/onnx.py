@@ -247,7 +247,9 @@ class OnnxDetector:
         # drop outputs that are not findings of the schema (e.g. a model with extra names)
         valid = ids >= 0
         det = Detections(boxes[valid] if len(boxes) else boxes, scores[valid], ids[valid], (int(w), int(h)),
-                         feats if features else None)
+                         feats if features else None,
+                         prepared.to_original if features and feats is not None else None,
+                         size if features and feats is not None else 0)
         return det.top(cfg.max_det)
 
 

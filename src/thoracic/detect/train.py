@@ -187,6 +187,7 @@ def train_detector(
                       "seconds": round(time.time() - start, 1)})
 
         model.add_callback("on_fit_epoch_end", _cb)
+    model.add_callback("on_pretrain_routine_start", _drop_raytune)
     model.train(**kwargs)
     trainer = model.trainer
     summary = {
@@ -196,3 +197,13 @@ def train_detector(
     }
     (run / "thoracic_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
+
+
+def _drop_raytune(trainer: Any) -> None:
+    """Remove ultralytics' Ray Tune reporter from a trainer that is not inside a Tune session.
+
+    ultralytics adds it whenever ``ray`` is importable (the ``ray`` extra installs it), and outside
+    a Tune session it only warns (``get_trial_id is meant to ...``) at every epoch.
+    """
+    for event, fns in trainer.callbacks.items():
+        trainer.callbacks[event] = [f for f in fns if getattr(f, "__module__", "") != "ultralytics.utils.callbacks.raytune"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data.labels import LABELS
+from ..transform import Affine
 
 __all__ = ["Detections"]
 
@@ -27,6 +28,11 @@ class Detections:
         ``(width, height)`` of the original image.
     feature:
         The model's intermediate feature map (``C x h x w``) for heatmaps, when asked for.
+    feature_transform:
+        Maps pixel coordinates of the model input the feature map covers (``feature_input``
+        pixels square) to the original image; set with ``feature``.
+    feature_input:
+        Side of that model input in pixels (0 without a feature map).
     """
 
     boxes: np.ndarray = field(repr=False)
@@ -34,6 +40,8 @@ class Detections:
     class_ids: np.ndarray = field(repr=False)
     image_size: tuple[int, int] = (0, 0)
     feature: np.ndarray | None = field(default=None, repr=False)
+    feature_transform: Affine | None = field(default=None, repr=False)
+    feature_input: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "boxes", np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4))
@@ -48,6 +56,14 @@ class Detections:
         """The VinDr label name of each box."""
         return tuple(LABELS[int(c)] for c in self.class_ids)
 
+    def heatmap(self) -> np.ndarray | None:
+        """The Eigen-CAM of the feature map at the original size (``height x width``), if any."""
+        if self.feature is None or self.feature_transform is None or self.feature_input <= 0:
+            return None
+        from ..explain import eigencam, to_original
+
+        return to_original(eigencam(self.feature), self.feature_input, self.feature_transform, self.image_size)
+
     @classmethod
     def empty(cls, image_size: tuple[int, int]) -> Detections:
         return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), image_size)
@@ -55,9 +71,11 @@ class Detections:
     def top(self, max_det: int) -> Detections:
         """The ``max_det`` best boxes."""
         order = np.argsort(-self.scores, kind="stable")[: max(0, int(max_det))]
-        return Detections(self.boxes[order], self.scores[order], self.class_ids[order], self.image_size, self.feature)
+        return Detections(self.boxes[order], self.scores[order], self.class_ids[order], self.image_size, self.feature,
+                          self.feature_transform, self.feature_input)
 
     def above(self, conf: float) -> Detections:
         """Boxes scoring at least ``conf``."""
         keep = self.scores >= conf
-        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep], self.image_size, self.feature)
+        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep], self.image_size, self.feature,
+                          self.feature_transform, self.feature_input)

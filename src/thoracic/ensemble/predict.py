@@ -82,7 +82,7 @@ class PredictConfig:
 
 @dataclass(frozen=True)
 class ImagePrediction:
-    """The result for one image."""
+    """The result for one image; ``heatmap`` (when asked for) is ``height x width`` float32 in [0, 1]."""
 
     image_id: str
     detections: Detections
@@ -91,6 +91,7 @@ class ImagePrediction:
     filtered: bool = False
     roi: tuple[int, int, int, int] | None = None
     features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    heatmap: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def width(self) -> int:
@@ -153,6 +154,14 @@ class Predictor:
             return None
         return self.config.low if self.config.low is not None else self.classifier.low
 
+    def read(self, src: Any, image_id: str | None = None, read: ReadOptions | None = None) -> dict[str, Radiograph]:
+        """Read ``src`` once per distinct normalization the models need: ``{normalize: Radiograph}``.
+
+        The reading half of :meth:`predict` (no model runs): with :meth:`predict_read` it lets
+        callers decode on other threads or processes while the models run.
+        """
+        return self._read(src, image_id, read)
+
     def _read(self, src: Any, image_id: str | None, read: ReadOptions | None) -> dict[str, Radiograph]:
         """One read per distinct normalization the models need."""
         from ..io.read import read as read_file
@@ -184,15 +193,27 @@ class Predictor:
         return crop, t, lungs.roi.box
 
     def predict(self, src: Any, *, image_id: str | None = None, read: ReadOptions | None = None,
-                features: bool = False) -> ImagePrediction:
-        """Predict one image (a path, bytes or a :class:`Radiograph`)."""
+                features: bool = False, heatmap: bool = False) -> ImagePrediction:
+        """Predict one image (a path, bytes or a :class:`Radiograph`).
+
+        ``features`` keeps each detector's feature map; ``heatmap`` adds the mean Eigen-CAM of
+        the detectors at the original size (:mod:`thoracic.explain`).
+        """
+        return self.predict_read(self._read(src, image_id, read), features=features, heatmap=heatmap)
+
+    def predict_read(self, radiographs: dict[str, Radiograph], *, features: bool = False,
+                     heatmap: bool = False) -> ImagePrediction:
+        """Predict from what :meth:`read` returned (the model half of :meth:`predict`)."""
+        if not radiographs:
+            raise ConfigError("no radiograph to predict")
+        want = features or heatmap
         cfg = self.config
         dcfg = cfg.detector_config()
-        radiographs = self._read(src, image_id, read)
         any_rg = next(iter(radiographs.values()))
         w, h = any_rg.original_size
         results: list[Detections] = []
         feats: dict[str, np.ndarray] = {}
+        cams: list[np.ndarray] = []
         roi = None
         crops: dict[int, tuple[Radiograph, Affine, tuple[int, int, int, int]]] = {}  # segment once per image
         for det in self.detectors:
@@ -201,13 +222,18 @@ class Predictor:
                 if id(rg) not in crops:
                     crops[id(rg)] = self._crop(rg)
                 crop, t, roi = crops[id(rg)]
-                found = det.predict(crop, dcfg, features=features)
+                found = det.predict(crop, dcfg, features=want)
                 boxes = t.inverse().apply_boxes(found.boxes) if len(found) else found.boxes
-                found = Detections(boxes, found.scores, found.class_ids, (w, h), found.feature)
+                ft = found.feature_transform.then(t.inverse()) if found.feature_transform is not None else None
+                found = Detections(boxes, found.scores, found.class_ids, (w, h), found.feature, ft, found.feature_input)
             else:
-                found = det.predict(rg, dcfg, features=features)
+                found = det.predict(rg, dcfg, features=want)
             if features and found.feature is not None:
                 feats[det.id] = found.feature
+            if heatmap:
+                cam = found.heatmap()
+                if cam is not None:
+                    cams.append(cam)
             results.append(found)
         fused = results[0] if len(results) == 1 else self._fuse(results, (w, h))
         fused = fused.above(cfg.conf).top(cfg.max_det)
@@ -221,7 +247,10 @@ class Predictor:
                 fused = Detections.empty((w, h))
                 filtered = True
         nf = 1.0 - p_abn if p_abn is not None else 1.0 - (float(fused.scores.max()) if len(fused) else 0.0)
-        return ImagePrediction(any_rg.image_id, fused, p_abn, float(nf), filtered, roi, feats)
+        cam = None
+        if cams:
+            cam = cams[0] if len(cams) == 1 else np.mean(np.stack(cams), axis=0).astype(np.float32)
+        return ImagePrediction(any_rg.image_id, fused, p_abn, float(nf), filtered, roi, feats, cam)
 
     def _fuse(self, results: list[Detections], size: tuple[int, int]) -> Detections:
         weights = self.config.weights or tuple(1.0 for _ in results)

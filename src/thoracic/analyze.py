@@ -1,0 +1,211 @@
+"""The whole analysis of one radiograph in one call: findings, lungs and a heatmap.
+
+This is what the services build on (``thoracic serve``, ``thoracic dicom-node``): an
+:class:`Analyzer` loads the models once (the shipped detector, normal/abnormal classifier and
+lungs model unless told otherwise) and :meth:`Analyzer.analyze` turns one image into an
+:class:`Analysis`: the display read of the image (with its DICOM header for DICOM inputs), the
+findings (boxes in pixels of the original image), the lung mask and lung square, an Eigen-CAM
+heatmap, and the identity of every model used (file and sha256) with the thoracic version.
+
+``analyze`` may be called from several threads at once (ONNX Runtime sessions are thread-safe).
+
+>>> from thoracic.analyze import Analyzer
+>>> from thoracic.demo import sample_paths
+>>> an = Analyzer.load(threads=1)
+>>> a = an.analyze(sample_paths()[0])
+>>> sorted(m.role for m in a.models)
+['classifier', 'detector', 'lungs']
+>>> a.heatmap.shape == a.lungs.mask.shape == (a.height, a.width)
+True
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .detect.onnx import file_sha256
+from .ensemble.predict import ImagePrediction, PredictConfig, Predictor
+from .io.radiograph import Radiograph, ReadOptions
+
+__all__ = ["Analysis", "Analyzer", "ModelInfo"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model file an analysis used.
+
+    Attributes
+    ----------
+    role:
+        ``"detector"``, ``"classifier"`` or ``"lungs"``.
+    name:
+        The file's stem (``detector`` for the shipped detector).
+    file:
+        The file name (no folders: paths of a deployment are not part of a result).
+    sha256:
+        The full hex sha256 of the file.
+    """
+
+    role: str
+    name: str
+    file: str
+    sha256: str
+
+    @classmethod
+    def of(cls, role: str, path: str | PathLike[str], sha256: str = "") -> ModelInfo:
+        p = Path(path)
+        return cls(role, p.stem, p.name, sha256 or file_sha256(p))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "name": self.name, "file": self.file, "sha256": self.sha256}
+
+
+@dataclass(frozen=True, eq=False)
+class Analysis:
+    """Everything thoracic found on one radiograph.
+
+    Attributes
+    ----------
+    image_id:
+        The image id (the SOP Instance UID's digest for DICOM, the file stem otherwise; see
+        :func:`thoracic.io.image_id`).
+    radiograph:
+        The display read (``"window"`` normalization when a model asked for it); for DICOM
+        inputs ``radiograph.dataset`` is the header (without pixel data), else ``None``.
+    prediction:
+        The findings: ``prediction.detections`` in pixels of the original image, best first,
+        ``p_abnormal``, ``no_finding_score`` and whether the 2-class filter removed all boxes.
+    lungs:
+        The lung mask (``uint8`` 0/255 at the original size) and lung square, or ``None``.
+    heatmap:
+        Eigen-CAM of the detectors (``float32`` ``[0, 1]`` at the original size), or ``None``.
+    models:
+        The model files used (detectors, classifier, lungs).
+    """
+
+    image_id: str
+    radiograph: Radiograph = field(repr=False)
+    prediction: ImagePrediction = field(repr=False)
+    lungs: Any = field(default=None, repr=False)
+    heatmap: np.ndarray | None = field(default=None, repr=False)
+    models: tuple[ModelInfo, ...] = ()
+    thoracic_version: str = __version__
+    seconds: float = 0.0
+
+    @property
+    def width(self) -> int:
+        return self.radiograph.original_width
+
+    @property
+    def height(self) -> int:
+        return self.radiograph.original_height
+
+    @property
+    def is_dicom(self) -> bool:
+        return self.radiograph.dataset is not None
+
+    def findings(self, min_score: float = 0.0) -> list[dict[str, Any]]:
+        """The boxes scoring at least ``min_score``: label, class id, score, ``box`` ``[x0, y0, x1, y1]``."""
+        det = self.prediction.detections
+        out = []
+        for label, cid, score, box in zip(det.labels, det.class_ids.tolist(), det.scores.tolist(),
+                                          det.boxes.tolist(), strict=True):
+            if score >= min_score:
+                out.append({"label": label, "class_id": int(cid), "score": round(float(score), 6),
+                            "box": [round(float(v), 2) for v in box]})
+        return out
+
+    def to_dict(self, min_score: float = 0.0) -> dict[str, Any]:
+        """A JSON-able summary (no patient data: only ids, sizes, findings and model identities)."""
+        p = self.prediction
+        roi = None
+        if self.lungs is not None:
+            roi = {"box": [int(v) for v in self.lungs.roi.box], "fallback": bool(self.lungs.fallback),
+                   "lung_fraction": round(float(self.lungs.lung_fraction), 6)}
+        return {
+            "image_id": self.image_id,
+            "width": self.width,
+            "height": self.height,
+            "format": self.radiograph.format,
+            "findings": self.findings(min_score),
+            "p_abnormal": None if p.p_abnormal is None else round(float(p.p_abnormal), 6),
+            "no_finding_score": round(float(p.no_finding_score), 6),
+            "filtered": bool(p.filtered),
+            "lung_roi": roi,
+            "heatmap": self.heatmap is not None,
+            "flags": list(self.radiograph.flags),
+            "models": [m.to_dict() for m in self.models],
+            "thoracic_version": self.thoracic_version,
+            "seconds": round(float(self.seconds), 4),
+        }
+
+
+class Analyzer:
+    """The models of a full analysis, loaded once."""
+
+    def __init__(self, predictor: Predictor, segmenter: Any = None) -> None:
+        self.predictor = predictor
+        self.segmenter = segmenter
+        infos = [ModelInfo.of("detector", d.path, d.sha256) for d in predictor.detectors]
+        if predictor.classifier is not None:
+            infos.append(ModelInfo.of("classifier", predictor.classifier.path, predictor.classifier.sha256))
+        if segmenter is not None:
+            infos.append(ModelInfo.of("lungs", segmenter.path))
+        self.models: tuple[ModelInfo, ...] = tuple(infos)
+
+    @classmethod
+    def load(
+        cls,
+        detectors: Sequence[str | PathLike[str]] = (),
+        classifier: str | PathLike[str] | None = None,
+        config: PredictConfig | None = None,
+        *,
+        use_classifier: bool = True,
+        lungs: bool | str | PathLike[str] = True,
+        threads: int = 2,
+    ) -> Analyzer:
+        """Load the models: with no ``detectors`` the shipped detector and classifier.
+
+        ``lungs`` is ``True`` for the shipped lungs model, a path for another, ``False`` for none.
+        """
+        predictor = Predictor.load(detectors, classifier, config, use_classifier=use_classifier, threads=threads)
+        segmenter = None
+        if lungs is not False:
+            from .anatomy import LungSegmenter
+
+            segmenter = LungSegmenter.load(None if lungs is True else lungs, threads=threads)
+        return cls(predictor, segmenter)
+
+    @property
+    def model_ids(self) -> str:
+        """The sha256 prefixes of all model files, joined with ``+`` (detectors, classifier, lungs)."""
+        return "+".join(m.sha256[:12] for m in self.models)
+
+    def analyze(self, src: Any, *, image_id: str | None = None, read: ReadOptions | None = None,
+                heatmap: bool = True, lungs: bool = True) -> Analysis:
+        """Analyze one image (a path, bytes, a binary file or a :class:`~thoracic.io.Radiograph`).
+
+        Raises the typed errors of :func:`thoracic.io.read` for unreadable or unsuitable input.
+        """
+        t0 = time.perf_counter()
+        radiographs = self.predictor.read(src, image_id, read)
+        prediction = self.predictor.predict_read(radiographs, heatmap=heatmap)
+        display = radiographs.get("window") or next(iter(radiographs.values()))
+        mask = self.segmenter.segment(display) if lungs and self.segmenter is not None else None
+        return Analysis(
+            image_id=display.image_id,
+            radiograph=display,
+            prediction=prediction,
+            lungs=mask,
+            heatmap=prediction.heatmap,
+            models=self.models,
+            seconds=time.perf_counter() - t0,
+        )

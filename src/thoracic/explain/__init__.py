@@ -1,0 +1,15 @@
+"""Heatmaps for interpretability, computed without torch.
+
+:func:`eigencam` turns a detector's intermediate feature map (which every exported thoracic
+detector outputs beside its predictions) into a saliency map: the projection of each location's
+activation vector on the first principal component of all locations (Eigen-CAM, Muhammad &
+Yeasin 2020). :func:`to_original` maps it onto the original image through the transform the
+preprocessing recorded, so it lines up with the boxes. :func:`colorize` and :func:`blend` make
+pictures of it.
+"""
+
+from __future__ import annotations
+
+from .cam import blend, colorize, eigencam, to_original
+
+__all__ = ["blend", "colorize", "eigencam", "to_original"]
