@@ -7,7 +7,8 @@ import pytest
 
 import thoracic
 
-PUBLIC_MODULES = ["thoracic", "thoracic.errors", "thoracic.io", "thoracic.preprocess", "thoracic.convert"]
+PUBLIC_MODULES = ["thoracic", "thoracic.errors", "thoracic.io", "thoracic.preprocess", "thoracic.convert",
+                  "thoracic.analyze", "thoracic.explain", "thoracic.dicom"]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)

@@ -1,0 +1,67 @@
+"""The SEG: the lung mask as a binary DICOM segmentation of the source image.
+
+One segment, "Lung" (SCT 39607008, category Anatomical Structure), algorithm type AUTOMATIC,
+identified by the lungs model's name, the thoracic version and the model's sha256.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .codes import REPORT_CODES
+from .results import ResultContext
+
+__all__ = ["build_seg"]
+
+
+def build_seg(ctx: ResultContext, series_number: int, instance_number: int) -> Any:
+    """The binary segmentation of the lungs (``ctx.mask`` nonzero = lung, at the source size)."""
+    import highdicom as hd
+
+    mask = np.asarray(ctx.mask)
+    if mask.shape != (ctx.height, ctx.width):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"the lung mask has shape {mask.shape}, the source image is {ctx.height} x {ctx.width}")
+    name, sha = ctx.models.get("lungs", ("lungs", ""))
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=f"thoracic {name}",
+        family=REPORT_CODES["algorithm_family"].code(),
+        version=f"{ctx.thoracic_version} sha256:{sha[:16]}" if sha else ctx.thoracic_version,
+        source=ctx.manufacturer,
+        parameters={"sha256": sha} if sha else None,
+    )
+    segment = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label="Lung",
+        segmented_property_category=REPORT_CODES["anatomical_structure"].code(),
+        segmented_property_type=REPORT_CODES["lung"].code(),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+        tracking_uid=hd.UID(),
+        tracking_id="lungs",
+    )
+    seg = hd.seg.Segmentation(
+        source_images=[ctx.source],
+        pixel_array=(mask > 0).astype(np.uint8)[None],
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[segment],
+        series_instance_uid=hd.UID(),
+        series_number=series_number,
+        sop_instance_uid=hd.UID(),
+        instance_number=instance_number,
+        manufacturer=ctx.manufacturer,
+        manufacturer_model_name="thoracic",
+        software_versions=ctx.software_version,
+        device_serial_number=ctx.model_serial,
+        content_label="LUNGS",
+        content_description="thoracic lung segmentation",
+        omit_empty_frames=False,
+    )
+    seg.SeriesDescription = "thoracic lungs (SEG)"
+    if "PatientOrientation" not in seg:  # type 2C for images without a patient position
+        orientation = ctx.source.get("PatientOrientation")
+        seg.PatientOrientation = orientation if orientation is not None and len(orientation) == 2 else ""
+    return seg

@@ -1,0 +1,44 @@
+"""Without highdicom: de-identification and the UID helpers work, building results says what to install."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    from types import SimpleNamespace
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "highdicom":
+                raise ImportError("highdicom is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    from pydicom.dataset import Dataset
+    from thoracic.dicom import build_results, deidentify, safe_uid_name
+    from thoracic.errors import MissingDependencyError
+
+    ds = Dataset(); ds.PatientID = "P1"; ds.StudyInstanceUID = "1.2.3"
+    assert deidentify(ds, salt="s").StudyInstanceUID.startswith("2.25.")
+    assert safe_uid_name("1.2.3") == "1.2.3.dcm"
+    rg = SimpleNamespace(dataset=Dataset(), source="x.dcm", format="dicom")
+    try:
+        build_results(SimpleNamespace(radiograph=rg, image_id="x"))
+    except MissingDependencyError as err:
+        assert "thoracic[dicom]" in str(err) and "highdicom" in str(err), err
+    else:
+        raise SystemExit("no MissingDependencyError")
+    assert "highdicom" not in sys.modules
+    print("OK")
+    """
+)
+
+
+def test_works_without_highdicom_until_results_are_built():
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "OK"
