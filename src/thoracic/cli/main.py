@@ -101,11 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_chains)
 
     # subcommands of the other stages register themselves (their heavy imports stay lazy)
-    from . import dataset, evaluate, predict, segment, train
+    from . import dataset, evaluate, predict, segment, serve, train
     from . import train_detector as td
 
     predict.add_arguments(sub.add_parser("predict", help=predict.HELP))
-    for module in (dataset, evaluate, segment):
+    for module in (dataset, evaluate, segment, serve):
         module.add_parser(sub)
     targets = train.add_parser(sub)  # the `train` command's models, beside `lungs`:
     td.add_arguments(targets.add_parser("detector", help=td.DETECTOR_HELP))
@@ -137,3 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+if __name__ == "__main__":  # python -m thoracic.cli.main (services and tests start subprocesses this way)
+    run()

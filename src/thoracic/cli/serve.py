@@ -1,0 +1,168 @@
+"""``thoracic serve``: the HTTP API and web viewer on uvicorn.
+
+Wire into the main parser with ``serve.add_parser(sub)`` (sets ``func=serve.run``). Also runs
+alone: ``python -m thoracic.cli.serve --port 0`` (port 0 takes a free port; the URL is printed).
+
+The token comes from ``--token-file``, else the ``THORACIC_TOKEN`` environment variable, else
+``--token`` (visible to other users in the process list: prefer the first two); with none, a
+random token is made and printed once. Without the ``serve`` extra the command says what to
+install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import ConfigError, MissingDependencyError, ThoracicError
+
+__all__ = ["HELP", "add_parser", "main", "resolve_token", "run"]
+
+HELP = "HTTP API (POST /v1/analyze) and web viewer for radiographs"
+TOKEN_ENV = "THORACIC_TOKEN"
+log = logging.getLogger("thoracic.serve")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``serve`` subcommand to ``subparsers`` and return its parser."""
+    p = subparsers.add_parser("serve", help=HELP, description=HELP)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes the service: put TLS in front)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 takes a free one)")
+    p.add_argument("--token", default=None, help=f"API token (prefer --token-file or ${TOKEN_ENV}: flags are visible to others)")
+    p.add_argument("--token-file", default=None, help="read the API token from this file (first line)")
+    p.add_argument("--max-upload-mb", type=float, default=32.0, help="largest upload accepted, MiB (default 32)")
+    p.add_argument("--workers", "--concurrency", dest="concurrency", type=int, default=1,
+                   help="analyses run at the same time (default 1)")
+    p.add_argument("--queue", type=int, default=8,
+                   help="requests that may wait for a worker; beyond that 429 with Retry-After (default 8)")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per analysis (default 1)")
+    p.add_argument("--results", type=int, default=32, help="recent results kept for download (default 32)")
+    p.add_argument("--results-mb", type=float, default=512.0, help="memory budget of kept results, MiB (default 512)")
+    p.add_argument("--upload-timeout", type=float, default=60.0,
+                   help="seconds an upload may take to arrive; 408 after (default 60)")
+    p.add_argument("--models", nargs="+", metavar="ONNX", default=(),
+                   help="detector ONNX files fused by WBF (default: the shipped detector)")
+    p.add_argument("--allow-non-chest", action="store_true", help="analyze lateral and non-chest images too (flagged)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info",
+                   help="log level of the service (default info: one line per request, no patient data)")
+    p.set_defaults(func=run)
+    return p
+
+
+def resolve_token(args: argparse.Namespace, environ: dict[str, str] | None = None) -> tuple[str, str]:
+    """The API token and where it came from (``file``, ``env``, ``flag`` or ``generated``)."""
+    env = os.environ if environ is None else environ
+    if args.token_file:
+        try:
+            text = Path(args.token_file).read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"cannot read the token file ({err.strerror or err})", path=args.token_file) from err
+        token = text.strip().splitlines()[0].strip() if text.strip() else ""
+        if not token:
+            raise ConfigError("the token file is empty", path=args.token_file)
+        return token, "file"
+    if env.get(TOKEN_ENV, "").strip():
+        return env[TOKEN_ENV].strip(), "env"
+    if args.token:
+        return args.token, "flag"
+    return secrets.token_urlsafe(24), "generated"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror or err})") from err
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the models, bind the port, print the URL and serve until interrupted."""
+    try:
+        import uvicorn
+
+        from ..serve.app import create_app
+    except ImportError as err:
+        raise MissingDependencyError.for_feature("thoracic serve", "fastapi/uvicorn", "serve") from err
+    from ..analyze import Analyzer
+    from ..serve.settings import ServeSettings
+
+    level = getattr(logging, args.log_level.upper())
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("thoracic").setLevel(level)  # one line per request at info
+    if level <= logging.DEBUG:
+        logging.getLogger().setLevel(level)  # everything, the libraries' debug output included
+    token, source = resolve_token(args)
+    settings = ServeSettings(
+        token=token,
+        max_upload_mb=args.max_upload_mb,
+        concurrency=args.concurrency,
+        queue=args.queue,
+        results=args.results,
+        results_mb=args.results_mb,
+        threads=args.threads,
+        upload_timeout=args.upload_timeout,
+        models=tuple(args.models),
+        allow_non_chest=args.allow_non_chest,
+    )
+    sock = _bind(args.host, args.port)  # fail fast on a taken port, before loading the models
+    try:
+        analyzer = Analyzer.load(settings.models, threads=settings.threads)
+    except BaseException:
+        sock.close()
+        raise
+    app = create_app(settings, analyzer=analyzer)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"thoracic serve: http://{shown}:{port}/ (viewer), API at /v1, spec at /openapi.json", flush=True)
+    if source == "generated":
+        print(f"API token (generated; pass --token-file or ${TOKEN_ENV} to fix it): {token}", flush=True)
+    else:
+        print(f"API token: from the {'token file' if source == 'file' else source}", flush=True)
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # our logging: uvicorn's access log would repeat every request line
+        access_log=False,
+        log_level=args.log_level,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``serve`` alone (as ``python -m thoracic.cli.serve``)."""
+    parser = argparse.ArgumentParser(prog="thoracic")
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ThoracicError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""``thoracic serve``: the HTTP API (FastAPI) and the web viewer.
+
+>>> from thoracic.serve import ServeSettings, create_app   # doctest: +SKIP
+>>> app = create_app(ServeSettings(token="secret"))         # doctest: +SKIP
+
+Run it with ``thoracic serve`` (uvicorn), or mount ``create_app(...)`` in any ASGI server. The
+API needs the ``serve`` extra: ``pip install 'thoracic[serve]'``.
+"""
+
+from .settings import ServeSettings
+
+__all__ = ["ServeSettings", "create_app"]
+
+
+def __getattr__(name: str):
+    # FastAPI is an optional extra: import it only when the app is asked for
+    if name == "create_app":
+        from .app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,98 @@
+"""The settings of ``thoracic serve``: one frozen dataclass, validated once.
+
+>>> s = ServeSettings(token="secret", max_upload_mb=8, concurrency=2, queue=4)
+>>> s.max_upload_bytes, s.capacity
+(8388608, 6)
+>>> s
+ServeSettings(token='***', max_upload_mb=8.0, concurrency=2, queue=4, results=32, results_mb=512.0,
+              threads=1, retry_after_max=60, upload_timeout=60.0, models=(), allow_non_chest=False)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+
+__all__ = ["ServeSettings"]
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the HTTP service runs.
+
+    Attributes
+    ----------
+    token:
+        The API token clients send as ``Authorization: Bearer <token>``; ``None`` turns
+        authentication off (only for tests and loopback demos; the CLI always sets one).
+    max_upload_mb:
+        The largest upload accepted, in MiB (larger ones get 413 before they are parsed).
+    concurrency:
+        Analyses that run at the same time (worker threads).
+    queue:
+        Requests that may wait for a worker; beyond ``concurrency + queue`` requests in
+        flight the service answers 429 with ``Retry-After`` at once.
+    results:
+        Analyses whose images and DICOM results are kept for download (least recently used
+        ones are dropped first).
+    results_mb:
+        Memory budget of the kept results, in MiB.
+    threads:
+        ONNX Runtime threads of each model (per analysis).
+    retry_after_max:
+        Upper bound of the ``Retry-After`` seconds sent with 429.
+    upload_timeout:
+        Seconds an upload may take to arrive (a slow client holds a slot meanwhile); 408 after.
+    models:
+        Detector ONNX files (default: the shipped detector).
+    allow_non_chest:
+        Analyze lateral views and non-chest images too (flagged) instead of answering 422.
+    """
+
+    token: str | None = field(default=None, repr=False)
+    max_upload_mb: float = 32.0
+    concurrency: int = 1
+    queue: int = 8
+    results: int = 32
+    results_mb: float = 512.0
+    threads: int = 1
+    retry_after_max: int = 60
+    upload_timeout: float = 60.0
+    models: tuple[str, ...] = ()
+    allow_non_chest: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_upload_mb", float(self.max_upload_mb))
+        object.__setattr__(self, "results_mb", float(self.results_mb))
+        object.__setattr__(self, "models", tuple(str(m) for m in self.models))
+        if self.token is not None and not self.token.strip():
+            raise ConfigError("the API token is empty; give a token or none at all")
+        if not self.max_upload_mb > 0:
+            raise ConfigError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
+        for name in ("concurrency", "results", "threads", "retry_after_max"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.queue < 0:
+            raise ConfigError(f"queue must be at least 0, got {self.queue}")
+        if not self.upload_timeout > 0:
+            raise ConfigError(f"upload_timeout must be positive, got {self.upload_timeout}")
+        if not self.results_mb > 0:
+            raise ConfigError(f"results_mb must be positive, got {self.results_mb}")
+
+    def __repr__(self) -> str:  # never print the token
+        shown = "None" if self.token is None else "'***'"
+        return (
+            f"ServeSettings(token={shown}, max_upload_mb={self.max_upload_mb}, concurrency={self.concurrency}, "
+            f"queue={self.queue}, results={self.results}, results_mb={self.results_mb}, threads={self.threads}, "
+            f"retry_after_max={self.retry_after_max}, upload_timeout={self.upload_timeout}, models={self.models}, allow_non_chest={self.allow_non_chest})"
+        )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def capacity(self) -> int:
+        """Requests in flight (running + waiting) before the service answers 429."""
+        return self.concurrency + self.queue

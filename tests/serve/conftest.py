@@ -1,0 +1,71 @@
+"""Fixtures of the ``thoracic serve`` tests: the real analyzer (loaded once), in-process clients
+and images built from the committed fixtures (helpers in ``serve_helpers``)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from serve_helpers import PHI, SAMPLES, TOKEN, dicom_bytes, need, starlette_test_client
+
+
+@pytest.fixture(scope="session")
+def analyzer():
+    from thoracic.analyze import Analyzer
+
+    return Analyzer.load(threads=1)
+
+
+@pytest.fixture
+def make_client(analyzer):
+    """``make_client(**settings)`` -> an in-process client of a fresh app (closed after the test)."""
+    need("fastapi")
+    from thoracic.serve import ServeSettings, create_app
+
+    clients = []
+
+    def make(analyzer_=None, **kwargs):
+        kwargs.setdefault("token", TOKEN)
+        kwargs.setdefault("max_upload_mb", 1.0)
+        app = create_app(ServeSettings(**kwargs), analyzer=analyzer_ or analyzer)
+        client = starlette_test_client()(app, raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
+@pytest.fixture(scope="session")
+def cr_dicom() -> bytes:
+    """A real chest CR (JPEG baseline, 127 kB)."""
+    return (SAMPLES / "siim_cr_jpeg_baseline.dcm").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def phi_dicom() -> bytes:
+    """The CR sample with distinctive identifying values in its header."""
+    return dicom_bytes(SAMPLES / "siim_cr_jpeg_baseline.dcm", **PHI)
+
+
+@pytest.fixture(scope="session")
+def chest_png() -> bytes:
+    """A real chest film (an NIH sample) as 8-bit PNG."""
+    from PIL import Image
+
+    with Image.open(SAMPLES / "00000377_004.jpg") as im:
+        buf = io.BytesIO()
+        im.convert("L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def chest_jpeg() -> bytes:
+    return (SAMPLES / "00000377_004.jpg").read_bytes()

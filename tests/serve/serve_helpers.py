@@ -1,0 +1,80 @@
+"""Shared helpers of the ``thoracic serve`` tests (fixtures are in ``conftest.py``)."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "src" / "thoracic" / "samples"
+DATA = ROOT / "tests" / "data"
+TOKEN = "test-token-7f3a"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+#: Distinctive identifying values written into the PHI test DICOMs; none may reach a log.
+PHI = {
+    "PatientName": "Zyxwvut^Quentinella",
+    "PatientID": "MRN-99812377",
+    "PatientBirthDate": "19230417",
+    "AccessionNumber": "ACC-55501234",
+    "InstitutionName": "Saint Phineas Hospital",
+    "ReferringPhysicianName": "Drquorn^Hieronymus",
+    "StudyDescription": "CHEST Zyxwvut private",
+}
+#: A file name that carries a patient's name, as uploads often do.
+PHI_FILENAME = "Zyxwvut_Quentinella_MRN-99812377.dcm"
+#: What must never appear in a log: each value and its parts.
+PHI_NEEDLES = sorted({v for v in PHI.values()} | {"Zyxwvut", "Quentinella", "99812377", "55501234", "Phineas",
+                                                   "Drquorn", "Hieronymus", "19230417"})
+
+
+def need(module: str):
+    """Import a module the serve tests need (the ``serve`` extra): skip without it, fail in CI."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{module} is required in CI but cannot be imported", pytrace=False)
+        pytest.skip(f"{module} is not installed (pip install 'thoracic[serve]')", allow_module_level=True)
+
+
+def server_command() -> list[str]:
+    """How to start the server: ``thoracic serve`` once the main CLI has it, else the module alone."""
+    import contextlib
+    import sys
+
+    from thoracic.cli.main import build_parser
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            build_parser().parse_args(["serve", "--port", "0"])
+    except SystemExit:
+        return [sys.executable, "-m", "thoracic.cli.serve"]
+    return [sys.executable, "-m", "thoracic.cli.main", "serve"]
+
+
+def starlette_test_client():
+    """Starlette's TestClient, imported without its warning about httpx (warnings are errors here)."""
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient
+    return TestClient
+
+
+def dicom_bytes(path: Path, **changes) -> bytes:
+    """The file at ``path`` with header attributes changed (pixels untouched), as bytes."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
