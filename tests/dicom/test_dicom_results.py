@@ -226,3 +226,18 @@ def test_header_from_a_path(require, phi_analysis, phi_file, tmp_path):
     other = pydicom.dcmread(SAMPLES / "siim_cr_jpeg_baseline.dcm", stop_before_pixels=True)
     with pytest.raises(ConfigError, match="header of the analyzed image"):
         build_results(phi_analysis, source=other)  # 1024 x 1024, not the analyzed 240 x 200
+
+
+def test_invalid_patient_sex_and_impossible_birth_date_are_left_out(require, analyzer, tmp_path):
+    """A source with PatientSex "zebediah" and birth date month 13 still gets its results (both type 2: empty)."""
+    require("highdicom")
+    ds = pydicom.dcmread(SAMPLES / "siim_cr_jpeg_baseline.dcm")
+    with pytest.warns(UserWarning):  # pydicom warns on setting values that break their VR
+        ds.PatientSex = "zebediah"
+        ds.PatientBirthDate = "19231317"
+    path = tmp_path / "odd.dcm"
+    ds.save_as(path)
+    results = build_results(analyzer.analyze(path))
+    for obj in (results.sr, results.gsps, results.seg):
+        assert obj.PatientSex == "" and obj.PatientBirthDate == ""
+    assert ds.PatientSex == "zebediah"  # the source is not changed

@@ -14,6 +14,7 @@ All three share the source's Study Instance UID and patient, each in a new serie
 from __future__ import annotations
 
 import copy
+import datetime
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -320,6 +321,17 @@ _VALID = {"AS": re.compile(r"\d{3}[DWMY]"), "DA": re.compile(r"\d{8}"),
           "TM": re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?")}
 
 
+def _real_date(vr: str, value: str) -> bool:
+    """A DA value is a calendar date (``19231317`` has the right form but month 13)."""
+    if vr != "DA":
+        return True
+    try:
+        datetime.datetime.strptime(value, "%Y%m%d")
+    except ValueError:
+        return False
+    return True
+
+
 def _drop_invalid(ds: Any) -> None:
     """Remove source values the results would copy but that their VR forbids (e.g. an age "62").
 
@@ -329,8 +341,12 @@ def _drop_invalid(ds: Any) -> None:
     for elem in list(ds):
         if elem.VR in _VALID and elem.value not in (None, ""):
             values = elem.value if elem.VM > 1 else [elem.value]
-            if not all(_VALID[elem.VR].fullmatch(str(v).strip()) for v in values):
+            if not all(_VALID[elem.VR].fullmatch(str(v).strip()) and _real_date(elem.VR, str(v).strip())
+                       for v in values):
                 del ds[elem.tag]
+    # an enumerated patient sex other than M, F, O (e.g. "zebediah") is dropped: it is type 2, so empty
+    if str(ds.get("PatientSex", "") or "").strip() not in ("", "M", "F", "O"):
+        del ds["PatientSex"]
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = ds.get(keyword)
         if value is None:

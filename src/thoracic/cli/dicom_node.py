@@ -1,0 +1,158 @@
+"""``thoracic dicom-node``: a DICOM node that analyzes the radiographs sent to it.
+
+Modalities (or a PACS routing rule) send CR/DX images by C-STORE; each is queued on disk,
+analyzed, and its SR + GSPS + SEG go to the configured PACS by C-STORE and/or STOW-RS.
+See docs/clinic/node.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import logging
+import os
+from typing import Any
+
+__all__ = ["HELP", "add_arguments", "add_parser", "build_config", "run"]
+
+HELP = "run a DICOM node: receive CR/DX images by C-STORE, send back SR + GSPS + SEG"
+
+log = logging.getLogger("thoracic.node")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``dicom-node`` (also used by ``python -m thoracic.node``)."""
+    g = p.add_argument_group("listening (C-STORE SCP)")
+    g.add_argument("--ae-title", default="THORACIC", help="our AE title (default THORACIC)")
+    g.add_argument("--host", default="0.0.0.0", help="address to listen on (default all: 0.0.0.0)")
+    g.add_argument("--port", type=int, default=11112, help="DICOM port (default 11112)")
+    g.add_argument("--allow-ae", action="append", default=[], metavar="AE",
+                   help="a calling AE title allowed to send (repeat; default: any)")
+    g.add_argument("--no-secondary-capture", action="store_true",
+                   help="refuse Secondary Capture images (accepted by default when Modality is CR/DX)")
+    g = p.add_argument_group("queue")
+    g.add_argument("--spool", required=True, help="folder of the persistent queue (created; keep it between runs)")
+    g.add_argument("--queue-size", type=int, default=100,
+                   help="images waiting or in work before C-STORE answers out of resources (default 100)")
+    g.add_argument("--max-attempts", type=int, default=5, help="tries of a transient failure (default 5)")
+    g.add_argument("--backoff", type=float, default=5.0,
+                   help="seconds before the first retry, doubled each time (default 5)")
+    g.add_argument("--keep-files", action="store_true", help="keep images and results of finished jobs in the spool")
+    g.add_argument("--status", action="store_true",
+                   help="print the number of jobs in each state and exit (also while the node runs)")
+    g = p.add_argument_group("results destination (at least one)")
+    g.add_argument("--dest-ae", help="AE title of the PACS receiving the results by C-STORE")
+    g.add_argument("--dest-host", help="its host")
+    g.add_argument("--dest-port", type=int, help="its DICOM port")
+    g.add_argument("--stowrs", metavar="URL", help="DICOMweb root receiving the results by STOW-RS (POST URL/studies)")
+    g.add_argument("--stowrs-token", help="bearer token for STOW-RS (or env THORACIC_STOWRS_TOKEN)")
+    g.add_argument("--stowrs-user", help="user for STOW-RS basic auth (password in env THORACIC_STOWRS_PASSWORD)")
+    g = p.add_argument_group("analysis")
+    g.add_argument("--detector", action="append", default=[], metavar="ONNX",
+                   help="detector model (repeat for an ensemble; default: the shipped one)")
+    g.add_argument("--classifier", metavar="ONNX", help="normal/abnormal classifier (default: the shipped one)")
+    g.add_argument("--min-score", type=float, default=None,
+                   help="leave boxes scoring below this out of the SR and GSPS (default 0.3)")
+    g.add_argument("--workers", type=int, default=1, help="images analyzed at the same time (default 1)")
+    g.add_argument("--threads", type=int, default=1, help="CPU threads per model (default 1)")
+    p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="log level (default INFO); logs never contain patient data")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``dicom-node`` subcommand to ``thoracic``'s subparsers."""
+    p = subparsers.add_parser("dicom-node", help=HELP, description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """The :class:`~thoracic.node.NodeConfig` of parsed arguments (raises ``ConfigError``)."""
+    from ..errors import ConfigError
+    from ..node.config import CStoreDestination, NodeConfig, StowRsDestination
+
+    destinations: list[Any] = []
+    cstore = (args.dest_ae, args.dest_host, args.dest_port)
+    if any(v is not None for v in cstore):
+        if not all(v is not None for v in cstore):
+            raise ConfigError("a C-STORE destination needs all of --dest-ae, --dest-host and --dest-port")
+        destinations.append(CStoreDestination(args.dest_ae, args.dest_host, args.dest_port))
+    if args.stowrs:
+        token = args.stowrs_token or os.environ.get("THORACIC_STOWRS_TOKEN") or None
+        password = os.environ.get("THORACIC_STOWRS_PASSWORD") if args.stowrs_user else None
+        if args.stowrs_user and password is None:
+            raise ConfigError("--stowrs-user needs the password in the environment variable THORACIC_STOWRS_PASSWORD")
+        destinations.append(StowRsDestination(args.stowrs, token=token, username=args.stowrs_user, password=password))
+    elif args.stowrs_token or args.stowrs_user:
+        raise ConfigError("--stowrs-token/--stowrs-user need --stowrs URL")
+    return NodeConfig(
+        spool=args.spool,
+        destinations=tuple(destinations),
+        ae_title=args.ae_title,
+        host=args.host,
+        port=args.port,
+        allow_ae=tuple(args.allow_ae),
+        queue_size=args.queue_size,
+        workers=args.workers,
+        max_attempts=args.max_attempts,
+        backoff=args.backoff,
+        max_backoff=max(300.0, args.backoff),
+        accept_secondary_capture=not args.no_secondary_capture,
+        keep_files=args.keep_files,
+    )
+
+
+def _setup_logging(level: str | None) -> None:
+    """Timestamped lines on stderr, warnings included, identifiers redacted (:mod:`thoracic.node.logs`)."""
+    from ..node.logs import RedactIdentifiers
+
+    root = logging.getLogger()
+    if level is None and root.handlers and root.level < logging.INFO:
+        level = logging.getLevelName(root.level)  # `thoracic -vv dicom-node`
+    level = level or "INFO"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactIdentifiers())
+    logging.captureWarnings(True)  # pydicom's warnings quote header values: through the filter too
+    # libraries' per-object chatter only when debugging
+    quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
+    for name in ("highdicom", "pynetdicom"):
+        logging.getLogger(name).setLevel(quiet)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the node until SIGTERM/SIGINT (or print the queue with ``--status``)."""
+    from ..errors import MissingDependencyError
+
+    if args.status:
+        from ..errors import ConfigError
+        from ..node.queue import read_counts
+
+        try:
+            counts = read_counts(args.spool)
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from err
+        for state, n in counts.items():
+            print(f"{state}\t{n}")
+        return 0
+    _setup_logging(args.log_level)
+    config = build_config(args)
+    for module in ("pynetdicom", "highdicom", "httpx"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError.for_feature("thoracic dicom-node", module, "dicom")
+    from ..analyze import Analyzer
+    from ..node.service import DicomNode
+
+    log.info("loading the models")
+    analyzer = Analyzer.load(args.detector, args.classifier, threads=args.threads)
+    log.info("models: %s", analyzer.model_ids)
+    build = None
+    if args.min_score is not None:
+        from ..dicom import build_results
+
+        build = functools.partial(build_results, min_score=args.min_score)
+    DicomNode(config, analyzer, build).serve()
+    return 0

@@ -1,0 +1,30 @@
+"""``thoracic dicom-node``: a DICOM C-STORE node that analyzes the radiographs sent to it.
+
+- :mod:`.config`: :class:`NodeConfig` and the destinations;
+- :mod:`.queue`: the persistent, bounded :class:`JobQueue` (SQLite + spool folder);
+- :mod:`.scp`: the C-STORE SCP that admits CR/DX images into the queue;
+- :mod:`.worker`: analysis, DICOM results, sending, retries;
+- :mod:`.send`: C-STORE SCU and STOW-RS;
+- :mod:`.service`: :class:`DicomNode`, all of it with a clean shutdown.
+
+``python -m thoracic.node --spool DIR ...`` runs it like ``thoracic dicom-node``.
+"""
+
+from .config import CStoreDestination, NodeConfig, StowRsDestination
+from .queue import STATES, AddResult, Job, JobQueue, SpoolInUseError, job_key
+from .send import SendError
+from .service import DicomNode
+
+__all__ = [
+    "AddResult",
+    "CStoreDestination",
+    "DicomNode",
+    "Job",
+    "JobQueue",
+    "NodeConfig",
+    "STATES",
+    "SendError",
+    "SpoolInUseError",
+    "StowRsDestination",
+    "job_key",
+]

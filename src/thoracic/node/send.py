@@ -1,0 +1,127 @@
+"""Sending result files to a PACS: DICOM C-STORE (SCU) and DICOMweb STOW-RS.
+
+Both raise :class:`SendError` when any file is not stored, so the caller retries the whole set;
+a PACS stores an instance it already holds (same SOP Instance UID) only once, and a PACS that
+answers "duplicate SOP instance" (``0x0111``) for it counts as having stored it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import pydicom
+
+from ..errors import ThoracicError
+from .config import CStoreDestination, StowRsDestination
+
+__all__ = ["SendError", "send_files"]
+
+log = logging.getLogger("thoracic.node.send")
+
+#: C-STORE statuses that mean "stored": success, the Storage service's warnings, and 0x0111
+#: "Duplicate SOP Instance" (a resend after a crash: the PACS has it already).
+_STORED = {0x0000, 0xB000, 0xB006, 0xB007, 0x0111}
+_DUPLICATE = 0x0111
+
+
+class SendError(ThoracicError, OSError):
+    """A destination did not store every file (unreachable, refused, ...); worth retrying."""
+
+
+def _headers(files: Sequence[Path]) -> list[tuple[Path, str, str]]:
+    out = []
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        out.append((path, str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)))
+    return out
+
+
+def send_cstore(dest: CStoreDestination, files: Sequence[Path], *, calling_ae: str, timeout: float = 60.0) -> None:
+    """Send ``files`` to ``dest`` in one association (our ``calling_ae`` as the calling AE title)."""
+    from pynetdicom import AE
+
+    headers = _headers(files)
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    ae.connection_timeout = min(timeout, 30.0)
+    # one context per (SOP class, transfer syntax): each file goes as it is, never transcoded
+    for sop_class, syntax in sorted({(h[1], h[2]) for h in headers}):
+        ae.add_requested_context(sop_class, syntax)
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    if not assoc.is_established:
+        if assoc.is_rejected:
+            why = f"was rejected; check its AE title and that it accepts our AE title {calling_ae!r}"
+        else:
+            why = "failed (no connection, or aborted); check its host and port and that it is running"
+        raise SendError(f"association with {dest.name} {why}")
+    try:
+        for path, _, _ in headers:
+            status = assoc.send_c_store(path)
+            code = getattr(status, "Status", None)
+            if code not in _STORED:
+                what = "no answer" if code is None else f"status 0x{code:04X}"
+                raise SendError(f"{dest.name} did not store a result ({what})")
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def send_stowrs(dest: StowRsDestination, files: Sequence[Path]) -> None:
+    """POST ``files`` to ``{dest.url}/studies`` as one ``multipart/related`` request."""
+    import httpx
+
+    boundary = f"thoracic-{uuid.uuid4().hex}"
+    parts = []
+    for path in files:
+        parts += [f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode(), path.read_bytes(), b"\r\n"]
+    parts.append(f"--{boundary}--\r\n".encode())
+    headers = {
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Accept": "application/dicom+json",
+    }
+    if dest.token:
+        headers["Authorization"] = f"Bearer {dest.token}"
+    auth = (dest.username, dest.password) if dest.username is not None and dest.password is not None else None
+    url = dest.url.rstrip("/") + "/studies"
+    try:
+        with httpx.Client(timeout=dest.timeout, verify=dest.verify, auth=auth) as client:
+            response = client.post(url, content=b"".join(parts), headers=headers)
+    except httpx.HTTPError as err:
+        raise SendError(f"{dest.name} cannot be reached ({type(err).__name__})") from err
+    if response.status_code not in (200, 202, 409):
+        # the body is not logged: it may quote the headers of what was sent
+        raise SendError(f"{dest.name} answered HTTP {response.status_code} {response.reason_phrase}")
+    try:
+        body = response.json() if response.content else {}
+    except ValueError:
+        body = {}
+    failed = body.get("00081198", {}).get("Value", []) if isinstance(body, dict) else []
+    reasons = [_failure_reason(item) for item in failed]
+    refused = [r for r in reasons if r != _DUPLICATE]  # a duplicate is stored already (a resend)
+    if refused:
+        codes = ", ".join(sorted({f"0x{r:04X}" if r is not None else "?" for r in refused}))
+        raise SendError(f"{dest.name} refused {len(refused)} of {len(files)} result(s) (reasons {codes})")
+    if response.status_code == 409 and not reasons:
+        raise SendError(f"{dest.name} answered HTTP 409 Conflict without saying which instance failed")
+
+
+def _failure_reason(item: object) -> int | None:
+    try:
+        return int(item["00081197"]["Value"][0])  # type: ignore[index]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def send_files(
+    dest: CStoreDestination | StowRsDestination, files: Sequence[Path], *, calling_ae: str
+) -> None:
+    """Send ``files`` to one destination; raises :class:`SendError` unless all are stored."""
+    files = [Path(f) for f in files]
+    if isinstance(dest, CStoreDestination):
+        send_cstore(dest, files, calling_ae=calling_ae)
+    else:
+        send_stowrs(dest, files)
+    log.debug("%d file(s) stored by %s", len(files), dest.name)

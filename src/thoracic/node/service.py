@@ -1,0 +1,126 @@
+"""The DICOM node as one service: the C-STORE SCP and the workers, stopped cleanly on a signal."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ConfigError
+from .config import NodeConfig
+from .queue import JobQueue
+from .scp import start_scp
+from .worker import Worker
+
+__all__ = ["DicomNode"]
+
+log = logging.getLogger("thoracic.node")
+
+
+class DicomNode:
+    """A running node: queue, SCP and worker threads.
+
+    Parameters
+    ----------
+    config:
+        The settings.
+    analyzer:
+        A loaded :class:`thoracic.analyze.Analyzer` (its ``models`` give the idempotency key).
+    build:
+        Optional replacement of :func:`thoracic.dicom.build_results`.
+
+    Use :meth:`start` / :meth:`stop`, or :meth:`serve` to run until SIGTERM or SIGINT.
+    """
+
+    def __init__(self, config: NodeConfig, analyzer: Any, build: Callable[[Any], Any] | None = None) -> None:
+        self.config = config
+        self.analyzer = analyzer
+        self.build = build
+        self.queue: JobQueue | None = None
+        self.server: Any = None
+        self.workers: list[Worker] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    @property
+    def model_sha256s(self) -> tuple[str, ...]:
+        return tuple(m.sha256 for m in self.analyzer.models)
+
+    def start(self) -> None:
+        """Open the queue, recover from a crash, start the workers and then the SCP."""
+        cfg = self.config
+        self.queue = JobQueue(cfg.spool, cfg.queue_size)
+        back = self.queue.recover(keep_done=cfg.keep_files)
+        counts = self.queue.counts()
+        log.info(
+            "queue %s: %d received, %d sending, %d done, %d failed%s",
+            cfg.spool,
+            counts["received"],
+            counts["sending"],
+            counts["done"],
+            counts["failed"],
+            f" ({back} interrupted analyses resumed)" if back else "",
+        )
+        for i in range(cfg.workers):
+            worker = Worker(cfg, self.queue, self.analyzer, self.build)
+            thread = threading.Thread(target=worker.run, name=f"thoracic-worker-{i}", daemon=True)
+            self.workers.append(worker)
+            self._threads.append(thread)
+            thread.start()
+        try:
+            self.server = start_scp(cfg, self.queue, self.model_sha256s)
+        except OSError as err:
+            raise ConfigError(
+                f"cannot listen on {cfg.host}:{cfg.port} ({err.strerror or type(err).__name__}); "
+                "choose another --port/--host or stop the service that uses it"
+            ) from err
+        log.info(
+            "DICOM node %r listening on %s:%d; results to %s",
+            cfg.ae_title,
+            cfg.host,
+            self.server.server_address[1],
+            ", ".join(d.name for d in cfg.destinations),
+        )
+
+    @property
+    def port(self) -> int:
+        """The port the SCP listens on (useful with ``port=0``)."""
+        return int(self.server.server_address[1])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop accepting images, let the workers finish the job in hand (up to ``timeout``), close."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+        for worker in self.workers:
+            worker.stopping.set()
+        if self.queue is not None:
+            self.queue.changed.set()
+        for thread in self._threads:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("%s still busy after %.0f s; its job resumes at the next start", thread.name, timeout)
+        if self.queue is not None and not any(t.is_alive() for t in self._threads):
+            self.queue.close()
+        self._stop.set()
+        log.info("DICOM node stopped")
+
+    def serve(self) -> None:
+        """Start, then block until SIGTERM or SIGINT (call from the main thread), then stop."""
+        got = threading.Event()
+
+        def handler(signum: int, frame: Any) -> None:
+            log.info("%s received; stopping", signal.Signals(signum).name)
+            got.set()
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            while not got.wait(1.0):
+                pass
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+            self.stop()

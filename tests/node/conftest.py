@@ -1,0 +1,70 @@
+"""Real services for the DICOM node tests: Orthanc (+ DICOMweb) as the PACS, dcmtk's storescu as
+the modality, and the node itself as a subprocess. All on loopback, free ports, temp dirs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from node_helpers import PROPOSE, MODALITY_AE, NODE_AE, Orthanc, missing
+
+
+@pytest.fixture(scope="module")
+def orthanc_factory(tmp_path_factory):
+    servers: list[Orthanc] = []
+    root = tmp_path_factory.mktemp("orthanc")
+
+    def start(name: str = "pacs", node_port: int = 11112, dicom_port: int | None = None) -> Orthanc:
+        server = Orthanc(root, name, node_port, dicom_port)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:  # Orthanc takes ~4 s to stop: stop them all at once
+        server.proc.terminate()
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def storescu():
+    """dcmtk's storescu as the modality: ``storescu(port, files, aet=...)`` -> list of CompletedProcess.
+
+    One association per transfer syntax of the files (storescu proposes one compressed syntax
+    at a time), in the order of ``files``' first appearance.
+    """
+    import pydicom
+
+    exe = shutil.which("storescu")
+    if exe is None:
+        missing("dcmtk's storescu (Debian package dcmtk)")
+
+    def send(port: int, files, *, aet: str = MODALITY_AE, aec: str = NODE_AE, timeout: float = 60.0):
+        groups: dict[str, list[str]] = {}
+        for f in files:
+            ts = str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+            groups.setdefault(PROPOSE.get(ts, "-x="), []).append(str(f))
+        runs = []
+        for flag, group in groups.items():
+            cmd = [exe, "-v", "--no-halt", flag, "-aet", aet, "-aec", aec, "127.0.0.1", str(port), *group]
+            runs.append(subprocess.run(cmd, capture_output=True, text=True, timeout=timeout))
+        return runs
+
+    return send
+
+
+@pytest.fixture(scope="session")
+def radiographs():
+    """Every DICOM radiograph of the repo (tests copy them with new UIDs: two share theirs)."""
+    root = Path(__file__).resolve().parents[2]
+    return [
+        root / "src/thoracic/samples/siim_cr_jpeg_baseline.dcm",
+        root / "tests/data/nih_dx_implicit_le.dcm",
+        root / "src/thoracic/samples/RG1_J2KI.dcm",
+        root / "tests/data/RG1_JLSN.dcm",
+        root / "tests/data/siim_cr_fake_monochrome1.dcm",
+    ]
+
+

@@ -1,0 +1,209 @@
+"""Helpers of the DICOM node tests: Orthanc, the node as a subprocess, DICOM copies, waiting."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+ORTHANC = "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+NODE_AE = "THORACIC"
+MODALITY_AE = "MODALITY"
+
+
+def missing(what: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what} is required in CI but is not installed")
+    pytest.skip(f"{what} is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+class Orthanc:
+    """One Orthanc server (DICOM + REST + DICOMweb) in a temp dir."""
+
+    def __init__(self, root: Path, name: str, node_port: int = 11112, dicom_port: int | None = None):
+        if not Path(ORTHANC).exists() or not Path(DICOMWEB_PLUGIN).exists():
+            missing("Orthanc with its DICOMweb plugin (Debian packages orthanc, orthanc-dicomweb)")
+        import httpx
+
+        self.root = root / name
+        self.root.mkdir(parents=True)
+        self.aet = name.upper()[:16]
+        self.http_port = free_port()
+        self.dicom_port = dicom_port or free_port()
+        config = {
+            "Name": name,
+            "StorageDirectory": str(self.root / "db"),
+            "IndexDirectory": str(self.root / "db"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": self.aet,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomCheckCalledAet": True,
+            "DicomModalities": {"thoracic": [NODE_AE, "127.0.0.1", node_port]},
+            "Plugins": [DICOMWEB_PLUGIN],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            "ConcurrentJobs": 1,
+            "HttpThreadsCount": 4,
+        }
+        (self.root / "orthanc.json").write_text(json.dumps(config, indent=1))
+        self.log = open(self.root / "orthanc.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([ORTHANC, str(self.root / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.dicomweb = f"{self.url}/dicom-web"
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Orthanc exited with {self.proc.returncode}: see {self.root / 'orthanc.log'}")
+            try:
+                if self.http.get("/system").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("Orthanc did not start in 30 s")
+            time.sleep(0.1)
+        plugins = self.http.get("/plugins").json()
+        assert "dicom-web" in plugins, plugins
+
+    def instances(self) -> list[dict]:
+        """Every instance with its simplified tags."""
+        ids = self.http.get("/instances").json()
+        return [self.http.get(f"/instances/{i}/tags", params={"simplify": ""}).json() for i in ids]
+
+    def clear(self) -> None:
+        for study in self.http.get("/studies").json():
+            self.http.delete(f"/studies/{study}")
+
+    def close(self) -> None:
+        self.http.close()
+        stop_process(self.proc)
+        self.log.close()
+
+
+#: storescu proposes uncompressed transfer syntaxes plus at most one compressed family: its flag.
+PROPOSE = {
+    "1.2.840.10008.1.2.4.50": "-xy",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": "-xx",  # JPEG extended (12 bit)
+    "1.2.840.10008.1.2.4.70": "-xs",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.90": "-xv",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91": "-xw",  # JPEG 2000
+    "1.2.840.10008.1.2.4.80": "-xt",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "-xu",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.5": "-xr",  # RLE
+}
+
+
+def make_copy(src: Path, out: Path, *, study: str | None = None, **attrs) -> Path:
+    """A copy of ``src`` with new Study/Series/SOP Instance UIDs (or the given study) and ``attrs`` set."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(src)
+    ds.StudyInstanceUID = study or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    with warnings.catch_warnings():  # invalid values on purpose (pydicom warns on them)
+        warnings.simplefilter("ignore")
+        for key, value in attrs.items():
+            setattr(ds, key, value)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+class NodeProcess:
+    """``python -m thoracic.node`` as a subprocess, its log in a file."""
+
+    def __init__(self, spool: Path, log: Path, args: list[str], port: int | None = None):
+        self.spool, self.log_path, self.args = spool, log, args
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90.0) -> NodeProcess:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        cmd = [sys.executable, "-m", "thoracic.node", "--spool", str(self.spool), "--port", str(self.port),
+               "--host", "127.0.0.1", "--ae-title", NODE_AE, *self.args]
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        wait_port(self.port, self.proc, timeout)
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._log.close()
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        stop_process(self.proc, 30)
+        self._log.close()
+        return self.proc.returncode
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def queue_counts(spool: Path) -> dict[str, int]:
+    """The job states, read straight from the node's database (read-only, while it runs)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{spool / 'queue.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+    except sqlite3.OperationalError:
+        rows = []
+    finally:
+        db.close()
+    return dict(rows)
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not after {timeout} s")

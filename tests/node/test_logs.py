@@ -1,0 +1,47 @@
+"""The node's log filter: no instance UIDs, no quoted header values from pydicom or in warnings."""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+
+import pytest
+from pydicom.dataset import Dataset
+
+from thoracic.node.logs import RedactIdentifiers, redact_uids
+
+
+@pytest.fixture
+def captured():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactIdentifiers())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield stream
+    root.removeHandler(handler)
+
+
+def test_pydicom_and_warnings_lose_their_quoted_values(captured):
+    logging.captureWarnings(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            Dataset().PatientSex = "zebediah"  # pydicom: "Invalid value for VR CS: 'zebediah'." (log + warning)
+    finally:
+        logging.captureWarnings(False)
+    text = captured.getvalue()
+    # the log record and the warning (pydicom's logger may already redact its own records)
+    assert text.count("Invalid value for VR CS: ") == 2 and text.count("<value>") == 2
+    assert "UserWarning" in text and "zebediah" not in text
+
+
+def test_uids_become_digests_everywhere_but_standard_ones_stay(captured):
+    log = logging.getLogger("thoracic.node.test")
+    log.warning("stored %s of class %s", "1.2.826.0.1.3680043.8.498.12345", "1.2.840.10008.5.1.4.1.1.88.34")
+    log.warning("instance 2.25.329800735698586629295641978511506172918; 'quoted' stays in our logs")
+    text = captured.getvalue()
+    assert "1.2.826.0.1.3680043.8.498.12345" not in text and redact_uids("1.2.826.0.1.3680043.8.498.12345") in text
+    assert "1.2.840.10008.5.1.4.1.1.88.34" in text
+    assert "2.25.3298" not in text and "'quoted' stays" in text
