@@ -101,11 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_chains)
 
     # subcommands of the other stages register themselves (their heavy imports stay lazy)
-    from . import dataset, dicom_node, evaluate, predict, segment, serve, train
+    from . import dataset, deidentify, dicom_node, evaluate, predict, segment, serve, train
     from . import train_detector as td
 
     predict.add_arguments(sub.add_parser("predict", help=predict.HELP))
-    for module in (dataset, evaluate, segment, serve, dicom_node):
+    for module in (dataset, evaluate, segment, serve, dicom_node, deidentify):
         module.add_parser(sub)
     targets = train.add_parser(sub)  # the `train` command's models, beside `lungs`:
     td.add_arguments(targets.add_parser("detector", help=td.DETECTOR_HELP))
