@@ -185,7 +185,7 @@ def _write_one(
     except ThoracicError as err:
         row.update(status="failed", error=f"{type(err).__name__}: {err}")
     except Exception as err:  # noqa: BLE001 - one bad file never stops the export
-        row.update(status="failed", error=f"internal error {type(err).__name__}: {err}")
+        row.update(status="failed", error=f"internal error {type(err).__name__} (message withheld: it may quote header values)")
     return row
 
 

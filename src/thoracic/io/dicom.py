@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import math
+import re
 import warnings
 from typing import Any
 
@@ -70,6 +72,29 @@ _DECODER_PACKAGES = {
 }
 
 
+class _RedactValues(logging.Filter):
+    """Keep element values out of pydicom's log records.
+
+    pydicom logs an invalid value verbatim (``Invalid value for VR DA: '1937-04-12'``), and the
+    value may be a patient's name, id or birth date. The record stays (tag, VR and rule are
+    useful); quoted values become ``<value>``.
+    """
+
+    _QUOTED = re.compile(r"b?'(?:[^'\\]|\\.)*'" + r'|b?"(?:[^"\\]|\\.)*"')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self._QUOTED.sub("<value>", message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+log = logging.getLogger(__name__)
+_REDACT = _RedactValues()
+logging.getLogger("pydicom").addFilter(_REDACT)
+
+
 def looks_like_dicom(head: bytes) -> bool:
     return len(head) >= 132 and head[128:132] == b"DICM"
 
@@ -94,7 +119,7 @@ def _parse(data: bytes, path: str) -> Dataset:
     if not looks_like_dicom(data[:132]) and not any(k in ds for k in ("Rows", "SOPClassUID", "PixelData")):
         raise UnsupportedFormatError("not a DICOM file nor a PNG/JPEG/TIFF image", path=path)
     implicit, little = ds.original_encoding
-    if "TransferSyntaxUID" not in ds.file_meta and implicit is not None:  # no file meta: as the data set
+    if not ds.file_meta.get("TransferSyntaxUID") and implicit is not None:  # no (or an empty) syntax: as read
         ds.file_meta.TransferSyntaxUID = (
             ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
         )
@@ -105,7 +130,66 @@ def _parse(data: bytes, path: str) -> Dataset:
             "(copy or download it again)",
             path=path,
         )
+    _materialize(ds, path)
     return ds
+
+
+#: Deeper nesting than any real header has (a few levels): a guard against crafted files.
+_MAX_SEQUENCE_DEPTH = 64
+#: Groups the reader decides and decodes with (file meta, SOP/modality, acquisition, image pixel,
+#: pixel data): a damaged element there fails the read; one elsewhere is dropped from the header.
+_ESSENTIAL_GROUPS = frozenset({0x0002, 0x0008, 0x0018, 0x0028, 0x7FE0})
+
+
+def _materialize(ds: Dataset, path: str) -> None:
+    """Decode every element now (pydicom decodes lazily), so a damaged one fails here, typed.
+
+    A flipped bit in a VR (``'QI'``), a value that does not fit its VR or a broken sequence item
+    would otherwise raise ``NotImplementedError``/``ValueError``/... from whichever lookup touches
+    it first. Such an element outside :data:`_ESSENTIAL_GROUPS` (a patient, study or private
+    element) is removed and the read goes on. Runs after the truncation checks, which look at
+    the raw elements.
+    """
+    stack: list[tuple[Dataset, int, int]] = [(ds.file_meta, 0, 0x0002), (ds, 0, -1)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            while stack:  # iterative: pydicom's walk() is recursive and slow to fail on deep nesting
+                item, depth, group = stack.pop()
+                if depth > _MAX_SEQUENCE_DEPTH:
+                    raise CorruptFileError(
+                        f"the DICOM nests sequences more than {_MAX_SEQUENCE_DEPTH} deep; the header is damaged",
+                        path=path,
+                    )
+                for tag in list(item.keys()):
+                    top = tag.group if group < 0 else group  # the top-level element's group
+                    try:
+                        elem = item[tag]  # decodes it
+                        children = elem.value if elem.VR == "SQ" else None
+                    except (MemoryError, RecursionError):
+                        raise
+                    except Exception as err:  # noqa: BLE001 - see above
+                        if top in _ESSENTIAL_GROUPS:
+                            raise CorruptFileError(
+                                f"the DICOM header element {tag} cannot be decoded ({type(err).__name__}); "
+                                "the file is damaged",
+                                path=path,
+                            ) from err
+                        del item[tag]
+                        log.debug("%s: dropped the damaged header element %s (%s)", path, tag, type(err).__name__)
+                        continue
+                    if children:
+                        stack.extend((child, depth + 1, top) for child in children)
+    except (MemoryError, CorruptFileError):
+        raise
+    except Exception as err:  # noqa: BLE001 - see above
+        tag = re.search(r"\([0-9A-Fa-f]{4},[0-9A-Fa-f]{4}\)", str(err))  # the tag only, never a value
+        where = f" in element {tag.group(0)}" if tag else ""
+        raise CorruptFileError(
+            f"the DICOM header has an element that cannot be decoded ({type(err).__name__}{where}); "
+            "the file is damaged",
+            path=path,
+        ) from err
 
 
 def _looks_truncated(ds: Dataset, size: int) -> bool:
@@ -159,8 +243,10 @@ def _check_chest(ds: Dataset, options: ReadOptions, path: str) -> tuple[str, ...
 
 def _check_decoder(ds: Dataset, path: str) -> str:
     ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    if ts is None:
+    if not ts:
         return "Implicit VR Little Endian"
+    if not isinstance(ts, UID):
+        ts = UID(str(ts), validation_mode=pydicom.config.IGNORE)  # validity is judged below
     try:
         compressed = ts.is_compressed
     except ValueError as err:  # a syntax this pydicom does not know (newer standard or private)
@@ -219,6 +305,54 @@ def _codestream_info(frame: bytes) -> tuple[int, int, bool] | None:
     return levels, precision, signed
 
 
+#: JPEG start-of-frame markers (baseline, extended, progressive, lossless, arithmetic; JPEG-LS).
+_SOF_MARKERS = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xF7})
+
+
+def _first_frame(ds: Dataset) -> bytes | None:
+    from pydicom.encaps import generate_frames
+
+    try:
+        return next(generate_frames(ds.PixelData, number_of_frames=1))
+    except Exception:  # noqa: BLE001 - broken encapsulation: the decoder reports it
+        return None
+
+
+def _codestream_size(frame: bytes | None) -> tuple[int, int] | None:
+    """``(width, height)`` a JPEG, JPEG-LS or JPEG 2000 codestream declares, if it can be found."""
+    if not frame:
+        return None
+    start = frame.find(b"\xff\x4f\xff\x51", 0, 4096)  # J2K: SOC, SIZ
+    if start >= 0:
+        siz = frame[start + 8 : start + 24]
+        if len(siz) < 16:
+            return None
+        x, y, x0, y0 = (int.from_bytes(siz[i : i + 4], "big") for i in (0, 4, 8, 12))
+        return x - x0, y - y0
+    pos = frame.find(b"\xff\xd8")  # JPEG / JPEG-LS: walk the marker segments to the frame header
+    if pos < 0:
+        return None
+    pos += 2
+    end = min(len(frame), 1 << 20)
+    while pos + 4 <= end:
+        if frame[pos] != 0xFF:
+            return None
+        marker = frame[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _SOF_MARKERS:
+            seg = frame[pos + 5 : pos + 9]
+            if len(seg) < 4:
+                return None
+            # a height of 0 (to be given by a DNL marker) makes libjpeg grow its buffer without bound
+            return int.from_bytes(seg[2:4], "big"), int.from_bytes(seg[0:2], "big")
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        pos += 2 + int.from_bytes(frame[pos + 2 : pos + 4], "big")
+    return None
+
+
 def _decode_j2k_reduced(ds: Dataset, target: int) -> tuple[np.ndarray, int] | None:
     """Decode a single-frame JPEG 2000 image at the coarsest resolution level >= ``target``."""
     from pydicom.encaps import generate_frames
@@ -269,6 +403,15 @@ def _decode(ds: Dataset, options: ReadOptions, path: str) -> tuple[np.ndarray, A
             "the compressed pixel data stops before its end-of-image marker; the file is truncated or damaged",
             path=path,
         )
+    if ts in _EOI_SYNTAXES:
+        declared = _codestream_size(_first_frame(ds))
+        if declared is not None and declared != (cols, rows):
+            # the decoder allocates what the codestream says: 65535 x 65535 is a 4 GB decompression bomb
+            raise CorruptFileError(
+                f"the compressed pixel data declares {declared[0]}x{declared[1]} pixels, the header {cols}x{rows}; "
+                "the file is damaged",
+                path=path,
+            )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -306,12 +449,50 @@ def _decode(ds: Dataset, options: ReadOptions, path: str) -> tuple[np.ndarray, A
     return arr, Affine.identity()
 
 
+def _lut_call(what: str, fn: Any, *args: Any, path: str) -> np.ndarray:
+    """Apply one of pydicom's lookup-table functions; a malformed table becomes a typed error.
+
+    pydicom raises ``TypeError``, ``ValueError``, ``IndexError``, ``NotImplementedError``,
+    ``struct.error``, ... on a LUT whose descriptor and data do not agree (bits per entry other
+    than 8/16, data shorter than declared, no data at all).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args)
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - see above
+        raise CorruptFileError(
+            f"the DICOM's {what} is malformed ({type(err).__name__}: {str(err)[:120]}); the header is damaged",
+            path=path,
+        ) from err
+
+
+def _lut_depth(seq: Any, what: str, path: str) -> int:
+    """Bits per entry of the first LUT item's descriptor (8..16, as the standard allows)."""
+    try:
+        depth = int(seq[0].LUTDescriptor[2])
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as err:
+        raise CorruptFileError(f"the DICOM's {what} has no valid LUT Descriptor; the header is damaged",
+                               path=path) from err
+    if not 8 <= depth <= 16:
+        raise CorruptFileError(f"the DICOM's {what} declares {depth} bits per entry (8 to 16 allowed); "
+                               "the header is damaged", path=path)
+    return depth
+
+
 def _to_gray(arr: np.ndarray, ds: Dataset, path: str) -> np.ndarray:
     pi = _text(ds, "PhotometricInterpretation")
     if pi == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
-        arr = apply_color_lut(arr, ds)
+        if arr.ndim != 2:  # the palette maps one sample per pixel; pydicom would map each of them
+            raise CorruptFileError(
+                f"the DICOM says PALETTE COLOR but has {arr.shape[-1]} samples per pixel; the header is damaged",
+                path=path,
+            )
+        arr = _lut_call("palette color lookup table", apply_color_lut, arr, ds, path=path)
     if arr.ndim == 3:
         if arr.shape[2] != 3:
             raise InvalidRadiographError(f"{arr.shape[2]} samples per pixel is not a grayscale or RGB image", path=path)
@@ -327,21 +508,30 @@ def _stored_range(ds: Dataset) -> tuple[float, float]:
     return 0.0, 2.0**bits - 1
 
 
-def _modality_lut(arr: np.ndarray, ds: Dataset) -> tuple[np.ndarray, tuple[float, float]]:
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _modality_lut(arr: np.ndarray, ds: Dataset, path: str) -> tuple[np.ndarray, tuple[float, float]]:
     """Stored values to modality values (float32), and the modality range of the stored range."""
     lo, hi = _stored_range(ds)
     if "ModalityLUTSequence" in ds and ds.ModalityLUTSequence:
         from pydicom.pixels import apply_modality_lut
 
-        out = apply_modality_lut(arr, ds).astype(np.float32)
-        depth = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
+        depth = _lut_depth(ds.ModalityLUTSequence, "Modality LUT", path)
+        out = _lut_call("Modality LUT", apply_modality_lut, arr, ds, path=path).astype(np.float32)
         return out, (0.0, 2.0**depth - 1)
-    slope = float(_first(ds.get("RescaleSlope", 1.0)) or 1.0)
-    intercept = float(_first(ds.get("RescaleIntercept", 0.0)) or 0.0)
+    slope = _number(ds, "RescaleSlope", 1.0, path) or 1.0
+    intercept = _number(ds, "RescaleIntercept", 0.0, path)
+    r = sorted((lo * slope + intercept, hi * slope + intercept))
+    if max(abs(slope), abs(intercept), -r[0], r[1]) > _FLOAT32_MAX:
+        raise CorruptFileError(
+            "the DICOM's Rescale Slope/Intercept map its values beyond the floating-point range; "
+            "the header is damaged",
+            path=path,
+        )
     out = arr.astype(np.float32, copy=False)
     if slope != 1.0 or intercept != 0.0:
         out = out * np.float32(slope) + np.float32(intercept)
-    r = sorted((lo * slope + intercept, hi * slope + intercept))
     return out, (r[0], r[1])
 
 
@@ -356,24 +546,24 @@ def _window_from_file(ds: Dataset) -> tuple[float, float, str] | None:
     func = _text(ds, "VOILUTFunction") or "LINEAR"
     if not (math.isfinite(c) and math.isfinite(w)) or w <= 0 or (func == "LINEAR" and w < 1):
         return None
+    if abs(c) > _FLOAT32_MAX or w > _FLOAT32_MAX:  # a damaged value: the pixels are windowed in float32
+        return None
     if func not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
         func = "LINEAR"
     return c, w, func
 
 
 def _apply_voi(
-    values: np.ndarray, ds: Dataset, full_range: tuple[float, float], options: ReadOptions, bits: int
+    values: np.ndarray, ds: Dataset, full_range: tuple[float, float], options: ReadOptions, bits: int, path: str
 ) -> tuple[np.ndarray, float | None, float | None, str]:
     if options.normalize != "percentile":
         lut_seq = ds.get("VOILUTSequence")
         if lut_seq and "LUTData" in lut_seq[0] and "LUTDescriptor" in lut_seq[0]:
             from pydicom.pixels import apply_voi
 
+            depth = _lut_depth(lut_seq, "VOI LUT", path)
             ints = np.rint(values).astype(np.int64) if values.dtype.kind == "f" else values
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out = apply_voi(ints, ds).astype(np.float32)
-            depth = int(lut_seq[0].LUTDescriptor[2])
+            out = _lut_call("VOI LUT", apply_voi, ints, ds, path=path).astype(np.float32)
             return out * np.float32(1.0 / (2.0**depth - 1)), None, None, "VOI LUT"
         win = _window_from_file(ds)
         if win is not None:
@@ -393,7 +583,7 @@ def _apply_voi(
 def _spacing(ds: Dataset) -> tuple[float, float] | None:
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = ds.get(keyword)
-        if value is not None and len(value) == 2:
+        if isinstance(value, pydicom.multival.MultiValue | list | tuple) and len(value) == 2:
             try:
                 row, col = float(value[0]), float(value[1])
             except (TypeError, ValueError):
@@ -403,6 +593,57 @@ def _spacing(ds: Dataset) -> tuple[float, float] | None:
     return None
 
 
+#: Image Pixel attributes used as single integers; a damaged header can make them empty,
+#: multi-valued or out of range.
+_IMAGE_INTS = {
+    "Rows": (0, 65535),
+    "Columns": (0, 65535),
+    "SamplesPerPixel": (1, 4),
+    "BitsAllocated": (1, 64),
+    "BitsStored": (1, 64),
+    "HighBit": (0, 63),
+    "PixelRepresentation": (0, 1),
+    "PlanarConfiguration": (0, 1),
+}
+
+
+def _check_image_attributes(ds: Dataset, path: str) -> None:
+    """Each Image Pixel attribute that is present holds one integer in its allowed range."""
+    for keyword, (lo, hi) in _IMAGE_INTS.items():
+        if keyword not in ds:
+            continue
+        value = ds[keyword].value
+        if value in (None, "") and keyword == "PlanarConfiguration":
+            continue  # left empty by some writers of grayscale images, where it means nothing
+        try:
+            number = int(value)  # None (empty), a list (VM > 1) or text fail here
+        except (TypeError, ValueError) as err:
+            raise CorruptFileError(f"the DICOM's {keyword} is not a single integer; the header is damaged",
+                                   path=path) from err
+        if not lo <= number <= hi:
+            raise CorruptFileError(f"the DICOM's {keyword} is {number}, outside {lo}..{hi}; the header is damaged",
+                                   path=path)
+
+
+def _number(ds: Dataset, keyword: str, default: float, path: str) -> float:
+    """A finite decimal attribute (first value), ``default`` when absent or empty."""
+    value = _first(ds.get(keyword))
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as err:
+        raise CorruptFileError(f"the DICOM's {keyword} is not a number; the header is damaged", path=path) from err
+    if not math.isfinite(number):
+        raise CorruptFileError(f"the DICOM's {keyword} is {number}; the header is damaged", path=path)
+    return number
+
+
+def _sop_class_name(ds: Dataset) -> str:
+    """The SOP Class UID's name ("" for an unknown or malformed one, without pydicom's warning)."""
+    return UID(str(ds.get("SOPClassUID", "")), validation_mode=pydicom.config.IGNORE).name
+
+
 def read_dicom(data: bytes, path: str, image_id: str, options: ReadOptions) -> Radiograph:
     """Read a DICOM radiograph from its bytes (``path`` only names it in errors)."""
     ds = _parse(data, path)
@@ -410,11 +651,17 @@ def read_dicom(data: bytes, path: str, image_id: str, options: ReadOptions) -> R
         other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds]
         if other:
             what = f"has float pixel data ({other[0]}), which radiographs do not use"
-        elif "Rows" in ds or "Image Storage" in UID(str(ds.get("SOPClassUID", ""))).name:
+        elif "Rows" in ds or "Image Storage" in _sop_class_name(ds):
             what = "has an image header but no pixel data: it was saved without its pixels or cut short before them"
         else:
             what = "has no pixel data; it is not an image (a report or presentation state?)"
         raise NoPixelDataError(f"the DICOM {what}", path=path)
+    if not ds.PixelData:
+        raise CorruptFileError(
+            "the DICOM's Pixel Data element is empty; the file is truncated or was saved without its pixels",
+            path=path,
+        )
+    _check_image_attributes(ds, path)
     flags = _check_chest(ds, options, path)
     frames = ds.get("NumberOfFrames", 1)
     try:
@@ -440,14 +687,20 @@ def read_dicom(data: bytes, path: str, image_id: str, options: ReadOptions) -> R
     stored = _to_gray(stored, ds, path)
     photometric = _text(ds, "PhotometricInterpretation") or "MONOCHROME2"
     if stored.ndim == 2 and photometric in ("MONOCHROME1", "MONOCHROME2"):
-        values, full_range = _modality_lut(stored, ds)
+        values, full_range = _modality_lut(stored, ds, path)
     else:
         values, full_range = stored.astype(np.float32, copy=False), (0.0, 255.0)
     vmin, vmax = float(values.min()), float(values.max())
+    if not (math.isfinite(vmin) and math.isfinite(vmax)):
+        raise CorruptFileError(
+            "the modality values overflow (a Rescale Slope/Intercept or Modality LUT out of range); "
+            "the header is damaged",
+            path=path,
+        )
     if vmin == vmax:
         raise ConstantImageError(f"every pixel has the value {vmin:g}; the image is blank", path=path)
     bits = int(ds.get("BitsStored", 8))
-    pixels, center, width, voi = _apply_voi(values, ds, full_range, options, bits)
+    pixels, center, width, voi = _apply_voi(values, ds, full_range, options, bits, path)
     if options.normalize == "minmax" and voi != "minmax":
         pixels = minmax(pixels)
     if photometric == "MONOCHROME1":

@@ -12,6 +12,7 @@ from ..errors import (
     ConstantImageError,
     CorruptFileError,
     ImageTooLargeError,
+    InvalidRadiographError,
     MultiFrameError,
     UnsupportedFormatError,
 )
@@ -62,7 +63,8 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadOptions) -> 
     """Read a PNG/JPEG/TIFF radiograph from its bytes (``path`` only names it in errors)."""
     kind = (looks_like_raster(data[:8]) or "image").upper()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels below is the guard
+        # max_pixels below is the guard against bombs; damaged EXIF and the like surface when decoding
+        warnings.simplefilter("ignore")
         try:
             im = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as err:  # beyond twice Pillow's own limit
@@ -94,8 +96,17 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadOptions) -> 
                 "raise max_pixels (--max-pixels) if this film is genuine",
                 path=path,
             )
-        if getattr(im, "n_frames", 1) > 1 and im.format != "MPO":
-            raise MultiFrameError(f"the image has {im.n_frames} frames; thoracic reads single images", path=path)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                n_frames = getattr(im, "n_frames", 1)  # TIFF: walks the chain of IFDs
+        except Exception as err:  # noqa: BLE001 - Pillow raises TypeError/KeyError/... on a damaged IFD
+            raise CorruptFileError(
+                f"the {kind} has a damaged image directory ({type(err).__name__}); it is truncated or damaged",
+                path=path,
+            ) from err
+        if n_frames > 1 and im.format != "MPO":
+            raise MultiFrameError(f"the image has {n_frames} frames; thoracic reads single images", path=path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -108,6 +119,10 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadOptions) -> 
         arr, bits, mode = _gray(im)
     values = arr.astype(np.float32, copy=False)
     vmin, vmax = float(values.min()), float(values.max())
+    if not (np.isfinite(vmin) and np.isfinite(vmax)):  # a floating-point TIFF with NaN or infinities
+        raise InvalidRadiographError(
+            "the image holds NaN or infinite values; save it as 8/16-bit integers or replace them", path=path
+        )
     if vmin == vmax:
         raise ConstantImageError(f"every pixel has the value {vmin:g}; the image is blank", path=path)
     if options.normalize == "minmax":  # the Kaggle recipe, 8-bit truncation included

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from os import PathLike
 from typing import BinaryIO
@@ -13,6 +14,8 @@ from .radiograph import Radiograph, ReadOptions
 from .raster import looks_like_raster, read_raster
 
 __all__ = ["Source", "read"]
+
+log = logging.getLogger(__name__)
 
 Source = str | PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 
@@ -72,8 +75,13 @@ def read(src: Source, options: ReadOptions | None = None, *, image_id: str | Non
         raise UnsupportedFormatError("the file is empty", path=path)
     head = data[:132]
     if looks_like_dicom(head):
-        return read_dicom(data, path, image_id, options)
-    if looks_like_raster(head):
-        return read_raster(data, path, image_id, options)
-    # DICOM without the 128-byte preamble (older or hand-made files), or nothing we know
-    return read_dicom(data, path, image_id, options)
+        rg = read_dicom(data, path, image_id, options)
+    elif looks_like_raster(head):
+        rg = read_raster(data, path, image_id, options)
+    else:  # DICOM without the 128-byte preamble (older or hand-made files), or nothing we know
+        rg = read_dicom(data, path, image_id, options)
+    # technical facts only: never anything from rg.phi or the header's patient/study elements
+    log.debug("%s: %s %dx%d %s %s, %s (%s)%s", path, rg.format, rg.original_width, rg.original_height,
+              rg.modality or "-", rg.photometric, rg.voi, rg.transfer_syntax or "-",
+              f" flags {','.join(rg.flags)}" if rg.flags else "")
+    return rg
