@@ -11,6 +11,9 @@ and NMS keeps each box's best class, drops scores ``<= conf``, runs class-aware 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -25,7 +28,18 @@ from ..preprocess.geometry import hflip, letterbox
 from .meta import META_KEY, ModelMeta
 from .types import Detections
 
-__all__ = ["DetectorConfig", "OnnxDetector", "file_sha256", "nms_xyxy", "onnx_session", "prepare_8bit", "read_meta"]
+__all__ = [
+    "DetectorConfig",
+    "OnnxDetector",
+    "execution_providers",
+    "file_sha256",
+    "nms_xyxy",
+    "onnx_device",
+    "onnx_session",
+    "prepare_8bit",
+    "prepare_8bit_many",
+    "read_meta",
+]
 
 
 def file_sha256(path: str | PathLike[str]) -> str:
@@ -37,20 +51,86 @@ def file_sha256(path: str | PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def onnx_session(path: str | PathLike[str], threads: int = 2) -> Any:
-    """An ``onnxruntime.InferenceSession`` on the CPU with ``threads`` intra-op threads."""
+#: The device of the ONNX Runtime sessions created in this context (see :func:`onnx_device`).
+_DEVICE: ContextVar[str] = ContextVar("thoracic_onnx_device", default="auto")
+
+
+def execution_providers(device: str = "auto", available: Sequence[str] | None = None) -> list[Any]:
+    """ONNX Runtime execution providers for ``device``, best first.
+
+    ``"auto"``: CUDA (GPU 0) when this onnxruntime build offers it, else the CPU; ``"cpu"``: the
+    CPU only; ``"cuda"`` or ``"cuda:N"``: GPU N (an error when CUDA is not available). The CPU
+    provider always comes last, so operators CUDA lacks still run. ``available`` defaults to
+    ``onnxruntime.get_available_providers()``.
+
+    >>> execution_providers("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    [('CUDAExecutionProvider', {'device_id': 0}), 'CPUExecutionProvider']
+    >>> execution_providers("auto", ["CPUExecutionProvider"])
+    ['CPUExecutionProvider']
+    >>> execution_providers("cuda:1", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    [('CUDAExecutionProvider', {'device_id': 1}), 'CPUExecutionProvider']
+    """
+    if available is None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+    name = str(device).strip().lower()
+    if name == "cpu":
+        return ["CPUExecutionProvider"]
+    has_cuda = "CUDAExecutionProvider" in available
+    if name == "auto":
+        return [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"] if has_cuda else ["CPUExecutionProvider"]
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not has_cuda:
+            raise ConfigError(
+                f"device {device!r}: this onnxruntime has no CUDA execution provider (it offers "
+                f"{', '.join(available) or 'none'}); install onnxruntime-gpu or use --device cpu"
+            )
+        return [("CUDAExecutionProvider", {"device_id": int(name[5:] or 0)}), "CPUExecutionProvider"]
+    raise ConfigError.unknown("device", str(device), ("auto", "cpu", "cuda", "cuda:N"))
+
+
+@contextmanager
+def onnx_device(device: str) -> Iterator[None]:
+    """Run the sessions created inside on ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+
+    Scoped to this thread/context, so model loaders need no device argument::
+
+        with onnx_device("cpu"):
+            predictor = Predictor.load()
+    """
+    execution_providers(device, ["CUDAExecutionProvider", "CPUExecutionProvider"])  # validates the name
+    token = _DEVICE.set(device)
+    try:
+        yield
+    finally:
+        _DEVICE.reset(token)
+
+
+def onnx_session(path: str | PathLike[str], threads: int = 2, *, device: str | None = None,
+                 spin: bool | None = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` with ``threads`` intra-op threads on the CPU.
+
+    ``device`` (default: that of the enclosing :func:`onnx_device`, else ``"auto"``) picks the
+    execution providers (:func:`execution_providers`): CUDA first when available. ``spin``: let
+    idle intra-op threads busy-wait between operators (ONNX Runtime's default); by default only
+    with several threads, where it cuts one image's latency (~6% for the shipped detector on 2
+    cores). The batch predictor runs 1-thread sessions side by side, which never spin.
+    """
     try:
         import onnxruntime as ort
     except ImportError as err:  # pragma: no cover - a core dependency
         raise MissingDependencyError.for_feature("ONNX inference", "onnxruntime") from err
+    providers = execution_providers(device or _DEVICE.get(), ort.get_available_providers())
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads)
+    threads = max(1, int(threads))
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    # no busy-waiting between ops: on a CPU shared with other jobs spinning threads only steal time
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # spinning threads save a wake-up per operator but steal CPU from anything else running
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if (threads > 1 if spin is None else spin) else "0")
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types
         raise ConfigError(f"cannot load ONNX model: {err}", path=str(path)) from err
 
@@ -113,6 +193,33 @@ def prepare_8bit(chain: Chain, src: Any, read: ReadOptions | None = None, *, ima
         transform = transform.then(t)
     pixels = u8.astype(np.float32) / np.float32(255.0)
     return Prepared(pixels=pixels, transform=transform, radiograph=prepared.radiograph)
+
+
+def prepare_8bit_many(chains: Iterable[Chain], radiographs: Mapping[str, Radiograph]) -> dict[Chain, Prepared]:
+    """:func:`prepare_8bit` of several chains on one image, each shared part run once.
+
+    Chains that differ only in their final letterbox (the shipped detector at 512 and classifier
+    at 320 both resize to 512 and apply CLAHE first) share the 8-bit image before it. Each result
+    equals ``prepare_8bit(chain, radiographs[chain.normalize])``.
+    """
+    bases: dict[tuple[str, tuple[Any, ...]], tuple[np.ndarray, Any, Radiograph]] = {}
+    out: dict[Chain, Prepared] = {}
+    for chain in chains:
+        if chain in out:
+            continue
+        steps = chain.steps
+        last = steps[-1] if steps and steps[-1].name == "letterbox" else None
+        key = (chain.normalize, steps[:-1] if last else steps)
+        if key not in bases:
+            prepared = Chain(chain.name, key[1], chain.normalize, chain.description).run(radiographs[chain.normalize])
+            bases[key] = (prepared.to_uint8(), prepared.transform, prepared.radiograph)
+        u8, transform, rg = bases[key]
+        if last is not None:
+            params = dict(last.params)
+            u8, t = letterbox(u8, int(params["size"]), pad_value=114, interpolation=params.get("interpolation", "linear"))
+            transform = transform.then(t)
+        out[chain] = Prepared(pixels=u8.astype(np.float32) / np.float32(255.0), transform=transform, radiograph=rg)
+    return out
 
 
 def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ The "No finding" score is ``1 - P(abnormal)`` with a classifier, else ``1 -`` th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from os import PathLike
@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from ..classify.onnx import OnnxClassifier
-from ..detect.onnx import DetectorConfig, OnnxDetector
+from ..detect.onnx import DetectorConfig, OnnxDetector, prepare_8bit_many
 from ..detect.types import Detections
 from ..errors import ConfigError
 from ..io.radiograph import Radiograph, ReadOptions
+from ..preprocess.chain import Chain, Prepared
 from ..transform import Affine
 from .wbf import weighted_boxes_fusion
 
@@ -201,11 +202,27 @@ class Predictor:
         """
         return self.predict_read(self._read(src, image_id, read), features=features, heatmap=heatmap)
 
+    def prepare(self, radiographs: Mapping[str, Radiograph]) -> dict[Chain, Prepared]:
+        """Every model's input from what :meth:`read` returned, each shared preprocessing step once.
+
+        Detectors on a lung crop are left out (their input needs the lungs model). Passing the
+        result to :meth:`predict_read` lets callers preprocess on other threads or processes.
+        """
+        any_rg = next(iter(radiographs.values()))
+        chains = [d.chain for d in self.detectors if not (self.config.lung_roi or d.meta.lung_crop)]
+        if self.classifier is not None:
+            chains.append(self.classifier.meta.chain)
+        return prepare_8bit_many(chains, {c.normalize: radiographs.get(c.normalize) or any_rg for c in chains})
+
     def predict_read(self, radiographs: dict[str, Radiograph], *, features: bool = False,
-                     heatmap: bool = False) -> ImagePrediction:
-        """Predict from what :meth:`read` returned (the model half of :meth:`predict`)."""
+                     heatmap: bool = False, prepared: Mapping[Chain, Prepared] | None = None) -> ImagePrediction:
+        """Predict from what :meth:`read` returned (the model half of :meth:`predict`).
+
+        ``prepared`` is :meth:`prepare`'s result for these radiographs, when the caller made it.
+        """
         if not radiographs:
             raise ConfigError("no radiograph to predict")
+        inputs = self.prepare(radiographs) if prepared is None else prepared
         want = features or heatmap
         cfg = self.config
         dcfg = cfg.detector_config()
@@ -227,7 +244,7 @@ class Predictor:
                 ft = found.feature_transform.then(t.inverse()) if found.feature_transform is not None else None
                 found = Detections(boxes, found.scores, found.class_ids, (w, h), found.feature, ft, found.feature_input)
             else:
-                found = det.predict(rg, dcfg, features=want)
+                found = det.predict(inputs.get(det.chain, rg), dcfg, features=want)
             if features and found.feature is not None:
                 feats[det.id] = found.feature
             if heatmap:
@@ -241,7 +258,7 @@ class Predictor:
         filtered = False
         if self.classifier is not None:
             rg = radiographs.get(self.classifier.meta.chain.normalize) or any_rg
-            p_abn = self.classifier.p_abnormal(rg)
+            p_abn = self.classifier.p_abnormal(inputs.get(self.classifier.meta.chain, rg))
             low = self.low
             if low is not None and p_abn < low:
                 fused = Detections.empty((w, h))

@@ -1,0 +1,219 @@
+"""The pipelined batch predictor and ONNX Runtime's execution-provider selection."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from thoracic.detect.onnx import execution_providers, onnx_device, onnx_session
+from thoracic.ensemble.pipeline import BatchPredictor, PipelineConfig, ReadPlan, read_plan
+from thoracic.ensemble.predict import PredictConfig, Predictor
+from thoracic.errors import ConfigError, CorruptFileError, UnsupportedFormatError
+
+ROOT = Path(__file__).resolve().parents[2]
+DICOM = ROOT / "tests" / "data" / "nih_dx_implicit_le.dcm"
+JLS = ROOT / "tests" / "data" / "RG1_JLSN.dcm"
+J2K = ROOT / "src" / "thoracic" / "samples" / "RG1_J2KI.dcm"
+CPU_ONLY = ["CPUExecutionProvider"]
+WITH_CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.fixture(scope="module")
+def predictor(detector_onnx, classifier_onnx) -> Predictor:
+    return Predictor.load([detector_onnx], classifier_onnx, PredictConfig(conf=0.001), threads=1)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, chest_png, chest_crop_png) -> list[tuple[str, str]]:
+    bad = tmp_path_factory.mktemp("bad") / "broken.png"
+    bad.write_bytes(b"not an image")
+    files = [chest_png, DICOM, bad, JLS, chest_crop_png]
+    return [(str(f), f.stem) for f in files]
+
+
+def _same(a, b) -> None:
+    assert a.image_id == b.image_id
+    np.testing.assert_array_equal(a.detections.boxes, b.detections.boxes)
+    np.testing.assert_array_equal(a.detections.scores, b.detections.scores)
+    np.testing.assert_array_equal(a.detections.class_ids, b.detections.class_ids)
+    assert a.p_abnormal == b.p_abnormal and a.filtered == b.filtered
+
+
+@pytest.mark.parametrize("config", [
+    PipelineConfig(readers=2, workers=2, prefetch=1),
+    PipelineConfig(readers=1, workers=1, ordered=False),
+    PipelineConfig(readers=2, workers=2, processes=True, ordered=False),
+], ids=["threads-ordered", "sequential-unordered", "processes-unordered"])
+def test_batch_equals_predictor_and_isolates_errors(predictor, inputs, config):
+    results = list(BatchPredictor(predictor, config).run(inputs))
+    assert sorted(r.index for r in results) == list(range(len(inputs)))
+    if config.ordered:
+        assert [r.index for r in results] == list(range(len(inputs)))
+    for r in results:
+        src, iid = inputs[r.index]
+        assert (r.image_id, r.source) == (iid, src)
+        if iid == "broken":
+            assert not r.ok and r.prediction is None and isinstance(r.error, UnsupportedFormatError)
+            assert r.describe_error().startswith("UnsupportedFormatError: ")
+            continue
+        assert r.ok, r.describe_error()
+        _same(r.prediction, predictor.predict(src, image_id=iid))  # no JPEG 2000 here: identical
+
+
+def test_inference_errors_stay_per_image(predictor, inputs, monkeypatch):
+    real = predictor.predict_read
+
+    def flaky(radiographs, **kw):
+        if next(iter(radiographs.values())).image_id == DICOM.stem:
+            raise RuntimeError("model blew up")
+        return real(radiographs, **kw)
+
+    monkeypatch.setattr(predictor, "predict_read", flaky)
+    results = list(BatchPredictor(predictor, PipelineConfig(readers=2, workers=2)).run(inputs))
+    failed = {r.image_id: r.describe_error() for r in results if not r.ok}
+    assert failed.keys() == {DICOM.stem, "broken"}
+    assert failed[DICOM.stem] == "internal error RuntimeError: model blew up"
+
+
+def test_items_are_consumed_lazily_with_bounded_prefetch(predictor, chest_png):
+    pulled = []
+
+    def items():
+        for i in range(50):
+            pulled.append(i)
+            yield str(chest_png), f"img{i}"
+
+    config = PipelineConfig(readers=2, workers=2, prefetch=3)
+    run = BatchPredictor(predictor, config).run(items())
+    first = next(run)
+    assert first.ok and first.index == 0
+    assert len(pulled) <= config.prefetch + config.n_workers + 1  # never the whole input list
+    run.close()  # stops early: the rest is never read
+    assert len(pulled) < 50
+
+
+class _CrashOn(ReadPlan):
+    """A reader that dies like a segfaulting decoder on one file (module level: picklable)."""
+
+    def read(self, src, image_id=None):
+        if Path(src).name == "crash.png":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return super().read(src, image_id)
+
+
+def test_a_crashing_decoder_process_fails_only_its_image(predictor, inputs, tmp_path):
+    crash = tmp_path / "crash.png"
+    crash.write_bytes(Path(inputs[0][0]).read_bytes())
+    items = [*inputs[:2], (str(crash), "crash"), *inputs[3:]]
+    batch = BatchPredictor(predictor, PipelineConfig(readers=2, workers=1, processes=True))
+    batch.plan = _CrashOn(batch.plan.options, batch.plan.chains)
+    results = list(batch.run(items))
+    assert [r.index for r in results] == list(range(len(items)))
+    status = {r.image_id: type(r.error).__name__ if r.error else "ok" for r in results}
+    assert status == {inputs[0][1]: "ok", DICOM.stem: "ok", "crash": "CorruptFileError",
+                      JLS.stem: "ok", inputs[4][1]: "ok"}
+    crashed = next(r for r in results if r.image_id == "crash")
+    assert isinstance(crashed.error, CorruptFileError) and "crashed" in str(crashed.error)
+
+
+def test_read_plan_decodes_jpeg2000_reduced_only_when_exact_enough(predictor, detector_onnx):
+    sizes = {d.chain.decode_size() for d in predictor.detectors} | {predictor.classifier.meta.chain.decode_size()}
+    plan = read_plan(predictor)
+    (norm, opts), = plan.options  # one normalization shared by detector and classifier
+    assert norm == predictor.detectors[0].chain.normalize
+    assert opts.target_size == (max(sizes) if None not in sizes else None)
+    assert read_plan(predictor, reduced_decode=False).options[0][1].target_size is None
+    roi = Predictor.load([detector_onnx], config=PredictConfig(lung_roi=True), use_classifier=False, threads=1)
+    assert read_plan(roi).options[0][1].target_size is None  # the lungs model segments the full image
+
+
+def test_reduced_jpeg2000_decode_changes_little(predictor):
+    if read_plan(predictor).options[0][1].target_size is None:
+        pytest.skip("these models do not start with a fixed-size resize")
+    full = predictor.predict(J2K)
+    reduced = BatchPredictor(predictor, PipelineConfig()).predict_one(str(J2K), J2K.stem)
+    assert reduced.detections.image_size == full.detections.image_size == (1841, 1955)
+    assert abs(reduced.p_abnormal - full.p_abnormal) < 0.02
+    from thoracic.ensemble.wbf import box_iou
+
+    # the best boxes are found again, a little shifted (ranks near ties may swap)
+    a, b = full.detections.top(3), reduced.detections.top(10)
+    assert len(a) == 3
+    iou = box_iou(a.boxes, b.boxes) * (a.class_ids[:, None] == b.class_ids[None, :])
+    assert (iou.max(axis=1) > 0.9).all()
+
+
+def test_pipeline_config_validates():
+    with pytest.raises(ConfigError, match="prefetch"):
+        PipelineConfig(prefetch=0)
+    with pytest.raises(ConfigError, match="readers and workers"):
+        PipelineConfig(workers=-1)
+    assert PipelineConfig().n_workers == PipelineConfig().n_readers >= 1
+
+
+# --- ONNX Runtime devices -----------------------------------------------------------------------
+
+
+def test_auto_prefers_cuda_when_onnxruntime_has_it():
+    assert execution_providers("auto", WITH_CUDA) == [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+    assert execution_providers("auto", CPU_ONLY) == ["CPUExecutionProvider"]
+    assert execution_providers("cpu", WITH_CUDA) == ["CPUExecutionProvider"]
+    assert execution_providers("CUDA:2", WITH_CUDA) == [("CUDAExecutionProvider", {"device_id": 2}), "CPUExecutionProvider"]
+
+
+def test_explicit_cuda_without_it_and_unknown_devices_are_errors():
+    with pytest.raises(ConfigError, match="no CUDA execution provider.*--device cpu"):
+        execution_providers("cuda", CPU_ONLY)
+    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
+        execution_providers("gpu", WITH_CUDA)
+    with pytest.raises(ConfigError, match="unknown device"):
+        execution_providers("cuda:x", WITH_CUDA)
+    with pytest.raises(ConfigError):
+        with onnx_device("tpu"):
+            pass
+
+
+def test_sessions_follow_the_device_context(detector_onnx):
+    import onnxruntime as ort
+
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    auto = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
+    assert onnx_session(detector_onnx, 1).get_providers()[0] == auto
+    with onnx_device("cpu"):
+        assert onnx_session(detector_onnx, 1).get_providers() == ["CPUExecutionProvider"]
+        assert onnx_session(detector_onnx, 1, device="auto").get_providers()[0] == auto  # an explicit device wins
+    if not cuda:
+        with onnx_device("cuda"), pytest.raises(ConfigError, match="no CUDA"):
+            onnx_session(detector_onnx, 1)
+
+
+def test_shared_preprocessing_equals_each_chain_alone(predictor):
+    from thoracic.detect.onnx import prepare_8bit, prepare_8bit_many
+    from thoracic.io import read
+    from thoracic.preprocess import get_chain
+
+    chains = [d.chain for d in predictor.detectors] + [predictor.classifier.meta.chain, get_chain("display")]
+    rg = read(DICOM, chains[0].read_options())
+    many = prepare_8bit_many(chains, {chains[0].normalize: rg})
+    assert list(many) == list(dict.fromkeys(chains))
+    for chain in chains:
+        alone = prepare_8bit(chain, rg)
+        np.testing.assert_array_equal(many[chain].pixels, alone.pixels)
+        assert many[chain].transform == alone.transform and many[chain].radiograph is rg
+    # and the predictor's own split (prepare, then predict_read) is its predict
+    radiographs = predictor.read(str(DICOM))
+    _same(predictor.predict_read(radiographs, prepared=predictor.prepare(radiographs)), predictor.predict(DICOM))
+
+
+def test_only_multithreaded_sessions_spin(detector_onnx):
+    def spins(session) -> str:
+        return session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert spins(onnx_session(detector_onnx, 2)) == "1"  # one image's latency: ONNX Runtime's default
+    assert spins(onnx_session(detector_onnx, 1)) == "0"  # the batch predictor's side-by-side sessions
+    assert spins(onnx_session(detector_onnx, 2, spin=False)) == "0"
+    assert onnx_session(detector_onnx, 0).get_session_options().intra_op_num_threads == 1
