@@ -125,6 +125,22 @@ def test_cli_csv_contract_and_failures(detector_onnx, chest_png, tmp_path):
     assert all(r["models"] == OnnxDetector.load(detector_onnx).id for r in side)
 
 
+def test_cli_heatmap_overlays_with_the_shipped_detector(chest_png, tmp_path):
+    ov = tmp_path / "ov"
+    assert _predict([str(chest_png), str(DICOM), "--out", str(tmp_path / "p.csv"), "--overlays", str(ov), "--heatmaps"]) == 0
+    for iid in (chest_png.stem, DICOM.stem):
+        boxes = cv2.imread(str(ov / f"{iid}.png"))
+        hm = cv2.imread(str(ov / f"{iid}_heatmap.png"))
+        assert hm.shape == boxes.shape
+        # the colour map shows over a good part of the film, and its hottest places are red
+        changed = np.abs(hm.astype(int) - boxes.astype(int)).max(axis=2) > 20
+        b, r = hm[:, :, 0].astype(int), hm[:, :, 2].astype(int)
+        assert changed.mean() > 0.05 and ((r - b) > 60).sum() > 100
+    # heatmaps need the overlays folder, and are refused on the Ray path
+    assert _predict([str(chest_png), "--out", str(tmp_path / "q.csv"), "--heatmaps"]) == 2
+    assert _predict([str(chest_png), "--out", str(tmp_path / "q.csv"), "--overlays", str(ov), "--heatmaps", "--ray"]) == 2
+
+
 def test_cli_resume_and_kaggle_format(detector_onnx, chest_png, pair, tmp_path):
     out = tmp_path / "sub.csv"
     base = ["--out", str(out), "--models", str(detector_onnx), "--format", "kaggle"]

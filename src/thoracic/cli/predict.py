@@ -86,6 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--lung-roi", action="store_true", help="detect on the lung crop of the lungs model (boxes mapped back)")
     p.add_argument("--overlays", metavar="DIR", default=None, help="write a PNG with the boxes drawn per image")
     p.add_argument("--overlay-conf", type=float, default=0.1, help="draw boxes scoring at least this (default 0.1)")
+    p.add_argument("--heatmaps", action="store_true",
+                   help="with --overlays: also write <image_id>_heatmap.png, the detector's Eigen-CAM over the image with the boxes")
     p.add_argument("--resume", action="store_true", help="skip images already done with the same models")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime threads per model (default: cores / --workers)")
@@ -183,9 +185,16 @@ def _overlay(pred: Any, src: str, out_dir: Path, read_opts: Any, min_score: floa
     from ..detect.overlay import draw_findings
     from ..io import read
 
-    rgb = draw_findings(read(src, read_opts, image_id=pred.image_id), pred.detections, min_score=min_score)
+    rg = read(src, read_opts, image_id=pred.image_id)
+    rgb = draw_findings(rg, pred.detections, min_score=min_score)
     out_dir.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out_dir / f"{pred.image_id}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if pred.heatmap is not None:
+        from ..explain import blend
+
+        # the heatmap at the overlay's size (draw_findings may have scaled the image down)
+        cam = cv2.resize(pred.heatmap, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(out_dir / f"{pred.image_id}_heatmap.png"), cv2.cvtColor(blend(rgb, cam, alpha=0.5), cv2.COLOR_RGB2BGR))
 
 
 class PredictionCsv:
@@ -298,8 +307,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give input files or folders, or --manifest FILE")
     cfg = PredictConfig(conf=args.conf, iou=args.iou, max_det=args.max_det, tta=args.tta,
                         weights=tuple(args.weights or ()), wbf_iou=args.wbf_iou, low=args.low, lung_roi=args.lung_roi)
+    if args.heatmaps and not args.overlays:
+        raise ConfigError("--heatmaps draws into the --overlays folder: give --overlays DIR too")
+    if args.heatmaps and args.ray is not None:
+        raise ConfigError("--heatmaps is not available with --ray (run the overlays without --ray)")
     pipeline = PipelineConfig(readers=args.readers, workers=args.workers, prefetch=args.prefetch,
-                              reduced_decode=not args.full_decode)
+                              reduced_decode=not args.full_decode, heatmap=args.heatmaps)
     with onnx_device(args.device):
         predictor = Predictor.load(args.models or (), args.classifier, cfg, use_classifier=not args.no_classifier,
                                    threads=_threads(args, pipeline.n_workers))

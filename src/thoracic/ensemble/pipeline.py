@@ -77,6 +77,8 @@ class PipelineConfig:
         Decode JPEG 2000 at the coarsest resolution the models' chains still need.
     ordered:
         Yield results in input order (else as they finish; each carries its input index).
+    heatmap:
+        Also compute each image's heatmap (``ImagePrediction.heatmap``, original size).
     """
 
     readers: int = 0
@@ -85,6 +87,7 @@ class PipelineConfig:
     prefetch: int = 4
     reduced_decode: bool = True
     ordered: bool = True
+    heatmap: bool = False
 
     def __post_init__(self) -> None:
         if self.readers < 0 or self.workers < 0:
@@ -226,7 +229,7 @@ class BatchPredictor:
     def predict_one(self, src: Any, image_id: str) -> ImagePrediction:
         """Read and predict one image in this thread, exactly as the batch does."""
         radiographs, prepared = self.plan.load(src, image_id)
-        return self.predictor.predict_read(radiographs, prepared=prepared)
+        return self.predictor.predict_read(radiographs, prepared=prepared, heatmap=self.config.heatmap)
 
     def run(self, items: Iterable[tuple[Any, str]]) -> Iterator[BatchResult]:
         """Yield one :class:`BatchResult` per ``(source, image_id)`` item.
@@ -289,7 +292,7 @@ class BatchPredictor:
             return BatchResult(entry.index, entry.image_id, name, error=read)
         try:
             radiographs, prepared = read
-            prediction = self.predictor.predict_read(radiographs, prepared=prepared)
+            prediction = self.predictor.predict_read(radiographs, prepared=prepared, heatmap=self.config.heatmap)
             return BatchResult(entry.index, entry.image_id, name, prediction=prediction)
         except Exception as err:  # noqa: BLE001 - one bad image never stops the batch
             return BatchResult(entry.index, entry.image_id, name, error=err)
