@@ -2,7 +2,7 @@
 
 What it does
 ------------
-Starts ``python -m thoracic.cli.serve`` on a free loopback port (or uses ``--url``), then sends
+Starts ``thoracic serve`` (``python -m thoracic.cli.main serve``) on a free loopback port (or uses ``--url``), then sends
 ``--requests`` requests (default 500) from ``--concurrency`` client threads (default 16), a
 seeded shuffle of:
 
@@ -176,7 +176,7 @@ class MemorySampler(threading.Thread):
 def start_server(args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen, str]:
     token_file = tmp / "token"
     token_file.write_text(TOKEN)
-    cmd = [sys.executable, "-m", "thoracic.cli.serve", "--host", "127.0.0.1", "--port", "0",
+    cmd = [sys.executable, "-m", "thoracic.cli.main", "serve", "--host", "127.0.0.1", "--port", "0",
            "--token-file", str(token_file), "--max-upload-mb", str(args.max_upload_mb),
            "--workers", str(args.workers), "--queue", str(args.queue), "--threads", str(args.threads),
            "--log-level", "warning"]

@@ -44,17 +44,9 @@ def need(module: str):
 
 
 def server_command() -> list[str]:
-    """How to start the server: ``thoracic serve`` once the main CLI has it, else the module alone."""
-    import contextlib
+    """How to start the server: ``thoracic serve`` (as ``python -m thoracic.cli.main serve``)."""
     import sys
 
-    from thoracic.cli.main import build_parser
-
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            build_parser().parse_args(["serve", "--port", "0"])
-    except SystemExit:
-        return [sys.executable, "-m", "thoracic.cli.serve"]
     return [sys.executable, "-m", "thoracic.cli.main", "serve"]
 
 

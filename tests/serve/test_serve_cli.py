@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from thoracic.cli import serve
+from thoracic.cli.main import main
 from thoracic.errors import ConfigError
 
 
@@ -47,5 +48,5 @@ def test_a_taken_port_is_a_clear_error_before_the_models_load(capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert serve.main(["--port", str(port), "--token", "t"]) == 2
+        assert main(["serve", "--port", str(port), "--token", "t"]) == 2
     assert "cannot listen on 127.0.0.1" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """``thoracic serve``: the HTTP API and web viewer on uvicorn.
 
-Wire into the main parser with ``serve.add_parser(sub)`` (sets ``func=serve.run``). Also runs
-alone: ``python -m thoracic.cli.serve --port 0`` (port 0 takes a free port; the URL is printed).
+``serve.add_parser(sub)`` adds it to the main parser (sets ``func=serve.run``); ``--port 0``
+takes a free port (the URL is the first line printed).
 
 The token comes from ``--token-file``, else the ``THORACIC_TOKEN`` environment variable, else
 ``--token`` (visible to other users in the process list: prefer the first two); with none, a
@@ -16,13 +16,11 @@ import logging
 import os
 import secrets
 import socket
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import ConfigError, MissingDependencyError, ThoracicError
+from ..errors import ConfigError, MissingDependencyError
 
-__all__ = ["HELP", "add_parser", "main", "resolve_token", "run"]
+__all__ = ["HELP", "add_parser", "resolve_token", "run"]
 
 HELP = "HTTP API (POST /v1/analyze) and web viewer for radiographs"
 TOKEN_ENV = "THORACIC_TOKEN"
@@ -146,23 +144,3 @@ def run(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``serve`` alone (as ``python -m thoracic.cli.serve``)."""
-    parser = argparse.ArgumentParser(prog="thoracic")
-    sub = parser.add_subparsers(dest="command")
-    add_parser(sub)
-    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args))
-    except ThoracicError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
