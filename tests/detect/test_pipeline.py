@@ -120,6 +120,30 @@ def test_a_crashing_decoder_process_fails_only_its_image(predictor, inputs, tmp_
     assert isinstance(crashed.error, CorruptFileError) and "crashed" in str(crashed.error)
 
 
+def test_a_started_batch_keeps_its_reader_processes_across_runs_and_after_a_crash(predictor, inputs, tmp_path):
+    crash = tmp_path / "crash.png"
+    crash.write_bytes(Path(inputs[0][0]).read_bytes())
+    with BatchPredictor(predictor, PipelineConfig(readers=2, workers=2, processes=True)) as batch:
+        pool = batch._pool
+        assert pool is not None
+        first = list(batch.run(inputs))
+        second = list(batch.run(inputs))
+        assert batch._pool is pool  # the same (warm) reader processes served both runs
+        for a, b in zip(first, second, strict=True):
+            assert (a.index, a.image_id, a.ok) == (b.index, b.image_id, b.ok)
+            if a.ok:
+                _same(a.prediction, b.prediction)
+        # a reader process that dies is replaced, and the replacement is kept for the next run
+        plan = batch.plan
+        batch.plan = _CrashOn(plan.options, plan.chains)
+        crashed = {r.image_id: r.ok for r in batch.run([*inputs[:2], (str(crash), "crash")])}
+        assert crashed == {inputs[0][1]: True, inputs[1][1]: True, "crash": False}
+        assert batch._pool is not None and batch._pool is not pool
+        batch.plan = plan
+        assert [r.ok for r in batch.run(inputs[:2])] == [True, True]
+    assert batch._pool is None  # closed with the context
+
+
 def test_read_plan_decodes_jpeg2000_reduced_only_when_exact_enough(predictor, detector_onnx):
     sizes = {d.chain.decode_size() for d in predictor.detectors} | {predictor.classifier.meta.chain.decode_size()}
     plan = read_plan(predictor)

@@ -225,6 +225,30 @@ class BatchPredictor:
         self.predictor = predictor
         self.config = config or PipelineConfig()
         self.plan = read_plan(predictor, read, reduced_decode=self.config.reduced_decode)
+        self._pool: Executor | None = None
+
+    def start(self) -> BatchPredictor:
+        """Start the reader processes now and keep them for every later :meth:`run` until :meth:`close`.
+
+        Starting reader processes costs about 0.4 s on 2 cores (each imports thoracic): a service
+        or a loop over many batches starts them once. Without it each run starts and stops its
+        own. No effect with reader threads.
+        """
+        if self.config.processes and self._pool is None:
+            self._pool = _process_pool(self.config.n_readers)
+        return self
+
+    def close(self) -> None:
+        """Stop the reader processes :meth:`start` started."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> BatchPredictor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def predict_one(self, src: Any, image_id: str) -> ImagePrediction:
         """Read and predict one image in this thread, exactly as the batch does."""
@@ -240,7 +264,10 @@ class BatchPredictor:
         """
         cfg = self.config
         readers: Executor
-        if cfg.processes:
+        kept = cfg.processes and self._pool is not None  # started by start(): reused, left running
+        if kept:
+            readers = self._pool  # type: ignore[assignment]
+        elif cfg.processes:
             readers = _process_pool(cfg.n_readers)
         else:
             readers = ThreadPoolExecutor(max_workers=cfg.n_readers, thread_name_prefix="thoracic-read")
@@ -270,7 +297,10 @@ class BatchPredictor:
                 entry.read.cancel()
                 if entry.result is not None:
                     entry.result.cancel()
-            readers.shutdown(wait=True, cancel_futures=True)
+            if kept:
+                self._pool = readers  # a crashed pool was replaced by _restart
+            else:
+                readers.shutdown(wait=True, cancel_futures=True)
             if inference is not None:
                 inference.shutdown(wait=True, cancel_futures=True)
 
