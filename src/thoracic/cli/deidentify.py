@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import os
 import secrets
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ThoracicError
+from ..errors import ConfigError, MissingDependencyError, ThoracicError
 
 __all__ = ["MANIFEST_COLUMNS", "add_parser", "run"]
 
@@ -70,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.results and args.keep_uids:
         raise ConfigError("--results refers to the image by its new UIDs; use it without --keep-uids")
+    if args.results and importlib.util.find_spec("highdicom") is None:  # before any file is written
+        raise MissingDependencyError.for_feature("thoracic deidentify --results", "highdicom", "dicom")
     salt, origin = _salt(args)
     if origin == "random":
         print(f"note: no --salt-file or ${SALT_ENV}: pseudonyms and new UIDs hold within this run only", file=sys.stderr)
