@@ -18,7 +18,7 @@ import cv2
 
 from ._pool import run_tasks
 from ._version import __version__
-from .errors import ConfigError, ThoracicError
+from .errors import ConfigError, ThoracicError, internal_error_message
 from .io.ids import check_unique_ids
 from .io.radiograph import ReadOptions
 from .preprocess.chain import Chain, Step
@@ -190,7 +190,7 @@ def _convert_one(source: str, image_id: str, out_dir: str, chain_dict: dict, rea
         return ConvertResult(source=source, image_id=image_id, status="failed", error=f"{type(err).__name__}: {err}")
     except Exception as err:  # noqa: BLE001 - one bad file never stops the batch
         return ConvertResult(
-            source=source, image_id=image_id, status="failed", error=f"internal error {type(err).__name__} (message withheld: it may quote header values)"
+            source=source, image_id=image_id, status="failed", error=internal_error_message(err)
         )
 
 

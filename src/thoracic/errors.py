@@ -34,6 +34,7 @@ __all__ = [
     "ThoracicError",
     "UnsupportedFormatError",
     "UnsupportedTransferSyntaxError",
+    "internal_error_message",
 ]
 
 
@@ -69,6 +70,15 @@ def _rebuild(cls, message, path, state):
     ThoracicError.__init__(err, message, path=path)
     err.__dict__.update(state)
     return err
+
+
+def internal_error_message(err: BaseException) -> str:
+    """What a batch's table says of an unexpected (non-thoracic) error: its type, never its text.
+
+    The text of a library's exception may quote header values (patient data), so it stays out
+    of manifests, sidecars and logs.
+    """
+    return f"internal error {type(err).__name__} (message withheld: it may quote header values)"
 
 
 # --- cannot read -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._version import __version__
 from ..convert import find_inputs
-from ..errors import ConfigError, ThoracicError
+from ..errors import ConfigError, ThoracicError, internal_error_message
 from ..io.ids import check_unique_ids
 from ..io.radiograph import ReadOptions
 from .overlay import overlay
@@ -142,7 +142,7 @@ def _segment_one(seg: LungSegmenter, source: str, image_id: str, out: Path, opti
     except ThoracicError as err:
         return SegmentResult(image_id=image_id, status="failed", error=f"{type(err).__name__}: {err}")
     except Exception as err:  # noqa: BLE001 - one bad file never stops the batch
-        return SegmentResult(image_id=image_id, status="failed", error=f"internal error {type(err).__name__} (message withheld: it may quote header values)")
+        return SegmentResult(image_id=image_id, status="failed", error=internal_error_message(err))
 
 
 def _read_table(path: Path) -> dict[str, dict[str, str]]:

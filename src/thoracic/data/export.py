@@ -47,7 +47,7 @@ import numpy as np
 
 from .._pool import run_tasks
 from .._version import __version__
-from ..errors import ConfigError, ThoracicError
+from ..errors import ConfigError, ThoracicError, internal_error_message
 from ..io.radiograph import ReadOptions
 from ..preprocess.chain import Chain, get_chain
 from ..transform import Affine
@@ -185,7 +185,7 @@ def _write_one(
     except ThoracicError as err:
         row.update(status="failed", error=f"{type(err).__name__}: {err}")
     except Exception as err:  # noqa: BLE001 - one bad file never stops the export
-        row.update(status="failed", error=f"internal error {type(err).__name__} (message withheld: it may quote header values)")
+        row.update(status="failed", error=internal_error_message(err))
     return row
 
 
