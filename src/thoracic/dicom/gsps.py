@@ -78,14 +78,7 @@ def build_gsps(ctx: ResultContext, series_number: int, instance_number: int) -> 
         lut = hd.PresentationLUTTransformation(presentation_lut_shape=hd.PresentationLUTShapeValues.INVERSE)
     gsps = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=[source],
-        series_instance_uid=hd.UID(),
-        series_number=series_number,
-        sop_instance_uid=hd.UID(),
-        instance_number=instance_number,
-        manufacturer=ctx.manufacturer,
-        manufacturer_model_name="thoracic",
-        software_versions=ctx.software_version,
-        device_serial_number=ctx.model_serial,
+        **ctx.instance(series_number, instance_number),
         content_label="THORACIC",
         content_description=f"thoracic: {len(ctx.findings)} finding(s) with score >= {ctx.min_score:g}",
         graphic_annotations=annotations or None,

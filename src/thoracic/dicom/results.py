@@ -93,6 +93,21 @@ class ResultContext:
         sha = self.models.get("detector", ("", ""))[1]
         return sha[:16] or "unknown"
 
+    def instance(self, series_number: int, instance_number: int) -> dict[str, Any]:
+        """The new series / instance and equipment arguments of highdicom's SOP class constructors."""
+        import highdicom as hd
+
+        return {
+            "series_instance_uid": hd.UID(),
+            "series_number": series_number,
+            "sop_instance_uid": hd.UID(),
+            "instance_number": instance_number,
+            "manufacturer": self.manufacturer,
+            "manufacturer_model_name": "thoracic",
+            "software_versions": self.software_version,
+            "device_serial_number": self.model_serial,
+        }
+
 
 @dataclass(frozen=True, eq=False)
 class DicomResults:
