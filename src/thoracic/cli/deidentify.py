@@ -115,6 +115,5 @@ def _results(analyzer: Any, path: str, out: Path, args: argparse.Namespace, salt
         min_score=DEFAULT_MIN_SCORE if args.min_score is None else args.min_score,
         deidentify=True,
         salt=salt,
-        source=path,
-    )
+    )  # the header comes with the analysis: no second read of the file
     return {kind: p.name for kind, p in results.save(out).items()}
