@@ -154,6 +154,8 @@ class Analyzer:
     def __init__(self, predictor: Predictor, segmenter: Any = None) -> None:
         self.predictor = predictor
         self.segmenter = segmenter
+        if segmenter is not None and predictor._segmenter is None:
+            predictor._segmenter = segmenter  # a lung-crop detector uses the same lungs model, not a second copy
         infos = [ModelInfo.of("detector", d.path, d.sha256) for d in predictor.detectors]
         if predictor.classifier is not None:
             infos.append(ModelInfo.of("classifier", predictor.classifier.path, predictor.classifier.sha256))
