@@ -23,6 +23,26 @@ def test_detector_config_validates(tmp_path):
         DetectorTrainConfig(data=str(data), imgsz=500)
     with pytest.raises(ConfigError, match="dataset export"):
         DetectorTrainConfig(data=str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match="workers"):
+        DetectorTrainConfig(data=str(data), workers=-1)
+    with pytest.raises(ConfigError, match="unknown image cache 'memory'"):
+        DetectorTrainConfig(data=str(data), cache="memory")
+    with pytest.raises(ConfigError, match="hours"):
+        DetectorTrainConfig(data=str(data), hours=0)
+
+
+def test_loader_workers_follow_the_device(tmp_path):
+    """0 loader processes on the CPU (ultralytics' own rule there), up to 8 on a GPU, or as asked."""
+    import os
+
+    from thoracic.detect.train import DetectorTrainConfig
+
+    data = tmp_path / "data.yaml"
+    data.write_text("nc: 14\n")
+    assert DetectorTrainConfig(data=str(data)).loader_workers == 0
+    assert DetectorTrainConfig(data=str(data), device="0").loader_workers == min(8, len(os.sched_getaffinity(0)))
+    assert DetectorTrainConfig(data=str(data), device="0", workers=3).loader_workers == 3
+    assert DetectorTrainConfig(data=str(data), workers=2).loader_workers == 2
 
 
 def test_resume_without_checkpoint_is_a_config_error(tmp_path, require):
@@ -145,6 +165,8 @@ def test_train_writes_config_and_checkpoints_and_resumes(tmp_path, require):
     assert {"last.pt", "best.pt", "epoch0.pt", "epoch1.pt"} <= {p.name for p in weights.iterdir()}
     resolved = json.loads((cfg.run_dir / "thoracic_train.json").read_text())
     assert resolved["config"]["epochs"] == 2 and resolved["ultralytics_args"]["imgsz"] == 64
+    assert resolved["ultralytics_args"]["workers"] == 0 and resolved["ultralytics_args"]["cache"] is False
+    assert "time" not in resolved["ultralytics_args"]
     assert [r["epoch"] for r in rows if not r["final"]] == [1, 2] and summary["epochs"] == 2
     # an interrupted run: last.pt as written after epoch 1; resuming trains epoch 2 only
     shutil.copyfile(weights / "epoch0.pt", weights / "last.pt")

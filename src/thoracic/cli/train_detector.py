@@ -60,6 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 2 only on an idle 2-core machine)")
     p.add_argument("--device", default="cpu", help="cpu or a CUDA device such as 0")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="data-loader processes (default 0 on the CPU, 8 on a GPU)")
+    p.add_argument("--cache", choices=["ram", "disk"], default="", help="cache decoded images in RAM or on disk")
+    p.add_argument("--hours", type=float, default=None,
+                   help="wall-clock budget: after the first epoch, train as many epochs as fit (ultralytics' time)")
     p.add_argument("--resume", action="store_true", help="continue OUT/NAME/weights/last.pt")
     p.add_argument("--export-onnx", default=None, metavar="PATH", help="export best.pt to this ONNX file when done")
     p.set_defaults(func=run_detector)
@@ -74,7 +78,8 @@ def run_detector(args: argparse.Namespace) -> int:
         epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, save_period=args.save_period,
         close_mosaic=args.close_mosaic, patience=args.patience, threads=args.threads, device=args.device,
         seed=args.seed, resume=args.resume, freeze=args.freeze, nbs=args.nbs, warmup_epochs=args.warmup_epochs,
-        optimizer=args.optimizer, lr0=args.lr0, mosaic=args.mosaic,
+        optimizer=args.optimizer, lr0=args.lr0, mosaic=args.mosaic, workers=args.workers, cache=args.cache,
+        hours=args.hours,
     )
 
     def on_epoch(row: Mapping[str, Any]) -> None:

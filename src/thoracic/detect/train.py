@@ -12,6 +12,7 @@ configuration is written to ``<out>/<name>/thoracic_train.json``; ultralytics wr
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -48,6 +49,15 @@ class DetectorTrainConfig:
         (layers 0-9, e.g. imported COCO weights) fixed: about a third less compute per image.
     resume:
         Continue ``out/name/weights/last.pt``.
+    workers:
+        Data-loader processes. ``None``: 0 on the CPU (ultralytics forces it there, and loader
+        processes only compete with the training threads on a small machine), 8 (at most the
+        cores) on a CUDA device, where augmentation on one process starves the GPU.
+    cache:
+        ``""`` (read images each epoch), ``"ram"`` or ``"disk"`` (ultralytics' image cache).
+    hours:
+        A wall-clock budget in hours (ultralytics' ``time``): after the first epoch the number of
+        epochs is set to what fits, and the learning-rate schedule follows it; ``None``: ``epochs``.
     """
 
     data: str
@@ -73,6 +83,9 @@ class DetectorTrainConfig:
     device: str = "cpu"
     resume: bool = False
     plots: bool = False
+    workers: int | None = None
+    cache: str = ""
+    hours: float | None = None
 
     def __post_init__(self) -> None:
         if not self.model.endswith((".yaml", ".yml")) and self.model not in _MODELS:
@@ -83,6 +96,22 @@ class DetectorTrainConfig:
             raise ConfigError(f"data set YAML {self.data} does not exist (write one with `thoracic dataset export`)")
         if self.pretrained and not Path(self.pretrained).is_file():
             raise ConfigError(f"pretrained checkpoint {self.pretrained} does not exist")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError("workers must be >= 0")
+        if self.cache not in ("", "ram", "disk"):
+            raise ConfigError.unknown("image cache", self.cache, ("", "ram", "disk"))
+        if self.hours is not None and not self.hours > 0:
+            raise ConfigError("hours must be > 0")
+
+    @property
+    def loader_workers(self) -> int:
+        """Data-loader processes for this device (see ``workers``)."""
+        if self.workers is not None:
+            return self.workers
+        if str(self.device).lower() in ("cpu", "", "mps"):
+            return 0
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(8, cores))
 
     @property
     def run_dir(self) -> Path:
@@ -164,10 +193,13 @@ def train_detector(
             data=str(Path(cfg.data).resolve()), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
             patience=cfg.patience, save_period=cfg.save_period, seed=cfg.seed, deterministic=True,
             close_mosaic=cfg.close_mosaic, fliplr=cfg.fliplr, mosaic=cfg.mosaic, lr0=cfg.lr0,
-            optimizer=cfg.optimizer, warmup_epochs=cfg.warmup_epochs, nbs=cfg.nbs, freeze=cfg.freeze or None, device=cfg.device, workers=0, project=str(Path(cfg.out).resolve()),
+            optimizer=cfg.optimizer, warmup_epochs=cfg.warmup_epochs, nbs=cfg.nbs, freeze=cfg.freeze or None, device=cfg.device, workers=cfg.loader_workers, project=str(Path(cfg.out).resolve()),
             name=cfg.name, exist_ok=True, plots=cfg.plots, verbose=False, amp=False,
             hsv_h=0.0, hsv_s=0.0,  # grayscale radiographs
+            cache=cfg.cache or False,
         )
+        if cfg.hours is not None:
+            kwargs["time"] = cfg.hours
         run.mkdir(parents=True, exist_ok=True)
         resolved = {"thoracic_version": __version__, "config": asdict(cfg), "ultralytics_args": kwargs, "init": info}
         (run / "thoracic_train.json").write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
