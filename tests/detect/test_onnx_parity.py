@@ -56,3 +56,37 @@ def test_outputs_and_feature_map(tiny_onnx, test_png):
     assert found.feature is not None and found.feature.shape == (64, TINY_SIZE // 8, TINY_SIZE // 8)
     assert found.image_size == (400, 300)
     assert (found.boxes[:, 2] <= 400).all() and (found.boxes[:, 3] <= 300).all()
+
+
+def test_export_needs_the_training_chain(tiny_pt, tmp_path):
+    """No chain.json beside the recorded data set: an error, not a silently wrong default chain.
+
+    A model trained on another machine (the GPU run of bench/gpu) records a data YAML that is not
+    here; ``data=`` points at a local copy of the data set and gives both chain and trained classes.
+    """
+    import onnx as onnx_lib
+
+    from thoracic.detect.export_onnx import export_detector_onnx
+    from thoracic.errors import ConfigError
+    from thoracic.preprocess import get_chain
+
+    with pytest.raises(ConfigError, match="chain the model was trained with is unknown"):
+        export_detector_onnx(tiny_pt, tmp_path / "x.onnx", imgsz=256)
+    with pytest.raises(ConfigError, match="does not exist"):
+        export_detector_onnx(tiny_pt, tmp_path / "x.onnx", imgsz=256, data=tmp_path / "missing.yaml")
+    data = tmp_path / "set" / "data_0.yaml"
+    (data.parent / "labels").mkdir(parents=True)
+    data.write_text("path: .\nnc: 14\n")
+    (data.parent / "chain.json").write_text(get_chain("yolo-512-clahe").to_json())
+    (data.parent / "labels" / "a.txt").write_text("3 0.5 0.5 0.2 0.2\n8 0.3 0.3 0.1 0.1\n")
+
+    def meta(path):
+        return json.loads({p.key: p.value for p in onnx_lib.load(str(path)).metadata_props}[META_KEY])
+
+    m = meta(export_detector_onnx(tiny_pt, tmp_path / "d.onnx", imgsz=256, data=data))
+    assert m["chain"]["name"] == "yolo-512-clahe+letterbox256"
+    assert [s["name"] for s in m["chain"]["steps"]] == ["resize_longest", "clahe", "letterbox"]
+    assert m["trained_classes"] == [FINDINGS[3], FINDINGS[8]]
+    # a chain.json file as the chain; no data set here, so all classes count as trained
+    m = meta(export_detector_onnx(tiny_pt, tmp_path / "e.onnx", imgsz=256, chain=data.parent / "chain.json"))
+    assert m["chain"]["name"] == "yolo-512-clahe+letterbox256" and m["trained_classes"] == list(FINDINGS)

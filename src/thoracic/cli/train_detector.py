@@ -142,7 +142,10 @@ def add_export_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="ultralytics .pt (best.pt/last.pt)")
     p.add_argument("--out", required=True, help="ONNX file to write")
     p.add_argument("--imgsz", type=int, default=None, help="input size (default: the training size)")
-    p.add_argument("--chain", default=None, help="training chain (default: chain.json beside the data YAML)")
+    p.add_argument("--chain", default=None, help="training chain: a name or a chain.json (default: chain.json beside the data YAML)")
+    p.add_argument("--data", default=None,
+                   help="training data YAML, when the one recorded in the checkpoint is not on this machine "
+                        "(gives the chain and the trained classes)")
     p.add_argument("--lung-crop", action="store_true", help="the model was trained on lung crops")
     p.add_argument("--training-data", default="", help="a description stored in the metadata")
     p.set_defaults(func=run_export)
@@ -152,7 +155,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run_export(args: argparse.Namespace) -> int:
     from ..detect.export_onnx import export_detector_onnx
 
-    path = export_detector_onnx(args.checkpoint, args.out, imgsz=args.imgsz, chain=args.chain,
+    path = export_detector_onnx(args.checkpoint, args.out, imgsz=args.imgsz, chain=args.chain, data=args.data,
                                 lung_crop=args.lung_crop, training_data=args.training_data)
     print(f"written: {path}")
     return 0

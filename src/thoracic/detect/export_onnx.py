@@ -87,7 +87,8 @@ def export_detector_onnx(
     checkpoint: str | PathLike[str],
     out: str | PathLike[str],
     *,
-    chain: Chain | str | None = None,
+    chain: Chain | str | PathLike[str] | None = None,
+    data: str | PathLike[str] | None = None,
     imgsz: int | None = None,
     trained_classes: Sequence[str] | None = None,
     lung_crop: bool = False,
@@ -101,7 +102,13 @@ def export_detector_onnx(
     ----------
     chain:
         The preprocessing chain the model was trained with (without the final letterbox, which
-        is appended). Default: ``chain.json`` beside the training data YAML, else ``display``.
+        is appended): a :class:`Chain`, a chain name, or a ``chain.json`` file. Default:
+        ``chain.json`` beside the training data YAML; a :class:`~thoracic.errors.ConfigError`
+        when there is none (a model exported with the wrong chain predicts silently worse).
+    data:
+        The training data YAML, when the path stored in the checkpoint is not on this machine
+        (e.g. a model trained elsewhere on a copy of the data set): its ``chain.json`` and
+        ``labels/`` give the chain and the trained classes.
     imgsz:
         Input size (default: the training ``imgsz``).
     trained_classes:
@@ -115,14 +122,28 @@ def export_detector_onnx(
     imgsz = int(imgsz or args.get("imgsz") or 640)
     if imgsz % 32:
         raise ConfigError(f"imgsz must be a multiple of 32, got {imgsz}")
-    data_yaml = Path(str(args.get("data", ""))) if args.get("data") else None
+    if data is not None:
+        data_yaml: Path | None = Path(data)
+        if not data_yaml.is_file():
+            raise ConfigError(f"training data YAML {data_yaml} does not exist", path=str(data_yaml))
+    else:
+        data_yaml = Path(str(args.get("data", ""))) if args.get("data") else None
     if chain is None:
         cj = data_yaml.parent / "chain.json" if data_yaml else None
-        chain = Chain.from_json(cj.read_text()) if cj is not None and cj.is_file() else get_chain("display")
+        if cj is None or not cj.is_file():
+            raise ConfigError(
+                f"the preprocessing chain the model was trained with is unknown: no chain.json beside its data "
+                f"set {str(data_yaml) if data_yaml else '(none recorded)'}; pass the chain (a name or a chain.json) "
+                f"or the data YAML of a copy of the data set")
+        chain = Chain.from_json(cj.read_text())
+    elif not isinstance(chain, Chain) and str(chain).endswith(".json"):
+        if not Path(chain).is_file():
+            raise ConfigError(f"chain file {chain} does not exist", path=str(chain))
+        chain = Chain.from_json(Path(chain).read_text())
     chain = with_letterbox(get_chain(chain), imgsz)
     names = tuple(model.names[i] for i in range(len(model.names)))
     if trained_classes is None:
-        trained_classes = _trained_classes(data_yaml, names) if data_yaml else names
+        trained_classes = _trained_classes(data_yaml, names) if data_yaml and data_yaml.is_file() else names
     detect = model.model[-1]
     feature_layer = int(detect.f[0]) if isinstance(detect.f, list) else -1
     for m in model.modules():
