@@ -132,10 +132,12 @@ def test_cli_heatmap_overlays_with_the_shipped_detector(chest_png, tmp_path):
         boxes = cv2.imread(str(ov / f"{iid}.png"))
         hm = cv2.imread(str(ov / f"{iid}_heatmap.png"))
         assert hm.shape == boxes.shape
-        # the colour map shows over a good part of the film, and its hottest places are red
+        # the colour map shows on the film, and its hottest places are red. A trained detector's
+        # Eigen-CAM is focal: the shipped one (8309e742daba) colours 2.5% of the chest PNG visibly
+        # (the previous, weaker one over 5%), so this checks that it shows, not how widely.
         changed = np.abs(hm.astype(int) - boxes.astype(int)).max(axis=2) > 20
         b, r = hm[:, :, 0].astype(int), hm[:, :, 2].astype(int)
-        assert changed.mean() > 0.05 and ((r - b) > 60).sum() > 100
+        assert changed.mean() > 0.01 and ((r - b) > 60).sum() > 100
     # heatmaps need the overlays folder, and are refused on the Ray path
     assert _predict([str(chest_png), "--out", str(tmp_path / "q.csv"), "--heatmaps"]) == 2
     assert _predict([str(chest_png), "--out", str(tmp_path / "q.csv"), "--overlays", str(ov), "--heatmaps", "--ray"]) == 2

