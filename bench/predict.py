@@ -303,7 +303,8 @@ def bench_p2(work: Path, folder: Path, rounds: int) -> tuple[list[dict[str, Any]
     def unshared(predictor: Predictor, cfg: PipelineConfig) -> Callable[[], None]:
         def go() -> None:
             batch = BatchPredictor(predictor, cfg)
-            batch.plan = dataclasses.replace(batch.plan, chains=())  # each model preprocesses alone
+            # each model preprocesses alone, from the decoded image (which then waits in the queue)
+            batch.plan = dataclasses.replace(batch.plan, chains=(), complete=False)
             for result in batch.run(items):
                 if not result.ok:
                     raise RuntimeError(result.describe_error())
@@ -318,7 +319,7 @@ def bench_p2(work: Path, folder: Path, rounds: int) -> tuple[list[dict[str, Any]
          thoracic(one_thread, PipelineConfig(processes=processes), warm=False)),
         ("- reader threads", thoracic(one_thread, PipelineConfig())),
         ("- reader threads, without reduced JPEG 2000 decode", thoracic(one_thread, PipelineConfig(reduced_decode=False))),
-        ("- reader threads, without shared preprocessing (and no CSV)", unshared(one_thread, PipelineConfig())),
+        ("- reader threads, without shared preprocessing (and no CSV)", unshared(one_thread, PipelineConfig(prefetch=16))),
         ("- 1 inference worker with ORT 2 threads, readers ahead (reduced decode)",
          thoracic(sequential, PipelineConfig(workers=1))),
         ("- 1 inference worker with ORT 2 threads, readers ahead, full decode",

@@ -173,10 +173,54 @@ def test_reduced_jpeg2000_decode_changes_little(predictor):
 
 def test_pipeline_config_validates():
     with pytest.raises(ConfigError, match="prefetch"):
-        PipelineConfig(prefetch=0)
+        PipelineConfig(prefetch=-1)
     with pytest.raises(ConfigError, match="readers and workers"):
         PipelineConfig(workers=-1)
     assert PipelineConfig().n_workers == PipelineConfig().n_readers >= 1
+
+
+def test_prefetch_defaults_to_a_deep_queue_only_when_prepared_images_are_small(predictor, detector_onnx):
+    assert PipelineConfig().n_prefetch(light=True) == 16 and PipelineConfig().n_prefetch(light=False) == 4
+    assert PipelineConfig(prefetch=3).n_prefetch(light=True) == 3
+    assert BatchPredictor(predictor).plan.complete  # the default models: model inputs only
+    roi = Predictor.load([detector_onnx], config=PredictConfig(lung_roi=True), use_classifier=False, threads=1)
+    assert not BatchPredictor(roi).plan.complete  # the decoded image waits for the lungs model
+
+
+def test_a_prefetched_image_is_its_model_inputs_as_8bit_levels(predictor):
+    plan = BatchPredictor(predictor).plan
+    radiographs, prepared = plan.load(str(DICOM), DICOM.stem, detach=True)
+    full, floats = plan.load(str(DICOM), DICOM.stem)
+    assert all(rg.pixels.size == 0 and rg.dataset is None for rg in radiographs.values())
+    assert [rg.original_size for rg in radiographs.values()] == [rg.original_size for rg in full.values()]
+    for chain, p in prepared.items():
+        assert p.pixels.dtype == np.uint8 and floats[chain].pixels.dtype == np.float32
+        np.testing.assert_array_equal(p.pixels.astype(np.float32) / np.float32(255.0), floats[chain].pixels)
+        assert p.transform == floats[chain].transform
+
+
+def test_models_read_8bit_levels_exactly_as_the_floats(predictor, detector_onnx):
+    from thoracic.detect.onnx import DetectorConfig, model_pixels
+    from thoracic.preprocess.chain import Prepared
+
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    floats = levels.astype(np.float32) / np.float32(255.0)
+    assert model_pixels(levels).dtype == np.float32
+    np.testing.assert_array_equal(model_pixels(levels).view(np.uint32), floats.view(np.uint32))  # bit for bit
+    assert model_pixels(floats) is floats
+    det, clf = predictor.detectors[0], predictor.classifier
+    size = det.meta.imgsz
+    u8 = np.random.default_rng(0).integers(0, 256, (size, size), dtype=np.uint8)
+    np.testing.assert_array_equal(det._tensor(u8), det._tensor(u8.astype(np.float32) / np.float32(255.0)))
+    radiographs, prepared = BatchPredictor(predictor).plan.load(str(DICOM), DICOM.stem, detach=True)
+    as_float = {c: Prepared(p.pixels.astype(np.float32) / np.float32(255.0), p.transform, p.radiograph)
+                for c, p in prepared.items()}
+    assert clf.p_abnormal(prepared[clf.meta.chain]) == clf.p_abnormal(as_float[clf.meta.chain])
+    tta = DetectorConfig(conf=0.001, tta=True)  # the mirrored pass too
+    a, b = det.predict(prepared[det.chain], tta), det.predict(as_float[det.chain], tta)
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    _same(predictor.predict_read(radiographs, prepared=prepared), predictor.predict(DICOM))
 
 
 # --- ONNX Runtime devices -----------------------------------------------------------------------

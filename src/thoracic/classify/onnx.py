@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..io.radiograph import ReadOptions
 from ..preprocess.chain import Prepared
 from ..detect.meta import ModelMeta
-from ..detect.onnx import file_sha256, onnx_session, prepare_8bit, read_meta
+from ..detect.onnx import file_sha256, model_pixels, onnx_session, prepare_8bit, read_meta
 
 __all__ = ["OnnxClassifier"]
 
@@ -60,7 +60,7 @@ class OnnxClassifier:
 
     def p_abnormal(self, src: Any) -> float:
         """P(abnormal) of one image (a path, bytes, a Radiograph or a Prepared of this model's chain)."""
-        pixels = self.prepare(src).pixels
+        pixels = model_pixels(self.prepare(src).pixels)
         size = self.meta.imgsz
         if pixels.shape[:2] != (size, size):
             raise ConfigError(f"prepared image is {pixels.shape[1]}x{pixels.shape[0]}, the model takes {size}x{size}")

@@ -94,7 +94,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--readers", type=int, default=0, help="images decoded ahead of the models at once (default: one per core)")
     p.add_argument("--workers", type=int, default=0,
                    help="images run through the models at once (default: one per core)")
-    p.add_argument("--prefetch", type=int, default=4, help="decoded images waiting for the models, at most (default 4)")
+    p.add_argument("--prefetch", type=int, default=0,
+                   help="prepared images waiting for the models, at most (default 0: 16 when they are the models' "
+                        "inputs only, 4 with --lung-roi, where the decoded images wait)")
     p.add_argument("--readers-in", choices=["auto", "threads", "processes"], default="auto",
                    help="processes: decoders run outside this process (no GIL; a decoder crash fails only its "
                         "image; ~0.4 s to start); auto (default): processes from "

@@ -33,6 +33,7 @@ __all__ = [
     "OnnxDetector",
     "execution_providers",
     "file_sha256",
+    "model_pixels",
     "nms_xyxy",
     "onnx_device",
     "onnx_session",
@@ -195,12 +196,15 @@ def prepare_8bit(chain: Chain, src: Any, read: ReadOptions | None = None, *, ima
     return Prepared(pixels=pixels, transform=transform, radiograph=prepared.radiograph)
 
 
-def prepare_8bit_many(chains: Iterable[Chain], radiographs: Mapping[str, Radiograph]) -> dict[Chain, Prepared]:
+def prepare_8bit_many(chains: Iterable[Chain], radiographs: Mapping[str, Radiograph], *,
+                      levels: bool = False) -> dict[Chain, Prepared]:
     """:func:`prepare_8bit` of several chains on one image, each shared part run once.
 
     Chains that differ only in their final letterbox (the shipped detector at 512 and classifier
     at 320 both resize to 512 and apply CLAHE first) share the 8-bit image before it. Each result
-    equals ``prepare_8bit(chain, radiographs[chain.normalize])``.
+    equals ``prepare_8bit(chain, radiographs[chain.normalize])``; with ``levels`` its pixels are
+    the 8-bit levels themselves (``uint8``, a quarter of the bytes to send between processes),
+    which :class:`OnnxDetector` and the classifier read as ``level / 255``, exactly the floats.
     """
     bases: dict[tuple[str, tuple[Any, ...]], tuple[np.ndarray, Any, Radiograph]] = {}
     out: dict[Chain, Prepared] = {}
@@ -218,8 +222,18 @@ def prepare_8bit_many(chains: Iterable[Chain], radiographs: Mapping[str, Radiogr
             params = dict(last.params)
             u8, t = letterbox(u8, int(params["size"]), pad_value=114, interpolation=params.get("interpolation", "linear"))
             transform = transform.then(t)
-        out[chain] = Prepared(pixels=u8.astype(np.float32) / np.float32(255.0), transform=transform, radiograph=rg)
+        out[chain] = Prepared(pixels=u8 if levels else u8.astype(np.float32) / np.float32(255.0), transform=transform,
+                              radiograph=rg)
     return out
+
+
+#: ``level / 255`` in float32 for every 8-bit level: what ``u8.astype(np.float32) / 255`` gives.
+_LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)
+
+
+def model_pixels(pixels: np.ndarray) -> np.ndarray:
+    """A prepared image as the models' float32 ``0..1``: 8-bit levels (``uint8``) become ``level / 255``."""
+    return _LEVELS[pixels] if pixels.dtype == np.uint8 else pixels
 
 
 def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -319,7 +333,10 @@ class OnnxDetector:
         size = self.meta.imgsz
         if pixels.shape[:2] != (size, size):
             raise ConfigError(f"prepared image is {pixels.shape[1]}x{pixels.shape[0]}, the model takes {size}x{size}")
-        q = np.clip(np.floor(pixels.astype(np.float32) * 255.0 + 0.5), 0, 255) / np.float32(255.0)
+        if pixels.dtype == np.uint8:  # 8-bit levels: already quantized
+            q = _LEVELS[pixels]
+        else:
+            q = np.clip(np.floor(pixels.astype(np.float32) * 255.0 + 0.5), 0, 255) / np.float32(255.0)
         return np.ascontiguousarray(np.broadcast_to(q[None, None], (1, 3, size, size)), dtype=np.float32)
 
     def raw(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -4,7 +4,9 @@
 A pool of readers (threads, or processes with ``processes=True``) reads and preprocesses the
 next images (file I/O, DICOM parsing, decompression, VOI/window, every model's input chain with
 shared steps run once) while inference workers run the models on the current ones; at most
-``prefetch`` prepared images wait in memory, so a folder of any size runs in bounded memory.
+``prefetch`` prepared images wait in memory, so a folder of any size runs in bounded memory. A
+prepared image keeps only its model inputs (8-bit levels) and metadata when the readers can make
+every model's input (the default models; not with a lung crop).
 Results come back in input order (``ordered=True``, the default) or as they finish, each with its
 input index and image id, and a bad image is a :class:`BatchResult` with an ``error``: it never
 stops the batch.
@@ -72,7 +74,10 @@ class PipelineConfig:
         decoded pixels are copied back through a pipe.
     prefetch:
         Images read (or being read) ahead of the inference workers, at most: at most
-        ``prefetch + workers`` images are in memory at once.
+        ``prefetch + workers`` images are in memory at once. 0: 16 when a prepared image is
+        only its model inputs (:attr:`ReadPlan.complete`: about 0.4 MB each for the default
+        models), else 4 (the decoded images wait: lung crop). A deep queue keeps both cores
+        busy while one reader decodes a slow file (JPEG-LS, JPEG 2000).
     reduced_decode:
         Decode JPEG 2000 at the coarsest resolution the models' chains still need.
     ordered:
@@ -84,7 +89,7 @@ class PipelineConfig:
     readers: int = 0
     workers: int = 0
     processes: bool = False
-    prefetch: int = 4
+    prefetch: int = 0
     reduced_decode: bool = True
     ordered: bool = True
     heatmap: bool = False
@@ -92,8 +97,8 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.readers < 0 or self.workers < 0:
             raise ConfigError(f"readers and workers must be >= 0 (0: one per core), got {self.readers}, {self.workers}")
-        if self.prefetch < 1:
-            raise ConfigError(f"prefetch must be >= 1, got {self.prefetch}")
+        if self.prefetch < 0:
+            raise ConfigError(f"prefetch must be >= 0 (0: by what a prepared image holds), got {self.prefetch}")
 
     @property
     def n_readers(self) -> int:
@@ -102,6 +107,10 @@ class PipelineConfig:
     @property
     def n_workers(self) -> int:
         return self.workers or default_workers()
+
+    def n_prefetch(self, light: bool) -> int:
+        """``prefetch``, or with 0 its default: 16 when prepared images are ``light`` (model inputs only), else 4."""
+        return self.prefetch or (16 if light else 4)
 
 
 @dataclass(frozen=True)
@@ -123,14 +132,15 @@ class ReadPlan:
              ) -> tuple[dict[str, Radiograph], dict[Chain, Prepared]]:
         """Read and preprocess: the arguments of :meth:`Predictor.predict_read` (``radiographs, prepared=``).
 
-        ``detach``: when the model inputs are all there (``complete``), drop the decoded pixels
-        and the DICOM header from the radiographs, so that a reader process sends back only the
-        small model inputs and the image's metadata.
+        ``detach``: keep the model inputs as their 8-bit levels (``uint8``, which the models read
+        exactly as the floats), and when they are all there (``complete``), drop the decoded
+        pixels and the DICOM header from the radiographs, so that a prefetched image holds (and
+        a reader process sends back) only the small model inputs and the image's metadata.
         """
         radiographs = self.read(src, image_id)
         any_rg = next(iter(radiographs.values()))
         mapped = {c.normalize: radiographs.get(c.normalize) or any_rg for c in self.chains}
-        prepared = prepare_8bit_many(self.chains, mapped)
+        prepared = prepare_8bit_many(self.chains, mapped, levels=detach)
         if not (detach and self.complete):
             return radiographs, prepared
         light = {id(rg): dataclasses.replace(rg, pixels=np.zeros((0, 0), np.float32), dataset=None)
@@ -252,15 +262,15 @@ class BatchPredictor:
 
     def predict_one(self, src: Any, image_id: str) -> ImagePrediction:
         """Read and predict one image in this thread, exactly as the batch does."""
-        radiographs, prepared = self.plan.load(src, image_id)
+        radiographs, prepared = self.plan.load(src, image_id, detach=True)
         return self.predictor.predict_read(radiographs, prepared=prepared, heatmap=self.config.heatmap)
 
     def run(self, items: Iterable[tuple[Any, str]]) -> Iterator[BatchResult]:
         """Yield one :class:`BatchResult` per ``(source, image_id)`` item.
 
         The items are consumed lazily (a generator of a million paths is fine): at most
-        ``prefetch + workers`` are read ahead. Closing the generator early cancels the reads not
-        started yet.
+        ``prefetch + workers`` are read ahead (:meth:`PipelineConfig.n_prefetch`). Closing the
+        generator early cancels the reads not started yet.
         """
         cfg = self.config
         readers: Executor
@@ -275,11 +285,12 @@ class BatchPredictor:
         inference = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="thoracic-infer") if workers > 1 else None
         source = iter(enumerate(items))
         pending: deque[_Entry] = deque()
+        ahead = cfg.n_prefetch(self.plan.complete) + workers
         try:
             while True:
-                while len(pending) < cfg.prefetch + workers and (nxt := next(source, None)) is not None:
+                while len(pending) < ahead and (nxt := next(source, None)) is not None:
                     index, (src, iid) = nxt
-                    entry = _Entry(index, src, iid, readers.submit(_read_task, self.plan, src, iid, cfg.processes))
+                    entry = _Entry(index, src, iid, readers.submit(_read_task, self.plan, src, iid, True))
                     if inference is not None:  # FIFO: inference starts in input order as workers free up
                         entry.result = inference.submit(self._infer, entry)
                     pending.append(entry)
