@@ -7,7 +7,8 @@
 #   gpu_predict.json  bench/gpu/predict_gpu.py (ultralytics on the GPU, ONNX Runtime providers)
 #   p2.txt            bench/predict.py p2 on that machine's CPU cores
 # Settings (environment): HOURS (training budget, default 0.07), DEVICE (default 0), BATCH (32),
-# DATA (default .device/nih/data_0.yaml), STEPS ("train predict p2"), PY (python3),
+# DATA (default .device/nih/data_0.yaml), STEPS ("train predict p2"), P2_ARGS ("--rounds 2"),
+# P2_LIMIT (seconds, 240), PY (python3),
 # INSTALL (1: install .device/whl into /tmp/site; 0 to use the current environment).
 set -u
 OUT=${OUT:-/tmp/gpu-out}
@@ -83,7 +84,7 @@ case " $STEPS " in *" predict "*)
 
 case " $STEPS " in *" p2 "*)
   echo "== P2 on $(nproc) cores"
-  timeout 240 $PY "$H/bench/predict.py" p2 --rounds 2 > "$OUT/p2.txt" 2>&1
+  timeout "${P2_LIMIT:-240}" $PY "$H/bench/predict.py" p2 ${P2_ARGS:---rounds 2} > "$OUT/p2.txt" 2>&1
   echo "p2 rc $?"; cat "$OUT/p2.txt"
 ;; esac
 echo "== done $(date -u +%FT%TZ)"
