@@ -76,7 +76,8 @@ def test_inference_errors_stay_per_image(predictor, inputs, monkeypatch):
     results = list(BatchPredictor(predictor, PipelineConfig(readers=2, workers=2)).run(inputs))
     failed = {r.image_id: r.describe_error() for r in results if not r.ok}
     assert failed.keys() == {DICOM.stem, "broken"}
-    assert failed[DICOM.stem] == "internal error RuntimeError: model blew up"
+    # an unexpected error's text may quote header values: its type only
+    assert failed[DICOM.stem] == "internal error RuntimeError (message withheld: it may quote header values)"
 
 
 def test_items_are_consumed_lazily_with_bounded_prefetch(predictor, chest_png):

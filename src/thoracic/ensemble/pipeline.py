@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..detect.onnx import prepare_8bit_many
-from ..errors import ConfigError, CorruptFileError, ThoracicError
+from ..errors import ConfigError, CorruptFileError, ThoracicError, internal_error_message
 from ..io.radiograph import Radiograph, ReadOptions
 from ..preprocess.chain import Chain, Prepared
 from .predict import ImagePrediction, Predictor
@@ -200,13 +200,14 @@ class BatchResult:
         return self.error is None
 
     def describe_error(self) -> str:
-        """``"<ErrorType>: message"``; internal errors are marked as such (no PHI: messages name paths only)."""
+        """``"<ErrorType>: message"`` for thoracic's errors (their messages name paths, never header
+        values); for anything else its type only (:func:`~thoracic.errors.internal_error_message`:
+        another library's message may quote patient data), as convert, segment and the node report it."""
         if self.error is None:
             return ""
-        kind = type(self.error).__name__
         if isinstance(self.error, ThoracicError):
-            return f"{kind}: {self.error}"
-        return f"internal error {kind}: {self.error}"
+            return f"{type(self.error).__name__}: {self.error}"
+        return internal_error_message(self.error)
 
 
 def _read_task(plan: ReadPlan, src: Any, image_id: str, detach: bool = False,
