@@ -6,7 +6,6 @@ import io
 import logging
 import math
 import re
-import warnings
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from ..errors import (
     UnsupportedFormatError,
     UnsupportedTransferSyntaxError,
 )
+from .._warnings import quiet
 from ..transform import Affine
 from ..preprocess.intensity import minmax, percentile_bounds, truncate_8bit, window
 from .radiograph import Radiograph, ReadOptions
@@ -100,8 +100,7 @@ def looks_like_dicom(head: bytes) -> bool:
 
 
 def _parse(data: bytes, path: str) -> Dataset:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")  # pydicom warns on fixable header oddities; we validate ourselves
+    with quiet(record=True) as caught:  # pydicom warns on fixable header oddities; we validate ourselves
         try:
             if looks_like_dicom(data[:132]):
                 ds = pydicom.dcmread(io.BytesIO(data))
@@ -152,8 +151,7 @@ def _materialize(ds: Dataset, path: str) -> None:
     """
     stack: list[tuple[Dataset, int, int]] = [(ds.file_meta, 0, 0x0002), (ds, 0, -1)]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet():
             while stack:  # iterative: pydicom's walk() is recursive and slow to fail on deep nesting
                 item, depth, group = stack.pop()
                 if depth > _MAX_SEQUENCE_DEPTH:
@@ -412,8 +410,7 @@ def _decode(ds: Dataset, options: ReadOptions, path: str) -> tuple[np.ndarray, A
                 "the file is damaged",
                 path=path,
             )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet():
         try:
             if (
                 options.target_size
@@ -457,8 +454,7 @@ def _lut_call(what: str, fn: Any, *args: Any, path: str) -> np.ndarray:
     than 8/16, data shorter than declared, no data at all).
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet():
             return fn(*args)
     except MemoryError:
         raise

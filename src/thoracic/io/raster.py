@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -16,6 +15,7 @@ from ..errors import (
     MultiFrameError,
     UnsupportedFormatError,
 )
+from .._warnings import quiet
 from ..preprocess.intensity import minmax, percentile_bounds, truncate_8bit, window
 from .radiograph import Radiograph, ReadOptions
 
@@ -62,9 +62,8 @@ def _gray(im: Image.Image) -> tuple[np.ndarray, int, str]:
 def read_raster(data: bytes, path: str, image_id: str, options: ReadOptions) -> Radiograph:
     """Read a PNG/JPEG/TIFF radiograph from its bytes (``path`` only names it in errors)."""
     kind = (looks_like_raster(data[:8]) or "image").upper()
-    with warnings.catch_warnings():
+    with quiet():
         # max_pixels below is the guard against bombs; damaged EXIF and the like surface when decoding
-        warnings.simplefilter("ignore")
         try:
             im = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as err:  # beyond twice Pillow's own limit
@@ -97,8 +96,7 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadOptions) -> 
                 path=path,
             )
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with quiet():
                 n_frames = getattr(im, "n_frames", 1)  # TIFF: walks the chain of IFDs
         except Exception as err:  # noqa: BLE001 - Pillow raises TypeError/KeyError/... on a damaged IFD
             raise CorruptFileError(
@@ -108,8 +106,7 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadOptions) -> 
         if n_frames > 1 and im.format != "MPO":
             raise MultiFrameError(f"the image has {n_frames} frames; thoracic reads single images", path=path)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with quiet():
                 im.load()
         except Exception as err:  # noqa: BLE001 - Pillow raises OSError/ValueError/SyntaxError on damage
             raise CorruptFileError(
