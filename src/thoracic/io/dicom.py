@@ -62,6 +62,21 @@ _J2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
 _EOI_SYNTAXES = frozenset(
     pydicom.uid.JPEGTransferSyntaxes + pydicom.uid.JPEGLSTransferSyntaxes + pydicom.uid.JPEG2000TransferSyntaxes
 )
+_JPEGLS_SYNTAXES = frozenset(pydicom.uid.JPEGLSTransferSyntaxes)
+_charls: bool | None = None
+
+
+def _has_charls() -> bool:
+    """Whether pyjpegls (CharLS) is installed: it decodes JPEG-LS to the same pixels as
+    pylibjpeg-libjpeg, 3.5x faster (RG1_JLSN: 88 vs 311 ms). The ``dicom`` extra brings it."""
+    global _charls
+    if _charls is None:
+        import importlib.util
+
+        _charls = importlib.util.find_spec("jpeg_ls") is not None
+    return _charls
+
+
 #: What to install for a compressed syntax (pydicom's pylibjpeg plugin needs pylibjpeg itself too).
 _DECODER_PACKAGES = {
     "JPEG 2000": "pylibjpeg pylibjpeg-openjpeg",
@@ -425,6 +440,8 @@ def _decode(ds: Dataset, options: ReadOptions, path: str) -> tuple[np.ndarray, A
                     # (centre 2**L * i + 0.5): x_original = 2**L * x + 0.5 - 2**(L - 1)
                     s = float(2**level)
                     return arr, Affine(sx=s, sy=s, tx=0.5 - s / 2, ty=0.5 - s / 2)
+            if ts in _JPEGLS_SYNTAXES and _has_charls():
+                ds.pixel_array_options(decoding_plugin="pyjpegls")
             arr = ds.pixel_array
         except (UnsupportedTransferSyntaxError, InvalidRadiographError):
             raise
