@@ -2,7 +2,7 @@
 
 That machine has Python 3.12, torch, onnxruntime (CPU build), OpenCV, pandas and matplotlib but no
 package registry, no ultralytics and no ``../shared``, and everything sent must fit in 64 MiB
-with the repository. This script writes ``.device/`` (ignore it in ``.git/info/exclude``):
+with the repository. This script writes ``.device/`` (git ignores it; pass it as a carried path):
 
 - ``whl/``: cp312 wheels of what thoracic and ultralytics need beyond that image (pydicom,
   pylibjpeg + its OpenJPEG/libjpeg plug-ins, ultralytics, ultralytics-thop, ultralytics-platform),
