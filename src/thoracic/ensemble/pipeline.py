@@ -210,11 +210,11 @@ class BatchResult:
         return internal_error_message(self.error)
 
 
-def _read_task(plan: ReadPlan, src: Any, image_id: str, detach: bool = False,
-               ) -> tuple[dict[str, Radiograph], dict[Chain, Prepared]] | BaseException:
-    """Reader worker: radiographs and model inputs, or the exception (returned: a bad file must not look like a crash)."""
+def _read_task(plan: ReadPlan, src: Any, image_id: str) -> tuple[dict[str, Radiograph], dict[Chain, Prepared]] | BaseException:
+    """Reader worker: the detached radiographs and model inputs (:meth:`ReadPlan.load`), or the
+    exception (returned: a bad file must not look like a crash)."""
     try:
-        return plan.load(src, image_id, detach=detach)
+        return plan.load(src, image_id, detach=True)
     except Exception as err:  # noqa: BLE001 - reported per image
         return err
 
@@ -291,7 +291,7 @@ class BatchPredictor:
             while True:
                 while len(pending) < ahead and (nxt := next(source, None)) is not None:
                     index, (src, iid) = nxt
-                    entry = _Entry(index, src, iid, readers.submit(_read_task, self.plan, src, iid, True))
+                    entry = _Entry(index, src, iid, readers.submit(_read_task, self.plan, src, iid))
                     if inference is not None:  # FIFO: inference starts in input order as workers free up
                         entry.result = inference.submit(self._infer, entry)
                     pending.append(entry)
@@ -349,7 +349,7 @@ class BatchPredictor:
             redo: Future = Future()
             try:
                 with _process_pool(1) as solo:
-                    redo.set_result(solo.submit(_read_task, self.plan, entry.src, entry.image_id, True).result())
+                    redo.set_result(solo.submit(_read_task, self.plan, entry.src, entry.image_id).result())
             except BrokenProcessPool:
                 redo.set_result(CorruptFileError("a reader process crashed while decoding this image; "
                                               "the file is probably damaged", path=_name(entry.src)))
