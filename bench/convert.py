@@ -63,7 +63,7 @@ import pydicom.data
 from PIL import Image
 from pydicom.pixels import apply_voi_lut
 
-from thoracic.convert import ConvertOptions, convert, convert_chain
+from thoracic.batch.convert import ConvertOptions, convert, convert_chain
 
 BENCH_DIR = Path(__file__).resolve().parent
 TEST_FILE = "RG1_J2KR.dcm"
@@ -222,7 +222,7 @@ def profile_thoracic(in_dir: Path, work: Path, size: int, n_files: int) -> list[
     inside = per_image(tuple(("io/dicom.py", n) for n in ("_parse", "_decode", "_modality_lut", "_apply_voi")))
     rest = per_image((("io/dicom.py", "read_dicom"),)) - inside - minmax_in_read
     rows.append(("rest of read_dicom (min/max check, MONOCHROME1 invert, copy)", rest))
-    rows.append(("total per image (_convert_one)", per_image((("thoracic/convert.py", "_convert_one"),))))
+    rows.append(("total per image (_convert_one)", per_image((("thoracic/batch/convert.py", "_convert_one"),))))
     return rows
 
 

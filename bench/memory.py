@@ -46,12 +46,12 @@ TARGET_BYTES = 1.5e9
 SIDE = 3000
 
 FLOOR = """
-from thoracic.ensemble.predict import Predictor
+from thoracic.inference.predictor import Predictor
 Predictor.load()
 """
 ANALYZE = """
 import sys
-from thoracic.analyze import Analyzer
+from thoracic.inference.analyzer import Analyzer
 a = Analyzer.load().analyze(sys.argv[1])
 assert a.heatmap is not None and a.width == 3000
 """
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--check", action="store_true", help="exit 1 when the target fails")
     args = ap.parse_args(argv)
-    from thoracic.ensemble.predict import default_model_path
+    from thoracic.models.registry import default_model_path
 
     print(f"machine: {machine()}")
     print(f"load average before: {load_average()}")

@@ -169,7 +169,7 @@ def worker_main(kind: str, path: str) -> None:
         import torch
         from ultralytics import YOLO
 
-        from thoracic.ensemble.predict import default_model_path
+        from thoracic.models.registry import default_model_path
 
         from ultralytics.utils import torch_utils
 
@@ -181,8 +181,8 @@ def worker_main(kind: str, path: str) -> None:
         def once() -> None:
             model.predict(path, imgsz=512, verbose=False, device="cpu")
     else:
-        from thoracic.ensemble.pipeline import BatchPredictor, PipelineConfig
-        from thoracic.ensemble.predict import Predictor
+        from thoracic.inference.batch import BatchPredictor, PipelineConfig
+        from thoracic.inference.predictor import Predictor
 
         predictor = Predictor.load(use_classifier=kind != "thoracic-detector", threads=2)
         if kind == "thoracic-unshared":  # each model preprocesses on its own (before prepare_8bit_many)
@@ -265,9 +265,9 @@ def bench_p1(work: Path, singles: dict[str, Path], rounds: int, per_round: int) 
 
 def bench_p2(work: Path, folder: Path, rounds: int, headline: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from thoracic.cli.predict import PROCESS_READERS_FROM, PredictionCsv
-    from thoracic.convert import find_inputs
-    from thoracic.ensemble.pipeline import BatchPredictor, PipelineConfig, default_workers
-    from thoracic.ensemble.predict import Predictor
+    from thoracic._fs import find_inputs
+    from thoracic.inference.batch import BatchPredictor, PipelineConfig, default_workers
+    from thoracic.inference.predictor import Predictor
     from thoracic.io import image_id
 
     files = find_inputs([folder])
@@ -359,8 +359,8 @@ def compare_outputs(reference: Any, candidate: Any, files: list[str]) -> dict[st
     """How far the batch path's predictions are from Predictor.predict's, per file kind."""
     import numpy as np
 
-    from thoracic.ensemble.pipeline import BatchPredictor, PipelineConfig
-    from thoracic.ensemble.wbf import box_iou
+    from thoracic.inference.batch import BatchPredictor, PipelineConfig
+    from thoracic.boxes import box_iou
 
     out: dict[str, Any] = {}
     batch = BatchPredictor(candidate, PipelineConfig())
@@ -391,8 +391,8 @@ def bench_ort(rounds: int, n: int = 20) -> list[dict[str, Any]]:
 
     import numpy as np
 
-    from thoracic.detect.onnx import onnx_session
-    from thoracic.ensemble.predict import default_model_path
+    from thoracic.models.runtime import onnx_session
+    from thoracic.models.registry import default_model_path
 
     path = default_model_path("detector")
     two, one = onnx_session(path, 2), onnx_session(path, 1)
@@ -427,7 +427,7 @@ def bench_ort(rounds: int, n: int = 20) -> list[dict[str, Any]]:
 COLD_THORACIC = """
 import time, json, sys
 t0 = time.perf_counter()
-from thoracic.ensemble.predict import Predictor
+from thoracic.inference.predictor import Predictor
 p = Predictor.load(threads=2)
 t1 = time.perf_counter()
 p.predict(sys.argv[1])
@@ -454,7 +454,7 @@ print(json.dumps([t1 - t0, t2 - t1, t3 - t2]))
 
 
 def bench_load(work: Path, singles: dict[str, Path], repeats: int) -> list[dict[str, Any]]:
-    from thoracic.ensemble.predict import default_model_path
+    from thoracic.models.registry import default_model_path
 
     env = dict(os.environ, YOLO_CONFIG_DIR=str(work / "yolo-config"), **ULTRALYTICS_ENV)
     runs: dict[str, list[list[float]]] = {"thoracic": [], "ultralytics": []}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from thoracic.cli.main import main
-from thoracic.convert import MANIFEST_COLUMNS, ConvertOptions, convert, convert_chain
+from thoracic.batch.convert import MANIFEST_COLUMNS, ConvertOptions, convert, convert_chain
 from thoracic.errors import ConfigError, DuplicateImageIdError
 
 EXPECTED_COLUMNS = (

@@ -7,8 +7,8 @@ import pytest
 
 import thoracic
 
-PUBLIC_MODULES = ["thoracic", "thoracic.errors", "thoracic.io", "thoracic.preprocess", "thoracic.convert",
-                  "thoracic.analyze", "thoracic.explain", "thoracic.dicom", "thoracic.node"]
+PUBLIC_MODULES = ["thoracic", "thoracic.errors", "thoracic.io", "thoracic.preprocess", "thoracic.batch.convert",
+                  "thoracic.inference.analyzer", "thoracic.explain", "thoracic.dicom", "thoracic.node"]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from thoracic.data.labels import FINDINGS, NO_FINDING
+from thoracic.labels import FINDINGS, NO_FINDING
 from thoracic.evaluate.tables import read_sizes, read_truth
 
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from thoracic.data.labels import LABELS
+from thoracic.labels import LABELS
 from thoracic.evaluate import human_baseline, read_truth
 
 TOP_READERS = 5

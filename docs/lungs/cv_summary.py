@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from evaluate_lungs import draw, stats  # noqa: E402
 
-from thoracic.anatomy.training import dice_iou, load_pairs, read_mask  # noqa: E402
+from thoracic.train.lungs import dice_iou, load_pairs, read_mask  # noqa: E402
 from thoracic.anatomy.postprocess import postprocess  # noqa: E402
 from thoracic.io import read  # noqa: E402
 

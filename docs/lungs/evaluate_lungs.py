@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from thoracic.anatomy import LungSegmenter
-from thoracic.anatomy.training import dice_iou, load_pairs, read_mask
+from thoracic.train.lungs import dice_iou, load_pairs, read_mask
 from thoracic.io import read
 from thoracic.preprocess import to_uint8
 

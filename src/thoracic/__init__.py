@@ -1,19 +1,61 @@
 """thoracic: localize and classify thoracic abnormalities on chest radiographs.
 
-Subpackages follow the pipeline: :mod:`thoracic.io` (read DICOM/PNG/JPEG into one radiograph
-type) -> :mod:`thoracic.preprocess` (windows, contrast, geometry with inverses, named chains) ->
-detection and evaluation (to come) -> :mod:`thoracic.cli`.
+The subpackages are the floors of the pipeline, each importing only the floors below it
+(``docs/architecture.md``):
+
+- foundations: :mod:`thoracic.errors`, :mod:`thoracic.transform` (affine maps with inverses),
+  :mod:`thoracic.boxes` (IoU, NMS, weighted boxes fusion), :mod:`thoracic.labels` (the 14
+  VinDr-CXR findings and "No finding");
+- :mod:`thoracic.io`: DICOM, PNG, JPEG and TIFF into one :class:`Radiograph`;
+- :mod:`thoracic.preprocess`: windows, CLAHE, denoising, geometry with inverses, named chains;
+- :mod:`thoracic.models`: shipped model files, their metadata, the one ONNX Runtime session
+  factory; :mod:`thoracic.explain`: Eigen-CAM heatmaps;
+- :mod:`thoracic.anatomy` (lungs and the lung-ROI crop), :mod:`thoracic.detect` (findings),
+  :mod:`thoracic.classify` (normal/abnormal): one model kind each, inference only;
+- :mod:`thoracic.inference`: :class:`Predictor` (ensembles, flip TTA, the 2-class filter),
+  :class:`Analyzer` (findings, lungs and heatmap of one image), :class:`BatchPredictor`;
+  :mod:`thoracic.data`: annotation tables, reader fusion, folds;
+- :mod:`thoracic.evaluate`, :mod:`thoracic.batch` (convert, segment, export),
+  :mod:`thoracic.dicom` (SR, GSPS, SEG, de-identification), :mod:`thoracic.train` (the
+  ``train`` extra);
+- :mod:`thoracic.report`, :mod:`thoracic.serve` (HTTP API and viewer), :mod:`thoracic.node`
+  (DICOM node), :mod:`thoracic.cli` (the ``thoracic`` command).
+
+>>> import thoracic
+>>> an = thoracic.Analyzer.load(threads=1)                # the shipped models  # doctest: +SKIP
+>>> an.analyze("chest.dcm").findings(min_score=0.3)       # doctest: +SKIP
 """
 
-from ._version import __version__
-from .errors import ThoracicError
-from .io import Radiograph, ReadOptions, image_id, read
-from .preprocess import Chain, get_chain
-from .transform import Affine
+from thoracic._version import __version__
+from thoracic.anatomy import LungMask, LungSegmenter
+from thoracic.errors import ThoracicError
+from thoracic.inference import (
+    Analysis,
+    Analyzer,
+    BatchPredictor,
+    BatchResult,
+    ImagePrediction,
+    PipelineConfig,
+    PredictConfig,
+    Predictor,
+)
+from thoracic.io import Radiograph, ReadOptions, image_id, read
+from thoracic.preprocess import Chain, get_chain
+from thoracic.transform import Affine
 
 __all__ = [
     "Affine",
+    "Analysis",
+    "Analyzer",
+    "BatchPredictor",
+    "BatchResult",
     "Chain",
+    "ImagePrediction",
+    "LungMask",
+    "LungSegmenter",
+    "PipelineConfig",
+    "PredictConfig",
+    "Predictor",
     "Radiograph",
     "ReadOptions",
     "ThoracicError",

@@ -1,3 +1,3 @@
-from .cli.main import run
+from thoracic.cli.main import run
 
 run()

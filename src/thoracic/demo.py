@@ -14,10 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ._version import __version__
-from .errors import ThoracicError
-from .io import image_id, read
-from .preprocess import get_chain, to_uint8
+from thoracic._version import __version__
+from thoracic.errors import ThoracicError
+from thoracic.io import image_id, read
+from thoracic.preprocess import get_chain, to_uint8
 
 __all__ = ["DemoSample", "run_demo", "sample_paths"]
 
@@ -110,7 +110,7 @@ def _process(path: Path, out: Path, truth, predictor) -> DemoSample:
     _write_png(out / name, _draw_boxes(model_in, mapped, 1.0) if boxes else model_in)
     panels.append((f"chain yolo-512-clahe ({model_in.shape[1]}x{model_in.shape[0]}), boxes mapped", name))
 
-    from .anatomy import default_segmenter, lung_roi_crop, overlay
+    from thoracic.anatomy import default_segmenter, lung_roi_crop, overlay
 
     lungs = default_segmenter().segment(rg)
     name = f"{iid}_4_lungs.png"
@@ -125,7 +125,7 @@ def _process(path: Path, out: Path, truth, predictor) -> DemoSample:
     _write_png(out / name, _draw_boxes(crop_u8, mapped, 1.0) if boxes else crop_u8)
     panels.append(("lung ROI crop 512x512 (the paper's detector input), boxes mapped", name))
 
-    from .detect import draw_findings
+    from thoracic.detect import draw_findings
 
     pred = predictor.predict(rg, heatmap=True)
     shown = pred.detections.scores >= _MIN_SCORE
@@ -136,7 +136,7 @@ def _process(path: Path, out: Path, truth, predictor) -> DemoSample:
     panels.append((f"findings (shipped NIH detector): {p_abn}; {verdict}", name))
 
     if pred.heatmap is not None:
-        from .explain import blend
+        from thoracic.explain import blend
 
         name = f"{iid}_7_heatmap.png"
         small = _thumb(display)
@@ -203,7 +203,7 @@ def run_demo(out_dir: str | Path = "demo-output", *, progress: Callable[[str], N
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from .ensemble.predict import Predictor
+    from thoracic.inference.predictor import Predictor
 
     truth = _sample_boxes()
     predictor = Predictor.load()  # the shipped detector and classifier, loaded once

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from thoracic.anatomy import MASK_COLUMNS
+from thoracic.batch.segment import MASK_COLUMNS
 from thoracic.cli import segment as segment_cli
 from thoracic.cli import train as train_cli
 from thoracic.errors import ConfigError
@@ -110,7 +110,7 @@ def test_segmentation_works_without_torch_and_training_names_the_extra(tmp_path)
         f"""
         import argparse, sys
         from thoracic.anatomy import LungSegmenter, lung_roi_crop
-        from thoracic.anatomy.unet import build_unet
+        from thoracic.train.unet import build_unet
         from thoracic.cli import segment, train
         from thoracic.errors import MissingDependencyError
         from thoracic.io import read

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from thoracic.anatomy import METADATA_KEY, ModelContract
+from thoracic.models.contract import METADATA_KEY, ModelContract
 from thoracic.errors import ConfigError
 from thoracic.models import list_models, model_path
 

@@ -8,8 +8,8 @@ def test_onnx_runtime_matches_torch(tmp_path, require, segmenter, sample_radiogr
     require("torch")
     require("onnx")
     from thoracic.anatomy import LungSegmenter
-    from thoracic.anatomy.training import export_onnx
-    from thoracic.anatomy.unet import build_unet, count_parameters
+    from thoracic.train.lungs import export_onnx
+    from thoracic.train.unet import build_unet, count_parameters
 
     import torch
 
@@ -31,8 +31,8 @@ def test_onnx_runtime_matches_torch(tmp_path, require, segmenter, sample_radiogr
 
 def test_one_training_epoch_runs(tmp_path, require):
     require("torch")
-    from thoracic.anatomy.contract import ModelContract
-    from thoracic.anatomy.training import TrainConfig, train_model
+    from thoracic.models.contract import ModelContract
+    from thoracic.train.lungs import TrainConfig, train_model
 
     rng = np.random.default_rng(0)
     images = rng.random((4, 32, 32)).astype(np.float32)

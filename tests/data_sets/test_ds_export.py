@@ -9,16 +9,9 @@ import numpy as np
 import pytest
 from ds_helpers import SAMPLES, write
 
-from thoracic.data import (
-    FINDINGS,
-    Annotations,
-    ExportOptions,
-    ImageInfo,
-    export_dataset,
-    load_coco,
-    load_csv,
-    read_export_manifest,
-)
+from thoracic.labels import FINDINGS
+from thoracic.data import Annotations, ImageInfo, load_coco, load_csv
+from thoracic.batch.export import ExportOptions, export_dataset, read_export_manifest
 from thoracic.errors import ConfigError
 from thoracic.preprocess import Chain
 

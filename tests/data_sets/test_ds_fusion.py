@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from thoracic.data import NO_FINDING, Annotations, FusionConfig, ImageInfo, class_counts, fuse_readers
+from thoracic.labels import NO_FINDING
+from thoracic.data import Annotations, FusionConfig, ImageInfo, class_counts, fuse_readers
 from thoracic.errors import ConfigError
 
 

@@ -9,17 +9,8 @@ import numpy as np
 import pytest
 from ds_helpers import txv_data, write
 
-from thoracic.data import (
-    FINDINGS,
-    NO_FINDING,
-    Annotations,
-    load_coco,
-    load_csv,
-    load_nih,
-    load_vinbigdata,
-    read_image_sizes,
-    write_csv,
-)
+from thoracic.labels import FINDINGS, NO_FINDING
+from thoracic.data import Annotations, load_coco, load_csv, load_nih, load_vinbigdata, read_image_sizes, write_csv
 from thoracic.errors import ConfigError
 
 VINBIG_BOXES = {

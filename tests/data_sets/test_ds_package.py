@@ -3,9 +3,9 @@ import importlib
 import pytest
 
 MODULES = [
-    "thoracic.data", "thoracic.data.coco", "thoracic.data.csvtable", "thoracic.data.export", "thoracic.data.fusion",
+    "thoracic.data", "thoracic.data.coco", "thoracic.data.csvtable", "thoracic.batch.export", "thoracic.data.fusion",
     "thoracic.data.nih", "thoracic.data.splits", "thoracic.data.stats", "thoracic.data.vinbigdata",
-    "thoracic.ensemble", "thoracic.ensemble.wbf", "thoracic.cli.dataset",
+    "thoracic.boxes", "thoracic.boxes", "thoracic.cli.dataset",
 ]
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from ds_helpers import require_module
 
-from thoracic.data import NO_FINDING, Annotations, ImageInfo, group_of, kfold_split, read_folds, write_folds
+from thoracic.labels import NO_FINDING
+from thoracic.data import Annotations, ImageInfo, group_of, kfold_split, read_folds, write_folds
 from thoracic.errors import ConfigError
 
 

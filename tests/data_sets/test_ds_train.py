@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from ds_helpers import SAMPLES, write
 
-from thoracic.data import ExportOptions, export_dataset, load_csv
+from thoracic.batch.export import ExportOptions, export_dataset
+from thoracic.data import load_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from ds_helpers import require_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from thoracic.ensemble import CONF_TYPES, box_iou, nms, weighted_boxes_fusion
+from thoracic.boxes import CONF_TYPES, box_iou, nms, weighted_boxes_fusion
 from thoracic.errors import ConfigError
 
 

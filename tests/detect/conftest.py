@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from thoracic.ensemble.predict import default_model_path
+from thoracic.models.registry import default_model_path
 
 TINY_SIZE = 256
 
@@ -24,13 +24,13 @@ def _build_tiny(require, out: Path) -> Path:
     """A seeded random yolov5n (nc=14, VinDr names) with calibrated BN and a lively head."""
     require("torch")
     require("ultralytics")
-    from thoracic.detect._ultralytics import load_ultralytics
+    from thoracic.train._ultralytics import load_ultralytics
 
     load_ultralytics("tests", threads=1)
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
-    from thoracic.data.labels import FINDINGS
+    from thoracic.labels import FINDINGS
 
     torch.manual_seed(0)
     m = DetectionModel("yolov5n.yaml", nc=14, verbose=False)
@@ -93,8 +93,8 @@ def require_session():
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_pt) -> Path:
-    from thoracic.data.labels import FINDINGS
-    from thoracic.detect.export_onnx import export_detector_onnx
+    from thoracic.labels import FINDINGS
+    from thoracic.train.export import export_detector_onnx
 
     return export_detector_onnx(tiny_pt, tiny_pt.with_suffix(".onnx"), chain="display", imgsz=TINY_SIZE,
                                 trained_classes=FINDINGS[:7], training_data="random weights (test)")
@@ -153,8 +153,8 @@ def _build_tiny_classifier(require, out: Path) -> Path:
     require("onnx")
     import onnx
 
-    from thoracic.detect.export_onnx import torch_onnx_export, with_letterbox
-    from thoracic.detect.meta import META_KEY, ModelMeta
+    from thoracic.train.export import torch_onnx_export, with_letterbox
+    from thoracic.models.meta import META_KEY, ModelMeta
     from thoracic.preprocess import get_chain
 
     torch.manual_seed(0)

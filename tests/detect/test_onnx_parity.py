@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from thoracic.data.labels import FINDINGS
+from thoracic.labels import FINDINGS
 from thoracic.detect import DetectorConfig, OnnxDetector
-from thoracic.detect.meta import META_KEY
+from thoracic.models.meta import META_KEY
 
 TINY_SIZE = 256  # as tests/detect/conftest.py
 
@@ -66,7 +66,7 @@ def test_export_needs_the_training_chain(tiny_pt, tmp_path):
     """
     import onnx as onnx_lib
 
-    from thoracic.detect.export_onnx import export_detector_onnx
+    from thoracic.train.export import export_detector_onnx
     from thoracic.errors import ConfigError
     from thoracic.preprocess import get_chain
 

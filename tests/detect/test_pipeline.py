@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from thoracic.detect.onnx import execution_providers, onnx_device, onnx_session
-from thoracic.ensemble.pipeline import BatchPredictor, PipelineConfig, ReadPlan, read_plan
-from thoracic.ensemble.predict import PredictConfig, Predictor
+from thoracic.models.runtime import execution_providers, onnx_device, onnx_session
+from thoracic.inference.batch import BatchPredictor, PipelineConfig
+from thoracic.inference.plan import ReadPlan, read_plan
+from thoracic.inference.predictor import PredictConfig, Predictor
 from thoracic.errors import ConfigError, CorruptFileError, UnsupportedFormatError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,7 +164,7 @@ def test_reduced_jpeg2000_decode_changes_little(predictor):
     reduced = BatchPredictor(predictor, PipelineConfig()).predict_one(str(J2K), J2K.stem)
     assert reduced.detections.image_size == full.detections.image_size == (1841, 1955)
     assert abs(reduced.p_abnormal - full.p_abnormal) < 0.02
-    from thoracic.ensemble.wbf import box_iou
+    from thoracic.boxes import box_iou
 
     # the best boxes are found again, a little shifted (ranks near ties may swap)
     a, b = full.detections.top(3), reduced.detections.top(10)
@@ -201,7 +202,8 @@ def test_a_prefetched_image_is_its_model_inputs_as_8bit_levels(predictor):
 
 
 def test_models_read_8bit_levels_exactly_as_the_floats(predictor, detector_onnx):
-    from thoracic.detect.onnx import DetectorConfig, model_pixels
+    from thoracic.detect.onnx import DetectorConfig
+    from thoracic.preprocess.model_input import model_pixels
     from thoracic.preprocess.chain import Prepared
 
     levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
@@ -261,7 +263,7 @@ def test_sessions_follow_the_device_context(detector_onnx):
 
 
 def test_shared_preprocessing_equals_each_chain_alone(predictor):
-    from thoracic.detect.onnx import prepare_8bit, prepare_8bit_many
+    from thoracic.preprocess.model_input import prepare_8bit, prepare_8bit_many
     from thoracic.io import read
     from thoracic.preprocess import get_chain
 

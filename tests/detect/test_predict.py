@@ -12,10 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from thoracic.cli.predict import IMAGE_COLUMNS, PRED_COLUMNS, main, sidecar_path
-from thoracic.data.labels import FINDINGS, NO_FINDING
+from thoracic.cli.predict import IMAGE_COLUMNS, PRED_COLUMNS, main
+from thoracic._fs import sidecar_path
+from thoracic.labels import FINDINGS, NO_FINDING
 from thoracic.detect import DetectorConfig, OnnxDetector
-from thoracic.ensemble.predict import PredictConfig, Predictor, default_model_path
+from thoracic.inference.predictor import PredictConfig, Predictor
+from thoracic.models.registry import default_model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 DICOM = ROOT / "tests" / "data" / "nih_dx_implicit_le.dcm"

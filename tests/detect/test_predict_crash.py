@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from thoracic.cli.predict import main, sidecar_path
-from thoracic.ensemble.predict import default_model_path
+from thoracic.cli.predict import main
+from thoracic._fs import sidecar_path
+from thoracic.models.registry import default_model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 JLS = ROOT / "tests" / "data" / "RG1_JLSN.dcm"  # slow to decode (~0.3 s): the kill lands mid-run

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from thoracic.cli.predict import main, sidecar_path
-from thoracic.ensemble.predict import default_model_path
+from thoracic.cli.predict import main
+from thoracic._fs import sidecar_path
+from thoracic.models.registry import default_model_path
 from thoracic.errors import MissingDependencyError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def test_ray_gives_the_local_rows_and_resumes(ray_cluster, folder, detector_onnx
 
 
 def test_without_ray_the_error_names_the_extra(monkeypatch):
-    from thoracic.ensemble.ray_predict import require_ray
+    from thoracic.inference.ray import require_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MissingDependencyError, match=r"predict --ray.*thoracic\[ray\]"):

@@ -11,7 +11,7 @@ from thoracic.errors import ConfigError, MissingDependencyError
 
 
 def test_detector_config_validates(tmp_path):
-    from thoracic.detect.train import DetectorTrainConfig
+    from thoracic.train.detector import DetectorTrainConfig
 
     data = tmp_path / "data.yaml"
     data.write_text("nc: 14\n")
@@ -35,7 +35,7 @@ def test_loader_workers_follow_the_device(tmp_path):
     """0 loader processes on the CPU (ultralytics' own rule there), up to 8 on a GPU, or as asked."""
     import os
 
-    from thoracic.detect.train import DetectorTrainConfig
+    from thoracic.train.detector import DetectorTrainConfig
 
     data = tmp_path / "data.yaml"
     data.write_text("nc: 14\n")
@@ -48,14 +48,14 @@ def test_loader_workers_follow_the_device(tmp_path):
 def test_resume_without_checkpoint_is_a_config_error(tmp_path, require):
     require("torch")
     require("ultralytics")
-    from thoracic.detect.train import DetectorTrainConfig, train_detector
+    from thoracic.train.detector import DetectorTrainConfig, train_detector
 
     with pytest.raises(ConfigError, match="nothing to resume"):
         train_detector(DetectorTrainConfig(data="", out=str(tmp_path), name="r", resume=True))
 
 
 def test_training_without_torch_names_the_extra(monkeypatch):
-    from thoracic.detect import _ultralytics
+    from thoracic.train import _ultralytics
 
     monkeypatch.setitem(__import__("sys").modules, "torch", None)  # import torch -> ImportError
     with pytest.raises(MissingDependencyError, match=r"thoracic\[train\]"):
@@ -63,8 +63,8 @@ def test_training_without_torch_names_the_extra(monkeypatch):
 
 
 def test_model_meta_round_trip():
-    from thoracic.data.labels import FINDINGS
-    from thoracic.detect.meta import ModelMeta
+    from thoracic.labels import FINDINGS
+    from thoracic.models.meta import ModelMeta
     from thoracic.preprocess import get_chain
 
     meta = ModelMeta(kind="detector", names=FINDINGS, trained_classes=FINDINGS[:2], chain=get_chain("yolo-512-clahe"),
@@ -78,7 +78,7 @@ def test_model_meta_round_trip():
 
 
 def test_nms_matches_a_hand_computed_case():
-    from thoracic.detect import nms_xyxy
+    from thoracic.boxes import nms_xyxy
 
     boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10.0]])
     scores = np.array([0.9, 0.8, 0.7, 0.95])
@@ -86,7 +86,7 @@ def test_nms_matches_a_hand_computed_case():
 
 
 def test_roc_auc_and_threshold():
-    from thoracic.classify.train import choose_low, roc_auc
+    from thoracic.train.classifier import choose_low, roc_auc
 
     y = np.array([0, 0, 1, 1, 1])
     p = np.array([0.1, 0.4, 0.35, 0.8, 0.9])
@@ -96,7 +96,7 @@ def test_roc_auc_and_threshold():
     assert choose_low(y, p, 0.6) == pytest.approx(0.8)
 
 
-@pytest.mark.parametrize("module", ["thoracic.detect", "thoracic.classify", "thoracic.ensemble.predict",
+@pytest.mark.parametrize("module", ["thoracic.detect", "thoracic.classify", "thoracic.inference.predictor",
                                     "thoracic.cli.predict", "thoracic.cli.train_detector"])
 def test_all_is_sorted(module):
     names = importlib.import_module(module).__all__
@@ -128,7 +128,7 @@ def _tiny_yolo_set(root):
     """8 synthetic 128-px images with one bright box each (class 3), 4 train + 4 val, all 14 names."""
     import cv2
 
-    from thoracic.data.export import yolo_names_yaml
+    from thoracic.batch.export import yolo_names_yaml
 
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True)
@@ -154,7 +154,7 @@ def test_train_writes_config_and_checkpoints_and_resumes(tmp_path, require):
     import json
     import shutil
 
-    from thoracic.detect.train import DetectorTrainConfig, train_detector
+    from thoracic.train.detector import DetectorTrainConfig, train_detector
 
     data = _tiny_yolo_set(tmp_path / "set")
     cfg = DetectorTrainConfig(data=str(data), out=str(tmp_path / "runs"), name="t", epochs=2, imgsz=64, batch=4, nbs=4,

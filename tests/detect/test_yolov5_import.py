@@ -72,7 +72,7 @@ def _fake_original(torch, path: Path) -> None:
 def fake_ckpt(tmp_path_factory, require_session) -> Path:
     torch = require_session("torch")
     require_session("ultralytics")
-    from thoracic.detect._ultralytics import load_ultralytics
+    from thoracic.train._ultralytics import load_ultralytics
 
     load_ultralytics("tests", threads=1)
     path = tmp_path_factory.mktemp("orig") / "yolov5n-original.pt"
@@ -100,7 +100,7 @@ def _ultralytics_features(model, x, layers=(17, 20, 23)):
 def _check_import(path: Path) -> None:
     import torch
 
-    from thoracic.detect.yolov5_import import import_yolov5, load_original_checkpoint, original_features, original_state_dict
+    from thoracic.train.yolov5_import import import_yolov5, load_original_checkpoint, original_features, original_state_dict
 
     ckpt = load_original_checkpoint(path)
     model, report = import_yolov5(ckpt, "yolov5n.yaml", nc=14)
@@ -132,7 +132,7 @@ def test_refuses_foreign_globals(tmp_path, require_session):
     require_session("torch")
     import pickle
 
-    from thoracic.detect.yolov5_import import load_original_checkpoint
+    from thoracic.train.yolov5_import import load_original_checkpoint
     from thoracic.errors import CorruptFileError
 
     class Evil:
@@ -148,7 +148,7 @@ def test_refuses_foreign_globals(tmp_path, require_session):
 
 
 def test_report_summary_is_readable(fake_ckpt):
-    from thoracic.detect.yolov5_import import import_yolov5
+    from thoracic.train.yolov5_import import import_yolov5
 
     _, report = import_yolov5(fake_ckpt)
     assert report.summary().startswith("342 of 349 tensors matched")

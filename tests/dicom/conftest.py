@@ -10,7 +10,7 @@ SAMPLE_DICOMS = ("RG1_J2KI.dcm", "siim_cr_jpeg_baseline.dcm")  # JPEG 2000 and J
 
 @pytest.fixture(scope="session")
 def analyzer():
-    from thoracic.analyze import Analyzer
+    from thoracic.inference.analyzer import Analyzer
 
     return Analyzer.load(threads=2)
 

@@ -129,12 +129,12 @@ BOXES = (
 
 
 def built_analysis(path: Path, boxes=BOXES, *, lungs: bool = True, p_abnormal: float | None = 0.87):
-    """An :class:`~thoracic.analyze.Analysis` of the built radiograph with the known ``boxes``."""
-    from thoracic.analyze import Analysis, ModelInfo
+    """An :class:`~thoracic.inference.analyzer.Analysis` of the built radiograph with the known ``boxes``."""
+    from thoracic.inference.analyzer import Analysis, ModelInfo
     from thoracic.anatomy import LungMask, LungRoi
-    from thoracic.data.labels import CLASS_IDS
+    from thoracic.labels import CLASS_IDS
     from thoracic.detect.types import Detections
-    from thoracic.ensemble.predict import ImagePrediction
+    from thoracic.inference.predictor import ImagePrediction
     from thoracic.io import read
 
     rg = read(path)

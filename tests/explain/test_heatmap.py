@@ -83,13 +83,13 @@ def test_colorize_and_blend():
 
 @pytest.fixture(scope="module")
 def analyzer():
-    from thoracic.analyze import Analyzer
+    from thoracic.inference.analyzer import Analyzer
 
     return Analyzer.load(threads=1)
 
 
 def test_analysis_of_a_dicom(analyzer, samples_dir):
-    from thoracic.detect.onnx import file_sha256
+    from thoracic.models.runtime import file_sha256
     from thoracic.models import model_path
 
     a = analyzer.analyze(samples_dir / "RG1_J2KI.dcm")
@@ -116,7 +116,7 @@ def test_analysis_of_a_png_has_no_dicom_header(analyzer, samples_dir):
 
 
 def test_lung_roi_heatmap_stays_inside_the_lung_square(samples_dir):
-    from thoracic.ensemble.predict import PredictConfig, Predictor
+    from thoracic.inference.predictor import PredictConfig, Predictor
 
     p = Predictor.load(config=PredictConfig(lung_roi=True), threads=1)
     pred = p.predict(samples_dir / "00000377_004.jpg", heatmap=True)

@@ -101,7 +101,7 @@ def _worker(conn, mode: str, mem_mb: int) -> None:
     predictor = segmenter = None
     if mode == "predict":
         from thoracic.anatomy import default_segmenter
-        from thoracic.ensemble.predict import Predictor
+        from thoracic.inference.predictor import Predictor
 
         predictor = Predictor.load(threads=1)
         segmenter = default_segmenter()

@@ -25,7 +25,7 @@ FAMILIES = {"shape": 12, "tag": 6, "bitflip": 3, "raster": 2, "truncate": 1, "ju
 
 @pytest.fixture(scope="module")
 def predictor():
-    from thoracic.ensemble.predict import Predictor
+    from thoracic.inference.predictor import Predictor
 
     return Predictor.load(threads=1)
 

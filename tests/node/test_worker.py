@@ -15,7 +15,7 @@ from thoracic.node.worker import Worker
 
 @pytest.fixture(scope="module")
 def analyzer():
-    from thoracic.analyze import Analyzer
+    from thoracic.inference.analyzer import Analyzer
 
     return Analyzer.load(threads=1)
 

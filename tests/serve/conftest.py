@@ -11,7 +11,7 @@ from serve_helpers import PHI, SAMPLES, TOKEN, dicom_bytes, need, starlette_test
 
 @pytest.fixture(scope="session")
 def analyzer():
-    from thoracic.analyze import Analyzer
+    from thoracic.inference.analyzer import Analyzer
 
     return Analyzer.load(threads=1)
 

@@ -41,7 +41,7 @@ def test_health_needs_no_token_and_names_the_models(client):
 
 
 def test_models_lists_the_three_models_with_the_files_sha256_and_cards(client):
-    from thoracic.detect.onnx import file_sha256
+    from thoracic.models.runtime import file_sha256
     from thoracic.models import model_card, model_path
 
     _error(client.get("/v1/models"), 401, "unauthorized")

@@ -8,28 +8,25 @@
 >>> crop, t = lung_roi_crop(rg, lungs.roi, size=512)  # doctest: +SKIP
 >>> t.inverse().apply_boxes(boxes_on_crop)           # doctest: +SKIP
 
-Training (``thoracic.anatomy.training``, ``thoracic.anatomy.unet``) needs torch and is not
+Training (``thoracic.train.lungs``, ``thoracic.train.unet``) needs torch and is not
 imported here.
 """
 
-from .batch import MASK_COLUMNS, SegmentOptions, SegmentResult, SegmentSummary, segment_files
-from .contract import METADATA_KEY, ModelContract
-from .overlay import demo_panel, overlay
-from .postprocess import fill_holes, keep_largest, postprocess
-from .roi import LungRoi, RoiOptions, lung_roi, lung_roi_crop
-from .segmenter import LungMask, LungSegmenter, default_segmenter, lung_roi_step
+from thoracic.anatomy.overlay import demo_panel, overlay
+from thoracic.anatomy.postprocess import fill_holes, keep_largest, postprocess
+from thoracic.anatomy.roi import LungRoi, RoiOptions, lung_roi, lung_roi_crop
+from thoracic.anatomy.segmenter import (
+    LungMask,
+    LungSegmenter,
+    default_segmenter,
+    lung_roi_step,
+)
 
 __all__ = [
     "LungMask",
     "LungRoi",
     "LungSegmenter",
-    "MASK_COLUMNS",
-    "METADATA_KEY",
-    "ModelContract",
     "RoiOptions",
-    "SegmentOptions",
-    "SegmentResult",
-    "SegmentSummary",
     "default_segmenter",
     "demo_panel",
     "fill_holes",
@@ -39,5 +36,4 @@ __all__ = [
     "lung_roi_step",
     "overlay",
     "postprocess",
-    "segment_files",
 ]

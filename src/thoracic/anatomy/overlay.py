@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..io.radiograph import Radiograph
-from ..preprocess.intensity import to_uint8
-from .segmenter import LungMask, default_segmenter
+from thoracic.anatomy.segmenter import LungMask, default_segmenter
+from thoracic.io.radiograph import Radiograph
+from thoracic.preprocess.intensity import to_uint8
 
 __all__ = ["demo_panel", "overlay"]
 

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..io.radiograph import Radiograph
-from ..preprocess.geometry import Interpolation, crop, resize
-from ..transform import Affine
+from thoracic.errors import ConfigError
+from thoracic.io.radiograph import Radiograph
+from thoracic.preprocess.geometry import Interpolation, crop, resize
+from thoracic.transform import Affine
 
 __all__ = ["LungRoi", "RoiOptions", "lung_roi", "lung_roi_crop"]
 

@@ -17,12 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, MissingDependencyError, ReadError
-from ..io.radiograph import Radiograph
-from ..transform import Affine
-from .contract import METADATA_KEY, ModelContract
-from .postprocess import postprocess
-from .roi import LungRoi, RoiOptions, lung_roi
+from thoracic.anatomy.postprocess import postprocess
+from thoracic.anatomy.roi import LungRoi, RoiOptions, lung_roi
+from thoracic.errors import ConfigError, MissingDependencyError, ReadError
+from thoracic.io.radiograph import Radiograph
+from thoracic.models.contract import METADATA_KEY, ModelContract
+from thoracic.preprocess.chain import Chain, Step, register_chain, register_step
+from thoracic.transform import Affine
 
 __all__ = ["LungMask", "LungSegmenter", "default_segmenter", "lung_roi_step"]
 
@@ -84,7 +85,7 @@ class LungSegmenter:
         """Load an ONNX lung model (default: the shipped one) and its contract from its metadata."""
         ort = _ort()
         if path is None:
-            from ..models import model_path
+            from thoracic.models import model_path
 
             path = model_path("lungs")
         path = str(path)
@@ -154,11 +155,11 @@ def default_segmenter() -> LungSegmenter:
 def lung_roi_step(img: np.ndarray, size: int = 512, margin: float = 0.05) -> tuple[np.ndarray, Affine]:
     """A preprocessing step: segment ``img`` (2-D, ``[0, 1]``) with the shipped model and cut out the lung square.
 
-    Meant for :data:`thoracic.preprocess.STEPS` (as ``lung_roi(size=512,margin=0.05)``): like every
+    Registered in :data:`thoracic.preprocess.STEPS` as ``lung_roi(size=512,margin=0.05)``: like every
     geometric step it returns the image and the transform from its input to its output. Falls back
     to the square enclosing the whole image when the mask is empty or implausible.
     """
-    from .roi import lung_roi_crop
+    from thoracic.anatomy.roi import lung_roi_crop
 
     arr = np.asarray(img, dtype=np.float32)
     if arr.ndim != 2:
@@ -167,3 +168,15 @@ def lung_roi_step(img: np.ndarray, size: int = 512, margin: float = 0.05) -> tup
     rg = Radiograph(pixels=arr, image_id="chain", source="chain", format="array", original_width=w, original_height=h)
     lungs = default_segmenter().segment(rg, RoiOptions(margin=margin))
     return lung_roi_crop(arr, lungs.roi, size)
+
+
+# the paper's crop as a preprocessing step, and its named chain; it segments the image it is
+# given, so use it on full-size images (``thoracic/__init__`` imports this package, so every
+# chain can name it)
+register_step("lung_roi", lung_roi_step, geometric=True, params=("size", "margin"))
+register_chain(Chain(
+    "lung-roi-512",
+    (Step.of("lung_roi", size=512, margin=0.05),),
+    "window",
+    "The paper's input: file window, lung segmentation, smallest square around the lungs, 512x512.",
+))

@@ -1,8 +1,8 @@
 """Image-level normal/abnormal classification on ONNX Runtime (core).
 
-Training (:mod:`thoracic.classify.train`) needs torch and is not imported here.
+Training (:mod:`thoracic.train.classifier`) needs torch and is not imported here.
 """
 
-from .onnx import OnnxClassifier
+from thoracic.classify.onnx import OnnxClassifier
 
 __all__ = ["OnnxClassifier"]

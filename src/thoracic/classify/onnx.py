@@ -1,7 +1,7 @@
 """The normal/abnormal image classifier on ONNX Runtime (core install: no torch).
 
 The ONNX model takes ``1x3xSxS`` float32 (0..1) and outputs ``probabilities`` (``1x2``:
-P(normal), P(abnormal)). Its metadata (:class:`~thoracic.detect.meta.ModelMeta`, kind
+P(normal), P(abnormal)). Its metadata (:class:`~thoracic.models.meta.ModelMeta`, kind
 ``classifier``) holds the preprocessing chain and, in ``extra["low"]``, the threshold chosen on
 validation data for the 2-class filter: below it an image is called normal and its boxes dropped.
 """
@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..io.radiograph import ReadOptions
-from ..preprocess.chain import Prepared
-from ..detect.meta import ModelMeta
-from ..detect.onnx import file_sha256, model_pixels, onnx_session, prepare_8bit, read_meta
+from thoracic.errors import ConfigError
+from thoracic.io.radiograph import ReadOptions
+from thoracic.models.meta import ModelMeta
+from thoracic.models.runtime import file_sha256, onnx_session, read_meta
+from thoracic.preprocess.chain import Prepared
+from thoracic.preprocess.model_input import model_pixels, prepare_8bit
 
 __all__ = ["OnnxClassifier"]
 

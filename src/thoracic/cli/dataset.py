@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from thoracic.errors import ConfigError
 
 __all__ = ["add_parser", "load_input"]
 
@@ -39,7 +39,7 @@ def _add_input(p: argparse.ArgumentParser) -> None:
 
 def load_input(args: argparse.Namespace):
     """The :class:`~thoracic.data.Annotations` named by the input flags."""
-    from .. import data
+    from thoracic import data
 
     given = [k for k in ("vinbigdata", "nih", "coco", "csv") if getattr(args, k, None)]
     if len(given) != 1:
@@ -67,7 +67,7 @@ def _report_problems(ann, args: argparse.Namespace) -> None:
 
 
 def _summary(ann) -> str:
-    from ..data import FINDINGS, NO_FINDING
+    from thoracic.labels import FINDINGS, NO_FINDING
 
     counts = ann.label_counts()
     readers = len(set(ann.reader.tolist()) - {""})
@@ -97,7 +97,7 @@ def _write_rows(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def _fusion_config(args: argparse.Namespace, method: str):
-    from ..data import FusionConfig
+    from thoracic.data import FusionConfig
 
     return FusionConfig(method=method, iou_thr=args.iou_thr, skip_box_thr=args.skip_box_thr, conf_type=args.conf_type)
 
@@ -111,7 +111,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_fuse(args: argparse.Namespace) -> int:
-    from ..data import class_counts, fuse_readers, write_csv
+    from thoracic.data import class_counts, fuse_readers, write_csv
 
     ann = load_input(args)
     _report_problems(ann, args)
@@ -130,7 +130,7 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
 def _cmd_split(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from ..data import kfold_split, write_folds
+    from thoracic.data import kfold_split, write_folds
 
     ann = load_input(args)
     _report_problems(ann, args)
@@ -142,9 +142,9 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from ._progress import BatchProgress
-
-    from ..data import ExportOptions, export_dataset, fuse_readers, kfold_split, read_folds
+    from thoracic.batch.export import ExportOptions, export_dataset
+    from thoracic.cli._progress import BatchProgress
+    from thoracic.data import fuse_readers, kfold_split, read_folds
 
     ann = load_input(args)
     _report_problems(ann, args)
@@ -154,7 +154,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     folds = kfold_split(ann, args.folds, seed=args.seed) if args.folds else (read_folds(args.folds_csv) if args.folds_csv else None)
     method = args.fuse
     if method == "auto":
-        from ..data import image_groups
+        from thoracic.data import image_groups
 
         multi = any(len(set(ann.reader[idx].tolist())) > 1 for idx in image_groups(ann).values())
         method = "wbf" if multi else "none"
@@ -177,7 +177,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from ..data import compute_stats, write_stats
+    from thoracic.data import compute_stats, write_stats
 
     ann = load_input(args)
     _report_problems(ann, args)
@@ -200,8 +200,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``thoracic dataset`` and its sub-commands; returns the ``dataset`` parser."""
-    from ..data import FUSION_METHODS
-    from ..ensemble import CONF_TYPES
+    from thoracic.boxes import CONF_TYPES
+    from thoracic.data import FUSION_METHODS
 
     parser = subparsers.add_parser("dataset", help="load, check, fuse, split, export and describe annotation tables")
     sub = parser.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND")

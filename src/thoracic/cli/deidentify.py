@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, MissingDependencyError, ThoracicError
+from thoracic.errors import ConfigError, MissingDependencyError, ThoracicError
 
 __all__ = ["MANIFEST_COLUMNS", "add_parser", "run"]
 
@@ -66,8 +66,8 @@ def _salt(args: argparse.Namespace) -> tuple[str, str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..convert import find_inputs
-    from ..dicom import deidentify_file
+    from thoracic._fs import find_inputs
+    from thoracic.dicom import deidentify_file
 
     if args.results and args.keep_uids:
         raise ConfigError("--results refers to the image by its new UIDs; use it without --keep-uids")
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     analyzer = None
     if args.results:
-        from ..analyze import Analyzer
+        from thoracic.inference.analyzer import Analyzer
 
         analyzer = Analyzer.load(threads=args.threads)
     failed = 0
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _results(analyzer: Any, path: str, out: Path, args: argparse.Namespace, salt: str) -> dict[str, str]:
-    from ..dicom import DEFAULT_MIN_SCORE, build_results
+    from thoracic.dicom import DEFAULT_MIN_SCORE, build_results
 
     analysis = analyzer.analyze(path)
     results = build_results(

@@ -71,8 +71,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def build_config(args: argparse.Namespace) -> Any:
     """The :class:`~thoracic.node.NodeConfig` of parsed arguments (raises ``ConfigError``)."""
-    from ..errors import ConfigError
-    from ..node.config import CStoreDestination, NodeConfig, StowRsDestination
+    from thoracic.errors import ConfigError
+    from thoracic.node.config import CStoreDestination, NodeConfig, StowRsDestination
 
     destinations: list[Any] = []
     cstore = (args.dest_ae, args.dest_host, args.dest_port)
@@ -107,7 +107,7 @@ def build_config(args: argparse.Namespace) -> Any:
 
 def _setup_logging(level: str | None) -> None:
     """Timestamped lines on stderr, warnings included, identifiers redacted (:mod:`thoracic.node.logs`)."""
-    from ..node.logs import RedactIdentifiers
+    from thoracic.node.logs import RedactIdentifiers
 
     root = logging.getLogger()
     if level is None and root.handlers and root.level < logging.INFO:
@@ -125,11 +125,11 @@ def _setup_logging(level: str | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the node until SIGTERM/SIGINT (or print the queue with ``--status``)."""
-    from ..errors import MissingDependencyError
+    from thoracic.errors import MissingDependencyError
 
     if args.status:
-        from ..errors import ConfigError
-        from ..node.queue import read_counts
+        from thoracic.errors import ConfigError
+        from thoracic.node.queue import read_counts
 
         try:
             counts = read_counts(args.spool)
@@ -143,15 +143,15 @@ def run(args: argparse.Namespace) -> int:
     for module in ("pynetdicom", "highdicom", "httpx"):
         if importlib.util.find_spec(module) is None:
             raise MissingDependencyError.for_feature("thoracic dicom-node", module, "dicom")
-    from ..analyze import Analyzer
-    from ..node.service import DicomNode
+    from thoracic.inference.analyzer import Analyzer
+    from thoracic.node.service import DicomNode
 
     log.info("loading the models")
     analyzer = Analyzer.load(args.detector, args.classifier, threads=args.threads)
     log.info("models: %s", analyzer.model_ids)
     build = None
     if args.min_score is not None:
-        from ..dicom import build_results
+        from thoracic.dicom import build_results
 
         build = functools.partial(build_results, min_score=args.min_score)
     DicomNode(config, analyzer, build).serve()

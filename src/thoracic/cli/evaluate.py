@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import ThoracicError
+from thoracic.errors import ThoracicError
 
 __all__ = ["add_parser", "cmd_evaluate", "cmd_report", "load_inputs"]
 
@@ -55,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def load_inputs(truth_path: str, pred_path: str | None, sizes_path: str | None, fusion: str):
     """Read truth (fused as asked) and predictions; returns ``(truth, preds_or_None, notes)``."""
-    from ..evaluate.tables import read_predictions, read_sizes, read_truth
+    from thoracic.evaluate.tables import read_predictions, read_sizes, read_truth
 
     sizes = None
     extra = []
@@ -65,12 +65,12 @@ def load_inputs(truth_path: str, pred_path: str | None, sizes_path: str | None, 
     notes = []
     readers = sorted(set(truth.reader.tolist()) - {""})
     if fusion != "none" and len(readers) > 1:
-        from ..data.fusion import FusionConfig, fuse_readers
+        from thoracic.data.fusion import FusionConfig, fuse_readers
 
         truth = fuse_readers(truth, FusionConfig(method=fusion))
         notes.append(f"truth of {len(readers)} readers fused with {fusion}")
     if extra:
-        from ..data.annotations import Annotations
+        from thoracic.data.annotations import Annotations
 
         truth = Annotations(truth.images, truth.image_id, truth.label, truth.boxes, truth.reader, truth.score,
                             (*extra, *truth.problems), truth.name)
@@ -79,7 +79,7 @@ def load_inputs(truth_path: str, pred_path: str | None, sizes_path: str | None, 
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluate import EvaluationConfig, evaluate, write_results
+    from thoracic.evaluate import EvaluationConfig, evaluate, write_results
 
     try:
         config = EvaluationConfig(
@@ -92,7 +92,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             result.metrics["notes"][:0] = notes
         paths = write_results(result, args.out)
         if args.report:
-            from ..report import write_report
+            from thoracic.report import write_report
 
             paths["report"] = write_report(result.metrics, Path(args.out) / "report.html", curves=result.curves,
                                            truth=truth, preds=preds, images=args.images, title=args.title)
@@ -118,8 +118,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import json
 
-    from ..evaluate.evaluate import load_curves
-    from ..report import write_report
+    from thoracic.evaluate.evaluate import load_curves
+    from thoracic.report import write_report
 
     src = Path(args.metrics)
     mpath = src / "metrics.json" if src.is_dir() else src

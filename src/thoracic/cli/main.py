@@ -7,9 +7,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .._version import __version__
-from ..errors import ThoracicError
-from ._progress import BatchProgress
+from thoracic._version import __version__
+from thoracic.cli._progress import BatchProgress
+from thoracic.errors import ThoracicError
 
 log = logging.getLogger("thoracic")
 
@@ -24,7 +24,7 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
 
 
 def _read_options(args: argparse.Namespace):
-    from ..io import DEFAULT_MAX_PIXELS, ReadOptions
+    from thoracic.io import DEFAULT_MAX_PIXELS, ReadOptions
 
     return ReadOptions(
         allow_non_chest=args.allow_non_chest,
@@ -33,9 +33,9 @@ def _read_options(args: argparse.Namespace):
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from ..convert import ConvertOptions, convert, convert_chain
-    from ..io.radiograph import ReadOptions
-    from ..preprocess import get_chain
+    from thoracic.batch.convert import ConvertOptions, convert, convert_chain
+    from thoracic.io.radiograph import ReadOptions
+    from thoracic.preprocess import get_chain
 
     if args.chain and (args.size or args.clahe or args.normalize != "window"):
         raise ThoracicError("--chain sets the whole preprocessing; do not combine it with --size/--normalize/--clahe")
@@ -55,7 +55,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    from thoracic.demo import run_demo
 
     index = run_demo(args.out)
     print(f"demo written: {index}")
@@ -63,7 +63,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_chains(args: argparse.Namespace) -> int:
-    from ..preprocess import CHAINS
+    from thoracic.preprocess import CHAINS
 
     for name in sorted(CHAINS):
         chain = CHAINS[name]
@@ -101,8 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_chains)
 
     # subcommands of the other stages register themselves (their heavy imports stay lazy)
-    from . import dataset, deidentify, dicom_node, evaluate, predict, segment, serve, train
-    from . import train_detector as td
+    from thoracic.cli import (
+        dataset,
+        deidentify,
+        dicom_node,
+        evaluate,
+        predict,
+        segment,
+        serve,
+        train,
+    )
+    from thoracic.cli import train_detector as td
 
     predict.add_arguments(sub.add_parser("predict", help=predict.HELP))
     for module in (dataset, evaluate, segment, serve, dicom_node, deidentify):

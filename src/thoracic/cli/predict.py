@@ -9,8 +9,8 @@ Writes ``preds.csv`` (``image_id,label,score,x_min,y_min,x_max,y_max``; with ``-
 ``image_id,PredictionString``) and the sidecar ``<out stem>.images.csv``
 (:data:`IMAGE_COLUMNS`), appending and flushing per image (:class:`PredictionCsv`), so a run
 killed at any moment resumes with ``--resume`` without losing or repeating an image. Images are
-decoded ahead of the models by :class:`~thoracic.ensemble.pipeline.BatchPredictor`, or spread
-over a Ray cluster with ``--ray`` (:mod:`thoracic.ensemble.ray_predict`); inputs come from
+decoded ahead of the models by :class:`~thoracic.inference.batch.BatchPredictor`, or spread
+over a Ray cluster with ``--ray`` (:mod:`thoracic.inference.ray`); inputs come from
 folders, files or ``--manifest``. Exit status 1 if any input failed.
 """
 
@@ -26,12 +26,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .._version import __version__
-from ..data.labels import CLASS_IDS, NO_FINDING, NO_FINDING_BOX, NO_FINDING_ID
-from ..errors import ConfigError, ThoracicError
+from thoracic._version import __version__
+from thoracic.errors import ConfigError, ThoracicError
+from thoracic.labels import CLASS_IDS, NO_FINDING, NO_FINDING_BOX, NO_FINDING_ID
 
 if TYPE_CHECKING:
-    from ..ensemble.pipeline import BatchResult
+    from thoracic.inference.batch import BatchResult
 
 __all__ = [
     "HELP",
@@ -184,15 +184,15 @@ def _open_append(path: Path, columns: Sequence[str], fresh: bool) -> tuple[TextI
 def _overlay(pred: Any, src: str, out_dir: Path, read_opts: Any, min_score: float) -> None:
     import cv2
 
-    from ..detect.overlay import draw_findings
-    from ..io import read
+    from thoracic.detect.overlay import draw_findings
+    from thoracic.io import read
 
     rg = read(src, read_opts, image_id=pred.image_id)
     rgb = draw_findings(rg, pred.detections, min_score=min_score)
     out_dir.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out_dir / f"{pred.image_id}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if pred.heatmap is not None:
-        from ..explain import blend
+        from thoracic.explain import blend
 
         # the heatmap at the overlay's size (draw_findings may have scaled the image down)
         cam = cv2.resize(pred.heatmap, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA)
@@ -215,7 +215,7 @@ class PredictionCsv:
     fmt:
         ``"rows"`` or ``"kaggle"``.
     models:
-        The model ids of this run (:attr:`Predictor.model_ids <thoracic.ensemble.predict.Predictor.model_ids>`).
+        The model ids of this run (:attr:`Predictor.model_ids <thoracic.inference.predictor.Predictor.model_ids>`).
     resume:
         Keep the images already done with the same models (else start both files afresh).
     """
@@ -282,7 +282,7 @@ class PredictionCsv:
 def _threads(args: argparse.Namespace, workers: int) -> int:
     if args.threads is not None:
         return args.threads
-    from ..ensemble.pipeline import default_workers
+    from thoracic.inference.batch import default_workers
 
     return max(1, default_workers() // max(1, workers))
 
@@ -291,12 +291,12 @@ def run(args: argparse.Namespace) -> int:
     """The ``predict`` handler (returns the exit status)."""
     from tqdm import tqdm
 
-    from ..convert import find_inputs
-    from ..detect.onnx import onnx_device
-    from ..ensemble.pipeline import BatchPredictor, PipelineConfig
-    from ..ensemble.predict import PredictConfig, Predictor
-    from ..io import image_id
-    from ..io.radiograph import ReadOptions
+    from thoracic._fs import find_inputs
+    from thoracic.inference.batch import BatchPredictor, PipelineConfig
+    from thoracic.inference.predictor import PredictConfig, Predictor
+    from thoracic.io import image_id
+    from thoracic.io.radiograph import ReadOptions
+    from thoracic.models.runtime import onnx_device
 
     if args.weights and (not args.models or len(args.weights) != len(args.models)):
         raise ConfigError("--weights needs one weight per --models file")
@@ -328,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
         already = len({i for _, i in items} & sink.done)
         todo = [(f, i) for f, i in items if i not in sink.done]
         if args.ray is not None:
-            from ..ensemble.ray_predict import predict_ray
+            from thoracic.inference.ray import predict_ray
 
             results = predict_ray(predictor, todo, address=args.ray or None, read=read_opts,
                                   reduced_decode=pipeline.reduced_decode, workers=args.ray_workers)
@@ -370,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
 
 def read_manifest(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     """``(path, image_id)`` of every input a manifest lists (see ``--manifest``)."""
-    from ..io import image_id
+    from thoracic.io import image_id
 
     manifest = Path(path)
     try:
@@ -398,7 +398,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
 
 def _unique(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The inputs once each; two different files with one image id are an error."""
-    from ..errors import DuplicateImageIdError
+    from thoracic.errors import DuplicateImageIdError
 
     seen: dict[str, str] = {}
     out = []
@@ -417,7 +417,7 @@ def _unique(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def _check_lungs() -> None:
     try:
-        from ..anatomy import default_segmenter
+        from thoracic.anatomy import default_segmenter
     except ImportError as err:
         raise ConfigError("lung ROI needs the lungs model (not shipped yet)") from err
     try:

@@ -9,11 +9,10 @@ __all__ = ["add_parser"]
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from ._progress import BatchProgress
-
-    from ..anatomy.batch import SegmentOptions, segment_files
-    from ..anatomy.roi import RoiOptions
-    from ..io import DEFAULT_MAX_PIXELS, ReadOptions
+    from thoracic.anatomy.roi import RoiOptions
+    from thoracic.batch.segment import SegmentOptions, segment_files
+    from thoracic.cli._progress import BatchProgress
+    from thoracic.io import DEFAULT_MAX_PIXELS, ReadOptions
 
     options = SegmentOptions(
         roi=RoiOptions(margin=args.margin),

@@ -18,7 +18,7 @@ import secrets
 import socket
 from pathlib import Path
 
-from ..errors import ConfigError, MissingDependencyError
+from thoracic.errors import ConfigError, MissingDependencyError
 
 __all__ = ["HELP", "add_parser", "resolve_token", "run"]
 
@@ -91,11 +91,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from ..serve.app import create_app
+        from thoracic.serve.app import create_app
     except ImportError as err:
         raise MissingDependencyError.for_feature("thoracic serve", "fastapi/uvicorn", "serve") from err
-    from ..analyze import Analyzer
-    from ..serve.settings import ServeSettings
+    from thoracic.inference.analyzer import Analyzer
+    from thoracic.serve.settings import ServeSettings
 
     level = getattr(logging, args.log_level.upper())
     if not logging.getLogger().handlers:

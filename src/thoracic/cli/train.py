@@ -15,7 +15,10 @@ __all__ = ["add_parser", "main"]
 
 
 def _cmd_train_lungs(args: argparse.Namespace) -> int:
-    from ..anatomy.training import TrainConfig, train_lungs  # raises MissingDependencyError without torch
+    from thoracic.train.lungs import (  # raises MissingDependencyError without torch
+        TrainConfig,
+        train_lungs,
+    )
 
     cfg = TrainConfig(
         data=args.data,
@@ -74,7 +77,7 @@ def add_parser(subparsers):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``train`` on its own (``python -m thoracic.cli.train lungs ...``)."""
-    from ..errors import ThoracicError
+    from thoracic.errors import ThoracicError
 
     parser = argparse.ArgumentParser(prog="thoracic")
     add_parser(parser.add_subparsers(dest="command"))

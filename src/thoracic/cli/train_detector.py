@@ -71,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run_detector(args: argparse.Namespace) -> int:
-    from ..detect.train import DetectorTrainConfig, train_detector
+    from thoracic.train.detector import DetectorTrainConfig, train_detector
 
     cfg = DetectorTrainConfig(
         data=args.data, out=args.out, name=args.name, model=args.model, pretrained=args.pretrained,
@@ -90,7 +90,7 @@ def run_detector(args: argparse.Namespace) -> int:
 
     summary = train_detector(cfg, on_epoch=on_epoch)
     if args.export_onnx:
-        from ..detect.export_onnx import export_detector_onnx
+        from thoracic.train.export import export_detector_onnx
 
         summary["onnx"] = str(export_detector_onnx(summary["best"], args.export_onnx, training_data=args.data))
     print(json.dumps(summary, indent=2, sort_keys=True))
@@ -116,7 +116,7 @@ def add_classifier_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPar
 def run_classifier(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..classify.train import ClassifierTrainConfig, train_classifier
+    from thoracic.train.classifier import ClassifierTrainConfig, train_classifier
 
     cfg = ClassifierTrainConfig(
         images_csv=args.images_csv, images=args.images, folds_csv=args.folds, pretrained=args.pretrained,
@@ -153,7 +153,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ..detect.export_onnx import export_detector_onnx
+    from thoracic.train.export import export_detector_onnx
 
     path = export_detector_onnx(args.checkpoint, args.out, imgsz=args.imgsz, chain=args.chain, data=args.data,
                                 lung_crop=args.lung_crop, training_data=args.training_data)

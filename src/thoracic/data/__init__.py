@@ -2,17 +2,34 @@
 
 Loaders (:func:`load_vinbigdata`, :func:`load_nih`, :func:`load_coco`, :func:`load_csv`) return
 one :class:`Annotations` table; :func:`fuse_readers` makes consensus boxes;
-:func:`export_dataset` writes YOLO or COCO training sets through a preprocessing chain;
+(:func:`thoracic.batch.export_dataset` writes YOLO or COCO training sets from it through a preprocessing chain);
 :func:`kfold_split` makes patient-grouped stratified folds; :func:`compute_stats` and
 :func:`write_stats` describe a table.
 """
 
-from .annotations import Annotations, ImageInfo, Problem
-from .coco import coco_categories, coco_document, load_coco
-from .csvtable import CSV_COLUMNS, load_csv, write_csv
-from .export import EXPORT_FORMATS, ExportOptions, ExportSummary, export_dataset, read_export_manifest, yolo_names_yaml
-from .fusion import FUSION_METHODS, FusionConfig, class_counts, fuse_readers, image_groups
-from .labels import (
+from thoracic.data.annotations import Annotations, ImageInfo, Problem
+from thoracic.data.coco import coco_categories, coco_document, load_coco
+from thoracic.data.csvtable import CSV_COLUMNS, load_csv, write_csv
+from thoracic.data.fusion import (
+    FUSION_METHODS,
+    FusionConfig,
+    class_counts,
+    fuse_readers,
+    image_groups,
+)
+from thoracic.data.nih import NIH_NO_FINDING, NIH_SIZE, load_nih
+from thoracic.data.splits import group_of, kfold_split, read_folds, write_folds
+from thoracic.data.stats import (
+    Agreement,
+    ClassStats,
+    DatasetStats,
+    compute_stats,
+    greedy_matches,
+    reader_agreement,
+    write_stats,
+)
+from thoracic.data.vinbigdata import load_vinbigdata, read_image_sizes
+from thoracic.labels import (
     CLASS_IDS,
     FINDINGS,
     LABELS,
@@ -24,10 +41,6 @@ from .labels import (
     class_name,
     nih_to_vindr,
 )
-from .nih import NIH_NO_FINDING, NIH_SIZE, load_nih
-from .splits import group_of, kfold_split, read_folds, write_folds
-from .stats import Agreement, ClassStats, DatasetStats, compute_stats, greedy_matches, reader_agreement, write_stats
-from .vinbigdata import load_vinbigdata, read_image_sizes
 
 __all__ = [
     "Agreement",
@@ -36,9 +49,6 @@ __all__ = [
     "CSV_COLUMNS",
     "ClassStats",
     "DatasetStats",
-    "EXPORT_FORMATS",
-    "ExportOptions",
-    "ExportSummary",
     "FINDINGS",
     "FUSION_METHODS",
     "FusionConfig",
@@ -57,7 +67,6 @@ __all__ = [
     "coco_categories",
     "coco_document",
     "compute_stats",
-    "export_dataset",
     "fuse_readers",
     "greedy_matches",
     "group_of",
@@ -68,12 +77,10 @@ __all__ = [
     "load_nih",
     "load_vinbigdata",
     "nih_to_vindr",
-    "read_export_manifest",
     "read_folds",
     "read_image_sizes",
     "reader_agreement",
     "write_csv",
     "write_folds",
     "write_stats",
-    "yolo_names_yaml",
 ]

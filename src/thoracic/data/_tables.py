@@ -10,8 +10,8 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..errors import ConfigError, ReadError
-from ..io.ids import check_unique_ids
+from thoracic.errors import ConfigError, ReadError
+from thoracic.io.ids import check_unique_ids
 
 __all__: list[str] = []
 
@@ -134,7 +134,7 @@ def find_images(folder: PathLike) -> dict[str, str]:
     DuplicateImageIdError
         Two files share an image id.
     """
-    from ..convert import find_inputs
+    from thoracic._fs import find_inputs
 
     if not Path(folder).is_dir():
         raise ReadError("not a folder", path=str(folder))

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from .labels import CLASS_IDS, NO_FINDING
+from thoracic.errors import ConfigError
+from thoracic.labels import CLASS_IDS, NO_FINDING
 
 __all__ = ["Annotations", "ImageInfo", "Problem"]
 

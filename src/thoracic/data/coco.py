@@ -18,12 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ReadError
-from ..io.ids import image_id as file_image_id
-from ..transform import Affine
-from ._tables import PathLike, check_box, open_text
-from .annotations import Annotations, ImageInfo, Problem
-from .labels import CLASS_IDS, FINDINGS, LABELS, NIH_TO_VINDR, NO_FINDING, NO_FINDING_BOX
+from thoracic.data._tables import PathLike, check_box, open_text
+from thoracic.data.annotations import Annotations, ImageInfo, Problem
+from thoracic.errors import ConfigError, ReadError
+from thoracic.io.ids import image_id as file_image_id
+from thoracic.labels import (
+    CLASS_IDS,
+    FINDINGS,
+    LABELS,
+    NIH_TO_VINDR,
+    NO_FINDING,
+    NO_FINDING_BOX,
+)
+from thoracic.transform import Affine
 
 __all__ = ["coco_categories", "coco_document", "load_coco"]
 

@@ -1,7 +1,7 @@
 """A plain CSV annotation table, and writing any table as one.
 
 Columns: ``image_id, label, x_min, y_min, x_max, y_max`` (required) and ``reader, score, width,
-height, patient_id`` (optional). Labels are VinDr names (:data:`~thoracic.data.LABELS`). A "No
+height, patient_id`` (optional). Labels are VinDr names (:data:`~thoracic.labels.LABELS`). A "No
 finding" row may leave its box empty. A row with an empty label and an empty box lists an image
 without any annotation (so sizes and patients of such images survive a round trip).
 """
@@ -13,10 +13,10 @@ import math
 import os
 from pathlib import Path
 
-from ..errors import ConfigError
-from ._tables import PathLike, check_box, parse_float, parse_size, read_csv
-from .annotations import Annotations, ImageInfo, Problem
-from .labels import CLASS_IDS, LABELS, NO_FINDING, NO_FINDING_BOX
+from thoracic.data._tables import PathLike, check_box, parse_float, parse_size, read_csv
+from thoracic.data.annotations import Annotations, ImageInfo, Problem
+from thoracic.errors import ConfigError
+from thoracic.labels import CLASS_IDS, LABELS, NO_FINDING, NO_FINDING_BOX
 
 __all__ = ["CSV_COLUMNS", "load_csv", "write_csv"]
 

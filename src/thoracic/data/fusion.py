@@ -2,7 +2,7 @@
 
 Methods (:class:`FusionConfig`):
 
-- ``"wbf"``: weighted box fusion (:func:`thoracic.ensemble.weighted_boxes_fusion`), each reader
+- ``"wbf"``: weighted box fusion (:func:`thoracic.boxes.weighted_boxes_fusion`), each reader
   one "model". Human boxes have no score, so every box scores 1.0 (as the VinBigData community
   fused the three radiologists); a fused box's score is then the share of the image's readers
   that drew it (with ``conf_type="avg"``). Readers who said "No finding" on an image others
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ensemble.wbf import CONF_TYPES, nms, weighted_boxes_fusion
-from ..errors import ConfigError
-from .annotations import Annotations
-from .labels import CLASS_IDS, LABELS, NO_FINDING, NO_FINDING_BOX
+from thoracic.boxes import CONF_TYPES, nms, weighted_boxes_fusion
+from thoracic.data.annotations import Annotations
+from thoracic.errors import ConfigError
+from thoracic.labels import CLASS_IDS, LABELS, NO_FINDING, NO_FINDING_BOX
 
 __all__ = ["FUSION_METHODS", "FusionConfig", "class_counts", "fuse_readers", "image_groups"]
 
@@ -50,7 +50,7 @@ class FusionConfig:
     skip_box_thr:
         WBF ignores boxes scoring below this (human boxes score 1.0).
     conf_type:
-        WBF confidence (see :data:`thoracic.ensemble.CONF_TYPES`).
+        WBF confidence (see :data:`thoracic.boxes.CONF_TYPES`).
     reader_weights:
         ``(reader, weight)`` pairs; readers not listed weigh 1.
     """

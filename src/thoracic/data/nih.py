@@ -8,7 +8,7 @@
   note width and height, not corners).
 
 :func:`load_nih` recognizes either from the headers. Boxes are in pixels of NIH's 1024x1024
-images; their findings are mapped to VinDr names (:data:`~thoracic.data.NIH_TO_VINDR`). Images
+images; their findings are mapped to VinDr names (:data:`~thoracic.labels.NIH_TO_VINDR`). Images
 labelled "No Finding" are negatives and get one "No finding" row. Images whose labels name a
 finding but that have no box are NOT negatives: they stay in ``images`` with their NIH labels in
 ``ImageInfo.labels`` and no rows (export skips them unless asked to include them unlabelled).
@@ -18,11 +18,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..io.ids import image_id
-from ._tables import PathLike, check_box, find_images, parse_float, read_csv, read_header
-from .annotations import Annotations, ImageInfo, Problem
-from .labels import NIH_TO_VINDR, NO_FINDING, NO_FINDING_BOX
+from thoracic.data._tables import (
+    PathLike,
+    check_box,
+    find_images,
+    parse_float,
+    read_csv,
+    read_header,
+)
+from thoracic.data.annotations import Annotations, ImageInfo, Problem
+from thoracic.errors import ConfigError
+from thoracic.io.ids import image_id
+from thoracic.labels import NIH_TO_VINDR, NO_FINDING, NO_FINDING_BOX
 
 __all__ = ["NIH_NO_FINDING", "NIH_SIZE", "load_nih"]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, MissingDependencyError
-from ._tables import PathLike, read_csv
-from .annotations import Annotations
-from .labels import CLASS_IDS, LABELS, NIH_TO_VINDR, NO_FINDING
+from thoracic.data._tables import PathLike, read_csv
+from thoracic.data.annotations import Annotations
+from thoracic.errors import ConfigError, MissingDependencyError
+from thoracic.labels import CLASS_IDS, LABELS, NIH_TO_VINDR, NO_FINDING
 
 __all__ = ["FOLD_COLUMNS", "group_of", "kfold_split", "read_folds", "write_folds"]
 

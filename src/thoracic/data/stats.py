@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ensemble.wbf import box_iou
-from ..errors import MissingDependencyError
-from ._tables import PathLike
-from .annotations import Annotations
-from .fusion import image_groups
-from .labels import FINDINGS
+from thoracic.boxes import box_iou
+from thoracic.data._tables import PathLike
+from thoracic.data.annotations import Annotations
+from thoracic.data.fusion import image_groups
+from thoracic.errors import MissingDependencyError
+from thoracic.labels import FINDINGS
 
 __all__ = ["Agreement", "ClassStats", "DatasetStats", "compute_stats", "greedy_matches", "reader_agreement", "write_stats"]
 

@@ -10,10 +10,17 @@ layout ``train/<image_id>.dicom`` when ``images`` is given.
 
 from __future__ import annotations
 
-from ..errors import ConfigError
-from ._tables import PathLike, check_box, find_images, parse_float, parse_size, read_csv
-from .annotations import Annotations, ImageInfo, Problem
-from .labels import CLASS_IDS, LABELS, NO_FINDING, NO_FINDING_BOX
+from thoracic.data._tables import (
+    PathLike,
+    check_box,
+    find_images,
+    parse_float,
+    parse_size,
+    read_csv,
+)
+from thoracic.data.annotations import Annotations, ImageInfo, Problem
+from thoracic.errors import ConfigError
+from thoracic.labels import CLASS_IDS, LABELS, NO_FINDING, NO_FINDING_BOX
 
 __all__ = ["TRAIN_COLUMNS", "load_vinbigdata", "read_image_sizes"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..io.radiograph import Radiograph
-from ..preprocess.geometry import resize_longest
-from ..preprocess.intensity import to_uint8
-from .types import Detections
+from thoracic.detect.types import Detections
+from thoracic.io.radiograph import Radiograph
+from thoracic.preprocess.geometry import resize_longest
+from thoracic.preprocess.intensity import to_uint8
 
 __all__ = ["draw_findings"]
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data.labels import LABELS
-from ..transform import Affine
+from thoracic.labels import LABELS
+from thoracic.transform import Affine
 
 __all__ = ["Detections"]
 
@@ -60,7 +60,7 @@ class Detections:
         """The Eigen-CAM of the feature map at the original size (``height x width``), if any."""
         if self.feature is None or self.feature_transform is None or self.feature_input <= 0:
             return None
-        from ..explain import eigencam, to_original
+        from thoracic.explain import eigencam, to_original
 
         return to_original(eigencam(self.feature), self.feature_input, self.feature_transform, self.image_size)
 

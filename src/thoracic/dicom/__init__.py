@@ -1,6 +1,6 @@
 """DICOM outputs: SR, GSPS and SEG of an analysis, de-identification, and safe file names.
 
->>> from thoracic.analyze import Analyzer                      # doctest: +SKIP
+>>> from thoracic.inference.analyzer import Analyzer                      # doctest: +SKIP
 >>> from thoracic.dicom import build_results, deidentify_file  # doctest: +SKIP
 >>> a = Analyzer.load().analyze("chest.dcm")                   # doctest: +SKIP
 >>> build_results(a).save("out/")                              # doctest: +SKIP
@@ -13,11 +13,23 @@ Building the objects needs highdicom (``pip install 'thoracic[dicom]'``); de-ide
 the UID helpers need only pydicom.
 """
 
-from .codes import CODING_SCHEME, FINDING_CODES, REPORT_CODES, Concept, finding_code, finding_label
-from .deid import deidentify, deidentify_file, pseudonym
-from .errors import NotDicomSourceError, UnsafeUidError
-from .results import DEFAULT_MIN_SCORE, DicomResults, Finding, build_results
-from .uids import hashed_uid, is_valid_uid, safe_uid_name
+from thoracic.dicom.codes import (
+    CODING_SCHEME,
+    FINDING_CODES,
+    REPORT_CODES,
+    Concept,
+    finding_code,
+    finding_label,
+)
+from thoracic.dicom.deid import deidentify, deidentify_file, pseudonym
+from thoracic.dicom.errors import NotDicomSourceError, UnsafeUidError
+from thoracic.dicom.results import (
+    DEFAULT_MIN_SCORE,
+    DicomResults,
+    Finding,
+    build_results,
+)
+from thoracic.dicom.uids import hashed_uid, is_valid_uid, safe_uid_name
 
 __all__ = [
     "CODING_SCHEME",

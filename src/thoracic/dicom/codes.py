@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ..data.labels import FINDINGS
-from ..errors import ConfigError
+from thoracic.errors import ConfigError
+from thoracic.labels import FINDINGS
 
 __all__ = [
     "CODING_SCHEME",

@@ -42,8 +42,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ReadError
-from .uids import hashed_uid, safe_uid_name
+from thoracic.dicom.uids import hashed_uid, safe_uid_name
+from thoracic.errors import ConfigError, ReadError
 
 __all__ = ["PROFILES", "deidentify", "deidentify_file", "pseudonym"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+from thoracic.errors import ConfigError
 
 __all__ = ["NotDicomSourceError", "UnsafeUidError"]
 

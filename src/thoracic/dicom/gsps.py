@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .results import ResultContext
-from .sr import box_polyline
+from thoracic.dicom.context import ResultContext
+from thoracic.dicom.sr import box_polyline
 
 __all__ = ["LAYER", "build_gsps", "label_text"]
 

@@ -1,6 +1,6 @@
 """The three DICOM result objects of one analysis, built together and saved together.
 
-:func:`build_results` turns an :class:`~thoracic.analyze.Analysis` of a DICOM radiograph into:
+:func:`build_results` turns an :class:`~thoracic.inference.analyzer.Analysis` of a DICOM radiograph into:
 
 - an SR (Comprehensive 3D SR, TID 1500 measurement report): one finding per box with its coded
   concept, its region (SCOORD rectangle on the source image), its score and the algorithm;
@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import datetime
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -24,89 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data.labels import FINDINGS
-from ..errors import ConfigError, MissingDependencyError, ReadError
-from .errors import NotDicomSourceError
-from .uids import safe_uid_name
+from thoracic.dicom.context import DEFAULT_MIN_SCORE, DEFAULT_SERIES_NUMBER, OBJECTS, Finding, ResultContext
+from thoracic.dicom.errors import NotDicomSourceError
+from thoracic.dicom.uids import safe_uid_name
+from thoracic.errors import ConfigError, MissingDependencyError, ReadError
+from thoracic.labels import FINDINGS
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom.dataset import Dataset
 
-    from ..analyze import Analysis
+    from thoracic.inference.analyzer import Analysis
 
 __all__ = ["DEFAULT_MIN_SCORE", "DicomResults", "Finding", "ResultContext", "build_results"]
-
-#: Boxes below this score are left out of the DICOM objects (a viewer shows every box it gets).
-DEFAULT_MIN_SCORE = 0.1
-#: Series numbers of the SR, GSPS and SEG (the source's series are usually small numbers).
-DEFAULT_SERIES_NUMBER = 9001
-OBJECTS = ("sr", "gsps", "seg")
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One box as the DICOM objects carry it (``box`` xyxy in pixels of the original image)."""
-
-    label: str
-    class_id: int
-    score: float
-    box: tuple[float, float, float, float]
-
-
-@dataclass(frozen=True)
-class ResultContext:
-    """What every result object is built from (internal to :mod:`thoracic.dicom`).
-
-    ``source`` is the source image's header (pydicom, without pixel data, already de-identified
-    when asked for); ``models`` maps a role (``detector``, ``classifier``, ``lungs``) to
-    ``(name, sha256)``.
-    """
-
-    source: Any
-    findings: tuple[Finding, ...]
-    p_abnormal: float | None
-    no_finding_score: float
-    filtered: bool
-    mask: np.ndarray | None
-    models: Mapping[str, tuple[str, str]]
-    thoracic_version: str
-    manufacturer: str
-    institution_name: str | None
-    min_score: float
-    window: tuple[float, float] | None = None
-
-    @property
-    def width(self) -> int:
-        return int(self.source.Columns)
-
-    @property
-    def height(self) -> int:
-        return int(self.source.Rows)
-
-    @property
-    def software_version(self) -> str:
-        return f"thoracic {self.thoracic_version}"
-
-    @property
-    def model_serial(self) -> str:
-        """The detector's sha256 prefix (the device serial number of our result objects)."""
-        sha = self.models.get("detector", ("", ""))[1]
-        return sha[:16] or "unknown"
-
-    def instance(self, series_number: int, instance_number: int) -> dict[str, Any]:
-        """The new series / instance and equipment arguments of highdicom's SOP class constructors."""
-        import highdicom as hd
-
-        return {
-            "series_instance_uid": hd.UID(),
-            "series_number": series_number,
-            "sop_instance_uid": hd.UID(),
-            "instance_number": instance_number,
-            "manufacturer": self.manufacturer,
-            "manufacturer_model_name": "thoracic",
-            "software_versions": self.software_version,
-            "device_serial_number": self.model_serial,
-        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,7 +148,7 @@ def build_results(
     Parameters
     ----------
     analysis:
-        The result of :meth:`thoracic.analyze.Analyzer.analyze` on a DICOM file.
+        The result of :meth:`thoracic.inference.analyzer.Analyzer.analyze` on a DICOM file.
     min_score:
         Boxes scoring below this are left out of the SR and the GSPS.
     max_findings:
@@ -251,7 +180,7 @@ def build_results(
 
     Examples
     --------
-    >>> from thoracic.analyze import Analyzer                    # doctest: +SKIP
+    >>> from thoracic.inference.analyzer import Analyzer                    # doctest: +SKIP
     >>> a = Analyzer.load().analyze("chest.dcm")                 # doctest: +SKIP
     >>> results = build_results(a, min_score=0.3)                # doctest: +SKIP
     >>> paths = results.save("out/")   # {"sr": out/<uid>.dcm, "gsps": ..., "seg": ...}  # doctest: +SKIP
@@ -268,10 +197,10 @@ def build_results(
         raise ConfigError("series_number and instance_number must be positive 32-bit integers")
     header = _source_header(analysis, source)
     _highdicom()
-    from . import gsps as gsps_mod
-    from . import seg as seg_mod
-    from . import sr as sr_mod
-    from .deid import deidentify as deid
+    from thoracic.dicom import gsps as gsps_mod
+    from thoracic.dicom import seg as seg_mod
+    from thoracic.dicom import sr as sr_mod
+    from thoracic.dicom.deid import deidentify as deid
 
     header = _prepare_header(header)
     if deidentify:
@@ -405,7 +334,7 @@ def _window(rg: Any) -> tuple[float, float] | None:
 
 
 def _check_header(ds: Any, analysis: Analysis) -> None:
-    from .uids import is_valid_uid
+    from thoracic.dicom.uids import is_valid_uid
 
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
         if not is_valid_uid(str(ds.get(keyword, ""))):

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .codes import REPORT_CODES
-from .results import ResultContext
+from thoracic.dicom.codes import REPORT_CODES
+from thoracic.dicom.context import ResultContext
 
 __all__ = ["build_seg"]
 
@@ -22,7 +22,7 @@ def build_seg(ctx: ResultContext, series_number: int, instance_number: int) -> A
 
     mask = np.asarray(ctx.mask)
     if mask.shape != (ctx.height, ctx.width):
-        from ..errors import ConfigError
+        from thoracic.errors import ConfigError
 
         raise ConfigError(f"the lung mask has shape {mask.shape}, the source image is {ctx.height} x {ctx.width}")
     name, sha = ctx.models.get("lungs", ("lungs", ""))

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .codes import REPORT_CODES, finding_code
-from .results import Finding, ResultContext
+from thoracic.dicom.codes import REPORT_CODES, finding_code
+from thoracic.dicom.context import Finding, ResultContext
 
 __all__ = ["box_polyline", "build_sr"]
 
@@ -56,7 +56,7 @@ def _algorithm(ctx: ResultContext, hd: Any):
 def _observer(ctx: ResultContext, hd: Any):
     from pydicom.sr.codedict import codes
 
-    from .uids import hashed_uid
+    from thoracic.dicom.uids import hashed_uid
 
     # one device UID per (version, models): the same software gives the same observer
     identity = ctx.software_version + "|" + "|".join(f"{r}:{s}" for r, (_, s) in sorted(ctx.models.items()))

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 
-from .errors import UnsafeUidError
+from thoracic.dicom.errors import UnsafeUidError
 
 __all__ = ["hashed_uid", "is_valid_uid", "safe_uid_name"]
 

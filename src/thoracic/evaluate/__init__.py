@@ -11,12 +11,20 @@
 1.0
 """
 
-from .baseline import BaselineResult, human_baseline
-from .bootstrap import bootstrap_intervals, resample_weights
-from .classification import image_matrix, roc_auc, roc_curve
-from .coco import COCO_STATS, coco_map
-from .detection import FROC_RATES, best_f1, class_confusion, froc, match, pr_curve, prf
-from .evaluate import (
+from thoracic.evaluate.baseline import BaselineResult, human_baseline
+from thoracic.evaluate.bootstrap import bootstrap_intervals, resample_weights
+from thoracic.evaluate.classification import image_matrix, roc_auc, roc_curve
+from thoracic.evaluate.coco import COCO_STATS, coco_map
+from thoracic.evaluate.detection import (
+    FROC_RATES,
+    best_f1,
+    class_confusion,
+    froc,
+    match,
+    pr_curve,
+    prf,
+)
+from thoracic.evaluate.evaluate import (
     METRICS_KEYS,
     EvaluationConfig,
     EvaluationResult,
@@ -25,8 +33,14 @@ from .evaluate import (
     markdown_summary,
     write_results,
 )
-from .kaggle import KAGGLE_IOU_THRESHOLD, MapResult, average_precision, iou_matrix, kaggle_map
-from .tables import read_predictions, read_sizes, read_truth
+from thoracic.evaluate.kaggle import (
+    KAGGLE_IOU_THRESHOLD,
+    MapResult,
+    average_precision,
+    iou_matrix,
+    kaggle_map,
+)
+from thoracic.evaluate.tables import read_predictions, read_sizes, read_truth
 
 __all__ = [
     "BaselineResult",

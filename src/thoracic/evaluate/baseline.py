@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data.annotations import Annotations
-from ..data.labels import LABELS, NO_FINDING
-from ..errors import ConfigError
-from .detection import match
+from thoracic.data.annotations import Annotations
+from thoracic.errors import ConfigError
+from thoracic.evaluate.detection import match
+from thoracic.labels import LABELS, NO_FINDING
 
 __all__ = ["BaselineResult", "human_baseline"]
 
@@ -26,7 +26,7 @@ Fusion = Callable[[Annotations], Annotations]
 
 
 def _default_fusion() -> Fusion:
-    from ..data.fusion import FusionConfig, fuse_readers
+    from thoracic.data.fusion import FusionConfig, fuse_readers
 
     config = FusionConfig(method="wbf")
     return lambda table: fuse_readers(table, config)

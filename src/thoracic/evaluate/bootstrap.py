@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import ConfigError
+from thoracic.errors import ConfigError
 
 __all__ = [
     "bootstrap_intervals",

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import ConfigError
+from thoracic.errors import ConfigError
 
 __all__ = [
     "image_matrix",

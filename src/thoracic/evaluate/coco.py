@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..data.labels import CLASS_IDS, NO_FINDING
-from ..errors import MissingDependencyError
+from thoracic.errors import MissingDependencyError
+from thoracic.labels import CLASS_IDS, NO_FINDING
 
 __all__ = ["COCO_STATS", "coco_inputs", "coco_map"]
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import ConfigError
-from .kaggle import iou_matrix
+from thoracic.errors import ConfigError
+from thoracic.evaluate.kaggle import iou_matrix
 
 __all__ = [
     "FROC_RATES",

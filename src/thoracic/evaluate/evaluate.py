@@ -24,15 +24,28 @@ from typing import Any
 
 import numpy as np
 
-from .._version import __version__
-from ..data.annotations import Annotations, Problem
-from ..data.labels import FINDINGS, LABELS, NO_FINDING
-from ..errors import ConfigError, MissingDependencyError
-from .bootstrap import bootstrap_intervals, weighted_ap, weighted_auc, weighted_froc
-from .classification import image_matrix, roc_auc, roc_curve
-from .coco import coco_map
-from .detection import FROC_RATES, best_f1, class_confusion, froc, match, pr_curve, prf
-from .kaggle import KAGGLE_IOU_THRESHOLD, kaggle_map
+from thoracic._version import __version__
+from thoracic.data.annotations import Annotations, Problem
+from thoracic.errors import ConfigError, MissingDependencyError
+from thoracic.evaluate.bootstrap import (
+    bootstrap_intervals,
+    weighted_ap,
+    weighted_auc,
+    weighted_froc,
+)
+from thoracic.evaluate.classification import image_matrix, roc_auc, roc_curve
+from thoracic.evaluate.coco import coco_map
+from thoracic.evaluate.detection import (
+    FROC_RATES,
+    best_f1,
+    class_confusion,
+    froc,
+    match,
+    pr_curve,
+    prf,
+)
+from thoracic.evaluate.kaggle import KAGGLE_IOU_THRESHOLD, kaggle_map
+from thoracic.labels import FINDINGS, LABELS, NO_FINDING
 
 __all__ = [
     "METRICS_KEYS",

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import ConfigError
+from thoracic.errors import ConfigError
 
 __all__ = [
     "KAGGLE_IOU_THRESHOLD",

@@ -33,9 +33,10 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from ..data.annotations import Annotations, ImageInfo, Problem
-from ..data.labels import CLASS_IDS, NO_FINDING, NO_FINDING_BOX
-from ..errors import ConfigError, ReadError
+from thoracic._fs import sidecar_path
+from thoracic.data.annotations import Annotations, ImageInfo, Problem
+from thoracic.errors import ConfigError, ReadError
+from thoracic.labels import CLASS_IDS, NO_FINDING, NO_FINDING_BOX
 
 __all__ = [
     "PRED_COLUMNS",
@@ -45,7 +46,6 @@ __all__ = [
     "read_predictions",
     "read_sizes",
     "read_truth",
-    "sidecar_path",
 ]
 
 #: Columns of a prediction CSV, in order.
@@ -144,16 +144,6 @@ def read_sizes(path: str | PathLike[str]) -> tuple[dict[str, tuple[int, int]], l
             problems.append(Problem(line, image, "duplicate image id: listed twice", src))
         sizes.setdefault(image, size)
     return sizes, problems
-
-
-def sidecar_path(pred_path: str | PathLike[str]) -> Path:
-    """``preds.csv`` -> ``preds.images.csv`` (the sidecar ``thoracic predict`` writes)."""
-    p = Path(pred_path)
-    name = p.name
-    for suffix in (".csv.gz", ".csv"):
-        if name.endswith(suffix):
-            return p.with_name(name[: -len(suffix)] + ".images.csv")
-    return p.with_name(name + ".images.csv")
 
 
 def _read_sidecar(path: Path) -> tuple[dict[str, ImageInfo], list[Problem]]:

@@ -10,6 +10,6 @@ pictures of it.
 
 from __future__ import annotations
 
-from .cam import blend, colorize, eigencam, to_original
+from thoracic.explain.cam import blend, colorize, eigencam, to_original
 
 __all__ = ["blend", "colorize", "eigencam", "to_original"]

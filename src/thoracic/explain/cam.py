@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..errors import ConfigError
-from ..transform import Affine
+from thoracic.errors import ConfigError
+from thoracic.transform import Affine
 
 __all__ = ["blend", "colorize", "eigencam", "to_original"]
 

@@ -6,9 +6,9 @@
 (dtype('float32'), True, True)
 """
 
-from .ids import KNOWN_EXTENSIONS, check_unique_ids, image_id
-from .radiograph import DEFAULT_MAX_PIXELS, Radiograph, ReadOptions
-from .read import Source, read
+from thoracic.io.ids import KNOWN_EXTENSIONS, check_unique_ids, image_id
+from thoracic.io.radiograph import DEFAULT_MAX_PIXELS, Radiograph, ReadOptions
+from thoracic.io.read import Source, read
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

@@ -14,9 +14,15 @@ from PIL import Image
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
-from ..errors import (
+from thoracic._warnings import quiet
+from thoracic.errors import (
     ConstantImageError,
     CorruptFileError,
     ImageTooLargeError,
@@ -27,10 +33,9 @@ from ..errors import (
     UnsupportedFormatError,
     UnsupportedTransferSyntaxError,
 )
-from .._warnings import quiet
-from ..transform import Affine
-from ..preprocess.intensity import minmax, percentile_bounds, truncate_8bit, window
-from .radiograph import Radiograph, ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.voi import minmax, percentile_bounds, truncate_8bit, window
+from thoracic.transform import Affine
 
 __all__ = ["read_dicom"]
 

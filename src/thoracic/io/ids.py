@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from os import PathLike
 
-from ..errors import DuplicateImageIdError
+from thoracic.errors import DuplicateImageIdError
 
 __all__ = ["KNOWN_EXTENSIONS", "check_unique_ids", "image_id"]
 

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..transform import Affine
+from thoracic.errors import ConfigError
+from thoracic.transform import Affine
 
 __all__ = ["DEFAULT_MAX_PIXELS", "Normalize", "Radiograph", "ReadOptions"]
 

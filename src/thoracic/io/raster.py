@@ -7,7 +7,8 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import (
+from thoracic._warnings import quiet
+from thoracic.errors import (
     ConstantImageError,
     CorruptFileError,
     ImageTooLargeError,
@@ -15,9 +16,8 @@ from ..errors import (
     MultiFrameError,
     UnsupportedFormatError,
 )
-from .._warnings import quiet
-from ..preprocess.intensity import minmax, percentile_bounds, truncate_8bit, window
-from .radiograph import Radiograph, ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.voi import minmax, percentile_bounds, truncate_8bit, window
 
 __all__ = ["looks_like_raster", "read_raster"]
 

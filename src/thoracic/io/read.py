@@ -7,11 +7,11 @@ import os
 from os import PathLike
 from typing import BinaryIO
 
-from ..errors import ReadError, UnsupportedFormatError
-from .dicom import looks_like_dicom, read_dicom
-from .ids import image_id as _image_id
-from .radiograph import Radiograph, ReadOptions
-from .raster import looks_like_raster, read_raster
+from thoracic.errors import ReadError, UnsupportedFormatError
+from thoracic.io.dicom import looks_like_dicom, read_dicom
+from thoracic.io.ids import image_id as _image_id
+from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.raster import looks_like_raster, read_raster
 
 __all__ = ["Source", "read"]
 

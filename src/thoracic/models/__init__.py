@@ -1,6 +1,11 @@
-"""Model files that ship with thoracic, by name, each with its model card.
+"""Models: the shipped model files, their one metadata contract, and the one session factory.
 
-Each model lives in its own folder as ``<name>/<name>.onnx`` next to ``<name>/MODEL_CARD.md``.
+- :mod:`.registry`: shipped model files by name (:func:`model_path`, :func:`list_models`,
+  :func:`model_card`, :func:`default_model_path`);
+- :mod:`.meta`: :class:`ModelMeta`, the input contract and label list a detector or classifier
+  carries in its ONNX metadata; :mod:`.contract`: :class:`ModelContract`, the lungs model's;
+- :mod:`.runtime`: :func:`onnx_session` (every model's ONNX Runtime session, on the device of
+  :func:`onnx_device`), :func:`read_meta`, :func:`file_sha256`.
 
 >>> "lungs" in list_models()
 True
@@ -8,34 +13,25 @@ True
 'lungs.onnx'
 """
 
-from __future__ import annotations
+from thoracic.models.contract import METADATA_KEY, ModelContract
+from thoracic.models.meta import META_KEY, MODEL_KINDS, ModelMeta
+from thoracic.models.registry import DEFAULT_MODELS, default_model_path, list_models, model_card, model_path
+from thoracic.models.runtime import execution_providers, file_sha256, onnx_device, onnx_session, read_meta
 
-from importlib import resources
-from pathlib import Path
-
-from ..errors import ConfigError
-
-__all__ = ["list_models", "model_card", "model_path"]
-
-
-def list_models() -> list[str]:
-    """Names of the shipped models (folders holding ``<name>.onnx``)."""
-    root = resources.files(__name__)
-    return sorted(
-        entry.name
-        for entry in root.iterdir()
-        if entry.is_dir() and entry.joinpath(f"{entry.name}.onnx").is_file()
-    )
-
-
-def model_path(name: str) -> Path:
-    """The path of a shipped model file (installed as package data)."""
-    names = list_models()
-    if name not in names:
-        raise ConfigError.unknown("model", name, names)
-    return Path(str(resources.files(__name__).joinpath(name, f"{name}.onnx")))
-
-
-def model_card(name: str) -> str:
-    """The model card (Markdown) of a shipped model."""
-    return model_path(name).with_name("MODEL_CARD.md").read_text(encoding="utf-8")
+__all__ = [
+    "DEFAULT_MODELS",
+    "METADATA_KEY",
+    "META_KEY",
+    "MODEL_KINDS",
+    "ModelContract",
+    "ModelMeta",
+    "default_model_path",
+    "execution_providers",
+    "file_sha256",
+    "list_models",
+    "model_card",
+    "model_path",
+    "onnx_device",
+    "onnx_session",
+    "read_meta",
+]

@@ -10,10 +10,17 @@
 ``python -m thoracic.node --spool DIR ...`` runs it like ``thoracic dicom-node``.
 """
 
-from .config import CStoreDestination, NodeConfig, StowRsDestination
-from .queue import STATES, AddResult, Job, JobQueue, SpoolInUseError, job_key
-from .send import SendError
-from .service import DicomNode
+from thoracic.node.config import CStoreDestination, NodeConfig, StowRsDestination
+from thoracic.node.queue import (
+    STATES,
+    AddResult,
+    Job,
+    JobQueue,
+    SpoolInUseError,
+    job_key,
+)
+from thoracic.node.send import SendError
+from thoracic.node.service import DicomNode
 
 __all__ = [
     "AddResult",

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError
+from thoracic.errors import ConfigError
 
 __all__ = ["CStoreDestination", "NodeConfig", "StowRsDestination", "check_ae_title"]
 

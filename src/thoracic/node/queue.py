@@ -22,8 +22,8 @@ import fcntl
 import hashlib
 import json
 import os
-import sqlite3
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..errors import ThoracicError
+from thoracic.errors import ThoracicError
 
 __all__ = ["AddResult", "Job", "JobQueue", "STATES", "SpoolInUseError", "State", "job_key", "read_counts"]
 

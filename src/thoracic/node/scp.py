@@ -24,8 +24,8 @@ from typing import Any
 
 from pydicom.uid import UID
 
-from .config import NodeConfig
-from .queue import JobQueue, job_key
+from thoracic.node.config import NodeConfig
+from thoracic.node.queue import JobQueue, job_key
 
 __all__ = ["RADIOGRAPH_SOP_CLASSES", "SECONDARY_CAPTURE", "STATUS", "make_ae", "start_scp"]
 
@@ -130,7 +130,12 @@ def _on_established(event: Any) -> None:
 
 def make_ae(config: NodeConfig) -> Any:
     """A pynetdicom ``AE`` with the node's AE title, presentation contexts and allowlist."""
-    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, VerificationPresentationContexts
+    from pynetdicom import (
+        AE,
+        ALL_TRANSFER_SYNTAXES,
+        StoragePresentationContexts,
+        VerificationPresentationContexts,
+    )
 
     ae = AE(ae_title=config.ae_title)
     ae.require_called_aet = True  # associations must be addressed to our AE title

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pydicom
 
-from ..errors import ThoracicError
-from .config import CStoreDestination, StowRsDestination
+from thoracic.errors import ThoracicError
+from thoracic.node.config import CStoreDestination, StowRsDestination
 
 __all__ = ["SendError", "send_files"]
 

@@ -8,11 +8,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ConfigError
-from .config import NodeConfig
-from .queue import JobQueue
-from .scp import start_scp
-from .worker import Worker
+from thoracic.errors import ConfigError
+from thoracic.node.config import NodeConfig
+from thoracic.node.queue import JobQueue
+from thoracic.node.scp import start_scp
+from thoracic.node.worker import Worker
 
 __all__ = ["DicomNode"]
 
@@ -27,7 +27,7 @@ class DicomNode:
     config:
         The settings.
     analyzer:
-        A loaded :class:`thoracic.analyze.Analyzer` (its ``models`` give the idempotency key).
+        A loaded :class:`thoracic.inference.analyzer.Analyzer` (its ``models`` give the idempotency key).
     build:
         Optional replacement of :func:`thoracic.dicom.build_results`.
 

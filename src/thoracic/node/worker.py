@@ -26,10 +26,10 @@ from typing import Any
 
 import pydicom
 
-from ..errors import InvalidRadiographError, ReadError, ThoracicError
-from .config import NodeConfig
-from .queue import Job, JobQueue
-from .send import SendError, send_files
+from thoracic.errors import InvalidRadiographError, ReadError, ThoracicError
+from thoracic.node.config import NodeConfig
+from thoracic.node.queue import Job, JobQueue
+from thoracic.node.send import SendError, send_files
 
 __all__ = ["Worker", "backoff_delay", "describe_error"]
 
@@ -58,7 +58,7 @@ def describe_error(err: BaseException) -> str:
 
 
 def _default_build(analysis: Any) -> Any:
-    from ..dicom import build_results
+    from thoracic.dicom import build_results
 
     return build_results(analysis)
 
@@ -73,7 +73,7 @@ class Worker:
     queue:
         The job queue.
     analyzer:
-        An object with ``analyze(path)`` (a :class:`thoracic.analyze.Analyzer`).
+        An object with ``analyze(path)`` (a :class:`thoracic.inference.analyzer.Analyzer`).
     build:
         Turns an analysis into DICOM results with ``.save(folder)`` (default:
         :func:`thoracic.dicom.build_results`).

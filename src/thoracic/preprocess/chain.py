@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..io.radiograph import Radiograph, ReadOptions
-from . import geometry, intensity
-from ..transform import Affine
+from thoracic.errors import ConfigError
+from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.preprocess import geometry, intensity
+from thoracic.transform import Affine
 
 __all__ = [
     "CHAINS",
@@ -35,6 +35,8 @@ __all__ = [
     "Step",
     "get_chain",
     "list_chains",
+    "register_chain",
+    "register_step",
 ]
 
 
@@ -59,14 +61,8 @@ def _letterbox(img, size: int, interpolation: str = "linear", pad_value: float =
     return geometry.letterbox(img, size, interpolation=interpolation, pad_value=pad_value)
 
 
-def _lung_roi(img, size: int = 512, margin: float = 0.05):
-    from ..anatomy.segmenter import lung_roi_step  # the lung model loads on first use
-
-    return lung_roi_step(img, size, margin)
-
-
 #: Every step a chain may use: name -> function and whether it changes geometry.
-STEPS: Mapping[str, _StepDef] = {
+STEPS: dict[str, _StepDef] = {
     "percentile": _StepDef(intensity.percentile_window, False, ("low", "high")),
     "minmax": _StepDef(intensity.minmax, False, ()),
     "zscore": _StepDef(intensity.zscore, False, ()),
@@ -78,10 +74,32 @@ STEPS: Mapping[str, _StepDef] = {
     "resize_longest": _StepDef(_resize_longest, True, ("size", "interpolation"), True, True),
     "resize": _StepDef(_resize, True, ("width", "height", "interpolation")),
     "letterbox": _StepDef(_letterbox, True, ("size", "interpolation", "pad_value"), False, True),
-    # the paper's crop: segment the lungs (shipped UNet) and cut the smallest enclosing square,
-    # resized to `size`; it segments the image it is given, so use it on full-size images
-    "lung_roi": _StepDef(_lung_roi, True, ("size", "margin")),
 }
+
+
+def register_step(name: str, fn: Callable[..., Any], *, geometric: bool, params: tuple[str, ...] = ()) -> None:
+    """Add a step that needs more than pixels (a model, say) to :data:`STEPS`.
+
+    ``fn(img, **params)`` returns the image, and for a ``geometric`` step also the
+    :class:`~thoracic.transform.Affine` from its input to its output. :mod:`thoracic.anatomy`
+    registers ``lung_roi`` (segment the lungs, cut the smallest enclosing square) this way, so this
+    layer never imports a model. Registering the same function again is a no-op; another function
+    under a taken name is an error.
+    """
+    if not re.fullmatch(r"[a-z_]+", name):
+        raise ConfigError(f"step names are lower-case letters and underscores, got {name!r}")
+    known = STEPS.get(name)
+    if known is not None and known.fn is not fn:
+        raise ConfigError(f"preprocessing step {name!r} is already registered")
+    STEPS[name] = _StepDef(fn, geometric, tuple(params))
+
+
+def register_chain(chain: Chain) -> None:
+    """Add a named chain to :data:`CHAINS` (for chains of registered steps, e.g. ``lung-roi-512``)."""
+    known = CHAINS.get(chain.name)
+    if known is not None and known != chain:
+        raise ConfigError(f"preprocessing chain {chain.name!r} is already registered")
+    CHAINS[chain.name] = chain
 
 _NUMBER = re.compile(r"^-?\d+(\.\d*)?([eE]-?\d+)?$")
 
@@ -260,12 +278,12 @@ class Chain:
 
     def load(self, src, base: ReadOptions | None = None, *, image_id: str | None = None) -> Prepared:
         """Read ``src`` with this chain's options and run the steps (the function prediction calls)."""
-        from ..io.read import read
+        from thoracic.io.read import read
 
         return self.run(read(src, self.read_options(base), image_id=image_id))
 
 
-#: The chains that ship with thoracic, by name.
+#: The chains that ship with thoracic, by name (:mod:`thoracic.anatomy` adds ``lung-roi-512``).
 CHAINS: dict[str, Chain] = {
     c.name: c
     for c in (
@@ -281,12 +299,6 @@ CHAINS: dict[str, Chain] = {
             (Step.of("resize_longest", size=1024, interpolation="lanczos"),),
             "minmax",
             "The common VinBigData Kaggle recipe: VOI, min-max to 0..1, longest side 1024 (Lanczos).",
-        ),
-        Chain(
-            "lung-roi-512",
-            (Step.of("lung_roi", size=512, margin=0.05),),
-            "window",
-            "The paper's input: file window, lung segmentation, smallest square around the lungs, 512x512.",
         ),
         Chain(
             "yolo-512-clahe",

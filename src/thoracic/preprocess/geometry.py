@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError
-from ..transform import Affine
+from thoracic.errors import ConfigError
+from thoracic.transform import Affine
 
 __all__ = [
     "Affine",

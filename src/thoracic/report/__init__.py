@@ -1,8 +1,20 @@
 """Evaluation reports: plots (matplotlib, Agg) and one self-contained HTML page."""
 
-from .html import SECTIONS, render_report, write_report
-from .overlays import draw_overlay, find_image, pick_samples, sample_overlays
-from .plots import confusion_plot, distribution_plot, froc_plot, pr_plot, roc_plot, score_histograms
+from thoracic.report.html import SECTIONS, render_report, write_report
+from thoracic.report.overlays import (
+    draw_overlay,
+    find_image,
+    pick_samples,
+    sample_overlays,
+)
+from thoracic.report.plots import (
+    confusion_plot,
+    distribution_plot,
+    froc_plot,
+    pr_plot,
+    roc_plot,
+    score_histograms,
+)
 
 __all__ = [
     "SECTIONS",

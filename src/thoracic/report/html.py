@@ -10,10 +10,10 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from ..data.annotations import Annotations
-from ..evaluate.evaluate import markdown_summary
-from . import plots
-from .overlays import sample_overlays
+from thoracic.data.annotations import Annotations
+from thoracic.evaluate.evaluate import markdown_summary
+from thoracic.report import plots
+from thoracic.report.overlays import sample_overlays
 
 __all__ = ["SECTIONS", "render_report", "write_report"]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..data.annotations import Annotations
-from ..data.labels import NO_FINDING
-from ..errors import ThoracicError
+from thoracic.data.annotations import Annotations
+from thoracic.errors import ThoracicError
+from thoracic.labels import NO_FINDING
 
 __all__ = ["IMAGE_SUFFIXES", "draw_overlay", "find_image", "pick_samples", "sample_overlays"]
 
@@ -77,7 +77,7 @@ def sample_overlays(
 
     Returns ``[(image_id, png_bytes)]`` and notes about images that could not be shown.
     """
-    from ..io import read
+    from thoracic.io import read
 
     out: list[tuple[str, bytes]] = []
     notes: list[str] = []

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError
+from thoracic.errors import MissingDependencyError
 
 __all__ = [
     "confusion_plot",

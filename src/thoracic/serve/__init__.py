@@ -7,7 +7,7 @@ Run it with ``thoracic serve`` (uvicorn), or mount ``create_app(...)`` in any AS
 API needs the ``serve`` extra: ``pip install 'thoracic[serve]'``.
 """
 
-from .settings import ServeSettings
+from thoracic.serve.settings import ServeSettings
 
 __all__ = ["ServeSettings", "create_app"]
 
@@ -15,7 +15,7 @@ __all__ = ["ServeSettings", "create_app"]
 def __getattr__(name: str):
     # FastAPI is an optional extra: import it only when the app is asked for
     if name == "create_app":
-        from .app import create_app
+        from thoracic.serve.app import create_app
 
         return create_app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

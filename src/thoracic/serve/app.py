@@ -44,15 +44,15 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from .._version import __version__
-from ..dicom import DEFAULT_MIN_SCORE
-from ..errors import ConfigError, ThoracicError
-from .errors import ApiError, error_body, from_thoracic
-from .gate import Gate
-from .render import gray_png, heatmap_png, lungs_png, png_size
-from .settings import ServeSettings
-from .store import Entry, ResultStore, new_id
-from .upload import check_headers, read_upload
+from thoracic._version import __version__
+from thoracic.dicom import DEFAULT_MIN_SCORE
+from thoracic.errors import ConfigError, ThoracicError
+from thoracic.serve.errors import ApiError, error_body, from_thoracic
+from thoracic.serve.gate import Gate
+from thoracic.serve.render import gray_png, heatmap_png, lungs_png, png_size
+from thoracic.serve.settings import ServeSettings
+from thoracic.serve.store import Entry, ResultStore, new_id
+from thoracic.serve.upload import check_headers, read_upload
 
 __all__ = ["DICOM_OBJECTS", "QUIET_LOGGERS", "create_app"]
 
@@ -239,7 +239,7 @@ class Service:
                 outputs: tuple[str, ...], dicom_min_score: float) -> Entry:
         read = None
         if self.settings.allow_non_chest:
-            from ..io.radiograph import ReadOptions
+            from thoracic.io.radiograph import ReadOptions
 
             read = ReadOptions(allow_non_chest=True)
         a = self.analyzer.analyze(data, image_id=rid, read=read, heatmap=heatmap, lungs=lungs)
@@ -275,7 +275,7 @@ class Service:
             if entry.analysis is None:
                 return  # built by another request
             try:
-                from ..dicom import build_results
+                from thoracic.dicom import build_results
             except ImportError as err:
                 raise ApiError(501, "not_available",
                                "DICOM results need the 'dicom' extra: pip install 'thoracic[dicom]'") from err
@@ -375,7 +375,7 @@ def create_app(settings: ServeSettings | None = None, *, analyzer: Any = None) -
     settings:
         How the service runs (token, limits, pool sizes); defaults to :class:`ServeSettings`.
     analyzer:
-        A loaded :class:`thoracic.analyze.Analyzer` (or anything with its ``analyze`` and
+        A loaded :class:`thoracic.inference.analyzer.Analyzer` (or anything with its ``analyze`` and
         ``models``); by default the shipped models are loaded when the app starts.
     """
     settings = settings or ServeSettings()
@@ -385,7 +385,7 @@ def create_app(settings: ServeSettings | None = None, *, analyzer: Any = None) -
     async def lifespan(app: FastAPI):
         an = analyzer
         if an is None:
-            from ..analyze import Analyzer
+            from thoracic.inference.analyzer import Analyzer
 
             an = Analyzer.load(settings.models, threads=settings.threads)
         service = Service(settings, an)
@@ -514,7 +514,7 @@ def create_app(settings: ServeSettings | None = None, *, analyzer: Any = None) -
             if not data:
                 raise ApiError(400, "empty_file", "the upload is empty: send a DICOM, PNG, JPEG or TIFF file")
             if kinds:
-                from ..io.raster import looks_like_raster
+                from thoracic.io.raster import looks_like_raster
 
                 fmt = looks_like_raster(data[:16])
                 if fmt:

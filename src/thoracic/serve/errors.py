@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ..errors import (
+from thoracic.errors import (
     ConfigError,
     CorruptFileError,
     InvalidRadiographError,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError
+from thoracic.errors import ConfigError
 
 __all__ = ["ServeSettings"]
 

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from .errors import ApiError
+from thoracic.serve.errors import ApiError
 
 __all__ = ["MULTIPART_SLACK", "check_headers", "read_upload"]
 

@@ -19,15 +19,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .._version import __version__
-from ..convert import find_inputs
-from ..errors import ConfigError, ThoracicError, internal_error_message
-from ..io.ids import check_unique_ids
-from ..io.radiograph import ReadOptions
-from .overlay import overlay
-from ..preprocess.intensity import to_uint8
-from .roi import RoiOptions, lung_roi_crop
-from .segmenter import LungSegmenter
+from thoracic._fs import find_inputs
+from thoracic._version import __version__
+from thoracic.anatomy.overlay import overlay
+from thoracic.anatomy.roi import RoiOptions, lung_roi_crop
+from thoracic.anatomy.segmenter import LungSegmenter
+from thoracic.errors import ConfigError, ThoracicError, internal_error_message
+from thoracic.io.ids import check_unique_ids
+from thoracic.io.radiograph import ReadOptions
+from thoracic.preprocess.intensity import to_uint8
 
 __all__ = ["MASK_COLUMNS", "SegmentOptions", "SegmentResult", "SegmentSummary", "segment_files"]
 
@@ -114,7 +114,7 @@ def _write_png(path: Path, img: np.ndarray) -> None:
 
 
 def _segment_one(seg: LungSegmenter, source: str, image_id: str, out: Path, options: SegmentOptions) -> SegmentResult:
-    from ..io.read import read
+    from thoracic.io.read import read
 
     try:
         rg = read(source, seg.contract.chain.read_options(options.read), image_id=image_id)

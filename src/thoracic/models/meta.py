@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..data.labels import CLASS_IDS, FINDINGS
-from ..errors import ConfigError
-from ..preprocess.chain import Chain
+from thoracic.errors import ConfigError
+from thoracic.labels import CLASS_IDS, FINDINGS
+from thoracic.preprocess.chain import Chain
 
 __all__ = ["META_KEY", "MODEL_KINDS", "ModelMeta"]
 

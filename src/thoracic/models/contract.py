@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from .._version import __version__
-from ..errors import ConfigError
-from ..io.radiograph import Radiograph
-from ..preprocess.chain import Chain, Prepared, Step
-from ..preprocess.intensity import zscore
+from thoracic._version import __version__
+from thoracic.errors import ConfigError
+from thoracic.io.radiograph import Radiograph
+from thoracic.preprocess.chain import Chain, Prepared, Step
+from thoracic.preprocess.intensity import zscore
 
 __all__ = ["METADATA_KEY", "NORMALIZATIONS", "ModelContract"]
 

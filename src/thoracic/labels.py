@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from ..errors import ConfigError
+from thoracic.errors import ConfigError
 
 __all__ = [
     "CLASS_IDS",

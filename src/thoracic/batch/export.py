@@ -45,17 +45,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .._pool import run_tasks
-from .._version import __version__
-from ..errors import ConfigError, ThoracicError, internal_error_message
-from ..io.radiograph import ReadOptions
-from ..preprocess.chain import Chain, get_chain
-from ..transform import Affine
-from ._tables import PathLike, find_images
-from .annotations import Annotations
-from .coco import coco_document
-from .fusion import image_groups
-from .labels import CLASS_IDS, FINDINGS
+from thoracic._version import __version__
+from thoracic.batch.pool import run_tasks
+from thoracic.data._tables import PathLike, find_images
+from thoracic.data.annotations import Annotations
+from thoracic.data.coco import coco_document
+from thoracic.data.fusion import image_groups
+from thoracic.errors import ConfigError, ThoracicError, internal_error_message
+from thoracic.io.radiograph import ReadOptions
+from thoracic.labels import CLASS_IDS, FINDINGS
+from thoracic.preprocess.chain import Chain, get_chain
+from thoracic.transform import Affine
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -380,7 +380,7 @@ def _write_lists(
     if not folds:
         (out_dir / "data.yaml").write_text(_data_yaml(out_dir, "all.txt", "all.txt", "no folds: train = val = every image"))
         return
-    from .splits import write_folds
+    from thoracic.data.splits import write_folds
 
     write_folds({i: f for i, f in folds.items() if i in ann.images}, ann, out_dir / "folds.csv")
     ks = sorted(set(folds.values()))

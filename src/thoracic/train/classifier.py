@@ -1,7 +1,7 @@
 """Train the normal/abnormal classifier (the ``train`` extra).
 
 A linear probe on the COCO-pretrained YOLOv5n backbone: the original checkpoint is imported
-(:mod:`thoracic.detect.yolov5_import`), its layers 0-9 are frozen, and the global averages of
+(:mod:`thoracic.train.yolov5_import`), its layers 0-9 are frozen, and the global averages of
 the outputs of layers 4, 6 and 9 (64 + 128 + 256 channels, strides 8/16/32) are the features. A
 logistic regression (L2, full-batch L-BFGS) on standardized features separates NIH "No Finding"
 images from images with any finding (NIH's report labels: noisy). Standardization and the linear
@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from .._version import __version__
-from ..errors import ConfigError
-from ..preprocess.chain import Chain, get_chain
-from ..detect.meta import META_KEY, ModelMeta
+from thoracic._version import __version__
+from thoracic.errors import ConfigError
+from thoracic.models.meta import META_KEY, ModelMeta
+from thoracic.preprocess.chain import Chain, get_chain
 
 __all__ = ["ClassifierTrainConfig", "choose_low", "roc_auc", "train_classifier"]
 
@@ -121,7 +121,7 @@ def choose_low(y: np.ndarray, p: np.ndarray, min_sensitivity: float) -> float:
 def _labels(images_csv: str) -> dict[str, tuple[int, str]]:
     import csv
 
-    from ..io.ids import image_id
+    from thoracic.io.ids import image_id
 
     out = {}
     with open(images_csv, newline="") as fh:
@@ -134,7 +134,7 @@ def _labels(images_csv: str) -> dict[str, tuple[int, str]]:
 def _backbone(cfg: ClassifierTrainConfig):
     import torch
 
-    from ..detect.yolov5_import import import_yolov5
+    from thoracic.train.yolov5_import import import_yolov5
 
     model, report = import_yolov5(cfg.pretrained, "yolov5n.yaml", nc=14)
     layers = torch.nn.ModuleList(list(model.model)[: max(FEATURE_LAYERS) + 1])
@@ -157,15 +157,15 @@ def _backbone(cfg: ClassifierTrainConfig):
 
 def train_classifier(cfg: ClassifierTrainConfig, *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Extract features, fit, validate, export ``classifier.onnx``; returns the summary."""
-    from ..detect._ultralytics import load_ultralytics
+    from thoracic.train._ultralytics import load_ultralytics
 
     load_ultralytics("classifier training", threads=cfg.threads)
     import torch
 
-    from ..data.splits import read_folds
-    from ..detect.onnx import prepare_8bit
-    from ..detect.export_onnx import with_letterbox
-    from ..io.ids import image_id as _iid
+    from thoracic.data.splits import read_folds
+    from thoracic.io.ids import image_id as _iid
+    from thoracic.preprocess.model_input import prepare_8bit
+    from thoracic.train.export import with_letterbox
 
     start = time.time()
     out = Path(cfg.out)
@@ -253,7 +253,7 @@ def train_classifier(cfg: ClassifierTrainConfig, *, progress: Callable[[int, int
     onnx_path = out / "classifier.onnx"
     _export(Classifier().eval(), onnx_path, cfg, get_chain(cfg.chain), low, auc)
     # the exported model must reproduce the probe on a validation image
-    from .onnx import OnnxClassifier
+    from thoracic.classify.onnx import OnnxClassifier
 
     check = ids[int(np.flatnonzero(va)[0])]
     p_onnx = OnnxClassifier.load(onnx_path, threads=cfg.threads).p_abnormal(prepare_8bit(model_chain, files[check]))
@@ -272,7 +272,7 @@ def train_classifier(cfg: ClassifierTrainConfig, *, progress: Callable[[int, int
 def _export(model: Any, path: Path, cfg: ClassifierTrainConfig, chain: Chain, low: float, auc: float) -> None:
     import onnx
 
-    from ..detect.export_onnx import torch_onnx_export, with_letterbox
+    from thoracic.train.export import torch_onnx_export, with_letterbox
 
     tmp = path.with_name(f".{path.name}.tmp")
     torch_onnx_export(model, cfg.imgsz, tmp, ["probabilities"])

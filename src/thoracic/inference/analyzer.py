@@ -9,7 +9,7 @@ heatmap, and the identity of every model used (file and sha256) with the thoraci
 
 ``analyze`` may be called from several threads at once (ONNX Runtime sessions are thread-safe).
 
->>> from thoracic.analyze import Analyzer
+>>> from thoracic.inference.analyzer import Analyzer
 >>> from thoracic.demo import sample_paths
 >>> an = Analyzer.load(threads=1)
 >>> a = an.analyze(sample_paths()[0])
@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .detect.onnx import file_sha256
-from .ensemble.predict import ImagePrediction, PredictConfig, Predictor
-from .io.radiograph import Radiograph, ReadOptions
+from thoracic._version import __version__
+from thoracic.inference.predictor import ImagePrediction, PredictConfig, Predictor
+from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.models.runtime import file_sha256
 
 __all__ = ["Analysis", "Analyzer", "ModelInfo"]
 
@@ -181,7 +181,7 @@ class Analyzer:
         predictor = Predictor.load(detectors, classifier, config, use_classifier=use_classifier, threads=threads)
         segmenter = None
         if lungs is not False:
-            from .anatomy import LungSegmenter
+            from thoracic.anatomy import LungSegmenter
 
             segmenter = LungSegmenter.load(None if lungs is True else lungs, threads=threads)
         return cls(predictor, segmenter)

@@ -2,7 +2,7 @@
 
 :func:`train_detector` builds the model from a YAML (never a weights *name*: nothing is
 downloaded), optionally imports an original-YOLOv5 checkpoint (transfer learning, see
-:mod:`thoracic.detect.yolov5_import`) or starts from an ultralytics ``.pt``, and trains on a YOLO
+:mod:`thoracic.train.yolov5_import`) or starts from an ultralytics ``.pt``, and trains on a YOLO
 data set written by ``thoracic dataset export`` (``data_<fold>.yaml``). The resolved
 configuration is written to ``<out>/<name>/thoracic_train.json``; ultralytics writes
 ``weights/last.pt`` every epoch, ``best.pt`` and ``epoch<N>.pt`` every ``save_period`` epochs, and
@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .._version import __version__
-from ..errors import ConfigError
+from thoracic._version import __version__
+from thoracic.errors import ConfigError
 
 __all__ = ["DetectorTrainConfig", "train_detector"]
 
@@ -123,13 +123,13 @@ class DetectorTrainConfig:
 
 
 def _is_original_yolov5(path: str) -> bool:
-    from .yolov5_import import load_original_checkpoint
+    from thoracic.train.yolov5_import import load_original_checkpoint
 
     try:
         ckpt = load_original_checkpoint(path)
     except Exception:  # noqa: BLE001 - anything else is an ultralytics checkpoint
         return False
-    return type(ckpt.get("model")).__module__.startswith("thoracic.detect.yolov5_import")
+    return type(ckpt.get("model")).__module__.startswith("thoracic.train.yolov5_import")
 
 
 def _initial_weights(cfg: DetectorTrainConfig, nc: int) -> tuple[str, dict[str, Any]]:
@@ -140,7 +140,7 @@ def _initial_weights(cfg: DetectorTrainConfig, nc: int) -> tuple[str, dict[str, 
         return cfg.model_yaml, {"pretrained": None}
     if not _is_original_yolov5(cfg.pretrained):
         return cfg.pretrained, {"pretrained": cfg.pretrained, "format": "ultralytics"}
-    from .yolov5_import import import_yolov5
+    from thoracic.train.yolov5_import import import_yolov5
 
     model, report = import_yolov5(cfg.pretrained, cfg.model_yaml, nc=nc)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +172,7 @@ def train_detector(
     ConfigError
         Bad settings, or ``resume`` without a ``last.pt``.
     """
-    from ._ultralytics import load_ultralytics
+    from thoracic.train._ultralytics import load_ultralytics
 
     load_ultralytics("detector training", threads=cfg.threads)
     from ultralytics import YOLO

@@ -12,33 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..classify.onnx import OnnxClassifier
-from ..detect.onnx import DetectorConfig, OnnxDetector, prepare_8bit_many
-from ..detect.types import Detections
-from ..errors import ConfigError
-from ..io.radiograph import Radiograph, ReadOptions
-from ..preprocess.chain import Chain, Prepared
-from ..transform import Affine
-from .wbf import weighted_boxes_fusion
+from thoracic.boxes import weighted_boxes_fusion
+from thoracic.classify.onnx import OnnxClassifier
+from thoracic.detect.onnx import DetectorConfig, OnnxDetector
+from thoracic.detect.types import Detections
+from thoracic.errors import ConfigError
+from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.models.registry import default_model_path
+from thoracic.preprocess.chain import Chain, Prepared
+from thoracic.preprocess.model_input import prepare_8bit_many
+from thoracic.transform import Affine
 
-__all__ = ["DEFAULT_MODELS", "ImagePrediction", "PredictConfig", "Predictor", "default_model_path"]
-
-#: The shipped default models: name -> file inside ``thoracic.models``.
-DEFAULT_MODELS = {"classifier": "classifier/classifier.onnx", "detector": "detector/detector.onnx"}
-
-
-def default_model_path(name: str) -> Path:
-    """The path of a shipped default model (``detector`` or ``classifier``)."""
-    if name not in DEFAULT_MODELS:
-        raise ConfigError.unknown("default model", name, DEFAULT_MODELS)
-    return Path(str(resources.files("thoracic.models").joinpath(DEFAULT_MODELS[name])))
+__all__ = ["ImagePrediction", "PredictConfig", "Predictor"]
 
 
 @dataclass(frozen=True)
@@ -165,7 +155,7 @@ class Predictor:
 
     def _read(self, src: Any, image_id: str | None, read: ReadOptions | None) -> dict[str, Radiograph]:
         """One read per distinct normalization the models need."""
-        from ..io.read import read as read_file
+        from thoracic.io.read import read as read_file
 
         if isinstance(src, Radiograph):
             return {src.normalize: src}
@@ -181,7 +171,7 @@ class Predictor:
 
     def _crop(self, rg: Radiograph) -> tuple[Radiograph, Affine, tuple[int, int, int, int]]:
         try:
-            from ..anatomy import default_segmenter, lung_roi_crop
+            from thoracic.anatomy import default_segmenter, lung_roi_crop
         except ImportError as err:  # pragma: no cover - anatomy ships with the core
             raise ConfigError("lung ROI needs the lungs model (thoracic.anatomy), which is not installed") from err
         if self._segmenter is None:

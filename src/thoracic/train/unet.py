@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import MissingDependencyError
+from thoracic.errors import MissingDependencyError
 
 __all__ = ["build_unet", "count_parameters"]
 

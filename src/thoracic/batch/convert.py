@@ -16,12 +16,13 @@ from typing import Any
 
 import cv2
 
-from ._pool import run_tasks
-from ._version import __version__
-from .errors import ConfigError, ThoracicError, internal_error_message
-from .io.ids import check_unique_ids
-from .io.radiograph import ReadOptions
-from .preprocess.chain import Chain, Step
+from thoracic._fs import find_inputs
+from thoracic._version import __version__
+from thoracic.batch.pool import run_tasks
+from thoracic.errors import ConfigError, ThoracicError, internal_error_message
+from thoracic.io.ids import check_unique_ids
+from thoracic.io.radiograph import ReadOptions
+from thoracic.preprocess.chain import Chain, Step
 
 __all__ = [
     "ConvertOptions",
@@ -30,7 +31,6 @@ __all__ = [
     "MANIFEST_COLUMNS",
     "convert",
     "convert_chain",
-    "find_inputs",
 ]
 
 MANIFEST_COLUMNS = (
@@ -48,10 +48,6 @@ MANIFEST_COLUMNS = (
     "out_width",
     "out_height",
     "scale",
-)
-#: Files in input folders that are clearly not images and are not reported as failures.
-IGNORED_SUFFIXES = frozenset(
-    {".csv", ".txt", ".json", ".md", ".html", ".htm", ".yaml", ".yml", ".xml", ".log", ".py", ".zip", ".gz", ".pdf"}
 )
 
 
@@ -125,40 +121,12 @@ class ConvertSummary:
         return self.failed == 0
 
 
-def find_inputs(inputs: Iterable[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None) -> list[str]:
-    """Expand files and folders (recursively, sorted) into the list of files to read.
-
-    Hidden files and obvious non-images (csv, txt, json, ...) inside folders are skipped; anything
-    else is tried, so broken or mislabelled files are reported instead of silently ignored.
-    Files named explicitly are always tried.
-    """
-    excluded = Path(exclude).resolve() if exclude is not None else None
-    found: list[str] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            for root, dirs, files in os.walk(p):
-                if excluded is not None and Path(root).resolve() == excluded:
-                    dirs[:] = []
-                    continue
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if name.startswith(".") or Path(name).suffix.lower() in IGNORED_SUFFIXES:
-                        continue
-                    found.append(str(Path(root) / name))
-        elif p.exists():
-            found.append(str(p))
-        else:
-            raise ThoracicError("no such file or folder", path=str(p))
-    return found
-
-
 def _convert_one(source: str, image_id: str, out_dir: str, chain_dict: dict, read: ReadOptions, compression: int) -> ConvertResult:
     """Worker: read, preprocess, write one PNG. Never raises for bad input."""
     rg = None
     try:
         chain = Chain.from_dict(chain_dict)
-        from .io.read import read as read_file
+        from thoracic.io.read import read as read_file
 
         rg = read_file(source, chain.read_options(read), image_id=image_id)
         prepared = chain.run(rg)

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from ..errors import MissingDependencyError
+from thoracic.errors import MissingDependencyError
 
 __all__ = ["config_dir", "load_torch", "load_ultralytics"]
 

@@ -1,6 +1,6 @@
 """Pipelined batch prediction: images are decoded ahead of inference, models never wait for files.
 
-:class:`BatchPredictor` wraps a :class:`~thoracic.ensemble.predict.Predictor` for many images.
+:class:`BatchPredictor` wraps a :class:`~thoracic.inference.predictor.Predictor` for many images.
 A pool of readers (threads, or processes with ``processes=True``) reads and preprocesses the
 next images (file I/O, DICOM parsing, decompression, VOI/window, every model's input chain with
 shared steps run once) while inference workers run the models on the current ones; at most
@@ -14,12 +14,12 @@ stops the batch.
 With ``reduced_decode`` (the default) a JPEG 2000 file is decoded at the coarsest resolution
 level that is still at least as large as the models' first resize (512 px for the shipped
 detector), as ``thoracic convert --size`` does; every other format reads exactly as
-:meth:`Predictor.predict <thoracic.ensemble.predict.Predictor.predict>` reads it. Lung-ROI
+:meth:`Predictor.predict <thoracic.inference.predictor.Predictor.predict>` reads it. Lung-ROI
 prediction always decodes in full (the lungs model segments the full image).
 
 Examples
 --------
->>> from thoracic.ensemble.predict import Predictor
+>>> from thoracic.inference.predictor import Predictor
 >>> bp = BatchPredictor(Predictor.load(threads=1), PipelineConfig(readers=2, workers=2))  # doctest: +SKIP
 >>> for r in bp.run([("a.dcm", "a"), ("b.png", "b")]):                                   # doctest: +SKIP
 ...     print(r.image_id, r.ok, r.prediction.p_abnormal if r.ok else r.error)
@@ -27,25 +27,34 @@ Examples
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from thoracic.errors import (
+    ConfigError,
+    CorruptFileError,
+    ThoracicError,
+    internal_error_message,
+)
+from thoracic.inference.plan import ReadPlan, read_plan
+from thoracic.inference.predictor import ImagePrediction, Predictor
+from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.preprocess.chain import Chain, Prepared
 
-from ..detect.onnx import prepare_8bit_many
-from ..errors import ConfigError, CorruptFileError, ThoracicError, internal_error_message
-from ..io.radiograph import Radiograph, ReadOptions
-from ..preprocess.chain import Chain, Prepared
-from .predict import ImagePrediction, Predictor
-
-__all__ = ["BatchPredictor", "BatchResult", "PipelineConfig", "ReadPlan", "default_workers", "read_plan"]
+__all__ = ["BatchPredictor", "BatchResult", "PipelineConfig", "default_workers"]
 
 
 def default_workers() -> int:
@@ -111,65 +120,6 @@ class PipelineConfig:
     def n_prefetch(self, light: bool) -> int:
         """``prefetch``, or with 0 its default: 16 when prepared images are ``light`` (model inputs only), else 4."""
         return self.prefetch or (16 if light else 4)
-
-
-@dataclass(frozen=True)
-class ReadPlan:
-    """What a reader does for one image: one read per normalization the models need, then the
-    preprocessing of every model input it can make without a model (``chains``)."""
-
-    options: tuple[tuple[str, ReadOptions], ...]
-    chains: tuple[Chain, ...] = ()
-    complete: bool = False  # ``chains`` cover every model: predicting needs no pixels beyond them
-
-    def read(self, src: Any, image_id: str | None = None) -> dict[str, Radiograph]:
-        """Read ``src`` once per normalization: ``{normalize: Radiograph}`` (for ``predict_read``)."""
-        from ..io.read import read
-
-        return {norm: read(src, opts, image_id=image_id) for norm, opts in self.options}
-
-    def load(self, src: Any, image_id: str | None = None, *, detach: bool = False,
-             ) -> tuple[dict[str, Radiograph], dict[Chain, Prepared]]:
-        """Read and preprocess: the arguments of :meth:`Predictor.predict_read` (``radiographs, prepared=``).
-
-        ``detach``: keep the model inputs as their 8-bit levels (``uint8``, which the models read
-        exactly as the floats), and when they are all there (``complete``), drop the decoded
-        pixels and the DICOM header from the radiographs, so that a prefetched image holds (and
-        a reader process sends back) only the small model inputs and the image's metadata.
-        """
-        radiographs = self.read(src, image_id)
-        any_rg = next(iter(radiographs.values()))
-        mapped = {c.normalize: radiographs.get(c.normalize) or any_rg for c in self.chains}
-        prepared = prepare_8bit_many(self.chains, mapped, levels=detach)
-        if not (detach and self.complete):
-            return radiographs, prepared
-        light = {id(rg): dataclasses.replace(rg, pixels=np.zeros((0, 0), np.float32), dataset=None)
-                 for rg in radiographs.values()}
-        return ({k: light[id(rg)] for k, rg in radiographs.items()},
-                {c: Prepared(p.pixels, p.transform, light[id(p.radiograph)]) for c, p in prepared.items()})
-
-
-def read_plan(predictor: Predictor, base: ReadOptions | None = None, *, reduced_decode: bool = True) -> ReadPlan:
-    """The reads :meth:`Predictor.predict` needs, with reduced JPEG 2000 decoding where it is exact enough.
-
-    A normalization is decoded at a reduced resolution only when every chain reading it starts
-    with a resize to a fixed size (:meth:`Chain.decode_size <thoracic.preprocess.Chain.decode_size>`)
-    and no lung crop is involved; the target is the largest of those sizes.
-    """
-    base = base or ReadOptions()
-    models: list[tuple[Any, bool]] = [(d.chain, predictor.config.lung_roi or d.meta.lung_crop) for d in predictor.detectors]
-    if predictor.classifier is not None:
-        models.append((predictor.classifier.meta.chain, False))
-    sizes: dict[str, list[int | None]] = {}
-    for chain, crop in models:
-        sizes.setdefault(chain.normalize, []).append(None if crop else chain.decode_size())
-    options = []
-    for norm, wanted in sizes.items():
-        target = max(wanted) if reduced_decode and all(s is not None for s in wanted) else None  # type: ignore[type-var]
-        options.append((norm, ReadOptions(normalize=norm, percentiles=base.percentiles, target_size=target,
-                                          allow_non_chest=base.allow_non_chest, max_pixels=base.max_pixels)))
-    return ReadPlan(tuple(options), tuple(chain for chain, crop in models if not crop),
-                    complete=not any(crop for _, crop in models))
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from thoracic.errors import ConfigError
 
-__all__ = ["CONF_TYPES", "box_iou", "nms", "weighted_boxes_fusion"]
+__all__ = ["CONF_TYPES", "box_iou", "nms", "nms_xyxy", "weighted_boxes_fusion"]
 
 #: How a fused box's confidence is computed (see :func:`weighted_boxes_fusion`).
 CONF_TYPES = ("absent_model_aware_avg", "avg", "box_and_model_avg", "max")
@@ -325,3 +325,31 @@ def nms(
     if not out_b:
         return np.zeros((0, 4)), np.zeros((0,)), np.zeros((0,), dtype=np.int64)
     return np.concatenate(out_b) * size, np.concatenate(out_s), np.concatenate(out_l)
+
+
+def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+def nms_xyxy(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy NMS (as ``torchvision.ops.nms``): indices kept, best score first."""
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    suppressed = np.zeros(len(order), dtype=bool)
+    b = boxes[order]
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(int(order[i]))
+        if i + 1 < len(order):
+            rest = np.arange(i + 1, len(order))
+            over = _iou_one(b[i], b[rest]) > iou
+            suppressed[rest[over]] = True
+    return np.asarray(keep, dtype=np.int64)

@@ -4,7 +4,7 @@ The ONNX model has one input ``images`` (``1x3xSxS`` float32, 0..1, RGB; grey im
 and two outputs: ``predictions`` (``1 x (4 + nc) x N``: box centre x, y, width, height in input
 pixels, then per-class sigmoid scores; ultralytics' own export layout, no NMS inside) and
 ``features`` (the P3 feature map feeding the head's first scale, for heatmaps). The metadata
-(:class:`~thoracic.detect.meta.ModelMeta`) names all 14 VinDr labels, the trained classes, the
+(:class:`~thoracic.models.meta.ModelMeta`) names all 14 VinDr labels, the trained classes, the
 preprocessing chain ending in ``letterbox(size=S)``, the lung-crop flag and the training data.
 """
 
@@ -17,10 +17,10 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from .._version import __version__
-from ..errors import ConfigError
-from ..preprocess.chain import Chain, Step, get_chain
-from .meta import META_KEY, ModelMeta
+from thoracic._version import __version__
+from thoracic.errors import ConfigError
+from thoracic.models.meta import META_KEY, ModelMeta
+from thoracic.preprocess.chain import Chain, Step, get_chain
 
 __all__ = ["export_detector_onnx", "load_ultralytics_model", "torch_onnx_export", "with_letterbox"]
 
@@ -34,7 +34,7 @@ def with_letterbox(chain: Chain, imgsz: int) -> Chain:
 
 def load_ultralytics_model(checkpoint: str | PathLike[str]) -> Any:
     """The float32, eval-mode ``DetectionModel`` of an ultralytics ``.pt`` (train extra)."""
-    from ._ultralytics import load_ultralytics
+    from thoracic.train._ultralytics import load_ultralytics
 
     load_ultralytics("ONNX export")
     from ultralytics.nn.tasks import load_checkpoint

@@ -24,10 +24,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, MissingDependencyError
-from ..io.radiograph import ReadOptions
-from .pipeline import BatchResult
-from .predict import Predictor
+from thoracic.errors import ConfigError, MissingDependencyError
+from thoracic.inference.batch import BatchResult
+from thoracic.inference.predictor import Predictor
+from thoracic.io.radiograph import ReadOptions
 
 __all__ = ["predict_ray", "require_ray"]
 
@@ -61,7 +61,7 @@ class _Replica:
     """A Ray actor holding one copy of the models (Ray Data calls it with batches of rows)."""
 
     def __init__(self, bundle: dict[str, Any], read: ReadOptions, reduced_decode: bool) -> None:
-        from .pipeline import BatchPredictor, PipelineConfig
+        from thoracic.inference.batch import BatchPredictor, PipelineConfig
 
         self._dir = tempfile.TemporaryDirectory(prefix="thoracic-ray-")
         paths = []
@@ -118,7 +118,7 @@ def predict_ray(
     read:
         Base reading options.
     reduced_decode:
-        As :class:`~thoracic.ensemble.pipeline.PipelineConfig`.
+        As :class:`~thoracic.inference.batch.PipelineConfig`.
     workers:
         Model replicas (one CPU each); 0: one per CPU of the cluster.
 

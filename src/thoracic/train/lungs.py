@@ -18,17 +18,17 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, MissingDependencyError
-from ..io.read import read
-from .contract import METADATA_KEY, ModelContract
-from .postprocess import postprocess
+from thoracic.anatomy.postprocess import postprocess
+from thoracic.errors import ConfigError, MissingDependencyError
+from thoracic.io.read import read
+from thoracic.models.contract import METADATA_KEY, ModelContract
 
 __all__ = [
     "LungPair",
@@ -186,7 +186,7 @@ def _training_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _build(cfg: TrainConfig):
-    from .unet import build_unet
+    from thoracic.train.unet import build_unet
 
     return build_unet(base=cfg.base, depth=cfg.depth)
 

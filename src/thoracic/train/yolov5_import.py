@@ -32,7 +32,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, CorruptFileError, MissingDependencyError
+from thoracic.errors import ConfigError, CorruptFileError, MissingDependencyError
 
 __all__ = [
     "ImportReport",
@@ -80,7 +80,7 @@ def StandIn(module: str, name: str) -> type:  # noqa: N802 - a class factory
     key = (module, name)
     if key not in _STANDINS:
         base = _standin_base()
-        _STANDINS[key] = type(name, (base,), {"_original": key, "__module__": f"thoracic.detect.yolov5_import.{module}"})
+        _STANDINS[key] = type(name, (base,), {"_original": key, "__module__": f"thoracic.train.yolov5_import.{module}"})
     return _STANDINS[key]
 
 
@@ -204,7 +204,7 @@ def import_yolov5(
     -------
     (DetectionModel, ImportReport)
     """
-    from ._ultralytics import load_ultralytics
+    from thoracic.train._ultralytics import load_ultralytics
 
     load_ultralytics("importing YOLOv5 checkpoints")
     from ultralytics.nn.tasks import DetectionModel

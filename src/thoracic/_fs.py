@@ -1,0 +1,55 @@
+"""File-system helpers every batch command shares: finding inputs, sidecar names."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from os import PathLike
+from pathlib import Path
+
+from thoracic.errors import ThoracicError
+
+__all__ = ["IGNORED_SUFFIXES", "find_inputs", "sidecar_path"]
+
+#: Files in input folders that are clearly not images and are not reported as failures.
+IGNORED_SUFFIXES = frozenset(
+    {".csv", ".txt", ".json", ".md", ".html", ".htm", ".yaml", ".yml", ".xml", ".log", ".py", ".zip", ".gz", ".pdf"}
+)
+
+
+def find_inputs(inputs: Iterable[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None) -> list[str]:
+    """Expand files and folders (recursively, sorted) into the list of files to read.
+
+    Hidden files and obvious non-images (csv, txt, json, ...) inside folders are skipped; anything
+    else is tried, so broken or mislabelled files are reported instead of silently ignored.
+    Files named explicitly are always tried.
+    """
+    excluded = Path(exclude).resolve() if exclude is not None else None
+    found: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                if excluded is not None and Path(root).resolve() == excluded:
+                    dirs[:] = []
+                    continue
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if name.startswith(".") or Path(name).suffix.lower() in IGNORED_SUFFIXES:
+                        continue
+                    found.append(str(Path(root) / name))
+        elif p.exists():
+            found.append(str(p))
+        else:
+            raise ThoracicError("no such file or folder", path=str(p))
+    return found
+
+
+def sidecar_path(pred_path: str | PathLike[str]) -> Path:
+    """``preds.csv`` -> ``preds.images.csv`` (the sidecar ``thoracic predict`` writes)."""
+    p = Path(pred_path)
+    name = p.name
+    for suffix in (".csv.gz", ".csv"):
+        if name.endswith(suffix):
+            return p.with_name(name[: -len(suffix)] + ".images.csv")
+    return p.with_name(name + ".images.csv")

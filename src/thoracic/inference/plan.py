@@ -1,0 +1,77 @@
+"""The one read decision: which reads and model inputs a predictor needs for an image."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.preprocess.chain import Chain, Prepared
+from thoracic.preprocess.model_input import prepare_8bit_many
+
+if TYPE_CHECKING:
+    from thoracic.inference.predictor import Predictor
+
+__all__ = ["ReadPlan", "read_plan"]
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What a reader does for one image: one read per normalization the models need, then the
+    preprocessing of every model input it can make without a model (``chains``)."""
+
+    options: tuple[tuple[str, ReadOptions], ...]
+    chains: tuple[Chain, ...] = ()
+    complete: bool = False  # ``chains`` cover every model: predicting needs no pixels beyond them
+
+    def read(self, src: Any, image_id: str | None = None) -> dict[str, Radiograph]:
+        """Read ``src`` once per normalization: ``{normalize: Radiograph}`` (for ``predict_read``)."""
+        from thoracic.io.read import read
+
+        return {norm: read(src, opts, image_id=image_id) for norm, opts in self.options}
+
+    def load(self, src: Any, image_id: str | None = None, *, detach: bool = False,
+             ) -> tuple[dict[str, Radiograph], dict[Chain, Prepared]]:
+        """Read and preprocess: the arguments of :meth:`Predictor.predict_read` (``radiographs, prepared=``).
+
+        ``detach``: keep the model inputs as their 8-bit levels (``uint8``, which the models read
+        exactly as the floats), and when they are all there (``complete``), drop the decoded
+        pixels and the DICOM header from the radiographs, so that a prefetched image holds (and
+        a reader process sends back) only the small model inputs and the image's metadata.
+        """
+        radiographs = self.read(src, image_id)
+        any_rg = next(iter(radiographs.values()))
+        mapped = {c.normalize: radiographs.get(c.normalize) or any_rg for c in self.chains}
+        prepared = prepare_8bit_many(self.chains, mapped, levels=detach)
+        if not (detach and self.complete):
+            return radiographs, prepared
+        light = {id(rg): dataclasses.replace(rg, pixels=np.zeros((0, 0), np.float32), dataset=None)
+                 for rg in radiographs.values()}
+        return ({k: light[id(rg)] for k, rg in radiographs.items()},
+                {c: Prepared(p.pixels, p.transform, light[id(p.radiograph)]) for c, p in prepared.items()})
+
+
+def read_plan(predictor: Predictor, base: ReadOptions | None = None, *, reduced_decode: bool = True) -> ReadPlan:
+    """The reads :meth:`Predictor.predict` needs, with reduced JPEG 2000 decoding where it is exact enough.
+
+    A normalization is decoded at a reduced resolution only when every chain reading it starts
+    with a resize to a fixed size (:meth:`Chain.decode_size <thoracic.preprocess.Chain.decode_size>`)
+    and no lung crop is involved; the target is the largest of those sizes.
+    """
+    base = base or ReadOptions()
+    models: list[tuple[Any, bool]] = [(d.chain, predictor.config.lung_roi or d.meta.lung_crop) for d in predictor.detectors]
+    if predictor.classifier is not None:
+        models.append((predictor.classifier.meta.chain, False))
+    sizes: dict[str, list[int | None]] = {}
+    for chain, crop in models:
+        sizes.setdefault(chain.normalize, []).append(None if crop else chain.decode_size())
+    options = []
+    for norm, wanted in sizes.items():
+        target = max(wanted) if reduced_decode and all(s is not None for s in wanted) else None  # type: ignore[type-var]
+        options.append((norm, ReadOptions(normalize=norm, percentiles=base.percentiles, target_size=target,
+                                          allow_non_chest=base.allow_non_chest, max_pixels=base.max_pixels)))
+    return ReadPlan(tuple(options), tuple(chain for chain, crop in models if not crop),
+                    complete=not any(crop for _, crop in models))

@@ -1,0 +1,7 @@
+"""Training (the ``train`` extra: torch, ultralytics); nothing here is imported by inference.
+
+- :mod:`.detector`: YOLOv5u detectors with ultralytics, offline; :mod:`.export`: their ONNX
+  export with thoracic's metadata; :mod:`.yolov5_import`: original-YOLOv5 checkpoints;
+- :mod:`.classifier`: the normal/abnormal classifier;
+- :mod:`.lungs` and :mod:`.unet`: the lung segmentation UNet.
+"""
