@@ -1,6 +1,6 @@
 import os
 
-from thoracic.batch.pool import run_tasks
+from thoracic._pool import run_tasks
 
 
 def _work(x: int) -> int:

@@ -6,20 +6,24 @@ on one bad file, and writes ``manifest.csv`` with one row per input.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from thoracic._fs import find_inputs
-from thoracic._version import __version__
-from thoracic.batch.pool import run_tasks
-from thoracic.errors import ConfigError, ThoracicError, internal_error_message
+from thoracic.batch.runner import (
+    Manifest,
+    ManifestRow,
+    check_png_compression,
+    check_workers,
+    claim_settings,
+    pixel_settings,
+    run_isolated,
+    write_png,
+)
+from thoracic.errors import ThoracicError, internal_error_message
 from thoracic.io.ids import check_unique_ids
 from thoracic.io.radiograph import ReadOptions
 from thoracic.preprocess.chain import Chain, Step
@@ -72,20 +76,16 @@ class ConvertOptions:
     png_compression: int = 3
 
     def __post_init__(self) -> None:
-        if self.workers < 0:
-            raise ConfigError(f"workers must be >= 0 (0 = one per core), got {self.workers}")
-        if not 0 <= self.png_compression <= 9:
-            raise ConfigError(f"PNG compression must be 0..9, got {self.png_compression}")
+        check_workers(self.workers)
+        check_png_compression(self.png_compression)
 
     def settings(self) -> dict[str, Any]:
         """What determines the output pixels (resuming requires the same)."""
-        read = asdict(self.read)
-        read.pop("target_size", None)
-        return {"chain": self.chain.to_dict(), "read": read}
+        return pixel_settings(self.chain, self.read)
 
 
 @dataclass(frozen=True)
-class ConvertResult:
+class ConvertResult(ManifestRow):
     """One manifest row."""
 
     source: str
@@ -102,9 +102,6 @@ class ConvertResult:
     out_width: int | None = None
     out_height: int | None = None
     scale: float | None = None
-
-    def row(self) -> dict[str, Any]:
-        return {k: ("" if v is None else v) for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -132,11 +129,7 @@ def _convert_one(source: str, image_id: str, out_dir: str, chain_dict: dict, rea
         prepared = chain.run(rg)
         img = prepared.to_uint8()
         out_file = f"{image_id}.png"
-        final = Path(out_dir) / out_file
-        tmp = final.with_name(f".{out_file}.{os.getpid()}.tmp.png")
-        if not cv2.imwrite(str(tmp), img, [cv2.IMWRITE_PNG_COMPRESSION, compression]):
-            raise OSError(f"cannot write {final}")
-        os.replace(tmp, final)
+        write_png(Path(out_dir) / out_file, img, compression)
         h, w = img.shape[:2]
         return ConvertResult(
             source=source,
@@ -160,13 +153,6 @@ def _convert_one(source: str, image_id: str, out_dir: str, chain_dict: dict, rea
         return ConvertResult(
             source=source, image_id=image_id, status="failed", error=internal_error_message(err)
         )
-
-
-def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
-    if not path.exists():
-        return {}
-    with path.open(newline="") as fh:
-        return {row["source"]: row for row in csv.DictReader(fh)}
 
 
 def _crashed(task: tuple) -> ConvertResult:
@@ -204,46 +190,21 @@ def convert(
     sources = find_inputs(inputs, exclude=out)
     ids = check_unique_ids(sources)  # id -> source
     out.mkdir(parents=True, exist_ok=True)
-    settings = options.settings()
-    settings_file = out / "convert.json"
-    if settings_file.exists():
-        previous = json.loads(settings_file.read_text()).get("settings")
-        if previous != json.loads(json.dumps(settings)):
-            raise ConfigError(
-                f"{out} holds a conversion made with other settings (see {settings_file}); "
-                "use another --out folder, or delete it to start over"
-            )
-    settings_file.write_text(json.dumps({"thoracic_version": __version__, "settings": settings}, indent=2, sort_keys=True))
+    claim_settings(out / "convert.json", options.settings(), "a conversion made with other settings")
 
-    manifest = out / "manifest.csv"
-    previous_rows = _read_manifest(manifest)
-    keep: list[dict[str, str]] = []
-    todo: list[tuple] = []
-    for image_id, source in ids.items():
-        row = previous_rows.get(source)
-        if row and row.get("status") in ("ok", "flagged") and (out / row.get("out_file", "")).is_file():
-            keep.append(row)
-        else:
-            todo.append((source, image_id, str(out), options.chain.to_dict(), options.read, options.png_compression))
-    summary = ConvertSummary(total=len(ids), skipped=len(keep), manifest=str(manifest))
+    manifest = Manifest(out / "manifest.csv", MANIFEST_COLUMNS)
+    keep, todo = manifest.resume(
+        ((source, (source, image_id, str(out), options.chain.to_dict(), options.read, options.png_compression))
+         for image_id, source in ids.items()),
+        "source",
+        lambda row: row.get("status") in ("ok", "flagged") and (out / row.get("out_file", "")).is_file(),
+    )
+    summary = ConvertSummary(total=len(ids), skipped=len(keep), manifest=str(manifest.path))
     if on_start:
         on_start(len(todo), len(keep))
-
-    tmp = manifest.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: row.get(k, "") for k in MANIFEST_COLUMNS} for row in keep)
-    os.replace(tmp, manifest)
-
-    workers = options.workers or os.cpu_count() or 1
-    workers = max(1, min(workers, len(todo)))
-    results = run_tasks(_convert_one, todo, workers, _crashed)
-    with manifest.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        for result in results:
-            writer.writerow(result.row())
-            fh.flush()
+    with manifest.start(keep) as rows:
+        for result in run_isolated(_convert_one, todo, options.workers, _crashed):
+            rows.write(result.row())
             if result.status == "failed":
                 summary.failed += 1
             else:

@@ -34,19 +34,25 @@ aspect ratio must agree within 1 %.
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from thoracic._version import __version__
-from thoracic.batch.pool import run_tasks
+from thoracic.batch.runner import (
+    Manifest,
+    check_png_compression,
+    check_workers,
+    claim_settings,
+    pixel_settings,
+    run_isolated,
+    write_png,
+    write_text,
+)
 from thoracic.data._tables import PathLike, find_images
 from thoracic.data.annotations import Annotations
 from thoracic.data.coco import coco_document
@@ -104,16 +110,12 @@ class ExportOptions:
         if self.unboxed not in UNBOXED:
             raise ConfigError.unknown("unboxed policy", self.unboxed, UNBOXED)
         object.__setattr__(self, "chain", get_chain(self.chain))
-        if self.workers < 0:
-            raise ConfigError(f"workers must be >= 0 (0 = one per core), got {self.workers}")
-        if not 0 <= self.png_compression <= 9:
-            raise ConfigError(f"PNG compression must be 0..9, got {self.png_compression}")
+        check_workers(self.workers)
+        check_png_compression(self.png_compression)
 
     def settings(self) -> dict[str, Any]:
         """What determines the written pixels (resuming requires the same)."""
-        read = asdict(self.read)
-        read.pop("target_size", None)
-        return {"chain": self.chain.to_dict(), "read": read}
+        return pixel_settings(self.chain, self.read)
 
 
 @dataclass
@@ -173,11 +175,7 @@ def _write_one(
             pre = Affine(W / size[0], H / size[1])
         img = prepared.to_uint8()
         out_file = f"images/{iid}.png"
-        final = Path(out_dir) / out_file
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp.png")
-        if not cv2.imwrite(str(tmp), img, [cv2.IMWRITE_PNG_COMPRESSION, compression]):
-            raise OSError(f"cannot write {final}")
-        os.replace(tmp, final)
+        write_png(Path(out_dir) / out_file, img, compression)
         t = pre.then(prepared.transform)
         h, w = img.shape[:2]
         row.update(status="ok", error="", width=W, height=H, out_file=out_file, out_width=w, out_height=h,
@@ -194,17 +192,9 @@ def _crashed(task: tuple) -> dict[str, Any]:
             "error": "a worker process crashed while this file was being read"}
 
 
-def _run(tasks: list[tuple], workers: int) -> Iterator[dict[str, Any]]:
-    return run_tasks(_write_one, tasks, workers, _crashed)
-
-
 def read_export_manifest(path: PathLike) -> dict[str, dict[str, str]]:
     """``image_id -> manifest row`` of an export (empty when there is none)."""
-    p = Path(path)
-    if not p.exists():
-        return {}
-    with p.open(newline="") as fh:
-        return {row["image_id"]: row for row in csv.DictReader(fh)}
+    return Manifest(path, MANIFEST_COLUMNS).read("image_id")
 
 
 def _transform(row: Mapping[str, str]) -> Affine:
@@ -248,20 +238,12 @@ def export_dataset(
     finding = ann.is_finding
 
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    settings = options.settings()
     settings_file = out_dir / "export.json"
-    if settings_file.exists():
-        previous = json.loads(settings_file.read_text()).get("settings")
-        if previous != json.loads(json.dumps(settings)):
-            raise ConfigError(
-                f"{out_dir} holds an export made with another chain or reading options (see {settings_file}); "
-                "use another --out folder, or delete it to start over"
-            )
-    settings_file.write_text(json.dumps({"thoracic_version": __version__, "settings": settings}, indent=2, sort_keys=True))
-    (out_dir / "chain.json").write_text(options.chain.to_json() + "\n")
+    meta = claim_settings(settings_file, options.settings(), "an export made with another chain or reading options")
+    write_text(out_dir / "chain.json", options.chain.to_json() + "\n")
 
-    manifest_path = out_dir / "manifest.csv"
-    previous_rows = read_export_manifest(manifest_path)
+    manifest = Manifest(out_dir / "manifest.csv", MANIFEST_COLUMNS)
+    previous_rows = manifest.read("image_id")
     summary = ExportSummary(total=len(ann.images), out=str(out_dir))
     rows: dict[str, dict[str, Any]] = {}
     todo: list[tuple] = []
@@ -285,20 +267,12 @@ def export_dataset(
         todo.append((source, iid, str(out_dir), options.chain.to_dict(), options.read, options.png_compression, size, kind))
     if on_start:
         on_start(len(todo), summary.resumed)
-    workers = max(1, min(options.workers or os.cpu_count() or 1, len(todo) or 1))
-    for row in _run(todo, workers):
+    for row in run_isolated(_write_one, todo, options.workers, _crashed):
         rows[row["image_id"]] = row
         if progress:
             progress(row)
 
-    # manifest (sorted, complete) -------------------------------------------------------------
-    tmp = manifest_path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        for iid in sorted(rows):
-            writer.writerow({k: rows[iid].get(k, "") for k in MANIFEST_COLUMNS})
-    os.replace(tmp, manifest_path)
+    manifest.rewrite(rows[iid] for iid in sorted(rows))  # sorted, complete
 
     written: dict[str, tuple[str, int, int, Affine]] = {}
     unboxed: dict[str, tuple[str, int, int, Affine]] = {}
@@ -323,12 +297,11 @@ def export_dataset(
     else:
         summary.boxes = _write_coco(ann, out_dir, written, unboxed, folds)
     _write_lists(out_dir, written, unboxed, folds, ann)
-    meta = json.loads(settings_file.read_text())
     meta["summary"] = {k: v for k, v in asdict(summary).items() if k != "errors"}
     meta["format"] = options.format
     meta["unboxed"] = options.unboxed
     meta["table"] = ann.name
-    settings_file.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    write_text(settings_file, json.dumps(meta, indent=2, sort_keys=True))
     return summary
 
 

@@ -7,9 +7,7 @@ already uses the cores.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -17,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from thoracic._fs import find_inputs
-from thoracic._version import __version__
 from thoracic.anatomy.overlay import overlay
 from thoracic.anatomy.roi import RoiOptions, lung_roi_crop
 from thoracic.anatomy.segmenter import LungSegmenter
+from thoracic.batch.runner import Manifest, ManifestRow, claim_settings, read_settings, write_png
 from thoracic.errors import ConfigError, ThoracicError, internal_error_message
 from thoracic.io.ids import check_unique_ids
 from thoracic.io.radiograph import ReadOptions
@@ -65,15 +62,13 @@ class SegmentOptions:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
 
     def settings(self, model_file: str) -> dict[str, Any]:
-        read = asdict(self.read)
-        read.pop("target_size", None)
         digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()
-        return {"roi": asdict(self.roi), "read": read, "overlays": self.overlays, "crop_size": self.crop_size,
-                "model_sha256": digest}
+        return {"roi": asdict(self.roi), "read": read_settings(self.read), "overlays": self.overlays,
+                "crop_size": self.crop_size, "model_sha256": digest}
 
 
 @dataclass(frozen=True)
-class SegmentResult:
+class SegmentResult(ManifestRow):
     """One ``masks.csv`` row. ``fallback`` is empty, or why the ROI is the full image."""
 
     image_id: str
@@ -87,9 +82,6 @@ class SegmentResult:
     roi_x_max: int | None = None
     roi_y_max: int | None = None
     fallback: str = ""
-
-    def row(self) -> dict[str, Any]:
-        return {k: ("" if v is None else v) for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -106,26 +98,19 @@ class SegmentSummary:
         return self.failed == 0
 
 
-def _write_png(path: Path, img: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    if not cv2.imwrite(str(tmp), img):
-        raise OSError(f"cannot write {path}")
-    os.replace(tmp, path)
-
-
 def _segment_one(seg: LungSegmenter, source: str, image_id: str, out: Path, options: SegmentOptions) -> SegmentResult:
     from thoracic.io.read import read
 
     try:
         rg = read(source, seg.contract.chain.read_options(options.read), image_id=image_id)
         lungs = seg.segment(rg, options.roi)
-        _write_png(out / "masks" / f"{image_id}.png", lungs.mask)
+        write_png(out / "masks" / f"{image_id}.png", lungs.mask)
         if options.overlays:
             rgb = overlay(rg, lungs)
-            _write_png(out / "overlays" / f"{image_id}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            write_png(out / "overlays" / f"{image_id}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         if options.crop_size:
             crop, _ = lung_roi_crop(rg, lungs.roi, options.crop_size)
-            _write_png(out / "crops" / f"{image_id}.png", to_uint8(crop))
+            write_png(out / "crops" / f"{image_id}.png", to_uint8(crop))
         x0, y0, x1, y1 = lungs.roi.box
         return SegmentResult(
             image_id=image_id,
@@ -143,13 +128,6 @@ def _segment_one(seg: LungSegmenter, source: str, image_id: str, out: Path, opti
         return SegmentResult(image_id=image_id, status="failed", error=f"{type(err).__name__}: {err}")
     except Exception as err:  # noqa: BLE001 - one bad file never stops the batch
         return SegmentResult(image_id=image_id, status="failed", error=internal_error_message(err))
-
-
-def _read_table(path: Path) -> dict[str, dict[str, str]]:
-    if not path.exists():
-        return {}
-    with path.open(newline="") as fh:
-        return {row["image_id"]: row for row in csv.DictReader(fh)}
 
 
 def segment_files(
@@ -183,49 +161,24 @@ def segment_files(
         (out / "overlays").mkdir(exist_ok=True)
     if options.crop_size:
         (out / "crops").mkdir(exist_ok=True)
-    settings = json.loads(json.dumps(options.settings(seg.path)))
-    settings_file = out / "segment.json"
-    if settings_file.exists():
-        previous = json.loads(settings_file.read_text()).get("settings")
-        if previous != settings:
-            raise ConfigError(
-                f"{out} holds masks made with other settings or another model (see {settings_file}); "
-                "use another --out folder, or delete it to start over"
-            )
-    settings_file.write_text(
-        json.dumps({"thoracic_version": __version__, "contract": seg.contract.to_dict(), "settings": settings},
-                   indent=2, sort_keys=True)
-    )
-    table = out / "masks.csv"
-    previous_rows = _read_table(table)
-    keep: list[dict[str, str]] = []
-    todo: list[tuple[str, str]] = []
-    for image_id, source in ids.items():
-        row = previous_rows.get(image_id)
-        done = row and row.get("status") == "ok" and (out / "masks" / f"{image_id}.png").is_file()
-        if done and options.overlays:
-            done = (out / "overlays" / f"{image_id}.png").is_file()
-        if done and options.crop_size:
-            done = (out / "crops" / f"{image_id}.png").is_file()
-        if done:
-            keep.append(row)
-        else:
-            todo.append((source, image_id))
-    summary = SegmentSummary(total=len(ids), skipped=len(keep), table=str(table))
+    claim_settings(out / "segment.json", options.settings(seg.path), "masks made with other settings or another model",
+                   {"contract": seg.contract.to_dict()})
+    table = Manifest(out / "masks.csv", MASK_COLUMNS)
+
+    def done(row: dict[str, str]) -> bool:
+        image_id = row["image_id"]
+        return (row.get("status") == "ok" and (out / "masks" / f"{image_id}.png").is_file()
+                and (not options.overlays or (out / "overlays" / f"{image_id}.png").is_file())
+                and (not options.crop_size or (out / "crops" / f"{image_id}.png").is_file()))
+
+    keep, todo = table.resume(((image_id, (source, image_id)) for image_id, source in ids.items()), "image_id", done)
+    summary = SegmentSummary(total=len(ids), skipped=len(keep), table=str(table.path))
     if on_start:
         on_start(len(todo), len(keep))
-    tmp = table.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MASK_COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: row.get(k, "") for k in MASK_COLUMNS} for row in keep)
-    os.replace(tmp, table)
-    with table.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MASK_COLUMNS)
+    with table.start(keep) as rows:
         for source, image_id in todo:
             result = _segment_one(seg, source, image_id, out, options)
-            writer.writerow(result.row())
-            fh.flush()
+            rows.write(result.row())
             if result.status == "failed":
                 summary.failed += 1
             else:

@@ -27,7 +27,6 @@ Examples
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -35,7 +34,6 @@ from concurrent.futures import (
     FIRST_COMPLETED,
     Executor,
     Future,
-    ProcessPoolExecutor,
     ThreadPoolExecutor,
     wait,
 )
@@ -43,6 +41,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+from thoracic._pool import process_pool, run_alone
 from thoracic.errors import (
     ConfigError,
     CorruptFileError,
@@ -196,7 +195,7 @@ class BatchPredictor:
         own. No effect with reader threads.
         """
         if self.config.processes and self._pool is None:
-            self._pool = _process_pool(self.config.n_readers)
+            self._pool = process_pool(self.config.n_readers, forkserver=True)
         return self
 
     def close(self) -> None:
@@ -229,7 +228,7 @@ class BatchPredictor:
         if kept:
             readers = self._pool  # type: ignore[assignment]
         elif cfg.processes:
-            readers = _process_pool(cfg.n_readers)
+            readers = process_pool(cfg.n_readers, forkserver=True)
         else:
             readers = ThreadPoolExecutor(max_workers=cfg.n_readers, thread_name_prefix="thoracic-read")
         workers = cfg.n_workers
@@ -297,23 +296,18 @@ class BatchPredictor:
             if fut.done() and not fut.cancelled() and not isinstance(fut.exception(), BrokenProcessPool):
                 continue  # read before the crash
             redo: Future = Future()
-            try:
-                with _process_pool(1) as solo:
-                    redo.set_result(solo.submit(_read_task, self.plan, entry.src, entry.image_id).result())
-            except BrokenProcessPool:
-                redo.set_result(CorruptFileError("a reader process crashed while decoding this image; "
-                                              "the file is probably damaged", path=_name(entry.src)))
+            redo.set_result(run_alone(_read_task, (self.plan, entry.src, entry.image_id), _crashed, forkserver=True))
             entry.read = redo
             if entry.result is not None and inference is not None:
                 entry.result.cancel()
                 entry.result = inference.submit(self._infer, entry)
-        return _process_pool(self.config.n_readers)
+        return process_pool(self.config.n_readers, forkserver=True)
 
 
-def _process_pool(n: int) -> ProcessPoolExecutor:
-    # forkserver: forking this process while ONNX Runtime and reader threads run could copy a held lock
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
-    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method))
+def _crashed(task: tuple) -> CorruptFileError:
+    """The read of ``(plan, src, image_id)`` that took its reader process down with it."""
+    return CorruptFileError("a reader process crashed while decoding this image; the file is probably damaged",
+                            path=_name(task[1]))
 
 
 @dataclass
