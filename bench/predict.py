@@ -264,7 +264,8 @@ def bench_p1(work: Path, singles: dict[str, Path], rounds: int, per_round: int) 
 
 
 def bench_p2(work: Path, folder: Path, rounds: int, headline: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from thoracic.cli.predict import PROCESS_READERS_FROM, PredictionCsv
+    from thoracic.batch.predictions import PredictionCsv
+    from thoracic.cli.predict import PROCESS_READERS_FROM
     from thoracic._fs import find_inputs
     from thoracic.inference.batch import BatchPredictor, PipelineConfig, default_workers
     from thoracic.inference.predictor import Predictor

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from thoracic.cli.predict import IMAGE_COLUMNS, PRED_COLUMNS, main
+from thoracic.batch.predictions import IMAGE_COLUMNS, PRED_COLUMNS
+from thoracic.cli.predict import main
 from thoracic._fs import sidecar_path
 from thoracic.labels import FINDINGS, NO_FINDING
 from thoracic.detect import DetectorConfig, OnnxDetector

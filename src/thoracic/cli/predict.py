@@ -7,59 +7,31 @@ Wire into the main parser with::
 
 Writes ``preds.csv`` (``image_id,label,score,x_min,y_min,x_max,y_max``; with ``--format kaggle``
 ``image_id,PredictionString``) and the sidecar ``<out stem>.images.csv``
-(:data:`IMAGE_COLUMNS`), appending and flushing per image (:class:`PredictionCsv`), so a run
-killed at any moment resumes with ``--resume`` without losing or repeating an image. Images are
-decoded ahead of the models by :class:`~thoracic.inference.batch.BatchPredictor`, or spread
-over a Ray cluster with ``--ray`` (:mod:`thoracic.inference.ray`); inputs come from
-folders, files or ``--manifest``. Exit status 1 if any input failed.
+(:data:`~thoracic.batch.predictions.IMAGE_COLUMNS`), appending and flushing per image
+(:class:`~thoracic.batch.predictions.PredictionCsv`), so a run killed at any moment resumes with
+``--resume`` without losing or repeating an image. Images are decoded ahead of the models by
+:class:`~thoracic.inference.batch.BatchPredictor`, or spread over a Ray cluster with ``--ray``
+(:mod:`thoracic.inference.ray`); inputs come from folders, files or ``--manifest``. Exit status 1
+if any input failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
 
-from thoracic._version import __version__
 from thoracic.errors import ConfigError, ThoracicError
-from thoracic.labels import CLASS_IDS, NO_FINDING, NO_FINDING_BOX, NO_FINDING_ID
 
-if TYPE_CHECKING:
-    from thoracic.inference.batch import BatchResult
-
-__all__ = [
-    "HELP",
-    "IMAGE_COLUMNS",
-    "KAGGLE_COLUMNS",
-    "PRED_COLUMNS",
-    "PROCESS_READERS_FROM",
-    "PredictionCsv",
-    "add_arguments",
-    "main",
-    "read_manifest",
-    "run",
-    "sidecar_path",
-]
+__all__ = ["HELP", "PROCESS_READERS_FROM", "add_arguments", "main", "run"]
 
 HELP = "detect findings on radiographs (DICOM/PNG/JPEG) and write a CSV"
-PRED_COLUMNS = ("image_id", "label", "score", "x_min", "y_min", "x_max", "y_max")
-KAGGLE_COLUMNS = ("image_id", "PredictionString")
 #: ``--readers-in auto`` decodes in processes from this many images on: they cost ~0.4 s to start
 #: and win ~10% on 2 cores (the JPEG, JPEG-LS and JPEG 2000 decoders hold the GIL).
 PROCESS_READERS_FROM = 64
-IMAGE_COLUMNS = ("image_id", "source", "status", "error", "width", "height", "p_abnormal", "models", "thoracic_version")
-
-
-def sidecar_path(out: str | os.PathLike[str]) -> Path:
-    """``<out stem>.images.csv`` next to ``out``."""
-    p = Path(out)
-    return p.with_name(f"{p.stem}.images.csv")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -116,169 +88,6 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def _fmt(v: float) -> str:
-    return f"{float(v):.6g}"
-
-
-def _pred_rows(pred: Any) -> list[dict[str, str]]:
-    det = pred.detections
-    rows = [
-        {"image_id": pred.image_id, "label": label, "score": _fmt(s),
-         "x_min": f"{b[0]:.1f}", "y_min": f"{b[1]:.1f}", "x_max": f"{b[2]:.1f}", "y_max": f"{b[3]:.1f}"}
-        for label, s, b in zip(det.labels, det.scores.tolist(), det.boxes.tolist(), strict=True)
-    ]
-    x0, y0, x1, y1 = NO_FINDING_BOX
-    rows.append({"image_id": pred.image_id, "label": NO_FINDING, "score": _fmt(pred.no_finding_score),
-                 "x_min": f"{x0:g}", "y_min": f"{y0:g}", "x_max": f"{x1:g}", "y_max": f"{y1:g}"})
-    return rows
-
-
-def _kaggle_row(pred: Any) -> dict[str, str]:
-    parts = [
-        f"{CLASS_IDS[r['label']]} {r['score']} {r['x_min']} {r['y_min']} {r['x_max']} {r['y_max']}"
-        for r in _pred_rows(pred)
-    ]
-    parts[-1] = f"{NO_FINDING_ID} {_fmt(pred.no_finding_score)} 0 0 1 1"
-    return {"image_id": pred.image_id, "PredictionString": " ".join(parts)}
-
-
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    """The complete rows of a CSV this command wrote; a row torn by a kill (no line end, wrong
-    number of fields, or an unterminated quote) is dropped, never half-kept."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as fh:
-        text = fh.read()
-    records: list[list[str]] = []
-    torn = not text.endswith("\n")
-    try:
-        records.extend(csv.reader(io.StringIO(text)))
-    except csv.Error:  # the file ends inside a quoted field
-        torn = True
-    if not records:
-        return []
-    header, body = records[0], records[1:]
-    if torn and body:
-        body = body[:-1]
-    return [dict(zip(header, r, strict=True)) for r in body if len(r) == len(header)]
-
-
-def _rewrite(path: Path, columns: Sequence[str], rows: list[dict[str, str]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(columns))
-        w.writeheader()
-        w.writerows(rows)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _open_append(path: Path, columns: Sequence[str], fresh: bool) -> tuple[TextIO, csv.DictWriter]:
-    if fresh or not path.is_file():
-        _rewrite(path, columns, [])
-    fh = path.open("a", newline="")
-    return fh, csv.DictWriter(fh, fieldnames=list(columns))
-
-
-def _overlay(pred: Any, src: str, out_dir: Path, read_opts: Any, min_score: float) -> None:
-    import cv2
-
-    from thoracic.detect.overlay import draw_findings
-    from thoracic.io import read
-
-    rg = read(src, read_opts, image_id=pred.image_id)
-    rgb = draw_findings(rg, pred.detections, min_score=min_score)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out_dir / f"{pred.image_id}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if pred.heatmap is not None:
-        from thoracic.explain import blend
-
-        # the heatmap at the overlay's size (draw_findings may have scaled the image down)
-        cam = cv2.resize(pred.heatmap, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA)
-        cv2.imwrite(str(out_dir / f"{pred.image_id}_heatmap.png"), cv2.cvtColor(blend(rgb, cam, alpha=0.5), cv2.COLOR_RGB2BGR))
-
-
-class PredictionCsv:
-    """``preds.csv`` and its sidecar, written one image at a time so that a run can be killed anytime.
-
-    Each image's prediction rows are appended and flushed first, then its sidecar row; an image
-    counts as done only once its sidecar row says ``ok`` with the same models. With ``resume``
-    both files are first rewritten (atomically) to the done images only, which drops the rows of
-    an image cut short by a kill (a torn last line included), so that image is predicted again
-    and written exactly once.
-
-    Parameters
-    ----------
-    out:
-        The predictions CSV; the sidecar is :func:`sidecar_path` of it.
-    fmt:
-        ``"rows"`` or ``"kaggle"``.
-    models:
-        The model ids of this run (:attr:`Predictor.model_ids <thoracic.inference.predictor.Predictor.model_ids>`).
-    resume:
-        Keep the images already done with the same models (else start both files afresh).
-    """
-
-    def __init__(self, out: str | os.PathLike[str], fmt: str = "rows", models: str = "", *, resume: bool = False) -> None:
-        if fmt not in ("rows", "kaggle"):
-            raise ConfigError.unknown("prediction format", fmt, ("rows", "kaggle"))
-        self.out = Path(out)
-        self.side = sidecar_path(self.out)
-        self.fmt, self.models = fmt, models
-        self.columns = KAGGLE_COLUMNS if fmt == "kaggle" else PRED_COLUMNS
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.done: set[str] = set()
-        if resume:
-            self._keep_done()
-        self._pf, self._pw = _open_append(self.out, self.columns, fresh=not resume)
-        self._sf, self._sw = _open_append(self.side, IMAGE_COLUMNS, fresh=not resume)
-
-    def _keep_done(self) -> None:
-        rows = _read_rows(self.out)
-        if rows and set(rows[0]) != set(self.columns):
-            raise ConfigError(f"{self.out} was written in another --format; use another --out")
-        with_rows = {r["image_id"] for r in rows}  # every image done has rows ("No finding" at least)
-        previous: dict[str, dict[str, str]] = {}
-        for r in _read_rows(self.side):  # the first ok row of each image (a later one is a duplicate)
-            iid = r["image_id"]
-            if r.get("status") == "ok" and r.get("models") == self.models and iid in with_rows and iid not in previous:
-                previous[iid] = r
-        self.done = set(previous)
-        _rewrite(self.out, self.columns, [r for r in rows if r["image_id"] in self.done])
-        _rewrite(self.side, IMAGE_COLUMNS, list(previous.values()))
-
-    def write(self, result: BatchResult) -> None:
-        """Append one image's rows (predictions first, then the sidecar row) and flush both."""
-        row: dict[str, Any] = {"image_id": result.image_id, "source": result.source, "models": self.models,
-                               "thoracic_version": __version__}
-        pred = result.prediction
-        if pred is not None:
-            if self.fmt == "kaggle":
-                self._pw.writerow(_kaggle_row(pred))
-            else:
-                self._pw.writerows(_pred_rows(pred))
-            self._pf.flush()
-            row.update(status="ok", error="", width=pred.width, height=pred.height,
-                       p_abnormal="" if pred.p_abnormal is None else _fmt(pred.p_abnormal))
-        else:
-            row.update(status="failed", error=" ".join(result.describe_error().split()))  # one line
-        self._sw.writerow({k: row.get(k, "") for k in IMAGE_COLUMNS})
-        self._sf.flush()
-        if pred is not None:
-            self.done.add(result.image_id)
-
-    def close(self) -> None:
-        self._pf.close()
-        self._sf.close()
-
-    def __enter__(self) -> PredictionCsv:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 def _threads(args: argparse.Namespace, workers: int) -> int:
     if args.threads is not None:
         return args.threads
@@ -291,10 +100,9 @@ def run(args: argparse.Namespace) -> int:
     """The ``predict`` handler (returns the exit status)."""
     from tqdm import tqdm
 
-    from thoracic._fs import find_inputs
+    from thoracic.batch.predictions import PredictionCsv, prediction_inputs, write_overlay
     from thoracic.inference.batch import BatchPredictor, PipelineConfig
     from thoracic.inference.predictor import PredictConfig, Predictor
-    from thoracic.io import image_id
     from thoracic.io.radiograph import ReadOptions
     from thoracic.models.runtime import onnx_device
 
@@ -320,8 +128,7 @@ def run(args: argparse.Namespace) -> int:
                                    threads=_threads(args, pipeline.n_workers))
     if args.lung_roi:
         _check_lungs()
-    items = [(f, image_id(f)) for f in find_inputs(args.inputs)] + (read_manifest(args.manifest) if args.manifest else [])
-    items = _unique(items)
+    items = prediction_inputs(args.inputs, args.manifest)
     read_opts = ReadOptions(allow_non_chest=args.allow_non_chest)
     failed = n_ok = 0
     with PredictionCsv(args.out, args.format, predictor.model_ids, resume=args.resume) as sink:
@@ -347,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
                     n_ok += 1
                     if args.overlays:
                         try:
-                            _overlay(result.prediction, result.source, Path(args.overlays), read_opts, args.overlay_conf)
+                            write_overlay(result.prediction, result.source, Path(args.overlays), read_opts, args.overlay_conf)
                         except (ThoracicError, OSError) as err:
                             bar.write(f"overlay failed: {result.source}: {err}")
                 else:
@@ -366,53 +173,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {failed} input(s) failed; see the error column of {sink.side}", file=sys.stderr)
         return 1
     return 0
-
-
-def read_manifest(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
-    """``(path, image_id)`` of every input a manifest lists (see ``--manifest``)."""
-    from thoracic.io import image_id
-
-    manifest = Path(path)
-    try:
-        text = manifest.read_text()
-    except OSError as err:
-        raise ConfigError(f"cannot read the manifest: {err.strerror or err}", path=str(manifest)) from err
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    if not lines:
-        return []
-    header = next(csv.reader([lines[0]]))
-    column = next((c for c in ("path", "source") if c in header), None)
-    if column is not None:
-        rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
-        entries = [(r[column], r.get("image_id") or "") for r in rows]
-    else:
-        entries = [(line.strip(), "") for line in lines]
-    out = []
-    for name, iid in entries:
-        if not name:
-            raise ConfigError("a manifest row has no path", path=str(manifest))
-        full = Path(name) if Path(name).is_absolute() else manifest.parent / name
-        out.append((str(full), iid or image_id(full)))
-    return out
-
-
-def _unique(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The inputs once each; two different files with one image id are an error."""
-    from thoracic.errors import DuplicateImageIdError
-
-    seen: dict[str, str] = {}
-    out = []
-    for path, iid in items:
-        if iid in seen:
-            if os.path.realpath(seen[iid]) != os.path.realpath(path):
-                raise DuplicateImageIdError(
-                    f"two inputs have the image id {iid!r}: {seen[iid]} and {path}; "
-                    "rename one of them, give image_id in a manifest, or process them in separate runs"
-                )
-            continue
-        seen[iid] = path
-        out.append((path, iid))
-    return out
 
 
 def _check_lungs() -> None:

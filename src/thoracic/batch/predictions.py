@@ -1,0 +1,232 @@
+"""The files of ``thoracic predict``: its inputs, ``preds.csv`` and its sidecar, resumable, and overlays.
+
+``preds.csv`` holds ``image_id,label,score,x_min,y_min,x_max,y_max`` (:data:`PRED_COLUMNS`; with
+the ``kaggle`` format ``image_id,PredictionString``) and the sidecar ``<out stem>.images.csv``
+one row per image (:data:`IMAGE_COLUMNS`). :class:`PredictionCsv` appends and flushes them per
+image (:class:`~thoracic.batch.runner.Manifest`), so a run killed at any moment resumes without
+losing or repeating an image.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from thoracic._version import __version__
+from thoracic.batch.runner import Manifest, write_png
+from thoracic.errors import ConfigError, DuplicateImageIdError
+from thoracic.labels import CLASS_IDS, NO_FINDING, NO_FINDING_BOX, NO_FINDING_ID
+
+if TYPE_CHECKING:
+    from thoracic.inference.batch import BatchResult
+    from thoracic.inference.predictor import ImagePrediction
+    from thoracic.io.radiograph import ReadOptions
+
+__all__ = [
+    "IMAGE_COLUMNS",
+    "KAGGLE_COLUMNS",
+    "PRED_COLUMNS",
+    "PredictionCsv",
+    "prediction_inputs",
+    "read_manifest",
+    "sidecar_path",
+    "write_overlay",
+]
+
+PRED_COLUMNS = ("image_id", "label", "score", "x_min", "y_min", "x_max", "y_max")
+KAGGLE_COLUMNS = ("image_id", "PredictionString")
+IMAGE_COLUMNS = ("image_id", "source", "status", "error", "width", "height", "p_abnormal", "models", "thoracic_version")
+
+
+def sidecar_path(out: str | os.PathLike[str]) -> Path:
+    """``<out stem>.images.csv`` next to ``out``.
+
+    The same name as :func:`thoracic._fs.sidecar_path` for ``*.csv``; for other names it takes the
+    stem (``preds.tsv`` -> ``preds.images.csv``), as ``thoracic predict`` always has.
+    """
+    p = Path(out)
+    return p.with_name(f"{p.stem}.images.csv")
+
+
+def _fmt(v: float) -> str:
+    return f"{float(v):.6g}"
+
+
+def _pred_rows(pred: Any) -> list[dict[str, str]]:
+    det = pred.detections
+    rows = [
+        {"image_id": pred.image_id, "label": label, "score": _fmt(s),
+         "x_min": f"{b[0]:.1f}", "y_min": f"{b[1]:.1f}", "x_max": f"{b[2]:.1f}", "y_max": f"{b[3]:.1f}"}
+        for label, s, b in zip(det.labels, det.scores.tolist(), det.boxes.tolist(), strict=True)
+    ]
+    x0, y0, x1, y1 = NO_FINDING_BOX
+    rows.append({"image_id": pred.image_id, "label": NO_FINDING, "score": _fmt(pred.no_finding_score),
+                 "x_min": f"{x0:g}", "y_min": f"{y0:g}", "x_max": f"{x1:g}", "y_max": f"{y1:g}"})
+    return rows
+
+
+def _kaggle_row(pred: Any) -> dict[str, str]:
+    parts = [
+        f"{CLASS_IDS[r['label']]} {r['score']} {r['x_min']} {r['y_min']} {r['x_max']} {r['y_max']}"
+        for r in _pred_rows(pred)
+    ]
+    parts[-1] = f"{NO_FINDING_ID} {_fmt(pred.no_finding_score)} 0 0 1 1"
+    return {"image_id": pred.image_id, "PredictionString": " ".join(parts)}
+
+
+class PredictionCsv:
+    """``preds.csv`` and its sidecar, written one image at a time so that a run can be killed anytime.
+
+    Each image's prediction rows are appended and flushed first, then its sidecar row; an image
+    counts as done only once its sidecar row says ``ok`` with the same models. With ``resume``
+    both files are first rewritten (atomically) to the done images only, which drops the rows of
+    an image cut short by a kill (a torn last line included), so that image is predicted again
+    and written exactly once.
+
+    Parameters
+    ----------
+    out:
+        The predictions CSV; the sidecar is :func:`sidecar_path` of it.
+    fmt:
+        ``"rows"`` or ``"kaggle"``.
+    models:
+        The model ids of this run (:attr:`Predictor.model_ids <thoracic.inference.predictor.Predictor.model_ids>`).
+    resume:
+        Keep the images already done with the same models (else start both files afresh).
+    """
+
+    def __init__(self, out: str | os.PathLike[str], fmt: str = "rows", models: str = "", *, resume: bool = False) -> None:
+        if fmt not in ("rows", "kaggle"):
+            raise ConfigError.unknown("prediction format", fmt, ("rows", "kaggle"))
+        self.out = Path(out)
+        self.side = sidecar_path(self.out)
+        self.fmt, self.models = fmt, models
+        self.columns = KAGGLE_COLUMNS if fmt == "kaggle" else PRED_COLUMNS
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        preds, images = Manifest(self.out, self.columns), Manifest(self.side, IMAGE_COLUMNS)
+        kept_preds: list[dict[str, str]] = []
+        kept_images: list[dict[str, str]] = []
+        if resume:
+            kept_preds, kept_images = self._done(preds, images)
+        self.done: set[str] = {r["image_id"] for r in kept_images}
+        self._preds = preds.start(kept_preds)
+        self._images = images.start(kept_images)
+
+    def _done(self, preds: Manifest, images: Manifest) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        """The rows of both files of the images done with these models."""
+        rows = preds.rows()
+        if rows and set(rows[0]) != set(self.columns):
+            raise ConfigError(f"{self.out} was written in another --format; use another --out")
+        with_rows = {r["image_id"] for r in rows}  # every image done has rows ("No finding" at least)
+        previous: dict[str, dict[str, str]] = {}
+        for r in images.rows():  # the first ok row of each image (a later one is a duplicate)
+            iid = r["image_id"]
+            if r.get("status") == "ok" and r.get("models") == self.models and iid in with_rows and iid not in previous:
+                previous[iid] = r
+        return [r for r in rows if r["image_id"] in previous], list(previous.values())
+
+    def write(self, result: BatchResult) -> None:
+        """Append one image's rows (predictions first, then the sidecar row) and flush both."""
+        row: dict[str, Any] = {"image_id": result.image_id, "source": result.source, "models": self.models,
+                               "thoracic_version": __version__}
+        pred = result.prediction
+        if pred is not None:
+            self._preds.write(*([_kaggle_row(pred)] if self.fmt == "kaggle" else _pred_rows(pred)))
+            row.update(status="ok", error="", width=pred.width, height=pred.height,
+                       p_abnormal="" if pred.p_abnormal is None else _fmt(pred.p_abnormal))
+        else:
+            row.update(status="failed", error=" ".join(result.describe_error().split()))  # one line
+        self._images.write(row)
+        if pred is not None:
+            self.done.add(result.image_id)
+
+    def close(self) -> None:
+        self._preds.close()
+        self._images.close()
+
+    def __enter__(self) -> PredictionCsv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_overlay(pred: ImagePrediction, src: str, out_dir: Path, read: ReadOptions, min_score: float) -> None:
+    """Write ``<image_id>.png`` (the boxes scoring at least ``min_score`` drawn on the image) into
+    ``out_dir``, and ``<image_id>_heatmap.png`` when the prediction has a heatmap."""
+    import cv2
+
+    from thoracic.detect.overlay import draw_findings
+    from thoracic.io import read as read_file
+
+    rg = read_file(src, read, image_id=pred.image_id)
+    rgb = draw_findings(rg, pred.detections, min_score=min_score)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_png(out_dir / f"{pred.image_id}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if pred.heatmap is not None:
+        from thoracic.explain import blend
+
+        # the heatmap at the overlay's size (draw_findings may have scaled the image down)
+        cam = cv2.resize(pred.heatmap, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA)
+        write_png(out_dir / f"{pred.image_id}_heatmap.png", cv2.cvtColor(blend(rgb, cam, alpha=0.5), cv2.COLOR_RGB2BGR))
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """``(path, image_id)`` of every input a manifest lists (see ``thoracic predict --manifest``):
+    one path per line, or a CSV with a ``path`` (or ``source``) column and an optional ``image_id``
+    column; relative paths start at the manifest's folder."""
+    from thoracic.io import image_id
+
+    manifest = Path(path)
+    try:
+        text = manifest.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read the manifest: {err.strerror or err}", path=str(manifest)) from err
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        return []
+    header = next(csv.reader([lines[0]]))
+    column = next((c for c in ("path", "source") if c in header), None)
+    if column is not None:
+        rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
+        entries = [(r[column], r.get("image_id") or "") for r in rows]
+    else:
+        entries = [(line.strip(), "") for line in lines]
+    out = []
+    for name, iid in entries:
+        if not name:
+            raise ConfigError("a manifest row has no path", path=str(manifest))
+        full = Path(name) if Path(name).is_absolute() else manifest.parent / name
+        out.append((str(full), iid or image_id(full)))
+    return out
+
+
+def prediction_inputs(inputs: list[str], manifest: str | os.PathLike[str] | None = None) -> list[tuple[str, str]]:
+    """``(path, image_id)`` of files and folders (:func:`thoracic._fs.find_inputs`) and then of the
+    ``manifest`` (:func:`read_manifest`), each file once.
+
+    Raises
+    ------
+    DuplicateImageIdError
+        Two different files have one image id.
+    """
+    from thoracic._fs import find_inputs
+    from thoracic.io import image_id
+
+    items = [(f, image_id(f)) for f in find_inputs(inputs)] + (read_manifest(manifest) if manifest else [])
+    seen: dict[str, str] = {}
+    out = []
+    for path, iid in items:
+        if iid in seen:
+            if os.path.realpath(seen[iid]) != os.path.realpath(path):
+                raise DuplicateImageIdError(
+                    f"two inputs have the image id {iid!r}: {seen[iid]} and {path}; "
+                    "rename one of them, give image_id in a manifest, or process them in separate runs"
+                )
+            continue
+        seen[iid] = path
+        out.append((path, iid))
+    return out
