@@ -3,10 +3,14 @@
 - :mod:`.convert`: ``thoracic convert`` (8-bit PNGs through a chain, with a manifest);
 - :mod:`.segment`: ``thoracic segment`` (lung masks, overlays, ``masks.csv``);
 - :mod:`.export`: ``thoracic dataset export`` (YOLO / COCO training sets);
-- :mod:`.pool`: the crash-isolated process pool they share.
+- :mod:`.predictions`: the files of ``thoracic predict`` (``preds.csv`` and its sidecar, resumable);
+- :mod:`.deidentify`: ``thoracic deidentify`` (de-identified DICOM copies, ``deidentify.csv``);
+- :mod:`.runner`: what they share: the settings file, the manifest, atomic writes, the
+  crash-isolated process pool.
 """
 
 from thoracic.batch.convert import ConvertOptions, ConvertResult, ConvertSummary, convert, convert_chain
+from thoracic.batch.deidentify import DeidentifyOptions, DeidentifyResult, DeidentifySummary, deidentify_files
 from thoracic.batch.export import (
     EXPORT_FORMATS,
     ExportOptions,
@@ -15,6 +19,7 @@ from thoracic.batch.export import (
     read_export_manifest,
     yolo_names_yaml,
 )
+from thoracic.batch.predictions import PredictionCsv
 from thoracic.batch.segment import MASK_COLUMNS, SegmentOptions, SegmentResult, SegmentSummary, segment_files
 
 __all__ = [
@@ -23,13 +28,18 @@ __all__ = [
     "ConvertOptions",
     "ConvertResult",
     "ConvertSummary",
+    "DeidentifyOptions",
+    "DeidentifyResult",
+    "DeidentifySummary",
     "ExportOptions",
     "ExportSummary",
+    "PredictionCsv",
     "SegmentOptions",
     "SegmentResult",
     "SegmentSummary",
     "convert",
     "convert_chain",
+    "deidentify_files",
     "export_dataset",
     "read_export_manifest",
     "segment_files",

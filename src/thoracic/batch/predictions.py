@@ -98,7 +98,9 @@ class PredictionCsv:
         Keep the images already done with the same models (else start both files afresh).
     """
 
-    def __init__(self, out: str | os.PathLike[str], fmt: str = "rows", models: str = "", *, resume: bool = False) -> None:
+    def __init__(
+        self, out: str | os.PathLike[str], fmt: str = "rows", models: str = "", *, resume: bool = False
+    ) -> None:
         if fmt not in ("rows", "kaggle"):
             raise ConfigError.unknown("prediction format", fmt, ("rows", "kaggle"))
         self.out = Path(out)

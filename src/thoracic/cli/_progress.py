@@ -1,4 +1,4 @@
-"""The progress bar of the batch commands (convert, segment, dataset export)."""
+"""The progress bar of the batch commands (convert, segment, dataset export, deidentify)."""
 
 from __future__ import annotations
 

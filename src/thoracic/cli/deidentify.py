@@ -4,7 +4,8 @@ Each DICOM file is de-identified with the DICOM basic application level confiden
 (:func:`thoracic.dicom.deidentify`: pixels unchanged, identifying attributes removed or replaced,
 UIDs replaced by salted ``2.25`` UIDs) and written as ``DIR/<new SOP Instance UID>.dcm``. With
 ``--results`` the image is also analyzed and its SR, GSPS and SEG are written de-identified with
-the same salt, so they refer to the de-identified image and share its new study.
+the same salt, so they refer to the de-identified image and share its new study
+(:func:`thoracic.batch.deidentify.deidentify_files`).
 
 The salt is the secret behind the pseudonyms: the same salt gives the same new UIDs and patient
 pseudonyms on every run (so later exports join up); without one a random salt is used and the
@@ -15,7 +16,6 @@ never names the input files (their names may carry patient data). Exit status 1 
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import os
 import secrets
@@ -23,11 +23,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from thoracic.errors import ConfigError, MissingDependencyError, ThoracicError
+from thoracic.errors import ConfigError, MissingDependencyError
 
-__all__ = ["MANIFEST_COLUMNS", "add_parser", "run"]
+__all__ = ["add_parser", "run"]
 
-MANIFEST_COLUMNS = ("n", "status", "error", "image", "sr", "gsps", "seg")
 SALT_ENV = "THORACIC_DEID_SALT"
 
 
@@ -64,10 +63,8 @@ def _salt(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from thoracic._fs import find_inputs
-    from thoracic.dicom import deidentify_file
+    from thoracic.batch.deidentify import DeidentifyOptions, deidentify_files
+    from thoracic.cli._progress import BatchProgress
 
     if args.results and args.keep_uids:
         raise ConfigError("--results refers to the image by its new UIDs; use it without --keep-uids")
@@ -76,44 +73,11 @@ def run(args: argparse.Namespace) -> int:
     salt, origin = _salt(args)
     if origin == "random":
         print(f"note: no --salt-file or ${SALT_ENV}: pseudonyms and new UIDs hold within this run only", file=sys.stderr)
-    files = find_inputs(args.inputs)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    analyzer = None
-    if args.results:
-        from thoracic.inference.analyzer import Analyzer
-
-        analyzer = Analyzer.load(threads=args.threads)
-    failed = 0
-    manifest = out / "deidentify.csv"
-    with manifest.open("w", newline="") as fh, tqdm(files, unit="img", desc="deidentify", disable=args.quiet or None) as bar:
-        writer = csv.DictWriter(fh, fieldnames=list(MANIFEST_COLUMNS))
-        writer.writeheader()
-        for n, path in enumerate(bar, 1):
-            row = {"n": n, "status": "ok", "error": "", "image": "", "sr": "", "gsps": "", "seg": ""}
-            try:
-                image = deidentify_file(path, out, keep_uids=args.keep_uids, salt=salt)
-                row["image"] = image.name
-                if analyzer is not None:
-                    row.update(_results(analyzer, path, out, args, salt))
-            except ThoracicError as err:
-                failed += 1
-                row.update(status="failed", error=err.message)  # without the path: it may name the patient
-                bar.write(f"failed: {err}")  # the user's own terminal: the path is theirs
-            writer.writerow(row)
-            fh.flush()
-    print(f"{len(files) - failed} of {len(files)} file(s) de-identified into {out} (list: {manifest.name})")
-    return 1 if failed else 0
-
-
-def _results(analyzer: Any, path: str, out: Path, args: argparse.Namespace, salt: str) -> dict[str, str]:
-    from thoracic.dicom import DEFAULT_MIN_SCORE, build_results
-
-    analysis = analyzer.analyze(path)
-    results = build_results(
-        analysis,
-        min_score=DEFAULT_MIN_SCORE if args.min_score is None else args.min_score,
-        deidentify=True,
-        salt=salt,
-    )  # the header comes with the analysis: no second read of the file
-    return {kind: p.name for kind, p in results.save(out).items()}
+    options = DeidentifyOptions(keep_uids=args.keep_uids, results=args.results, min_score=args.min_score,
+                                threads=args.threads)
+    # the bar prints each failure with its path (the user's own terminal); deidentify.csv never names the file
+    with BatchProgress("deidentify", args.out, quiet=args.quiet) as bar:
+        summary = deidentify_files(args.inputs, args.out, options, salt=salt, progress=bar.step, on_start=bar.start)
+    print(f"{summary.total - summary.failed} of {summary.total} file(s) de-identified into {Path(args.out)} "
+          f"(list: {Path(summary.manifest).name})")
+    return 1 if summary.failed else 0

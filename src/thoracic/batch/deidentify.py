@@ -1,0 +1,145 @@
+"""De-identified copies of DICOM files, optionally with their de-identified SR, GSPS and SEG.
+
+Each file is de-identified with the DICOM basic application level confidentiality profile
+(:func:`thoracic.dicom.deidentify_file`) into ``out/<new SOP Instance UID>.dcm``; with
+``results`` the image is also analyzed and its results are written de-identified with the same
+salt, so they refer to the de-identified image and share its new study. ``out/deidentify.csv``
+(:data:`MANIFEST_COLUMNS`) lists each output with its status, row by row; it never names the
+input files (their names may carry patient data).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from thoracic._fs import find_inputs
+from thoracic.batch.runner import Manifest
+from thoracic.errors import ThoracicError
+
+__all__ = ["DeidentifyOptions", "DeidentifyResult", "DeidentifySummary", "MANIFEST_COLUMNS", "deidentify_files"]
+
+#: The columns of ``deidentify.csv``, in order: the input's number in the run, never its name.
+MANIFEST_COLUMNS = ("n", "status", "error", "image", "sr", "gsps", "seg")
+
+
+@dataclass(frozen=True)
+class DeidentifyOptions:
+    """Settings of one de-identification run.
+
+    Attributes
+    ----------
+    keep_uids:
+        Keep the original UIDs (the profile's Retain UIDs option).
+    results:
+        Also analyze each image and write its de-identified SR, GSPS and SEG.
+    min_score:
+        Findings in the SR/GSPS scoring at least this (None: :data:`thoracic.dicom.DEFAULT_MIN_SCORE`).
+    threads:
+        ONNX Runtime threads of the analyzer (``results``).
+    """
+
+    keep_uids: bool = False
+    results: bool = False
+    min_score: float | None = None
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class DeidentifyResult:
+    """The outcome for the ``n``-th input: the written file names (``image``, ``sr``, ``gsps``,
+    ``seg``), or the error. The manifest row (:meth:`row`) gives the error without its path."""
+
+    n: int
+    files: dict[str, str] = field(default_factory=dict)
+    error: ThoracicError | None = None
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.error is None else "failed"
+
+    def row(self) -> dict[str, Any]:
+        error = "" if self.error is None else self.error.message  # without the path: it may name the patient
+        return {"n": self.n, "status": self.status, "error": error, **self.files}
+
+
+@dataclass
+class DeidentifySummary:
+    total: int = 0
+    failed: int = 0
+    manifest: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+def deidentify_files(
+    inputs: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    options: DeidentifyOptions | None = None,
+    *,
+    salt: str,
+    progress: Callable[[DeidentifyResult], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> DeidentifySummary:
+    """De-identify the DICOM files of files and folders into ``out_dir``, with ``deidentify.csv``.
+
+    Parameters
+    ----------
+    salt:
+        The secret behind the pseudonyms and new UIDs: the same salt gives the same ones on every run.
+    progress, on_start:
+        Called with each result as it completes, and once with ``(to_do, 0)`` before the work starts.
+
+    Raises
+    ------
+    ThoracicError
+        An input does not exist, or the analyzer (``results``) cannot be loaded.
+    """
+    from thoracic.dicom import deidentify_file
+
+    options = options or DeidentifyOptions()
+    files = find_inputs(inputs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    analyzer = None
+    if options.results:
+        from thoracic.inference.analyzer import Analyzer
+
+        analyzer = Analyzer.load(threads=options.threads)
+    summary = DeidentifySummary(total=len(files), manifest=str(out / "deidentify.csv"))
+    if on_start:
+        on_start(len(files), 0)
+    with Manifest(summary.manifest, MANIFEST_COLUMNS).start() as rows:
+        for n, path in enumerate(files, 1):
+            written: dict[str, str] = {}  # kept when a later step fails
+            error: ThoracicError | None = None
+            try:
+                written["image"] = deidentify_file(path, out, keep_uids=options.keep_uids, salt=salt).name
+                if analyzer is not None:
+                    written.update(_results(analyzer, path, out, options, salt))
+            except ThoracicError as err:
+                summary.failed += 1
+                error = err
+            result = DeidentifyResult(n, written, error)
+            rows.write(result.row())
+            if progress:
+                progress(result)
+    return summary
+
+
+def _results(analyzer: Any, path: str, out: Path, options: DeidentifyOptions, salt: str) -> dict[str, str]:
+    from thoracic.dicom import DEFAULT_MIN_SCORE, build_results
+
+    analysis = analyzer.analyze(path)
+    results = build_results(
+        analysis,
+        min_score=DEFAULT_MIN_SCORE if options.min_score is None else options.min_score,
+        deidentify=True,
+        salt=salt,
+    )  # the header comes with the analysis: no second read of the file
+    return {kind: p.name for kind, p in results.save(out).items()}
