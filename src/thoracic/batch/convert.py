@@ -14,6 +14,7 @@ from typing import Any
 
 from thoracic._fs import find_inputs
 from thoracic.batch.runner import (
+    BatchSummary,
     Manifest,
     ManifestRow,
     check_png_compression,
@@ -105,17 +106,11 @@ class ConvertResult(ManifestRow):
 
 
 @dataclass
-class ConvertSummary:
-    total: int = 0
+class ConvertSummary(BatchSummary):
     converted: int = 0
     flagged: int = 0
     skipped: int = 0
-    failed: int = 0
     manifest: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0
 
 
 def _convert_one(source: str, image_id: str, out_dir: str, chain_dict: dict, read: ReadOptions, compression: int) -> ConvertResult:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from thoracic._fs import find_inputs
-from thoracic.batch.runner import Manifest
+from thoracic.batch.runner import BatchSummary, Manifest
 from thoracic.errors import ThoracicError
 
 __all__ = ["DeidentifyOptions", "DeidentifyResult", "DeidentifySummary", "MANIFEST_COLUMNS", "deidentify_files"]
@@ -67,14 +67,8 @@ class DeidentifyResult:
 
 
 @dataclass
-class DeidentifySummary:
-    total: int = 0
-    failed: int = 0
+class DeidentifySummary(BatchSummary):
     manifest: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0
 
 
 def deidentify_files(

@@ -44,6 +44,7 @@ import numpy as np
 
 from thoracic._version import __version__
 from thoracic.batch.runner import (
+    BatchSummary,
     Manifest,
     check_png_compression,
     check_workers,
@@ -119,23 +120,17 @@ class ExportOptions:
 
 
 @dataclass
-class ExportSummary:
-    """Counts of one export run."""
+class ExportSummary(BatchSummary):
+    """Counts of one export run (``failed``: unreadable images; ``missing`` ones do not count)."""
 
-    total: int = 0
     written: int = 0
     resumed: int = 0
-    failed: int = 0
     missing: int = 0
     unboxed_skipped: int = 0
     labelled: int = 0
     boxes: int = 0
     out: str = ""
     errors: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0
 
 
 def yolo_names_yaml() -> str:

@@ -23,7 +23,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -34,6 +34,7 @@ from thoracic.io.radiograph import ReadOptions
 from thoracic.preprocess.chain import Chain
 
 __all__ = [
+    "BatchSummary",
     "Manifest",
     "ManifestRow",
     "ManifestWriter",
@@ -161,6 +162,19 @@ def check_png_compression(level: int) -> None:
 
 
 # --- the manifest ---------------------------------------------------------------------------------
+@dataclass
+class BatchSummary:
+    """The counts every batch run has: its inputs, and how many of them failed."""
+
+    total: int = 0
+    failed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """No input failed."""
+        return self.failed == 0
+
+
 class ManifestRow:
     """Mixin of the dataclasses that are one manifest row: :meth:`row` writes ``None`` as ``""``."""
 

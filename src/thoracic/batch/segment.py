@@ -20,7 +20,7 @@ from thoracic._fs import find_inputs
 from thoracic.anatomy.overlay import overlay
 from thoracic.anatomy.roi import RoiOptions, lung_roi_crop
 from thoracic.anatomy.segmenter import LungSegmenter
-from thoracic.batch.runner import Manifest, ManifestRow, claim_settings, read_settings, write_png
+from thoracic.batch.runner import BatchSummary, Manifest, ManifestRow, claim_settings, read_settings, write_png
 from thoracic.errors import ConfigError, ThoracicError, internal_error_message
 from thoracic.io.ids import check_unique_ids
 from thoracic.io.radiograph import ReadOptions
@@ -85,17 +85,11 @@ class SegmentResult(ManifestRow):
 
 
 @dataclass
-class SegmentSummary:
-    total: int = 0
+class SegmentSummary(BatchSummary):
     segmented: int = 0
     fallbacks: int = 0
     skipped: int = 0
-    failed: int = 0
     table: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0
 
 
 def _segment_one(seg: LungSegmenter, source: str, image_id: str, out: Path, options: SegmentOptions) -> SegmentResult:
