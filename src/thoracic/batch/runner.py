@@ -12,7 +12,8 @@ many inputs into one output place and must survive being killed, re-run, or fed 
 - :func:`replacing`, :func:`write_text`, :func:`write_png`: every file is written to a hidden
   temporary file beside it and renamed over it, so no output is ever half-written;
 - :func:`run_isolated`: the inputs over all cores, a worker's native crash failing only its input
-  (:func:`thoracic._pool.run_tasks`).
+  (:func:`thoracic._pool.run_tasks`);
+- :class:`BatchSummary` and :class:`ManifestRow`: the base of each command's summary and rows.
 """
 
 from __future__ import annotations
@@ -61,11 +62,12 @@ def replacing(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     block ends without an error; on an error it is removed and ``path`` is left as it was.
 
     >>> import tempfile
-    >>> target = Path(tempfile.mkdtemp()) / "a.txt"
-    >>> with replacing(target) as tmp:
-    ...     _ = tmp.write_text("whole")
-    >>> target.read_text()
-    'whole'
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     target = Path(folder) / "a.txt"
+    ...     with replacing(target) as tmp:
+    ...         _ = tmp.write_text("whole")
+    ...     print(target.read_text(), [p.name for p in Path(folder).iterdir()])
+    whole ['a.txt']
     """
     final = Path(path)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp{suffix}")
