@@ -21,7 +21,8 @@ COLUMNS = ("image_id", "status", "out_file")
 # --- the settings file ----------------------------------------------------------------------------
 def test_same_settings_resume_other_settings_are_refused(tmp_path):
     path = tmp_path / "run.json"
-    doc = claim_settings(path, {"size": (512, 512), "chain": "a"}, "a run made with other settings", {"extra": 1})
+    made_with = "a run made with other settings"
+    doc = claim_settings(path, {"size": (512, 512), "chain": "a"}, made_with, {"extra": 1})
     assert doc["settings"] == {"size": [512, 512], "chain": "a"} and doc["extra"] == 1 and doc["thoracic_version"]
     claim_settings(path, {"chain": "a", "size": [512, 512]}, "a run made with other settings")  # as read back: equal
     with pytest.raises(ConfigError, match=r"holds a run made with other settings \(see .*run.json\); use another --out"):
@@ -38,7 +39,9 @@ def test_resume_keeps_the_done_rows_and_redoes_the_rest(tmp_path):
         rows.write({"image_id": "b", "status": "failed"})  # a missing column is empty
         rows.write({"image_id": "c", "status": "ok", "out_file": "c.png"})  # its file is gone
     items = [(iid, f"task-{iid}") for iid in ("a", "b", "c", "d")]
-    keep, todo = manifest.resume(items, "image_id", lambda r: r["status"] == "ok" and (tmp_path / r["out_file"]).is_file())
+    keep, todo = manifest.resume(
+        items, "image_id", lambda r: r["status"] == "ok" and (tmp_path / r["out_file"]).is_file()
+    )
     assert [r["image_id"] for r in keep] == ["a"] and todo == ["task-b", "task-c", "task-d"]
     with manifest.start(keep) as rows:  # the kept rows first, then the new ones
         rows.write({"image_id": "b", "status": "ok", "out_file": "b.png"})
