@@ -46,10 +46,15 @@ def find_inputs(inputs: Iterable[str | os.PathLike[str]], exclude: str | os.Path
 
 
 def sidecar_path(pred_path: str | PathLike[str]) -> Path:
-    """``preds.csv`` -> ``preds.images.csv`` (the sidecar ``thoracic predict`` writes)."""
+    """The sidecar ``thoracic predict`` writes beside a predictions CSV (one row per image).
+
+    ``preds.csv`` and ``preds.csv.gz`` -> ``preds.images.csv``; any other name -> its stem
+    (``preds.tsv`` -> ``preds.images.csv``). ``thoracic evaluate`` finds it by the same rule.
+
+    >>> sidecar_path("out/preds.csv.gz").as_posix(), sidecar_path("preds.tsv").name
+    ('out/preds.images.csv', 'preds.images.csv')
+    """
     p = Path(pred_path)
     name = p.name
-    for suffix in (".csv.gz", ".csv"):
-        if name.endswith(suffix):
-            return p.with_name(name[: -len(suffix)] + ".images.csv")
-    return p.with_name(name + ".images.csv")
+    stem = name[: -len(".csv.gz")] if name.endswith(".csv.gz") else p.stem
+    return p.with_name(stem + ".images.csv")

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from thoracic._fs import sidecar_path
 from thoracic._version import __version__
 from thoracic.batch.runner import Manifest, write_png
 from thoracic.errors import ConfigError, DuplicateImageIdError
@@ -32,23 +33,12 @@ __all__ = [
     "PredictionCsv",
     "prediction_inputs",
     "read_manifest",
-    "sidecar_path",
     "write_overlay",
 ]
 
 PRED_COLUMNS = ("image_id", "label", "score", "x_min", "y_min", "x_max", "y_max")
 KAGGLE_COLUMNS = ("image_id", "PredictionString")
 IMAGE_COLUMNS = ("image_id", "source", "status", "error", "width", "height", "p_abnormal", "models", "thoracic_version")
-
-
-def sidecar_path(out: str | os.PathLike[str]) -> Path:
-    """``<out stem>.images.csv`` next to ``out``.
-
-    The same name as :func:`thoracic._fs.sidecar_path` for ``*.csv``; for other names it takes the
-    stem (``preds.tsv`` -> ``preds.images.csv``), as ``thoracic predict`` always has.
-    """
-    p = Path(out)
-    return p.with_name(f"{p.stem}.images.csv")
 
 
 def _fmt(v: float) -> str:
