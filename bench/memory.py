@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--check", action="store_true", help="exit 1 when the target fails")
     args = ap.parse_args(argv)
-    from thoracic.models.registry import default_model_path
+    from thoracic.models.registry import model_path
 
     print(f"machine: {machine()}")
     print(f"load average before: {load_average()}")
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             ("thoracic predict big.dcm (CLI defaults)", PREDICT_CLI, [str(dcm), "--out", str(work / "p.csv"), "-q"], True),
             ("Analyzer.analyze(big.dcm): findings + lungs + heatmap", ANALYZE, [str(dcm)], True),
             ("baseline: ultralytics YOLO(detector.onnx).predict(big.png)", ULTRALYTICS,
-             [str(png), str(default_model_path("detector"))], False),
+             [str(png), str(model_path("detector"))], False),
         ]
         peaks: dict[str, list[int]] = {name: [] for name, _, _, _ in cases}
         for _ in range(args.repeats):

@@ -169,11 +169,11 @@ def worker_main(kind: str, path: str) -> None:
         import torch
         from ultralytics import YOLO
 
-        from thoracic.models.registry import default_model_path
+        from thoracic.models.registry import model_path
 
         from ultralytics.utils import torch_utils
 
-        model = YOLO(str(default_model_path("detector")), task="detect")
+        model = YOLO(str(model_path("detector")), task="detect")
         model.predict(path, imgsz=512, verbose=False, device="cpu")  # sets up the predictor (torch: 1 thread)
         torch_utils.NUM_THREADS = 2
         torch.set_num_threads(2)
@@ -393,9 +393,9 @@ def bench_ort(rounds: int, n: int = 20) -> list[dict[str, Any]]:
     import numpy as np
 
     from thoracic.models.runtime import onnx_session
-    from thoracic.models.registry import default_model_path
+    from thoracic.models.registry import model_path
 
-    path = default_model_path("detector")
+    path = model_path("detector")
     two, one = onnx_session(path, 2), onnx_session(path, 1)
     name = two.get_inputs()[0].name
     x = np.random.default_rng(0).random(tuple(two.get_inputs()[0].shape), dtype=np.float32)
@@ -455,13 +455,13 @@ print(json.dumps([t1 - t0, t2 - t1, t3 - t2]))
 
 
 def bench_load(work: Path, singles: dict[str, Path], repeats: int) -> list[dict[str, Any]]:
-    from thoracic.models.registry import default_model_path
+    from thoracic.models.registry import model_path
 
     env = dict(os.environ, YOLO_CONFIG_DIR=str(work / "yolo-config"), **ULTRALYTICS_ENV)
     runs: dict[str, list[list[float]]] = {"thoracic": [], "ultralytics": []}
     for _ in range(repeats):
         for name, code, args in (("thoracic", COLD_THORACIC, [str(singles["dicom"])]),
-                                 ("ultralytics", COLD_ULTRALYTICS, [str(singles["png"]), str(default_model_path("detector"))])):
+                                 ("ultralytics", COLD_ULTRALYTICS, [str(singles["png"]), str(model_path("detector"))])):
             out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
                                  cwd=ROOT, timeout=300, check=True)
             runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -8,10 +8,10 @@ The subpackages are the floors of the pipeline, each importing only the floors b
   VinDr-CXR findings and "No finding");
 - :mod:`thoracic.io`: DICOM, PNG, JPEG and TIFF into one :class:`Radiograph`;
 - :mod:`thoracic.preprocess`: windows, CLAHE, denoising, geometry with inverses, named chains;
-- :mod:`thoracic.models`: shipped model files, their metadata, the one ONNX Runtime session
-  factory; :mod:`thoracic.explain`: Eigen-CAM heatmaps;
+- :mod:`thoracic.models`: the registry of shipped model files, their one metadata contract, the
+  one loader (and ONNX Runtime session factory); :mod:`thoracic.explain`: Eigen-CAM heatmaps;
 - :mod:`thoracic.anatomy` (lungs and the lung-ROI crop), :mod:`thoracic.detect` (findings),
-  :mod:`thoracic.classify` (normal/abnormal): one model kind each, inference only;
+  :mod:`thoracic.classify` (normal/abnormal): one model kind and its protocol each, inference only;
 - :mod:`thoracic.inference`: :class:`Predictor` (ensembles, flip TTA, the 2-class filter),
   :class:`Analyzer` (findings, lungs and heatmap of one image), :class:`BatchPredictor`;
   :mod:`thoracic.data`: annotation tables, reader fusion, folds;

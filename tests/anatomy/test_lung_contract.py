@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from thoracic.models.contract import METADATA_KEY, ModelContract
+from thoracic.models.meta import LUNGS_META_KEY, LungsMeta
 from thoracic.errors import ConfigError
 from thoracic.models import list_models, model_path
 
@@ -30,22 +30,22 @@ def test_shipped_model_is_small_and_registered():
 
 
 def test_contract_round_trips_through_json():
-    c = ModelContract.default(320, training_data="x")
-    back = ModelContract.from_json(c.to_json())
+    c = LungsMeta.default(320, training_data="x")
+    back = LungsMeta.from_json(c.to_json())
     assert back == c and back.input_size == (320, 320)
     assert back.info["training_data"] == "x"
 
 
 def test_bad_contracts_are_config_errors():
-    c = ModelContract.default(64)
+    c = LungsMeta.default(64)
     with pytest.raises(ConfigError, match="did you mean"):
-        ModelContract(name="x", chain=c.chain, normalization="zscor")
+        LungsMeta(name="x", chain=c.chain, normalization="zscor")
     with pytest.raises(ConfigError):
-        ModelContract(name="x", chain=c.chain, threshold=1.5)
+        LungsMeta(name="x", chain=c.chain, threshold=1.5)
     with pytest.raises(ConfigError):
-        ModelContract.from_json("{not json")
+        LungsMeta.from_json("{not json")
     with pytest.raises(ConfigError):
-        ModelContract.from_json('{"name": "x"}')
+        LungsMeta.from_json('{"name": "x"}')
 
 
 def test_model_without_contract_is_refused(tmp_path, require):
@@ -64,24 +64,24 @@ def test_model_without_contract_is_refused(tmp_path, require):
     model.ir_version = 8
     path = tmp_path / "plain.onnx"
     onnx.save(model, str(path))
-    with pytest.raises(ConfigError, match=METADATA_KEY):
+    with pytest.raises(ConfigError, match=LUNGS_META_KEY):
         LungSegmenter.load(path)
 
 
-def test_missing_or_broken_model_file_is_a_read_error(tmp_path):
+def test_missing_or_broken_model_file_is_a_config_error(tmp_path):
+    """As for the detector and the classifier: every model loads through ``load_model``."""
     from thoracic.anatomy import LungSegmenter
-    from thoracic.errors import ReadError
 
-    with pytest.raises(ReadError):
+    with pytest.raises(ConfigError, match="does not exist"):
         LungSegmenter.load(tmp_path / "nope.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
-    with pytest.raises(ReadError):
+    with pytest.raises(ConfigError, match="cannot load ONNX model"):
         LungSegmenter.load(bad)
 
 
 def test_normalization_is_zscore_and_safe_on_flat_input():
-    c = ModelContract.default(64)
+    c = LungsMeta.default(64)
     x = c.to_input(np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64))
     assert x.shape == (1, 1, 64, 64) and x.dtype == np.float32
     assert abs(float(x.mean())) < 1e-5 and abs(float(x.std()) - 1) < 1e-4

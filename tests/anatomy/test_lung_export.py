@@ -31,17 +31,17 @@ def test_onnx_runtime_matches_torch(tmp_path, require, segmenter, sample_radiogr
 
 def test_one_training_epoch_runs(tmp_path, require):
     require("torch")
-    from thoracic.models.contract import ModelContract
+    from thoracic.models.meta import LungsMeta
     from thoracic.train.lungs import TrainConfig, train_model
 
     rng = np.random.default_rng(0)
     images = rng.random((4, 32, 32)).astype(np.float32)
     masks = (images > 0.5).astype(np.float32)
     cfg = TrainConfig(data="unused", out=str(tmp_path), size=32, base=4, depth=2, epochs=1, batch=2, threads=1)
-    train_model(cfg, images, masks, tmp_path, ModelContract.default(32))
+    train_model(cfg, images, masks, tmp_path, LungsMeta.default(32))
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "log.csv").is_file()
     # resuming a finished run does no more epochs
-    train_model(cfg, images, masks, tmp_path, ModelContract.default(32))
+    train_model(cfg, images, masks, tmp_path, LungsMeta.default(32))
     assert (tmp_path / "log.csv").read_text().count("\n") == 2
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from thoracic.models.registry import default_model_path
+from thoracic.models.registry import model_path
 
 TINY_SIZE = 256
 
@@ -103,7 +103,7 @@ def tiny_onnx(tiny_pt) -> Path:
 @pytest.fixture(scope="session")
 def detector_onnx(request) -> Path:
     """The shipped detector, or the tiny one when none is shipped (needs torch then)."""
-    shipped = default_model_path("detector")
+    shipped = model_path("detector")
     if shipped.is_file():
         return shipped
     return request.getfixturevalue("tiny_onnx")
@@ -176,7 +176,7 @@ def _build_tiny_classifier(require, out: Path) -> Path:
 @pytest.fixture(scope="session")
 def classifier_onnx(request, tmp_path_factory, require_session) -> Path:
     """The shipped classifier, or a tiny random one when none is shipped (needs torch then)."""
-    shipped = default_model_path("classifier")
+    shipped = model_path("classifier")
     if shipped.is_file():
         return shipped
     return _build_tiny_classifier(require_session, tmp_path_factory.mktemp("clf"))

@@ -18,7 +18,7 @@ from thoracic._fs import sidecar_path
 from thoracic.labels import FINDINGS, NO_FINDING
 from thoracic.detect import DetectorConfig, OnnxDetector
 from thoracic.inference.predictor import PredictConfig, Predictor
-from thoracic.models.registry import default_model_path
+from thoracic.models.registry import model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 DICOM = ROOT / "tests" / "data" / "nih_dx_implicit_le.dcm"
@@ -164,12 +164,12 @@ def test_cli_resume_and_kaggle_format(detector_onnx, chest_png, pair, tmp_path):
 
 
 def test_default_models_are_used_without_model_options(chest_png, tmp_path):
-    if not default_model_path("detector").is_file():
+    if not model_path("detector").is_file():
         pytest.skip("no shipped detector in this checkout")
     out = tmp_path / "p.csv"
     assert _predict([str(chest_png), "--out", str(out)]) == 0
     side = _rows(sidecar_path(out))
-    assert side[0]["models"].count("+") == (1 if default_model_path("classifier").is_file() else 0)
+    assert side[0]["models"].count("+") == (1 if model_path("classifier").is_file() else 0)
 
 
 BLOCKER = """
@@ -189,7 +189,7 @@ sys.exit(rc)
 
 def test_predict_without_torch(detector_onnx, chest_png, tmp_path):
     out = tmp_path / "p.csv"
-    models = [] if detector_onnx == default_model_path("detector") else ["--models", str(detector_onnx)]
+    models = [] if detector_onnx == model_path("detector") else ["--models", str(detector_onnx)]
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(BLOCKER), str(DICOM), str(chest_png), "--out", str(out),
                            *models, "-q"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

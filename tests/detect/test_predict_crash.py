@@ -16,7 +16,7 @@ import pytest
 
 from thoracic.cli.predict import main
 from thoracic._fs import sidecar_path
-from thoracic.models.registry import default_model_path
+from thoracic.models.registry import model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 JLS = ROOT / "tests" / "data" / "RG1_JLSN.dcm"  # slow to decode (~0.3 s): the kill lands mid-run
@@ -43,7 +43,7 @@ def folder(tmp_path, chest_png) -> Path:
 
 
 def _models(detector_onnx) -> list[str]:
-    return [] if detector_onnx == default_model_path("detector") else ["--models", str(detector_onnx)]
+    return [] if detector_onnx == model_path("detector") else ["--models", str(detector_onnx)]
 
 
 def test_kill_9_then_resume_loses_nothing_and_duplicates_nothing(folder, detector_onnx, tmp_path):

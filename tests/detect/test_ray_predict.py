@@ -12,7 +12,7 @@ import pytest
 
 from thoracic.cli.predict import main
 from thoracic._fs import sidecar_path
-from thoracic.models.registry import default_model_path
+from thoracic.models.registry import model_path
 from thoracic.errors import MissingDependencyError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def folder(tmp_path, chest_png, chest_crop_png) -> Path:
 
 
 def test_ray_gives_the_local_rows_and_resumes(ray_cluster, folder, detector_onnx, tmp_path):
-    models = [] if detector_onnx == default_model_path("detector") else ["--models", str(detector_onnx)]
+    models = [] if detector_onnx == model_path("detector") else ["--models", str(detector_onnx)]
     local = tmp_path / "local.csv"
     assert main([str(folder), "--out", str(local), *models, "-q"]) == 1  # img5 is broken
     out = tmp_path / "ray.csv"
@@ -78,7 +78,7 @@ def test_without_ray_the_error_names_the_extra(monkeypatch):
 
 
 def test_manifest_lists_inputs_for_a_large_run(tmp_path, chest_png, detector_onnx, capsys):
-    models = [] if detector_onnx == default_model_path("detector") else ["--models", str(detector_onnx)]
+    models = [] if detector_onnx == model_path("detector") else ["--models", str(detector_onnx)]
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy(DICOM, data / "a.dcm")

@@ -1,5 +1,7 @@
 """Anatomy: lung segmentation (a compact UNet run with ONNX Runtime) and the lung ROI crop.
 
+Any lung segmenter is a :class:`Segmenter`; :class:`LungSegmenter` runs the shipped model.
+
 >>> from thoracic.io import read
 >>> from thoracic.anatomy import LungSegmenter, lung_roi_crop
 >>> seg = LungSegmenter.load()                       # doctest: +SKIP
@@ -14,6 +16,7 @@ imported here.
 
 from thoracic.anatomy.overlay import demo_panel, overlay
 from thoracic.anatomy.postprocess import fill_holes, keep_largest, postprocess
+from thoracic.anatomy.protocol import Segmenter
 from thoracic.anatomy.roi import LungRoi, RoiOptions, lung_roi, lung_roi_crop
 from thoracic.anatomy.segmenter import (
     LungMask,
@@ -27,6 +30,7 @@ __all__ = [
     "LungRoi",
     "LungSegmenter",
     "RoiOptions",
+    "Segmenter",
     "default_segmenter",
     "demo_panel",
     "fill_holes",

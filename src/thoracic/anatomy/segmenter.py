@@ -12,16 +12,16 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from thoracic.anatomy.postprocess import postprocess
 from thoracic.anatomy.roi import LungRoi, RoiOptions, lung_roi
-from thoracic.errors import ConfigError, MissingDependencyError, ReadError
+from thoracic.errors import ConfigError
 from thoracic.io.radiograph import Radiograph
-from thoracic.models.contract import METADATA_KEY, ModelContract
+from thoracic.models.meta import LungsMeta
+from thoracic.models.runtime import OnnxModel, load_model
 from thoracic.preprocess.chain import Chain, Step, register_chain, register_step
 from thoracic.transform import Affine
 
@@ -63,58 +63,34 @@ class LungMask:
         return self.roi.fallback
 
 
-def _ort():
-    try:
-        import onnxruntime as ort
-    except ImportError as err:  # pragma: no cover - a core dependency
-        raise MissingDependencyError.for_feature("lung segmentation", "onnxruntime") from err
-    return ort
-
-
-class LungSegmenter:
+class LungSegmenter(OnnxModel):
     """A lung model loaded into ONNX Runtime; create once and reuse (the session is thread-safe)."""
 
-    def __init__(self, session, contract: ModelContract, path: str) -> None:
-        self._session = session
-        self.contract = contract
-        self.path = path
-        self._input = session.get_inputs()[0].name
+    kind = "lungs"
+    meta: LungsMeta
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, *, threads: int = 2) -> LungSegmenter:
-        """Load an ONNX lung model (default: the shipped one) and its contract from its metadata."""
-        ort = _ort()
-        if path is None:
-            from thoracic.models import model_path
+        """Load an ONNX lung model (default: the shipped one) and its metadata (its input contract)."""
+        m = load_model(path, cls.kind, threads=threads)
+        return cls(m.session, m.meta, path=m.path, sha256=m.sha256)
 
-            path = model_path("lungs")
-        path = str(path)
-        if not Path(path).is_file():
-            raise ReadError("no such model file; the shipped model is thoracic/models/lungs/lungs.onnx", path=path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises its own types
-            raise ReadError(f"not an ONNX model ONNX Runtime can load ({type(err).__name__})", path=path) from err
-        meta = session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in meta:
-            raise ConfigError(f"the model has no {METADATA_KEY!r} metadata: not a thoracic lung model", path=path)
-        return cls(session, ModelContract.from_json(meta[METADATA_KEY]), path)
+    @property
+    def contract(self) -> LungsMeta:
+        """The model's input contract and mask settings (its :attr:`meta`)."""
+        return self.meta
 
     def predict_small(self, batch: np.ndarray) -> np.ndarray:
         """Lung probabilities at the model's input size for a ``(N, 1, H, W)`` model input."""
-        out = self._session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})[0][:, 0]
-        if self.contract.output == "logits":
+        out = self.session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})[0][:, 0]
+        if self.meta.output == "logits":
             out = 1.0 / (1.0 + np.exp(-out))
         return out.astype(np.float32)
 
     def probability(self, radiograph: Radiograph) -> np.ndarray:
         """Lung probability at the original image size (before post-processing)."""
-        prepared = self.contract.prepare(radiograph)
-        small = self.predict_small(self.contract.to_input(prepared.pixels))[0]
+        prepared = self.meta.prepare(radiograph)
+        small = self.predict_small(self.meta.to_input(prepared.pixels))[0]
         w, h = radiograph.original_size
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
@@ -127,7 +103,7 @@ class LungSegmenter:
     ) -> LungMask:
         """The post-processed lung mask at the original size, and the lung square."""
         prob = self.probability(radiograph)
-        c = self.contract
+        c = self.meta
         mask = postprocess(prob, c.threshold, c.keep_components, c.fill_holes)
         n = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)[0] - 1
         return LungMask(

@@ -9,7 +9,6 @@ validation data for the 2-class filter: below it an image is called normal and i
 from __future__ import annotations
 
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,37 +16,26 @@ import numpy as np
 from thoracic.errors import ConfigError
 from thoracic.io.radiograph import ReadOptions
 from thoracic.models.meta import ModelMeta
-from thoracic.models.runtime import file_sha256, onnx_session, read_meta
+from thoracic.models.runtime import OnnxModel, load_model
 from thoracic.preprocess.chain import Prepared
 from thoracic.preprocess.model_input import model_pixels, prepare_8bit
 
 __all__ = ["OnnxClassifier"]
 
 
-class OnnxClassifier:
+class OnnxClassifier(OnnxModel):
     """A thoracic ONNX normal/abnormal classifier (one session, reused)."""
 
+    kind = "classifier"
+
     def __init__(self, session: Any, meta: ModelMeta, *, path: str = "", sha256: str = "") -> None:
-        if meta.kind != "classifier":
-            raise ConfigError(f"expected a classifier, got a {meta.kind}", path=path or None)
-        self.session = session
-        self.meta = meta
-        self.path = path
-        self.sha256 = sha256
-        self._input = session.get_inputs()[0].name
+        super().__init__(session, meta, path=path, sha256=sha256)
         self._abnormal = list(meta.names).index("abnormal") if "abnormal" in meta.names else len(meta.names) - 1
 
     @classmethod
     def load(cls, path: str | PathLike[str], *, threads: int = 2) -> OnnxClassifier:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"model file {p} does not exist")
-        session = onnx_session(p, threads)
-        return cls(session, read_meta(session, p), path=str(p), sha256=file_sha256(p))
-
-    @property
-    def id(self) -> str:
-        return self.sha256[:12]
+        m = load_model(path, cls.kind, threads=threads)
+        return cls(m.session, m.meta, path=m.path, sha256=m.sha256)
 
     @property
     def low(self) -> float:

@@ -1,5 +1,7 @@
 """Detection: ONNX Runtime inference (core) and training, export, checkpoint import (``train`` extra).
 
+Any detector is a :class:`Detector`; :class:`OnnxDetector` runs a thoracic ONNX model.
+
 >>> from thoracic.detect import OnnxDetector, DetectorConfig
 >>> det = OnnxDetector.load("detector.onnx")                 # doctest: +SKIP
 >>> found = det.predict("chest.dcm", DetectorConfig(tta=True))  # doctest: +SKIP
@@ -12,10 +14,12 @@ here.
 
 from thoracic.detect.onnx import DetectorConfig, OnnxDetector
 from thoracic.detect.overlay import draw_findings
+from thoracic.detect.protocol import Detector
 from thoracic.detect.types import Detections
 
 __all__ = [
     "Detections",
+    "Detector",
     "DetectorConfig",
     "OnnxDetector",
     "draw_findings",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from thoracic.detect.types import Detections
 from thoracic.errors import ConfigError
 from thoracic.io.radiograph import ReadOptions
 from thoracic.models.meta import ModelMeta
-from thoracic.models.runtime import file_sha256, onnx_session, read_meta
+from thoracic.models.runtime import OnnxModel, load_model
 from thoracic.preprocess.chain import Prepared
 from thoracic.preprocess.geometry import hflip
 from thoracic.preprocess.model_input import _LEVELS, prepare_8bit
@@ -79,7 +78,7 @@ def _decode(pred: np.ndarray, conf: float, iou: float, max_det: int, max_nms: in
     return boxes[kept], np.clip(score[kept], 0.0, 1.0), cls[kept]
 
 
-class OnnxDetector:
+class OnnxDetector(OnnxModel):
     """A thoracic ONNX detector on ONNX Runtime (one session, reused).
 
     Examples
@@ -89,36 +88,24 @@ class OnnxDetector:
     >>> found.boxes, found.scores, found.labels              # doctest: +SKIP
     """
 
+    kind = "detector"
+
     def __init__(self, session: Any, meta: ModelMeta, *, path: str = "", sha256: str = "",
                  config: DetectorConfig | None = None) -> None:
-        if meta.kind != "detector":
-            raise ConfigError(f"expected a detector, got a {meta.kind}", path=path or None)
-        self.session = session
-        self.meta = meta
-        self.path = path
-        self.sha256 = sha256
+        super().__init__(session, meta, path=path, sha256=sha256)
         self.config = config or DetectorConfig()
         self._ids = np.asarray(meta.class_ids, dtype=np.int64)
         self._outputs = [o.name for o in session.get_outputs()]
-        self._input = session.get_inputs()[0].name
 
     @classmethod
     def load(cls, path: str | PathLike[str], *, threads: int = 2, config: DetectorConfig | None = None) -> OnnxDetector:
         """Load an ONNX detector; ``threads`` intra-op threads (2 suits a 2-core machine)."""
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"model file {p} does not exist")
-        session = onnx_session(p, threads)
-        return cls(session, read_meta(session, p), path=str(p), sha256=file_sha256(p), config=config)
+        m = load_model(path, cls.kind, threads=threads)
+        return cls(m.session, m.meta, path=m.path, sha256=m.sha256, config=config)
 
     @property
     def chain(self):
         return self.meta.chain
-
-    @property
-    def id(self) -> str:
-        """A short identity of the model file (the first 12 hex digits of its sha256)."""
-        return self.sha256[:12]
 
     def prepare(self, src: Any, read: ReadOptions | None = None, *, image_id: str | None = None) -> Prepared:
         """Read and preprocess ``src`` (a path, bytes, a :class:`Radiograph` or a :class:`Prepared`)."""

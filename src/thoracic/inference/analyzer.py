@@ -160,7 +160,7 @@ class Analyzer:
         if predictor.classifier is not None:
             infos.append(ModelInfo.of("classifier", predictor.classifier.path, predictor.classifier.sha256))
         if segmenter is not None:
-            infos.append(ModelInfo.of("lungs", segmenter.path))
+            infos.append(ModelInfo.of("lungs", segmenter.path, segmenter.sha256))
         self.models: tuple[ModelInfo, ...] = tuple(infos)
 
     @classmethod

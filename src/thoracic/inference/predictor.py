@@ -23,7 +23,7 @@ from thoracic.detect.onnx import DetectorConfig, OnnxDetector
 from thoracic.detect.types import Detections
 from thoracic.errors import ConfigError
 from thoracic.io.radiograph import Radiograph, ReadOptions
-from thoracic.models.registry import default_model_path
+from thoracic.models.registry import model_path
 from thoracic.preprocess.chain import Chain, Prepared
 from thoracic.preprocess.model_input import prepare_8bit_many
 from thoracic.transform import Affine
@@ -123,12 +123,12 @@ class Predictor:
     ) -> Predictor:
         """Load model files; with no detectors, the shipped defaults (and the shipped classifier)."""
         if not detectors:
-            path = default_model_path("detector")
+            path = model_path("detector")
             if not path.is_file():
                 raise ConfigError(f"no shipped detector at {path}; pass --models")
             detectors = [path]
-            if classifier is None and use_classifier and default_model_path("classifier").is_file():
-                classifier = default_model_path("classifier")
+            if classifier is None and use_classifier and model_path("classifier").is_file():
+                classifier = model_path("classifier")
         dets = [OnnxDetector.load(p, threads=threads) for p in detectors]
         clf = OnnxClassifier.load(classifier, threads=threads) if classifier is not None and use_classifier else None
         return cls(dets, clf, config)

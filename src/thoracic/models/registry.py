@@ -1,6 +1,7 @@
-"""Model files that ship with thoracic, by name, each with its model card.
+"""The models that ship with thoracic: one registry, by name.
 
-Each model lives in its own folder as ``<name>/<name>.onnx`` next to ``<name>/MODEL_CARD.md``.
+Each shipped model is named after its kind (:data:`SHIPPED_MODELS`: detector, classifier,
+lungs) and lives in its own folder as ``<name>/<name>.onnx`` next to ``<name>/MODEL_CARD.md``.
 
 >>> "lungs" in list_models()
 True
@@ -15,38 +16,24 @@ from pathlib import Path
 
 from thoracic.errors import ConfigError
 
-__all__ = ["DEFAULT_MODELS", "default_model_path", "list_models", "model_card", "model_path"]
+__all__ = ["SHIPPED_MODELS", "list_models", "model_card", "model_path"]
 
-
-def list_models() -> list[str]:
-    """Names of the shipped models (folders holding ``<name>.onnx``)."""
-    root = resources.files("thoracic.models")
-    return sorted(
-        entry.name
-        for entry in root.iterdir()
-        if entry.is_dir() and entry.joinpath(f"{entry.name}.onnx").is_file()
-    )
+#: The names of the shipped models; each is also the model's kind.
+SHIPPED_MODELS = ("classifier", "detector", "lungs")
 
 
 def model_path(name: str) -> Path:
-    """The path of a shipped model file (installed as package data)."""
-    names = list_models()
-    if name not in names:
-        raise ConfigError.unknown("model", name, names)
+    """Where the shipped model ``name`` is installed (package data; a build may leave a file out)."""
+    if name not in SHIPPED_MODELS:
+        raise ConfigError.unknown("model", name, SHIPPED_MODELS)
     return Path(str(resources.files("thoracic.models").joinpath(name, f"{name}.onnx")))
+
+
+def list_models() -> list[str]:
+    """Names of the shipped models whose file is installed."""
+    return [name for name in SHIPPED_MODELS if model_path(name).is_file()]
 
 
 def model_card(name: str) -> str:
     """The model card (Markdown) of a shipped model."""
     return model_path(name).with_name("MODEL_CARD.md").read_text(encoding="utf-8")
-
-
-#: The shipped default models: name -> file inside ``thoracic.models``.
-DEFAULT_MODELS = {"classifier": "classifier/classifier.onnx", "detector": "detector/detector.onnx"}
-
-
-def default_model_path(name: str) -> Path:
-    """The path of a shipped default model (``detector`` or ``classifier``)."""
-    if name not in DEFAULT_MODELS:
-        raise ConfigError.unknown("default model", name, DEFAULT_MODELS)
-    return Path(str(resources.files("thoracic.models").joinpath(DEFAULT_MODELS[name])))

@@ -1,4 +1,11 @@
-"""ONNX Runtime sessions for every thoracic model: one factory, one device setting, one metadata reader."""
+"""Every thoracic model loads here: one loader, one session factory, one device setting, one metadata reader.
+
+:func:`load_model` opens a detector, classifier or lungs model file (or a shipped one by kind):
+its ONNX Runtime session (:func:`onnx_session`, on the device of :func:`onnx_device`), its
+:class:`~thoracic.models.meta.ModelMeta` and its sha256, with one error type
+(:class:`~thoracic.errors.ConfigError`) for a file that is missing, not an ONNX model, not a
+thoracic model or not of the kind asked for.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,26 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from thoracic.errors import ConfigError, MissingDependencyError
-from thoracic.models.meta import META_KEY, ModelMeta
+from thoracic.models.meta import ModelMeta
+from thoracic.models.registry import model_path
 
-__all__ = ["execution_providers", "file_sha256", "onnx_device", "onnx_session", "read_meta"]
+__all__ = [
+    "LoadedModel",
+    "OnnxModel",
+    "execution_providers",
+    "file_sha256",
+    "load_model",
+    "onnx_device",
+    "onnx_session",
+    "read_meta",
+    "write_meta",
+]
 
 
 def file_sha256(path: str | PathLike[str]) -> str:
@@ -110,8 +129,93 @@ def onnx_session(path: str | PathLike[str], threads: int = 2, *, device: str | N
 
 
 def read_meta(session: Any, path: str | PathLike[str] = "") -> ModelMeta:
-    """The :class:`ModelMeta` stored in a session's model."""
-    props = session.get_modelmeta().custom_metadata_map
-    if META_KEY not in props:
-        raise ConfigError("not a thoracic model (no 'thoracic' metadata); export it with thoracic", path=str(path) or None)
-    return ModelMeta.from_json(props[META_KEY])
+    """The :class:`ModelMeta` stored in a session's model (either stored form)."""
+    return ModelMeta.from_metadata(session.get_modelmeta().custom_metadata_map, path=str(path) or None)
+
+
+def write_meta(proto: Any, meta: ModelMeta) -> None:
+    """Store ``meta`` as the metadata of an ``onnx.ModelProto`` (replacing what was there)."""
+    del proto.metadata_props[:]
+    for key, value in meta.to_metadata().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A thoracic model file loaded into ONNX Runtime.
+
+    Attributes
+    ----------
+    session:
+        The ``onnxruntime.InferenceSession`` (thread-safe: share it).
+    meta:
+        Its metadata (a :class:`~thoracic.models.meta.LungsMeta` for a lungs model).
+    path:
+        The file it was loaded from.
+    sha256:
+        The file's sha256 (hex), its identity in every output.
+    """
+
+    session: Any
+    meta: ModelMeta
+    path: str
+    sha256: str
+
+
+def load_model(path: str | PathLike[str] | None = None, kind: str | None = None, *, threads: int = 2) -> LoadedModel:
+    """Load a thoracic ONNX model: its session, metadata and sha256.
+
+    Parameters
+    ----------
+    path:
+        The model file; ``None`` loads the shipped model of ``kind``
+        (:func:`~thoracic.models.registry.model_path`).
+    kind:
+        ``"detector"``, ``"classifier"`` or ``"lungs"``: the kind the file must hold (any when ``None``).
+    threads:
+        Intra-op threads of the session (:func:`onnx_session`; its device is that of the enclosing
+        :func:`onnx_device`).
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, not an ONNX model, not a thoracic model, or a model of another kind.
+    """
+    if path is None:
+        if kind is None:
+            raise ConfigError("give a model file or the kind of the shipped model to load")
+        path = model_path(kind)
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"model file {p} does not exist")
+    session = onnx_session(p, threads)
+    meta = read_meta(session, p)
+    if kind is not None:
+        meta.require(kind, p)
+    return LoadedModel(session, meta, str(p), file_sha256(p))
+
+
+class OnnxModel:
+    """What every thoracic model on ONNX Runtime holds: its session, metadata and file identity.
+
+    :class:`~thoracic.detect.OnnxDetector`, :class:`~thoracic.classify.OnnxClassifier` and
+    :class:`~thoracic.anatomy.LungSegmenter` build on it (each loads with :func:`load_model`);
+    create one once and reuse it (the session is thread-safe).
+    """
+
+    #: The kind of model a subclass runs (``meta.kind`` must match).
+    kind: ClassVar[str] = ""
+
+    def __init__(self, session: Any, meta: ModelMeta, *, path: str = "", sha256: str = "") -> None:
+        meta.require(self.kind, path)
+        self.session = session
+        self.meta = meta
+        self.path = path
+        self.sha256 = sha256
+        self._input = session.get_inputs()[0].name
+
+    @property
+    def id(self) -> str:
+        """A short identity of the model file (the first 12 hex digits of its sha256)."""
+        return self.sha256[:12]

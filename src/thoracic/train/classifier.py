@@ -24,7 +24,8 @@ import numpy as np
 
 from thoracic._version import __version__
 from thoracic.errors import ConfigError
-from thoracic.models.meta import META_KEY, ModelMeta
+from thoracic.models.meta import ModelMeta
+from thoracic.models.runtime import write_meta
 from thoracic.preprocess.chain import Chain, get_chain
 
 __all__ = ["ClassifierTrainConfig", "choose_low", "roc_auc", "train_classifier"]
@@ -284,7 +285,6 @@ def _export(model: Any, path: Path, cfg: ClassifierTrainConfig, chain: Chain, lo
         architecture="yolov5n backbone (COCO, frozen, layers 0-9) + GAP(4,6,9) + linear",
         extra={"low": low, "val_auc": auc, "val_fold": cfg.val_fold},
     )
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, meta.to_json()
+    write_meta(proto, meta)
     onnx.save(proto, str(tmp))
     tmp.replace(path)

@@ -10,7 +10,6 @@ preprocessing chain ending in ``letterbox(size=S)``, the lung-crop flag and the 
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from os import PathLike
@@ -19,7 +18,8 @@ from typing import Any
 
 from thoracic._version import __version__
 from thoracic.errors import ConfigError
-from thoracic.models.meta import META_KEY, ModelMeta
+from thoracic.models.meta import ModelMeta
+from thoracic.models.runtime import write_meta
 from thoracic.preprocess.chain import Chain, Step, get_chain
 
 __all__ = ["export_detector_onnx", "load_ultralytics_model", "torch_onnx_export", "with_letterbox"]
@@ -179,10 +179,7 @@ def export_detector_onnx(
         architecture=str(getattr(model, "yaml", {}).get("yaml_file", "")),
         extra=dict(extra or {}),
     )
-    del proto.metadata_props[:]
-    for key, value in ((META_KEY, meta.to_json()), ("names", json.dumps(dict(enumerate(names))))):
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    write_meta(proto, meta)
     onnx.save(proto, str(tmp))
     tmp.replace(out)
     return out

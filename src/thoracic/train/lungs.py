@@ -1,6 +1,6 @@
 """Training of the lung UNet (needs the ``train`` extra: torch).
 
-The data set is read once through the model's own contract (:meth:`ModelContract.prepare`, the
+The data set is read once through the model's own contract (:meth:`LungsMeta.prepare`, the
 function inference calls) and kept in memory at the input size; augmentation runs on those
 arrays. Training writes a checkpoint after every epoch and resumes from it.
 
@@ -28,7 +28,8 @@ import numpy as np
 from thoracic.anatomy.postprocess import postprocess
 from thoracic.errors import ConfigError, MissingDependencyError
 from thoracic.io.read import read
-from thoracic.models.contract import METADATA_KEY, ModelContract
+from thoracic.models.meta import LungsMeta
+from thoracic.models.runtime import write_meta
 
 __all__ = [
     "LungPair",
@@ -131,7 +132,7 @@ def read_mask(path: str) -> np.ndarray:
     return m > 127
 
 
-def load_arrays(pairs: Sequence[LungPair], contract: ModelContract) -> tuple[np.ndarray, np.ndarray]:
+def load_arrays(pairs: Sequence[LungPair], contract: LungsMeta) -> tuple[np.ndarray, np.ndarray]:
     """Images (``[0, 1]``, the chain's output) and soft masks at the input size, as ``(N, H, W)``."""
     w, h = contract.input_size
     images, masks = [], []
@@ -200,7 +201,7 @@ def _loss(logits, target):
     return bce + (1 - dice).mean()
 
 
-def predict_small(model, images: np.ndarray, contract: ModelContract, batch: int = 8) -> np.ndarray:
+def predict_small(model, images: np.ndarray, contract: LungsMeta, batch: int = 8) -> np.ndarray:
     """Probabilities at the input size for ``(N, H, W)`` chain outputs (torch, eval mode)."""
     torch = _torch()
     model.eval()
@@ -212,7 +213,7 @@ def predict_small(model, images: np.ndarray, contract: ModelContract, batch: int
     return np.concatenate(out)
 
 
-def evaluate_full(prob_small: np.ndarray, pair: LungPair, contract: ModelContract) -> tuple[float, float, np.ndarray]:
+def evaluate_full(prob_small: np.ndarray, pair: LungPair, contract: LungsMeta) -> tuple[float, float, np.ndarray]:
     """Dice and IoU at the original size after the contract's post-processing, and the mask."""
     truth = read_mask(pair.mask)
     h, w = truth.shape
@@ -227,7 +228,7 @@ def train_model(
     images: np.ndarray,
     masks: np.ndarray,
     out: Path,
-    contract: ModelContract,
+    contract: LungsMeta,
     *,
     val: tuple[np.ndarray, list[LungPair]] | None = None,
     val_every: int = 5,
@@ -302,7 +303,7 @@ def train_model(
     return model
 
 
-def export_onnx(model, contract: ModelContract, path: str | os.PathLike[str], *, check: np.ndarray | None = None) -> float:
+def export_onnx(model, contract: LungsMeta, path: str | os.PathLike[str], *, check: np.ndarray | None = None) -> float:
     """Write the model as ONNX (opset 17, dynamic batch) with the contract in its metadata.
 
     Returns the largest absolute difference between ONNX Runtime's and torch's logits on
@@ -323,8 +324,7 @@ def export_onnx(model, contract: ModelContract, path: str | os.PathLike[str], *,
         torch.onnx.export(model, (dummy,), path, opset_version=17, input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
     proto = onnx.load(path)
-    meta = proto.metadata_props.add()
-    meta.key, meta.value = METADATA_KEY, contract.to_json()
+    write_meta(proto, contract)
     proto.producer_name = "thoracic"
     proto.doc_string = "thoracic lung segmentation UNet; input contract in metadata_props['thoracic.contract']"
     onnx.checker.check_model(proto)
@@ -350,7 +350,7 @@ def train_lungs(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | N
     out.mkdir(parents=True, exist_ok=True)
     pairs = load_pairs(cfg.data, cfg.split)
     licences = sorted({p.license for p in pairs})
-    contract = ModelContract.default(
+    contract = LungsMeta.default(
         cfg.size,
         threshold=cfg.threshold,
         training_data=f"lungseg split={cfg.split} ({len(pairs)} pairs): covid-chestxray-dataset images "
