@@ -180,10 +180,10 @@ def identical_outputs(dir_a: Path, dir_b: Path) -> bool:
 
 #: Stages of thoracic's per-image path: label -> the functions (file suffix, cProfile name) timed.
 PROFILE_STAGES = (
-    ("read file + parse header", (("io/read.py", "_load"), ("io/dicom.py", "_parse"))),
-    ("decode pixels (_decode)", (("io/dicom.py", "_decode"),)),
-    ("modality LUT to float32 (_modality_lut)", (("io/dicom.py", "_modality_lut"),)),
-    ("VOI window to 0..1 (_apply_voi)", (("io/dicom.py", "_apply_voi"),)),
+    ("read file + parse header", (("io/read.py", "_load"), ("io/dicom/read.py", "parse"))),
+    ("decode pixels (decode)", (("io/dicom/pixels.py", "decode"),)),
+    ("modality LUT to float32 (modality_lut)", (("io/dicom/pixels.py", "modality_lut"),)),
+    ("VOI window to 0..1 (apply_voi)", (("io/dicom/pixels.py", "apply_voi"),)),
     ("min-max (intensity.minmax)", (("preprocess/intensity.py", "minmax"),)),
     ("resize, Lanczos on float32 (Chain.run)", (("preprocess/chain.py", "run"),)),
     ("to 8 bits (to_uint8)", (("preprocess/chain.py", "to_uint8"),)),
@@ -219,8 +219,9 @@ def profile_thoracic(in_dir: Path, work: Path, size: int, n_files: int) -> list[
         for (_, _, caller), (_, _, _, ct) in v[4].items()
         if caller == "read_dicom"
     ) / n_files
-    inside = per_image(tuple(("io/dicom.py", n) for n in ("_parse", "_decode", "_modality_lut", "_apply_voi")))
-    rest = per_image((("io/dicom.py", "read_dicom"),)) - inside - minmax_in_read
+    inside = per_image((("io/dicom/read.py", "parse"),)
+                       + tuple(("io/dicom/pixels.py", n) for n in ("decode", "modality_lut", "apply_voi")))
+    rest = per_image((("io/dicom/read.py", "read_dicom"),)) - inside - minmax_in_read
     rows.append(("rest of read_dicom (min/max check, MONOCHROME1 invert, copy)", rest))
     rows.append(("total per image (_convert_one)", per_image((("thoracic/batch/convert.py", "_convert_one"),))))
     return rows

@@ -502,11 +502,11 @@ def test_real_file_phi_is_not_in_repr() -> None:
 def test_jpeg_ls_decodes_with_charls_when_installed(monkeypatch) -> None:
     """pyjpegls (CharLS, from the dicom extra) decodes JPEG-LS to exactly pylibjpeg-libjpeg's pixels."""
     pytest.importorskip("jpeg_ls")
-    from thoracic.io import dicom as dicom_reader
     from thoracic.io import read
+    from thoracic.io.dicom import codestream, pixels
 
     path = fixture_path("RG1_JLSN.dcm")
-    assert dicom_reader._has_charls()
+    assert codestream.has_charls()
     charls = read(path).pixels
-    monkeypatch.setattr(dicom_reader, "_has_charls", lambda: False)  # pydicom's default: pylibjpeg
+    monkeypatch.setattr(pixels, "has_charls", lambda: False)  # pydicom's default: pylibjpeg
     assert np.array_equal(charls, read(path).pixels)

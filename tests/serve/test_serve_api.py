@@ -206,7 +206,7 @@ def test_missing_or_wrong_token_is_401(client, cr_dicom):
 def test_tokens_are_compared_in_constant_time(client, monkeypatch):
     import hmac
 
-    from thoracic.serve import app as app_module
+    from thoracic.serve import service as service_module
 
     calls = []
     original = hmac.compare_digest
@@ -215,7 +215,7 @@ def test_tokens_are_compared_in_constant_time(client, monkeypatch):
         calls.append((type(a), len(a), len(b)))
         return original(a, b)
 
-    monkeypatch.setattr(app_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(service_module.hmac, "compare_digest", spy)
     assert client.get("/v1/models", headers={"Authorization": "Bearer short"}).status_code == 401
     assert client.get("/v1/models", headers=AUTH).status_code == 200
     # both compared as equal-length digests, whatever the length of the token sent

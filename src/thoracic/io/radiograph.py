@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from thoracic.errors import ConfigError
+from thoracic.errors import ConfigError, ImageTooLargeError
 from thoracic.transform import Affine
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Normalize", "Radiograph", "ReadOptions"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Normalize", "Radiograph", "ReadOptions", "check_max_pixels"]
 
 Normalize = Literal["window", "minmax", "percentile"]
 _NORMALIZE = ("window", "minmax", "percentile")
@@ -60,6 +60,22 @@ class ReadOptions:
             raise ConfigError(f"target_size must be a positive number of pixels, got {self.target_size}")
         if self.max_pixels < 1:
             raise ConfigError(f"max_pixels must be positive, got {self.max_pixels}")
+
+
+def check_max_pixels(width: int, height: int, options: ReadOptions, path: str, what: str) -> None:
+    """Refuse a declared ``width`` x ``height`` beyond ``options.max_pixels``, before decoding anything.
+
+    Raises
+    ------
+    thoracic.errors.ImageTooLargeError
+        Naming ``what`` declared the size (``"the DICOM"``, ``"the image"``).
+    """
+    if width * height > options.max_pixels:
+        raise ImageTooLargeError(
+            f"{what} declares {width}x{height} pixels, more than the limit of {options.max_pixels:,}; "
+            "raise max_pixels (--max-pixels) if this film is genuine",
+            path=path,
+        )
 
 
 @dataclass(frozen=True, eq=False)

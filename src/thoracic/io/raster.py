@@ -16,7 +16,7 @@ from thoracic.errors import (
     MultiFrameError,
     UnsupportedFormatError,
 )
-from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadOptions, check_max_pixels
 from thoracic.io.voi import minmax, percentile_bounds, truncate_8bit, window
 
 __all__ = ["looks_like_raster", "read_raster"]
@@ -89,12 +89,7 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadOptions) -> 
         width, height = im.size
         if width < 1 or height < 1:
             raise CorruptFileError(f"the image declares an empty size ({width}x{height})", path=path)
-        if width * height > options.max_pixels:
-            raise ImageTooLargeError(
-                f"the image declares {width}x{height} pixels, more than the limit of {options.max_pixels:,}; "
-                "raise max_pixels (--max-pixels) if this film is genuine",
-                path=path,
-            )
+        check_max_pixels(width, height, options, path, "the image")
         try:
             with quiet():
                 n_frames = getattr(im, "n_frames", 1)  # TIFF: walks the chain of IFDs

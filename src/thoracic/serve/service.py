@@ -1,0 +1,176 @@
+"""What the routes of ``thoracic serve`` share: the settings, the analyzer and its models, the
+worker gate and the result store, and the work done on the worker threads."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thoracic.errors import ConfigError
+from thoracic.serve.errors import ApiError
+from thoracic.serve.gate import Gate
+from thoracic.serve.render import gray_png, heatmap_png, lungs_png, png_size
+from thoracic.serve.settings import ServeSettings
+from thoracic.serve.store import Entry, ResultStore
+
+__all__ = ["DICOM_OBJECTS", "QUIET_LOGGERS", "Service", "not_dicom"]
+
+#: The DICOM result objects a DICOM upload can have.
+DICOM_OBJECTS = ("sr", "gsps", "seg")
+
+
+def _model_listing(analyzer: Any) -> list[dict[str, Any]]:
+    """Role, file, sha256, classes and card of every model the analyzer uses."""
+    pred = getattr(analyzer, "predictor", None)
+    seg = getattr(analyzer, "segmenter", None)
+    details: dict[tuple[str, str], tuple[list[str], list[str], str]] = {}
+    if pred is not None:
+        for det in pred.detectors:
+            meta = det.meta
+            details[("detector", det.sha256)] = (list(meta.trained_classes or meta.names), list(meta.names), det.path)
+        clf = pred.classifier
+        if clf is not None:
+            details[("classifier", clf.sha256)] = (list(clf.meta.names), list(clf.meta.names), clf.path)
+    out = []
+    for m in getattr(analyzer, "models", ()):
+        classes, outputs, path = details.get((m.role, m.sha256), ([], [], ""))
+        if m.role == "lungs" and seg is not None:
+            label = getattr(seg.contract, "label", "lung")
+            classes, outputs, path = [label], [label], seg.path
+        card = ""
+        if path:
+            card_path = Path(path).with_name("MODEL_CARD.md")
+            if card_path.is_file():
+                card = card_path.read_text(encoding="utf-8")
+        out.append({**m.to_dict(), "classes": classes, "outputs": outputs, "card": card})
+    return out
+
+
+#: Libraries whose info/debug output quotes identifying data (highdicom names the source's SOP
+#: Instance UID): the service keeps them at WARNING whatever the log level.
+QUIET_LOGGERS = ("highdicom",)
+
+
+def _quiet_identifying_loggers() -> None:
+    for name in QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.WARNING:  # NOTSET would follow the root logger down
+            logger.setLevel(logging.WARNING)
+
+
+class Service:
+    """What the routes share: settings, the analyzer, the worker gate and the result store."""
+
+    def __init__(self, settings: ServeSettings, analyzer: Any) -> None:
+        _quiet_identifying_loggers()
+        self.settings = settings
+        self.analyzer = analyzer
+        self.gate = Gate(settings.concurrency, settings.queue, retry_after_max=settings.retry_after_max)
+        self.store = ResultStore(settings.results, int(settings.results_mb * (1 << 20)))
+        self.models = _model_listing(analyzer)
+        self._token = None if settings.token is None else hashlib.sha256(settings.token.encode()).digest()
+
+    def token_ok(self, presented: str | None) -> bool:
+        """Whether ``presented`` is the token (compared in constant time, on digests)."""
+        if self._token is None:
+            return True
+        if presented is None:
+            return False
+        return hmac.compare_digest(hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest(), self._token)
+
+    def busy(self) -> ApiError:
+        seconds = self.gate.retry_after()
+        return ApiError(
+            429,
+            "busy",
+            f"all {self.gate.capacity} analysis slots are taken; retry after {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
+
+    # -- work done on the worker threads --
+    def analyze(self, data: bytes, rid: str, min_score: float, heatmap: bool, lungs: bool,
+                outputs: tuple[str, ...], dicom_min_score: float) -> Entry:
+        read = None
+        if self.settings.allow_non_chest:
+            from thoracic.io.radiograph import ReadOptions
+
+            read = ReadOptions(allow_non_chest=True)
+        a = self.analyzer.analyze(data, image_id=rid, read=read, heatmap=heatmap, lungs=lungs)
+        is_dicom = a.radiograph.dataset is not None
+        if outputs and not is_dicom:  # a DICOM without preamble sniffed as something else
+            raise not_dicom(a.radiograph.format)
+        image = gray_png(a.radiograph.pixels)
+        size = png_size(image)
+        files = {"image.png": image}
+        if a.heatmap is not None:
+            files["heatmap.png"] = heatmap_png(a.heatmap, size)
+        if a.lungs is not None:
+            files["lungs.png"] = lungs_png(a.lungs.mask, size)
+        summary = a.to_dict(min_score)
+        base = f"/v1/results/{rid}"
+        links = {"self": base, **{name.split(".")[0]: f"{base}/{name}" for name in files}}
+        if is_dicom:
+            links.update({kind: f"{base}/{kind}" for kind in DICOM_OBJECTS})
+        summary = {"id": rid, **summary, "dicom": is_dicom,
+                   "display": {"width": size[0], "height": size[1]}, "links": links}
+        entry = Entry(rid, summary, is_dicom, files, analysis=_slim(a) if is_dicom else None,
+                      dicom_min_score=dicom_min_score)
+        if outputs:
+            self._build_dicom(entry)
+        return entry
+
+    def build_dicom(self, entry: Entry) -> None:
+        self._build_dicom(entry)
+        self.store.resize(entry)
+
+    def _build_dicom(self, entry: Entry) -> None:
+        with entry.lock:
+            if entry.analysis is None:
+                return  # built by another request
+            try:
+                from thoracic.dicom import build_results
+            except ImportError as err:
+                raise ApiError(501, "not_available",
+                               "DICOM results need the 'dicom' extra: pip install 'thoracic[dicom]'") from err
+            try:
+                results = build_results(entry.analysis, min_score=entry.dicom_min_score)
+            except ConfigError as err:  # e.g. a source without valid UIDs: nothing a result can refer to
+                raise ApiError(422, "dicom_results_unavailable", err.message) from None
+            for kind, ds in results.datasets().items():
+                buf = io.BytesIO()
+                ds.save_as(buf, enforce_file_format=True)
+                entry.files[kind] = buf.getvalue()
+            entry.analysis = None  # the images and header are no longer needed
+
+
+def _slim(a: Any) -> Any:
+    """The analysis without what the DICOM results do not need (pixels, heatmaps, feature maps).
+
+    A kept DICOM analysis then costs its lung mask (1 byte a pixel) instead of about 9 bytes a pixel.
+    """
+    try:
+        radiograph = dataclasses.replace(a.radiograph, pixels=np.zeros((1, 1), np.float32))
+        prediction = a.prediction
+        if getattr(prediction, "heatmap", None) is not None or getattr(prediction, "features", None):
+            prediction = dataclasses.replace(prediction, heatmap=None, features={})
+        return dataclasses.replace(a, radiograph=radiograph, prediction=prediction, heatmap=None)
+    except (TypeError, ValueError):  # not the dataclasses we know: keep it whole
+        return a
+
+
+def not_dicom(fmt: str) -> ApiError:
+    """422: DICOM results were asked of an upload that is not a DICOM."""
+    return ApiError(
+        422,
+        "not_dicom",
+        f"DICOM results (SR, GSPS, SEG) refer to the DICOM image they describe, and this upload is a "
+        f"{fmt or 'non-DICOM'} image; upload the DICOM file to get them (findings, image.png, heatmap.png "
+        "and lungs.png work for any upload)",
+    )
