@@ -1,7 +1,8 @@
-"""The progress bar of the batch commands (convert, segment, dataset export, deidentify)."""
+"""The progress bar and closing lines of the batch commands (convert, segment, dataset export, deidentify)."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
@@ -37,3 +38,12 @@ class BatchProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.bar.close()
+
+
+def finish(summary: Any, line: str, where: str) -> int:
+    """Print a batch command's summary ``line``, and its failures with ``where`` to look; the exit status."""
+    print(line)
+    if summary.failed:
+        print(f"error: {summary.failed} of {summary.total} input(s) failed; see {where}", file=sys.stderr)
+        return 1
+    return 0

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from thoracic._version import __version__
-from thoracic.cli._progress import BatchProgress
+from thoracic.cli._progress import BatchProgress, finish
 from thoracic.errors import ThoracicError
 
 log = logging.getLogger("thoracic")
@@ -44,14 +44,12 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     options = ConvertOptions(chain=chain, read=_read_options(args), workers=args.workers)
     with BatchProgress("convert", args.out, quiet=args.quiet, done="converted") as bar:
         summary = convert(args.inputs, args.out, options, progress=bar.step, on_start=bar.start)
-    print(
+    return finish(
+        summary,
         f"{summary.converted} converted ({summary.flagged} flagged), {summary.skipped} already done, "
-        f"{summary.failed} failed; manifest: {summary.manifest}"
+        f"{summary.failed} failed; manifest: {summary.manifest}",
+        "the manifest's error column",
     )
-    if summary.failed:
-        print(f"error: {summary.failed} of {summary.total} input(s) failed; see the manifest's error column", file=sys.stderr)
-        return 1
-    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

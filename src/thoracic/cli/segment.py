@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 __all__ = ["add_parser"]
 
@@ -11,7 +10,7 @@ __all__ = ["add_parser"]
 def _cmd_segment(args: argparse.Namespace) -> int:
     from thoracic.anatomy.roi import RoiOptions
     from thoracic.batch.segment import SegmentOptions, segment_files
-    from thoracic.cli._progress import BatchProgress
+    from thoracic.cli._progress import BatchProgress, finish
     from thoracic.io import DEFAULT_MAX_PIXELS, ReadOptions
 
     options = SegmentOptions(
@@ -24,14 +23,12 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     )
     with BatchProgress("segment", args.out, quiet=args.quiet, done="segmented") as bar:
         summary = segment_files(args.inputs, args.out, options, progress=bar.step, on_start=bar.start)
-    print(
+    return finish(
+        summary,
         f"{summary.segmented} segmented ({summary.fallbacks} fell back to the full image), "
-        f"{summary.skipped} already done, {summary.failed} failed; table: {summary.table}"
+        f"{summary.skipped} already done, {summary.failed} failed; table: {summary.table}",
+        "the error column of masks.csv",
     )
-    if summary.failed:
-        print(f"error: {summary.failed} of {summary.total} input(s) failed; see the error column of masks.csv", file=sys.stderr)
-        return 1
-    return 0
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
