@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from thoracic.data import Annotations, ImageInfo
+from thoracic.data import Annotations, ImageInfo, read_image_sizes
 from thoracic.errors import ConfigError, ReadError
 from thoracic.evaluate import (
     METRICS_KEYS,
@@ -21,7 +21,6 @@ from thoracic.evaluate import (
     evaluate,
     kaggle_map,
     read_predictions,
-    read_sizes,
     read_truth,
     write_results,
 )
@@ -100,7 +99,7 @@ def test_read_errors(tmp_path):
 
 
 def test_read_sizes_duplicates(tmp_path):
-    sizes, problems = read_sizes(write(tmp_path / "s.csv", "image_id,width,height\na,10,20\na,11,20\nb,x,2\n"))
+    sizes, problems = read_image_sizes(write(tmp_path / "s.csv", "image_id,width,height\na,10,20\na,11,20\nb,x,2\n"))
     assert sizes == {"a": (10, 20)}
     assert kinds(problems) == {"duplicate image id": 1, "bad size": 1}
 

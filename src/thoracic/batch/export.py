@@ -47,10 +47,10 @@ import numpy as np
 
 from thoracic._version import __version__
 from thoracic.batch.pool import run_tasks
-from thoracic.data._tables import PathLike, find_images
 from thoracic.data.annotations import Annotations
 from thoracic.data.coco import coco_document
 from thoracic.data.fusion import image_groups
+from thoracic.data.tables import PathLike, find_images
 from thoracic.errors import ConfigError, ThoracicError, internal_error_message
 from thoracic.io.radiograph import ReadOptions
 from thoracic.labels import CLASS_IDS, FINDINGS

@@ -55,12 +55,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def load_inputs(truth_path: str, pred_path: str | None, sizes_path: str | None, fusion: str):
     """Read truth (fused as asked) and predictions; returns ``(truth, preds_or_None, notes)``."""
-    from thoracic.evaluate.tables import read_predictions, read_sizes, read_truth
+    from thoracic.data.tables import read_image_sizes
+    from thoracic.evaluate.tables import read_predictions, read_truth
 
     sizes = None
     extra = []
     if sizes_path:
-        sizes, extra = read_sizes(sizes_path)
+        sizes, extra = read_image_sizes(sizes_path)
     truth = read_truth(truth_path, sizes=sizes)
     notes = []
     readers = sorted(set(truth.reader.tolist()) - {""})

@@ -3,7 +3,8 @@
 - :func:`kaggle_map`: the VinBigData competition metric (VOC 2010 AP at IoU > 0.4);
 - :func:`evaluate`: every metric at once (Kaggle and COCO mAP, precision/recall/F1, accuracy,
   ROC-AUC, FROC, bootstrap intervals) as a JSON-ready :class:`EvaluationResult`;
-- :func:`read_predictions`, :func:`read_truth`: the CSV files, with bad rows listed as problems;
+- :func:`read_predictions`, :func:`read_truth`: the CSV files, with bad rows listed as problems
+  (image sizes: :func:`thoracic.data.read_image_sizes`);
 - :func:`human_baseline`: each reader scored against the fusion of the others.
 
 >>> from thoracic.evaluate import kaggle_map
@@ -40,7 +41,7 @@ from thoracic.evaluate.kaggle import (
     iou_matrix,
     kaggle_map,
 )
-from thoracic.evaluate.tables import read_predictions, read_sizes, read_truth
+from thoracic.evaluate.tables import read_predictions, read_truth
 
 __all__ = [
     "BaselineResult",
@@ -68,7 +69,6 @@ __all__ = [
     "pr_curve",
     "prf",
     "read_predictions",
-    "read_sizes",
     "read_truth",
     "resample_weights",
     "roc_auc",
