@@ -140,7 +140,7 @@ def test_evaluate_hand_computed():
     # No finding: 2 truth (c, d); ranked 0.6 (b) miss, 0.4 (c) hit, 0.2 (a) miss: AP 1/2 * 1/2.
     assert m["ap"] == {"Cardiomegaly": 1.0, "No finding": 0.25, "Nodule/Mass": 0.5}
     assert m["map"] == pytest.approx((1 + 0.25 + 0.5) / 3)
-    ref = kaggle_map(TRUTH, [p for p in PREDS])
+    ref = kaggle_map(table(TRUTH), table(PREDS, scored=True))
     assert m["map"] == ref.map and m["image_counts"]["ignored_predictions"] == ref.ignored_predictions == 1
     # at 0.5: Nodule/Mass TP 1 (0.8), FP 1 (0.7), FN 1
     nm = m["prf"]["at_threshold"]["Nodule/Mass"]
@@ -267,7 +267,7 @@ def test_cli_evaluate_writes_metrics_and_report(files, tmp_path, capsys, require
     for key in ("iou", "images", "map", "ap", "coco", "prf", "auc", "froc", "ci95", "problems"):
         assert key in m
     # two identical readers fused with WBF: the same truth as one reader
-    assert m["map"] == pytest.approx(kaggle_map(TRUTH, PREDS).map)
+    assert m["map"] == pytest.approx(kaggle_map(table(TRUTH), table(PREDS, scored=True)).map)
     assert "truth of 2 readers fused with wbf" in m["notes"]
     assert (out / "metrics.md").read_text().startswith("# Evaluation (4 images")
     assert_self_contained((out / "report.html").read_text())

@@ -7,8 +7,14 @@
   (image sizes: :func:`thoracic.data.read_image_sizes`);
 - :func:`human_baseline`: each reader scored against the fusion of the others.
 
+Truth and predictions are :class:`~thoracic.data.Annotations` (predictions with scores); IoUs are
+:func:`thoracic.boxes.box_iou`.
+
+>>> from thoracic.data import Annotations, ImageInfo
 >>> from thoracic.evaluate import kaggle_map
->>> kaggle_map([("a", "No finding", 0, 0, 1, 1)], [("a", "No finding", 1.0, 0, 0, 1, 1)]).map
+>>> truth = Annotations.from_rows([ImageInfo("a")], [("a", "No finding", 0, 0, 1, 1)])
+>>> preds = Annotations.from_rows([ImageInfo("a")], [("a", "No finding", 0, 0, 1, 1, "", 1.0)])
+>>> kaggle_map(truth, preds).map
 1.0
 """
 
@@ -34,13 +40,7 @@ from thoracic.evaluate.evaluate import (
     markdown_summary,
     write_results,
 )
-from thoracic.evaluate.kaggle import (
-    KAGGLE_IOU_THRESHOLD,
-    MapResult,
-    average_precision,
-    iou_matrix,
-    kaggle_map,
-)
+from thoracic.evaluate.kaggle import KAGGLE_IOU_THRESHOLD, MapResult, average_precision, kaggle_map
 from thoracic.evaluate.tables import read_predictions, read_truth
 
 __all__ = [
@@ -61,7 +61,6 @@ __all__ = [
     "froc",
     "human_baseline",
     "image_matrix",
-    "iou_matrix",
     "kaggle_map",
     "load_curves",
     "markdown_summary",
