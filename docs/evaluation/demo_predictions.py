@@ -20,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from thoracic.data import read_image_sizes
+from thoracic.evaluate.tables import read_truth
 from thoracic.labels import FINDINGS, NO_FINDING
-from thoracic.evaluate.tables import read_sizes, read_truth
 
 
 def main(train_csv: str, out: str, meta: str | None = None, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
-    sizes = read_sizes(meta)[0] if meta else None
+    sizes = read_image_sizes(meta)[0] if meta else None
     table = read_truth(train_csv, sizes=sizes)
     rows = defaultdict(list)
     for r in table.rows():

@@ -34,10 +34,17 @@ ArrayLike = Sequence | np.ndarray
 
 
 def box_iou(a: ArrayLike, b: ArrayLike) -> np.ndarray:
-    """Pairwise IoU of ``(N, 4)`` and ``(M, 4)`` xyxy boxes, as an ``(N, M)`` array.
+    """Pairwise IoU of ``(N, 4)`` and ``(M, 4)`` xyxy boxes, as an ``(N, M)`` float64 array.
+
+    The one IoU of thoracic (fusion, NMS, matching in evaluation, reader agreement). Areas use the
+    continuous formula ``(x_max - x_min) * (y_max - y_min)`` (no ``+ 1``); a pair whose union is
+    not positive (two empty boxes) or not a number has IoU 0. Inputs are not checked: callers that
+    take boxes from users check them first.
 
     >>> box_iou([[0, 0, 2, 2]], [[1, 0, 3, 2], [5, 5, 6, 6]]).round(4).tolist()
     [[0.3333, 0.0]]
+    >>> box_iou([[0, 0, 10, 10]], [[0, 0, 4, 10]]).tolist()  # exactly 0.4 in float arithmetic
+    [[0.4]]
     """
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
@@ -154,15 +161,7 @@ def _weighted_box(boxes: list[np.ndarray], conf_type: str) -> np.ndarray:
 def _best_match(clusters: np.ndarray, box: np.ndarray, iou_thr: float) -> int:
     if clusters.shape[0] == 0:
         return -1
-    c = clusters[:, 4:]
-    xa = np.maximum(c[:, 0], box[4])
-    ya = np.maximum(c[:, 1], box[5])
-    xb = np.minimum(c[:, 2], box[6])
-    yb = np.minimum(c[:, 3], box[7])
-    inter = np.maximum(xb - xa, 0) * np.maximum(yb - ya, 0)
-    area_c = (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])
-    area_b = (box[6] - box[4]) * (box[7] - box[5])
-    ious = inter / (area_c + area_b - inter)
+    ious = box_iou(clusters[:, 4:], box[4:])[:, 0]
     best = int(np.argmax(ious))
     return -1 if ious[best] <= iou_thr else best
 
@@ -299,26 +298,13 @@ def nms(
     boxes = np.concatenate([m[0] for m in models]).reshape(-1, 4)
     scores = np.concatenate([m[1] for m in models])
     labels = np.concatenate([m[2] for m in models])
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    keep_area = area > 0
-    boxes, scores, labels, area = boxes[keep_area], scores[keep_area], labels[keep_area], area[keep_area]
+    keep_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
+    boxes, scores, labels = boxes[keep_area], scores[keep_area], labels[keep_area]
     out_b, out_s, out_l = [], [], []
     for label in np.unique(labels):
         sel = labels == label
-        b, s, a = boxes[sel], scores[sel], area[sel]
-        order = s.argsort()[::-1]
-        keep = []
-        while order.size > 0:
-            i = order[0]
-            keep.append(i)
-            rest = order[1:]
-            xx1 = np.maximum(b[i, 0], b[rest, 0])
-            yy1 = np.maximum(b[i, 1], b[rest, 1])
-            xx2 = np.minimum(b[i, 2], b[rest, 2])
-            yy2 = np.minimum(b[i, 3], b[rest, 3])
-            inter = np.maximum(0.0, xx2 - xx1) * np.maximum(0.0, yy2 - yy1)
-            ovr = inter / (a[i] + a[rest] - inter)
-            order = rest[ovr <= iou_thr]
+        b, s = boxes[sel], scores[sel]
+        keep = _suppress(b, s.argsort()[::-1], iou_thr)
         out_b.append(b[keep])
         out_s.append(s[keep])
         out_l.append(np.full(len(keep), label, dtype=np.int64))
@@ -327,29 +313,22 @@ def nms(
     return np.concatenate(out_b) * size, np.concatenate(out_s), np.concatenate(out_l)
 
 
-def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-12)
+def _suppress(boxes: np.ndarray, order: np.ndarray, iou_thr: float) -> np.ndarray:
+    """Greedy NMS: walking ``order``, keep each box not overlapping a kept one with IoU above ``iou_thr``."""
+    keep: list[int] = []
+    order = np.asarray(order, dtype=np.int64)
+    while order.size > 0:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        order = rest[box_iou(boxes[i], boxes[rest])[0] <= iou_thr]
+    return np.asarray(keep, dtype=np.int64)
 
 
 def nms_xyxy(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Greedy NMS (as ``torchvision.ops.nms``): indices kept, best score first."""
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    suppressed = np.zeros(len(order), dtype=bool)
-    b = boxes[order]
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        keep.append(int(order[i]))
-        if i + 1 < len(order):
-            rest = np.arange(i + 1, len(order))
-            over = _iou_one(b[i], b[rest]) > iou
-            suppressed[rest[over]] = True
-    return np.asarray(keep, dtype=np.int64)
+    """Greedy NMS (as ``torchvision.ops.nms``): indices kept, best score first, equal scores in input order.
+
+    >>> nms_xyxy(np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30]]), np.array([0.8, 0.9, 0.7]), 0.5).tolist()
+    [1, 2]
+    """
+    return _suppress(boxes, np.argsort(-np.asarray(scores), kind="stable"), iou)

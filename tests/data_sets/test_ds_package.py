@@ -23,6 +23,6 @@ def test_doctests():
     for name in MODULES:
         result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, name
-    from thoracic.data import _tables
+    from thoracic.data import tables
 
-    assert doctest.testmod(_tables).failed == 0
+    assert doctest.testmod(tables).failed == 0

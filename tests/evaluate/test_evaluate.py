@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from thoracic.data import Annotations, ImageInfo
+from thoracic.data import Annotations, ImageInfo, read_image_sizes
 from thoracic.errors import ConfigError, ReadError
 from thoracic.evaluate import (
     METRICS_KEYS,
@@ -21,7 +21,6 @@ from thoracic.evaluate import (
     evaluate,
     kaggle_map,
     read_predictions,
-    read_sizes,
     read_truth,
     write_results,
 )
@@ -100,7 +99,7 @@ def test_read_errors(tmp_path):
 
 
 def test_read_sizes_duplicates(tmp_path):
-    sizes, problems = read_sizes(write(tmp_path / "s.csv", "image_id,width,height\na,10,20\na,11,20\nb,x,2\n"))
+    sizes, problems = read_image_sizes(write(tmp_path / "s.csv", "image_id,width,height\na,10,20\na,11,20\nb,x,2\n"))
     assert sizes == {"a": (10, 20)}
     assert kinds(problems) == {"duplicate image id": 1, "bad size": 1}
 
@@ -141,7 +140,7 @@ def test_evaluate_hand_computed():
     # No finding: 2 truth (c, d); ranked 0.6 (b) miss, 0.4 (c) hit, 0.2 (a) miss: AP 1/2 * 1/2.
     assert m["ap"] == {"Cardiomegaly": 1.0, "No finding": 0.25, "Nodule/Mass": 0.5}
     assert m["map"] == pytest.approx((1 + 0.25 + 0.5) / 3)
-    ref = kaggle_map(TRUTH, [p for p in PREDS])
+    ref = kaggle_map(table(TRUTH), table(PREDS, scored=True))
     assert m["map"] == ref.map and m["image_counts"]["ignored_predictions"] == ref.ignored_predictions == 1
     # at 0.5: Nodule/Mass TP 1 (0.8), FP 1 (0.7), FN 1
     nm = m["prf"]["at_threshold"]["Nodule/Mass"]
@@ -268,7 +267,7 @@ def test_cli_evaluate_writes_metrics_and_report(files, tmp_path, capsys, require
     for key in ("iou", "images", "map", "ap", "coco", "prf", "auc", "froc", "ci95", "problems"):
         assert key in m
     # two identical readers fused with WBF: the same truth as one reader
-    assert m["map"] == pytest.approx(kaggle_map(TRUTH, PREDS).map)
+    assert m["map"] == pytest.approx(kaggle_map(table(TRUTH), table(PREDS, scored=True)).map)
     assert "truth of 2 readers fused with wbf" in m["notes"]
     assert (out / "metrics.md").read_text().startswith("# Evaluation (4 images")
     assert_self_contained((out / "report.html").read_text())

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
+from thoracic.data import Annotations, ImageInfo
 from thoracic.errors import ConfigError
 from thoracic.evaluate import (
     average_precision,
@@ -31,6 +32,13 @@ from thoracic.evaluate.bootstrap import weighted_ap, weighted_auc, weighted_froc
 from thoracic.evaluate.coco import coco_inputs
 
 BOX = (10.0, 10.0, 20.0, 20.0)
+
+
+def table(image, label, boxes, scores=None, images=None) -> Annotations:
+    """Truth (no ``scores``) or predictions as a table; its images are ``images`` or those of its rows."""
+    ids = sorted(set(images or []) | set(image))
+    boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    return Annotations({i: ImageInfo(i) for i in ids}, image, label, boxes, None, scores)
 
 
 # --- precision / recall / F1 -------------------------------------------------------------------
@@ -114,8 +122,9 @@ def _random_case(rng: np.random.Generator, n_images: int = 6, n_truth: int = 25,
 @pytest.mark.parametrize("seed", range(8))
 def test_match_gives_the_kaggle_ap(seed):
     ti, tl, tb, pi, pl, ps, pb = _random_case(np.random.default_rng(seed))
-    matched, taken = match(ti, tl, tb, pi, pl, ps, pb, 0.4)
-    ref = kaggle_map(list(zip(ti, tl, *tb.T)), list(zip(pi, pl, ps, *pb.T)))
+    truth, preds = table(ti, tl, tb), table(pi, pl, pb, ps)
+    matched, taken = match(truth, preds, 0.4)
+    ref = kaggle_map(truth, preds)
     for lab, ap in ref.ap.items():
         sel = pl == lab
         assert average_precision(ps[sel], matched[sel], ref.n_truth[lab]) == pytest.approx(ap, abs=1e-12)
@@ -126,19 +135,21 @@ def test_match_gives_the_kaggle_ap(seed):
 
 
 def test_match_greedy_takes_best_iou():
-    truth = (["a", "a"], ["N", "N"], [[0, 0, 10, 10], [4, 0, 14, 10]])
-    matched, taken = match(*truth, ["a", "a"], ["N", "N"], [0.9, 0.8], [[0, 0, 10, 10], [1, 0, 11, 10]], 0.4)
+    truth = table(["a", "a"], ["Nodule/Mass"] * 2, [[0, 0, 10, 10], [4, 0, 14, 10]])
+    preds = table(["a", "a"], ["Nodule/Mass"] * 2, [[0, 0, 10, 10], [1, 0, 11, 10]], [0.9, 0.8])
+    matched, taken = match(truth, preds, 0.4)
     assert matched.tolist() == [True, False] and taken.tolist() == [0, -1]
 
 
 def test_class_confusion_counts():
-    labels = ["A", "B"]
+    labels = [A, B] = ["Atelectasis", "Cardiomegaly"]
     # truth: A and B on image x; preds: B on the A box (confused), B on the B box (right),
     # A on empty space (background), and a low-scored A ignored by the score threshold.
     cm = class_confusion(
-        ["x", "x", "y"], ["A", "B", "A"], [[0, 0, 10, 10], [50, 50, 60, 60], [0, 0, 5, 5]],
-        ["x", "x", "x", "x"], ["B", "B", "A", "A"], [0.9, 0.8, 0.7, 0.1],
-        [[0, 0, 10, 10], [50, 50, 60, 60], [100, 100, 110, 110], [0, 0, 5, 5]], labels, 0.4, 0.5,
+        table(["x", "x", "y"], [A, B, A], [[0, 0, 10, 10], [50, 50, 60, 60], [0, 0, 5, 5]]),
+        table(["x", "x", "x", "x"], [B, B, A, A],
+              [[0, 0, 10, 10], [50, 50, 60, 60], [100, 100, 110, 110], [0, 0, 5, 5]], [0.9, 0.8, 0.7, 0.1]),
+        0.4, 0.5, labels,
     )
     # rows truth A, B, background; columns predicted A, B, missed
     assert cm.tolist() == [[0, 1, 1], [0, 1, 0], [1, 0, 0]]
@@ -181,9 +192,11 @@ def test_roc_auc_bad_input():
 
 
 def test_image_matrix():
-    m = image_matrix(["a", "b"], ["X", "Y"], ["a", "a", "b", "zz"], ["X", "X", "Y", "X"], [0.2, 0.7, 0.4, 0.9])
-    assert m.tolist() == [[0.7, 0.0], [0.0, 0.4]]
-    assert image_matrix(["a", "b"], ["X", "Y"], ["a"], ["Y"]).tolist() == [[0, 1], [0, 0]]
+    X, Y = "ILD", "Infiltration"
+    rows = table(["a", "a", "b", "zz"], [X, X, Y, X], [BOX] * 4, [0.2, 0.7, 0.4, 0.9])
+    assert image_matrix(rows, ["a", "b"], [X, Y]).tolist() == [[0.7, 0.0], [0.0, 0.4]]
+    assert image_matrix(rows, ["a", "b"], [X, Y], presence=True).tolist() == [[1, 0], [0, 1]]
+    assert image_matrix(table(["a"], [Y], [BOX]), ["a", "b"], [X, Y], presence=True).tolist() == [[0, 1], [0, 0]]
 
 
 # --- bootstrap ---------------------------------------------------------------------------------
@@ -245,17 +258,17 @@ def test_bootstrap_intervals_contain_the_estimate_and_are_reproducible():
 
 
 # --- COCO --------------------------------------------------------------------------------------
-COCO_TRUTH = (
+COCO_TRUTH = table(
     ["a", "a", "b", "c"],
     ["Cardiomegaly", "Nodule/Mass", "Nodule/Mass", "No finding"],
     [[100, 100, 300, 250], [10, 10, 40, 40], [50, 60, 70, 90], [0, 0, 1, 1]],
 )
-COCO_PREDS = (
+COCO_PREDS = table(
     ["a", "a", "a", "b", "b", "c", "c", "zz"],
     ["Cardiomegaly", "Nodule/Mass", "Nodule/Mass", "Nodule/Mass", "Cardiomegaly", "Nodule/Mass", "No finding", "Nodule/Mass"],
-    [0.9, 0.8, 0.3, 0.6, 0.4, 0.7, 0.9, 0.99],
     [[105, 95, 310, 250], [12, 10, 40, 44], [200, 200, 230, 230], [50, 62, 72, 88], [0, 0, 50, 50],
      [5, 5, 30, 30], [0, 0, 1, 1], [10, 10, 40, 40]],
+    [0.9, 0.8, 0.3, 0.6, 0.4, 0.7, 0.9, 0.99],
 )
 
 
@@ -264,7 +277,7 @@ def test_coco_equals_plain_pycocotools(require):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    ours = coco_map(["a", "b", "c"], *COCO_TRUTH, *COCO_PREDS)
+    ours = coco_map(COCO_TRUTH, COCO_PREDS)
     # The same data written by hand in COCO's format, evaluated the documented way.
     gt = {
         "images": [{"id": 1}, {"id": 2}, {"id": 3}],
@@ -299,7 +312,7 @@ def test_coco_equals_plain_pycocotools(require):
 
 
 def test_coco_inputs_leave_out_no_finding_and_unknown_images():
-    gt, dets = coco_inputs(["a", "b", "c"], *COCO_TRUTH, *COCO_PREDS)
+    gt, dets = coco_inputs(COCO_TRUTH, COCO_PREDS)
     assert len(gt["annotations"]) == 3 and len(gt["categories"]) == 14
     assert len(dets) == 6  # no "No finding", nothing on "zz"
     assert gt["annotations"][0]["bbox"] == [100.0, 100.0, 200.0, 150.0]
@@ -307,5 +320,5 @@ def test_coco_inputs_leave_out_no_finding_and_unknown_images():
 
 def test_coco_without_finding_truth(require):
     require("pycocotools")
-    out = coco_map(["c"], ["c"], ["No finding"], [[0, 0, 1, 1]], [], [], [], np.zeros((0, 4)))
+    out = coco_map(table(["c"], ["No finding"], [[0, 0, 1, 1]]), table([], [], np.zeros((0, 4)), []))
     assert out["map"] is None

@@ -54,10 +54,10 @@ from thoracic.batch.runner import (
     write_png,
     write_text,
 )
-from thoracic.data._tables import PathLike, find_images
 from thoracic.data.annotations import Annotations
 from thoracic.data.coco import coco_document
 from thoracic.data.fusion import image_groups
+from thoracic.data.tables import PathLike, find_images
 from thoracic.errors import ConfigError, ThoracicError, internal_error_message
 from thoracic.io.radiograph import ReadOptions
 from thoracic.labels import CLASS_IDS, FINDINGS

@@ -55,12 +55,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def load_inputs(truth_path: str, pred_path: str | None, sizes_path: str | None, fusion: str):
     """Read truth (fused as asked) and predictions; returns ``(truth, preds_or_None, notes)``."""
-    from thoracic.evaluate.tables import read_predictions, read_sizes, read_truth
+    from thoracic.data.tables import read_image_sizes
+    from thoracic.evaluate.tables import read_predictions, read_truth
 
     sizes = None
     extra = []
     if sizes_path:
-        sizes, extra = read_sizes(sizes_path)
+        sizes, extra = read_image_sizes(sizes_path)
     truth = read_truth(truth_path, sizes=sizes)
     notes = []
     readers = sorted(set(truth.reader.tolist()) - {""})
@@ -92,10 +93,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             result.metrics["notes"][:0] = notes
         paths = write_results(result, args.out)
         if args.report:
-            from thoracic.report import write_report
+            from thoracic.report import render_report, write_report
 
-            paths["report"] = write_report(result.metrics, Path(args.out) / "report.html", curves=result.curves,
-                                           truth=truth, preds=preds, images=args.images, title=args.title)
+            page = render_report(result.metrics, result.curves, truth, preds, args.images, title=args.title)
+            paths["report"] = write_report(page, Path(args.out) / "report.html")
     except ThoracicError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -119,7 +120,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     import json
 
     from thoracic.evaluate.evaluate import load_curves
-    from thoracic.report import write_report
+    from thoracic.report import render_report, write_report
 
     src = Path(args.metrics)
     mpath = src / "metrics.json" if src.is_dir() else src
@@ -134,8 +135,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         truth = preds = None
         if args.truth:
             truth, preds, _ = load_inputs(args.truth, args.pred, args.sizes, args.fusion)
-        out = write_report(metrics, args.out, curves=curves, truth=truth, preds=preds, images=args.images,
-                           samples=args.samples, title=args.title)
+        out = write_report(render_report(metrics, curves, truth, preds, args.images, args.samples, args.title), args.out)
     except ThoracicError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

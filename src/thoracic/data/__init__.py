@@ -28,7 +28,8 @@ from thoracic.data.stats import (
     reader_agreement,
     write_stats,
 )
-from thoracic.data.vinbigdata import load_vinbigdata, read_image_sizes
+from thoracic.data.tables import read_image_sizes
+from thoracic.data.vinbigdata import load_vinbigdata
 from thoracic.labels import (
     CLASS_IDS,
     FINDINGS,

@@ -18,18 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from thoracic.data._tables import PathLike, check_box, open_text
 from thoracic.data.annotations import Annotations, ImageInfo, Problem
+from thoracic.data.tables import PathLike, check_box, open_text
 from thoracic.errors import ConfigError, ReadError
 from thoracic.io.ids import image_id as file_image_id
-from thoracic.labels import (
-    CLASS_IDS,
-    FINDINGS,
-    LABELS,
-    NIH_TO_VINDR,
-    NO_FINDING,
-    NO_FINDING_BOX,
-)
+from thoracic.labels import CLASS_IDS, FINDINGS, LABELS, NIH_TO_VINDR, NO_FINDING, NO_FINDING_BOX
 from thoracic.transform import Affine
 
 __all__ = ["coco_categories", "coco_document", "load_coco"]

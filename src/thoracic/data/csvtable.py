@@ -13,8 +13,8 @@ import math
 import os
 from pathlib import Path
 
-from thoracic.data._tables import PathLike, check_box, parse_float, parse_size, read_csv
 from thoracic.data.annotations import Annotations, ImageInfo, Problem
+from thoracic.data.tables import PathLike, check_box, parse_float, parse_size, read_csv
 from thoracic.errors import ConfigError
 from thoracic.labels import CLASS_IDS, LABELS, NO_FINDING, NO_FINDING_BOX
 
@@ -26,7 +26,7 @@ _REQUIRED = CSV_COLUMNS[:6]
 
 def load_csv(path: PathLike, *, name: str = "") -> Annotations:
     """Load a plain CSV table (see the module docstring); refused rows go to ``problems``."""
-    header, lines = read_csv(path, _REQUIRED)
+    header, lines = read_csv(path, _REQUIRED, what="thoracic annotation")
     col = {c: header.index(c) for c in CSV_COLUMNS if c in header}
     src = str(path)
     problems: list[Problem] = []

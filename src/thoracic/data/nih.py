@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from thoracic.data._tables import (
+from thoracic.data.annotations import Annotations, ImageInfo, Problem
+from thoracic.data.tables import (
     PathLike,
     check_box,
     find_images,
@@ -26,7 +27,6 @@ from thoracic.data._tables import (
     read_csv,
     read_header,
 )
-from thoracic.data.annotations import Annotations, ImageInfo, Problem
 from thoracic.errors import ConfigError
 from thoracic.io.ids import image_id
 from thoracic.labels import NIH_TO_VINDR, NO_FINDING, NO_FINDING_BOX
@@ -88,7 +88,7 @@ def load_nih(
     cols_img, cols_box = _OURS if layout == "thoracic" else _NIH
     problems: list[Problem] = []
 
-    header, lines = read_csv(images_csv, cols_img)
+    header, lines = read_csv(images_csv, cols_img, what="NIH images")
     ci, cl, cp = (header.index(c) for c in cols_img)  # image, labels, patient
     src = str(images_csv)
     infos: dict[str, ImageInfo] = {}
@@ -103,7 +103,7 @@ def load_nih(
         labels = tuple(x.strip() for x in f[cl].split("|") if x.strip())
         infos[iid] = ImageInfo(iid, NIH_SIZE, NIH_SIZE, f[cp].strip() or None, sources.get(iid), labels)
 
-    header, lines = read_csv(boxes_csv, cols_box)
+    header, lines = read_csv(boxes_csv, cols_box, what="NIH boxes")
     src = str(boxes_csv)
     ci, cf = header.index(cols_box[0]), header.index(cols_box[1])
     if layout == "thoracic":

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from thoracic.data._tables import PathLike, read_csv
 from thoracic.data.annotations import Annotations
+from thoracic.data.tables import PathLike, read_csv
 from thoracic.errors import ConfigError, MissingDependencyError
 from thoracic.labels import CLASS_IDS, LABELS, NIH_TO_VINDR, NO_FINDING
 
@@ -93,7 +93,7 @@ def write_folds(folds: Mapping[str, int], ann: Annotations, path: PathLike) -> P
 
 def read_folds(path: PathLike) -> dict[str, int]:
     """Read a folds CSV written by :func:`write_folds` (``image_id -> fold``)."""
-    header, rows = read_csv(path, ("image_id", "fold"))
+    header, rows = read_csv(path, ("image_id", "fold"), what="folds")
     ci, cf = header.index("image_id"), header.index("fold")
     out: dict[str, int] = {}
     for line, f in rows:

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from thoracic.boxes import box_iou
-from thoracic.data._tables import PathLike
 from thoracic.data.annotations import Annotations
 from thoracic.data.fusion import image_groups
+from thoracic.data.tables import PathLike
 from thoracic.errors import MissingDependencyError
 from thoracic.labels import FINDINGS
 

@@ -10,43 +10,14 @@ layout ``train/<image_id>.dicom`` when ``images`` is given.
 
 from __future__ import annotations
 
-from thoracic.data._tables import (
-    PathLike,
-    check_box,
-    find_images,
-    parse_float,
-    parse_size,
-    read_csv,
-)
 from thoracic.data.annotations import Annotations, ImageInfo, Problem
+from thoracic.data.tables import PathLike, check_box, find_images, parse_float, read_csv, read_image_sizes
 from thoracic.errors import ConfigError
 from thoracic.labels import CLASS_IDS, LABELS, NO_FINDING, NO_FINDING_BOX
 
-__all__ = ["TRAIN_COLUMNS", "load_vinbigdata", "read_image_sizes"]
+__all__ = ["TRAIN_COLUMNS", "load_vinbigdata"]
 
 TRAIN_COLUMNS = ("image_id", "class_name", "class_id", "rad_id", "x_min", "y_min", "x_max", "y_max")
-
-
-def read_image_sizes(path: PathLike) -> tuple[dict[str, tuple[int, int]], list[Problem]]:
-    """``image_id -> (width, height)`` from a meta table, and the rows refused (bad sizes, repeats)."""
-    header, rows = read_csv(path, ("image_id", "width", "height"))
-    ci, cw, ch = header.index("image_id"), header.index("width"), header.index("height")
-    sizes: dict[str, tuple[int, int]] = {}
-    problems: list[Problem] = []
-    src = str(path)
-    for line, f in rows:
-        if len(f) <= max(ci, cw, ch):
-            problems.append(Problem(line, f[0] if f else "", f"expected {len(header)} fields, got {len(f)}", src))
-            continue
-        iid = f[ci].strip()
-        w, h, why = parse_size(f[cw], f[ch])
-        if why or w is None or h is None:
-            problems.append(Problem(line, iid, why or "image size missing", src))
-        elif iid in sizes:
-            problems.append(Problem(line, iid, "image listed twice", src))
-        else:
-            sizes[iid] = (w, h)
-    return sizes, problems
 
 
 def load_vinbigdata(
@@ -81,7 +52,7 @@ def load_vinbigdata(
     if meta is not None:
         sizes, problems = read_image_sizes(meta)
     sources = find_images(images) if images is not None else {}
-    header, lines = read_csv(train_csv, TRAIN_COLUMNS)
+    header, lines = read_csv(train_csv, TRAIN_COLUMNS, what="VinBigData train")
     col = {c: header.index(c) for c in TRAIN_COLUMNS}
     src = str(train_csv)
     rows: list[tuple] = []

@@ -3,11 +3,18 @@
 - :func:`kaggle_map`: the VinBigData competition metric (VOC 2010 AP at IoU > 0.4);
 - :func:`evaluate`: every metric at once (Kaggle and COCO mAP, precision/recall/F1, accuracy,
   ROC-AUC, FROC, bootstrap intervals) as a JSON-ready :class:`EvaluationResult`;
-- :func:`read_predictions`, :func:`read_truth`: the CSV files, with bad rows listed as problems;
+- :func:`read_predictions`, :func:`read_truth`: the CSV files, with bad rows listed as problems
+  (image sizes: :func:`thoracic.data.read_image_sizes`);
 - :func:`human_baseline`: each reader scored against the fusion of the others.
 
+Truth and predictions are :class:`~thoracic.data.Annotations` (predictions with scores); IoUs are
+:func:`thoracic.boxes.box_iou`.
+
+>>> from thoracic.data import Annotations, ImageInfo
 >>> from thoracic.evaluate import kaggle_map
->>> kaggle_map([("a", "No finding", 0, 0, 1, 1)], [("a", "No finding", 1.0, 0, 0, 1, 1)]).map
+>>> truth = Annotations.from_rows([ImageInfo("a")], [("a", "No finding", 0, 0, 1, 1)])
+>>> preds = Annotations.from_rows([ImageInfo("a")], [("a", "No finding", 0, 0, 1, 1, "", 1.0)])
+>>> kaggle_map(truth, preds).map
 1.0
 """
 
@@ -33,14 +40,8 @@ from thoracic.evaluate.evaluate import (
     markdown_summary,
     write_results,
 )
-from thoracic.evaluate.kaggle import (
-    KAGGLE_IOU_THRESHOLD,
-    MapResult,
-    average_precision,
-    iou_matrix,
-    kaggle_map,
-)
-from thoracic.evaluate.tables import read_predictions, read_sizes, read_truth
+from thoracic.evaluate.kaggle import KAGGLE_IOU_THRESHOLD, MapResult, average_precision, kaggle_map
+from thoracic.evaluate.tables import read_predictions, read_truth
 
 __all__ = [
     "BaselineResult",
@@ -60,7 +61,6 @@ __all__ = [
     "froc",
     "human_baseline",
     "image_matrix",
-    "iou_matrix",
     "kaggle_map",
     "load_curves",
     "markdown_summary",
@@ -68,7 +68,6 @@ __all__ = [
     "pr_curve",
     "prf",
     "read_predictions",
-    "read_sizes",
     "read_truth",
     "resample_weights",
     "roc_auc",

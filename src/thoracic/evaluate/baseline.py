@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -106,8 +106,7 @@ def human_baseline(table: Annotations, *, iou: float = 0.4, fusion: Fusion | Non
         others = table.subset(on & (table.reader != reader)).select_images(imgs)
         truth = fuse(others)
         preds = table.subset(mine)
-        matched, _ = match(truth.image_id, truth.label, truth.boxes, preds.image_id, preds.label,
-                           np.ones(len(preds)), preds.boxes, iou)
+        matched, _ = match(truth, replace(preds, score=np.ones(len(preds))), iou)
         counts: dict[str, list[int]] = {}
         for lab in LABELS:
             n_true = int((truth.label == lab).sum())

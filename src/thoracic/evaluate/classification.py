@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from thoracic.data.annotations import Annotations
 from thoracic.errors import ConfigError
 
 __all__ = [
@@ -88,23 +89,30 @@ def roc_curve(y_true: npt.ArrayLike, scores: npt.ArrayLike) -> dict[str, np.ndar
 
 
 def image_matrix(
-    images: Sequence[object],
-    labels: Sequence[str],
-    row_image: npt.ArrayLike,
-    row_label: npt.ArrayLike,
-    row_score: npt.ArrayLike | None = None,
+    table: Annotations, images: Sequence[object], labels: Sequence[str], *, presence: bool = False
 ) -> np.ndarray:
-    """Per image and class: the highest row score (0 if none), or presence (0/1) without scores.
+    """Per image and class: the highest score of the table's rows (0 if none), or 0/1 presence.
 
-    Rows on images or of labels not listed are ignored. Returns an ``(len(images), len(labels))``
-    float64 matrix.
+    Parameters
+    ----------
+    table:
+        Boxes, e.g. predictions (with scores) or truth.
+    images, labels:
+        The rows and columns of the matrix; rows of other images or labels are ignored.
+    presence:
+        Ignore the scores: 1 where the image has a row of the class (for the truth).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(images), len(labels))`` float64.
     """
     img_index = {k: i for i, k in enumerate(images)}
     lab_index = {k: i for i, k in enumerate(labels)}
     out = np.zeros((len(images), len(labels)), dtype=np.float64)
-    ri = np.fromiter((img_index.get(k, -1) for k in np.asarray(row_image, dtype=object).tolist()), dtype=np.int64)
-    rl = np.fromiter((lab_index.get(k, -1) for k in np.asarray(row_label, dtype=object).tolist()), dtype=np.int64)
-    vals = np.ones(ri.size) if row_score is None else np.asarray(row_score, dtype=np.float64)
+    ri = np.fromiter((img_index.get(k, -1) for k in table.image_id.tolist()), dtype=np.int64, count=len(table))
+    rl = np.fromiter((lab_index.get(k, -1) for k in table.label.tolist()), dtype=np.int64, count=len(table))
+    vals = np.ones(ri.size) if presence else table.score
     ok = (ri >= 0) & (rl >= 0)
     np.maximum.at(out, (ri[ok], rl[ok]), vals[ok])
     return out

@@ -1,7 +1,7 @@
 """COCO mAP@[.5:.95] and mAP@.5 of the finding boxes, computed by pycocotools (the ``eval`` extra).
 
-The truth images are COCO images (also those without finding boxes, so false positives there
-count), finding classes are COCO categories with id ``class_id + 1``, and boxes are converted
+Truth and predictions are :class:`~thoracic.data.Annotations`. The truth's images are COCO images
+(also those without finding boxes, so false positives there count), finding classes are COCO categories with id ``class_id + 1``, and boxes are converted
 from ``xyxy`` to COCO's ``xywh`` (area ``w * h``). "No finding" rows are left out: it is not a
 localized finding. pycocotools keeps at most 100 detections per image (its default ``maxDets``)
 and averages over categories that have truth boxes.
@@ -12,12 +12,10 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
+from thoracic.data.annotations import Annotations
 from thoracic.errors import MissingDependencyError
 from thoracic.labels import CLASS_IDS, NO_FINDING
 
@@ -30,58 +28,36 @@ COCO_STATS = (
 )  # fmt: skip
 
 
-def _finding_boxes(
-    index: dict[object, int], image: npt.ArrayLike, label: npt.ArrayLike, boxes: npt.ArrayLike
-) -> Iterator[tuple[int, int, int, list[float]]]:
-    """``(row, COCO image id, category id, xywh)`` of the finding boxes on indexed images."""
-    xyxy = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    rows = zip(np.asarray(image, dtype=object).tolist(), np.asarray(label, dtype=object).tolist())
-    for k, (img, lab) in enumerate(rows):
+def _finding_boxes(index: Mapping[object, int], table: Annotations) -> Iterator[tuple[int, int, int, list[float]]]:
+    """``(row, COCO image id, category id, xywh)`` of the table's finding boxes on indexed images."""
+    for k, (img, lab) in enumerate(zip(table.image_id.tolist(), table.label.tolist())):
         if lab == NO_FINDING or lab not in CLASS_IDS or img not in index:
             continue
-        x0, y0, x1, y1 = xyxy[k].tolist()
+        x0, y0, x1, y1 = table.boxes[k].tolist()
         yield k, index[img], CLASS_IDS[lab] + 1, [x0, y0, x1 - x0, y1 - y0]
 
 
-def coco_inputs(
-    images: Sequence[object],
-    truth_image: npt.ArrayLike,
-    truth_label: npt.ArrayLike,
-    truth_boxes: npt.ArrayLike,
-    pred_image: npt.ArrayLike,
-    pred_label: npt.ArrayLike,
-    pred_scores: npt.ArrayLike,
-    pred_boxes: npt.ArrayLike,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def coco_inputs(truth: Annotations, preds: Annotations) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The COCO ground-truth dataset dict and detection list (finding boxes only).
 
-    Predictions on images not in ``images`` and of labels other than the 14 findings are left out.
+    The COCO images are ``truth.images`` (numbered from 1 in their order). Predictions on other
+    images and "No finding" rows are left out.
     """
-    index = {k: i + 1 for i, k in enumerate(images)}
+    index = {k: i + 1 for i, k in enumerate(truth.images)}
     cats = [{"id": cid + 1, "name": name} for name, cid in CLASS_IDS.items() if name != NO_FINDING]
     anns = [
         {"id": n + 1, "image_id": img, "category_id": cat, "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": 0}
-        for n, (_, img, cat, bbox) in enumerate(_finding_boxes(index, truth_image, truth_label, truth_boxes))
+        for n, (_, img, cat, bbox) in enumerate(_finding_boxes(index, truth))
     ]
     gt = {"images": [{"id": i} for i in index.values()], "annotations": anns, "categories": cats}
-    ps = np.asarray(pred_scores, dtype=np.float64)
     dets = [
-        {"image_id": img, "category_id": cat, "bbox": bbox, "score": float(ps[k])}
-        for k, img, cat, bbox in _finding_boxes(index, pred_image, pred_label, pred_boxes)
+        {"image_id": img, "category_id": cat, "bbox": bbox, "score": float(preds.score[k])}
+        for k, img, cat, bbox in _finding_boxes(index, preds)
     ]
     return gt, dets
 
 
-def coco_map(
-    images: Sequence[object],
-    truth_image: npt.ArrayLike,
-    truth_label: npt.ArrayLike,
-    truth_boxes: npt.ArrayLike,
-    pred_image: npt.ArrayLike,
-    pred_label: npt.ArrayLike,
-    pred_scores: npt.ArrayLike,
-    pred_boxes: npt.ArrayLike,
-) -> dict[str, float | None]:
+def coco_map(truth: Annotations, preds: Annotations) -> dict[str, float | None]:
     """COCO's 12 summary numbers (:data:`COCO_STATS`) for the finding boxes.
 
     A number pycocotools reports as ``-1`` (nothing to average, e.g. no small boxes) is ``None``.
@@ -97,7 +73,7 @@ def coco_map(
         from pycocotools.cocoeval import COCOeval
     except ImportError as err:
         raise MissingDependencyError.for_feature("COCO mAP", "pycocotools", "eval") from err
-    gt, dets = coco_inputs(images, truth_image, truth_label, truth_boxes, pred_image, pred_label, pred_scores, pred_boxes)
+    gt, dets = coco_inputs(truth, preds)
     if not gt["annotations"]:
         return dict.fromkeys(COCO_STATS)
     quiet = io.StringIO()

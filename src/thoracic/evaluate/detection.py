@@ -1,10 +1,10 @@
 """Box-level detection metrics: VOC matching, precision/recall/F1, best-F1 threshold, FROC.
 
-All functions work on plain arrays so they compose and test easily; :func:`match` produces the
-true-positive flags that the others take. Matching is exactly that of
-:func:`~thoracic.evaluate.kaggle_map` (greedy in descending score order, ties in input order,
-each truth box taken at most once, IoU strictly above the threshold), so the AP computed from
-:func:`match` equals ``kaggle_map``'s.
+:func:`match` and :func:`class_confusion` take the truth and the predictions as
+:class:`~thoracic.data.Annotations`; :func:`match` produces the true-positive flags that the others
+take as plain arrays, so they compose and test easily. :func:`~thoracic.evaluate.kaggle_map` is
+computed from :func:`match` (greedy in descending score order, ties in input order, each truth box
+taken at most once, IoU strictly above the threshold). IoUs are :func:`thoracic.boxes.box_iou`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from thoracic.boxes import box_iou
+from thoracic.data.annotations import Annotations
 from thoracic.errors import ConfigError
-from thoracic.evaluate.kaggle import iou_matrix
+from thoracic.labels import LABELS
 
 __all__ = [
     "FROC_RATES",
     "best_f1",
+    "check_scorable",
     "class_confusion",
     "froc",
     "match",
@@ -32,56 +35,73 @@ __all__ = [
 FROC_RATES: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
-def _keys(image_id: npt.ArrayLike, label: npt.ArrayLike) -> np.ndarray:
-    return np.asarray([f"{i}\x00{lab}" for i, lab in zip(np.asarray(image_id, dtype=object), np.asarray(label, dtype=object))], dtype=object)
+def check_scorable(table: Annotations, what: str, *, scored: bool) -> None:
+    """Raise :class:`ConfigError` unless every box is finite ``xyxy`` (and, if ``scored``, every score finite).
+
+    ``what`` names the table in the message (``"truth"``, ``"preds"``).
+    """
+    b = table.boxes
+    bad = ~np.isfinite(b).all(axis=1)
+    if scored:
+        bad |= ~np.isfinite(table.score)
+    for i in np.flatnonzero(bad)[:1].tolist():
+        values = ([table.score[i]] if scored else []) + b[i].tolist()
+        raise ConfigError(f"{what} row {i} ({table.image_id[i]}): score and coordinates must be finite, got {values}")
+    for i in np.flatnonzero((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1]))[:1].tolist():
+        raise ConfigError(f"{what} row {i} ({table.image_id[i]}): need x_min <= x_max and y_min <= y_max, got {b[i].tolist()}")
 
 
-def match(
-    truth_image: npt.ArrayLike,
-    truth_label: npt.ArrayLike,
-    truth_boxes: npt.ArrayLike,
-    pred_image: npt.ArrayLike,
-    pred_label: npt.ArrayLike,
-    pred_scores: npt.ArrayLike,
-    pred_boxes: npt.ArrayLike,
-    iou_threshold: float,
-) -> tuple[np.ndarray, np.ndarray]:
+def match(truth: Annotations, preds: Annotations, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Match predictions to truth boxes of the same image and class, VOC style.
+
+    Parameters
+    ----------
+    truth:
+        Truth boxes (scores ignored).
+    preds:
+        Predictions; scores must be finite.
+    iou_threshold:
+        A match needs IoU strictly above this.
 
     Returns
     -------
     matched:
-        ``(K,)`` bool, whether each prediction is a true positive.
+        ``(K,)`` bool, whether each prediction (row of ``preds``) is a true positive.
     truth_index:
         ``(K,)`` int, the truth row each true positive took, ``-1`` for false positives.
+
+    Raises
+    ------
+    ConfigError
+        A box that is not finite ``xyxy`` with ``x_min <= x_max`` and ``y_min <= y_max``, or a
+        prediction score that is not finite.
     """
-    tb = np.asarray(truth_boxes, dtype=np.float64).reshape(-1, 4)
-    pb = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
-    s = np.asarray(pred_scores, dtype=np.float64)
+    check_scorable(truth, "truth", scored=False)
+    check_scorable(preds, "preds", scored=True)
+    tb, pb, s = truth.boxes, preds.boxes, preds.score
     k = s.size
     matched = np.zeros(k, dtype=bool)
     taken_by = np.full(k, -1, dtype=np.int64)
     if k == 0 or tb.shape[0] == 0:
         return matched, taken_by
-    tkeys = _keys(truth_image, truth_label)
-    pkeys = _keys(pred_image, pred_label)
-    uniq, tcode = np.unique(tkeys, return_inverse=True)
-    pos = np.searchsorted(uniq, pkeys)
-    pos = np.clip(pos, 0, uniq.size - 1)
-    pcode = np.where(uniq[pos] == pkeys, pos, -1)
+    codes: dict[tuple[object, object], int] = {}  # (image, label) -> group
+    tcode = np.fromiter((codes.setdefault(key, len(codes)) for key in zip(truth.image_id.tolist(), truth.label.tolist())),
+                        dtype=np.int64, count=len(truth))
+    pcode = np.fromiter((codes.get(key, -1) for key in zip(preds.image_id.tolist(), preds.label.tolist())),
+                        dtype=np.int64, count=k)
     torder = np.argsort(tcode, kind="stable")
-    tstart = np.searchsorted(tcode[torder], np.arange(uniq.size + 1))
+    tstart = np.searchsorted(tcode[torder], np.arange(len(codes) + 1))
     sel = np.flatnonzero(pcode >= 0)
     # group by code, then descending score, then input order
     order = sel[np.lexsort((sel, -s[sel], pcode[sel]))]
-    codes = pcode[order]
-    bounds = np.flatnonzero(np.diff(codes)) + 1
+    codes_sorted = pcode[order]
+    bounds = np.flatnonzero(np.diff(codes_sorted)) + 1
     for group in np.split(order, bounds):
         if group.size == 0:
             continue
         c = pcode[group[0]]
         trows = torder[tstart[c] : tstart[c + 1]]
-        ious = iou_matrix(pb[group], tb[trows])
+        ious = box_iou(pb[group], tb[trows])
         best = ious.argmax(axis=1)
         best_iou = ious[np.arange(group.size), best]
         taken = np.zeros(trows.size, dtype=bool)
@@ -224,37 +244,28 @@ def froc(
 
 
 def class_confusion(
-    truth_image: npt.ArrayLike,
-    truth_label: npt.ArrayLike,
-    truth_boxes: npt.ArrayLike,
-    pred_image: npt.ArrayLike,
-    pred_label: npt.ArrayLike,
-    pred_scores: npt.ArrayLike,
-    pred_boxes: npt.ArrayLike,
-    labels: Sequence[str],
+    truth: Annotations,
+    preds: Annotations,
     iou_threshold: float,
     score_threshold: float,
+    labels: Sequence[str] = LABELS,
 ) -> np.ndarray:
     """Box-level class confusion, matching boxes regardless of class.
 
     Predictions with ``score >= score_threshold`` are matched greedily in descending score order
     to the untaken truth box of the same image with the highest IoU (> ``iou_threshold``), of any
     class. Returns an ``(L + 1, L + 1)`` count matrix, rows = truth class, columns = predicted
-    class, in the order of ``labels``; the last row counts predictions matching no truth box
-    (background), the last column truth boxes no prediction matched (missed).
+    class, in the order of ``labels`` (default all 15 labels); the last row counts predictions
+    matching no truth box (background), the last column truth boxes no prediction matched (missed).
     """
+    check_scorable(truth, "truth", scored=False)
+    check_scorable(preds, "preds", scored=True)
     index = {lab: i for i, lab in enumerate(labels)}
     n = len(labels)
     cm = np.zeros((n + 1, n + 1), dtype=np.int64)
-    tl = np.asarray(truth_label, dtype=object)
-    ti = np.asarray(truth_image, dtype=object)
-    tb = np.asarray(truth_boxes, dtype=np.float64).reshape(-1, 4)
-    s = np.asarray(pred_scores, dtype=np.float64)
-    keep = np.flatnonzero(s >= score_threshold)
-    pi = np.asarray(pred_image, dtype=object)[keep]
-    plab = np.asarray(pred_label, dtype=object)[keep]
-    pb = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)[keep]
-    ps = s[keep]
+    tl, ti, tb = truth.label, truth.image_id, truth.boxes
+    keep = np.flatnonzero(preds.score >= score_threshold)
+    pi, plab, pb, ps = preds.image_id[keep], preds.label[keep], preds.boxes[keep], preds.score[keep]
     by_image: dict[object, list[int]] = {}
     for j, img in enumerate(ti.tolist()):
         by_image.setdefault(img, []).append(j)
@@ -266,7 +277,7 @@ def class_confusion(
         prows = np.asarray(pred_by_image.get(img, []), dtype=np.int64)
         prows = prows[np.argsort(-ps[prows], kind="stable")] if prows.size else prows
         taken = np.zeros(trows.size, dtype=bool)
-        ious = iou_matrix(pb[prows], tb[trows]) if prows.size and trows.size else np.zeros((prows.size, trows.size))
+        ious = box_iou(pb[prows], tb[trows]) if prows.size and trows.size else np.zeros((prows.size, trows.size))
         for a, p in enumerate(prows.tolist()):
             col = index.get(plab[p])
             if col is None:

@@ -27,24 +27,12 @@ import numpy as np
 from thoracic._version import __version__
 from thoracic.data.annotations import Annotations, Problem
 from thoracic.errors import ConfigError, MissingDependencyError
-from thoracic.evaluate.bootstrap import (
-    bootstrap_intervals,
-    weighted_ap,
-    weighted_auc,
-    weighted_froc,
-)
+from thoracic.evaluate.bootstrap import bootstrap_intervals, weighted_ap, weighted_auc, weighted_froc
 from thoracic.evaluate.classification import image_matrix, roc_auc, roc_curve
 from thoracic.evaluate.coco import coco_map
-from thoracic.evaluate.detection import (
-    FROC_RATES,
-    best_f1,
-    class_confusion,
-    froc,
-    match,
-    pr_curve,
-    prf,
-)
+from thoracic.evaluate.detection import FROC_RATES, best_f1, class_confusion, froc, match, pr_curve, prf
 from thoracic.evaluate.kaggle import KAGGLE_IOU_THRESHOLD, kaggle_map
+from thoracic.evaluate.tables import problem_kind
 from thoracic.labels import FINDINGS, LABELS, NO_FINDING
 
 __all__ = [
@@ -174,12 +162,8 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def _kind(p: Problem) -> str:
-    return p.message.split(":", 1)[0]
-
-
 def _problem_dict(p: Problem) -> dict[str, Any]:
-    return {"source": p.source, "line": p.line, "image_id": p.image_id, "kind": _kind(p), "message": p.message}
+    return {"source": p.source, "line": p.line, "image_id": p.image_id, "kind": problem_kind(p), "message": p.message}
 
 
 def _order(labels: set[str]) -> list[str]:
@@ -236,10 +220,8 @@ def evaluate(truth: Annotations, preds: Annotations, config: EvaluationConfig | 
         notes.append(f"the truth has {len(readers)} readers and was scored unfused: every reader's boxes are truth boxes")
 
     # --- Kaggle mAP and matching -------------------------------------------------------------
-    t_rows = list(zip(truth.image_id.tolist(), truth.label.tolist(), *truth.boxes.T.tolist()))
-    p_rows = list(zip(p.image_id.tolist(), p.label.tolist(), p.score.tolist(), *p.boxes.T.tolist()))
-    kaggle = kaggle_map(t_rows, p_rows, cfg.iou)
-    matched, _ = match(truth.image_id, truth.label, truth.boxes, p.image_id, p.label, p.score, p.boxes, cfg.iou)
+    kaggle = kaggle_map(truth, p, cfg.iou)
+    matched, _ = match(truth, p, cfg.iou)
     n_truth = dict(kaggle.n_truth)
     labels = _order(set(n_truth) | set(p.label.tolist()))
 
@@ -257,8 +239,8 @@ def evaluate(truth: Annotations, preds: Annotations, config: EvaluationConfig | 
 
     # --- image level -------------------------------------------------------------------------
     present = [lab for lab in FINDINGS if lab in n_truth or lab in set(p.label.tolist())]
-    y = image_matrix(images, FINDINGS, truth.image_id, truth.label) > 0  # (n, 14)
-    smax = image_matrix(images, FINDINGS, p.image_id, p.label, p.score)
+    y = image_matrix(truth, images, FINDINGS, presence=True) > 0  # (n, 14)
+    smax = image_matrix(p, images, FINDINGS)
     abnormal = y.any(axis=1)
     nf_score = np.full(n_img, np.nan)
     nf_rows = p.label == NO_FINDING
@@ -298,7 +280,7 @@ def evaluate(truth: Annotations, preds: Annotations, config: EvaluationConfig | 
     coco: dict[str, Any] | None = None
     if cfg.coco:
         try:
-            coco = coco_map(images, truth.image_id, truth.label, truth.boxes, p.image_id, p.label, p.score, p.boxes)
+            coco = coco_map(truth, p)
         except MissingDependencyError as err:
             notes.append(f"coco is null: {err}")
     else:
@@ -344,11 +326,10 @@ def evaluate(truth: Annotations, preds: Annotations, config: EvaluationConfig | 
     curves["froc"] = _thin({"fppi": fr["fppi"], "sensitivity": fr["curve_sensitivity"]})
     curves["confusion"] = {
         "labels": list(LABELS),
-        "matrix": class_confusion(truth.image_id, truth.label, truth.boxes, p.image_id, p.label, p.score, p.boxes,
-                                  LABELS, cfg.iou, cfg.score_threshold),
+        "matrix": class_confusion(truth, p, cfg.iou, cfg.score_threshold, LABELS),
     }
 
-    counts = Counter(_kind(x) for x in problems)
+    counts = Counter(problem_kind(x) for x in problems)
     if len(problems) > _MAX_PROBLEMS:
         notes.append(f"problems lists the first {_MAX_PROBLEMS} of {len(problems)}; problem_counts counts them all")
     cfg_dict = asdict(cfg)

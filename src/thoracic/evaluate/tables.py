@@ -12,7 +12,9 @@ when present: its sizes check that boxes lie inside the image, its ``source`` lo
 
 Truth, either the same columns without ``score`` and with an optional ``reader`` column, or
 Kaggle's ``train.csv`` layout ``image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max``.
-``No finding`` rows may have empty coordinates or ``0 0 1 1``. ``.csv.gz`` files are read too.
+``No finding`` rows may have empty coordinates or ``0 0 1 1``. Files are read by
+:func:`thoracic.data.tables.read_csv` (``.csv.gz`` too; its rules for numbers and blank rows); image
+sizes by :func:`thoracic.data.read_image_sizes`.
 
 Nothing is silently dropped or clipped: every refused or suspicious row becomes a
 :class:`~thoracic.data.Problem` whose message starts with a short kind (``"unknown label: ..."``).
@@ -23,19 +25,15 @@ kept and listed.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from thoracic._fs import sidecar_path
 from thoracic.data.annotations import Annotations, ImageInfo, Problem
-from thoracic.errors import ConfigError, ReadError
+from thoracic.data.tables import parse_finite, parse_size, read_csv, read_header
 from thoracic.labels import CLASS_IDS, NO_FINDING, NO_FINDING_BOX
 
 __all__ = [
@@ -44,7 +42,6 @@ __all__ = [
     "check_boxes",
     "problem_kind",
     "read_predictions",
-    "read_sizes",
     "read_truth",
 ]
 
@@ -63,51 +60,18 @@ def problem_kind(problem: Problem) -> str:
     return problem.message.split(":", 1)[0]
 
 
-def _open_rows(path: str | PathLike[str]) -> tuple[list[str], list[dict[str, str]]]:
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as err:
-        raise ReadError(f"cannot read the file ({err.strerror or err})", path=p) from err
-    if p.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise ReadError(f"not a valid gzip file ({err})", path=p) from err
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ReadError("not a UTF-8 text file", path=p) from err
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    if not header:
-        raise ConfigError("empty file: expected a CSV with a header row", path=p)
-    reader.fieldnames = header
-    return header, list(reader)
+def _records(header: list[str], rows: Iterator[tuple[int, list[str]]]) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line, {column: stripped field})``; fields missing from a short row are empty."""
+    for line, fields in rows:
+        yield line, {c: (fields[k].strip() if k < len(fields) else "") for k, c in enumerate(header)}
 
 
-def _require(header: list[str], columns: Iterable[str], path: str | PathLike[str], what: str) -> None:
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise ConfigError(
-            f"not a {what} CSV: missing column(s) {', '.join(missing)} (found: {', '.join(header)})", path=path
-        )
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        value = float((text or "").strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _box(row: Mapping[str, str | None], label: str) -> tuple[tuple[float, float, float, float] | None, str]:
+def _box(row: Mapping[str, str], label: str) -> tuple[tuple[float, float, float, float] | None, str]:
     """The row's box, or ``None`` and why not. "No finding" takes ``0 0 1 1`` when empty."""
-    texts = [(row.get(c) or "").strip() for c in _COORDS]
+    texts = [row.get(c, "") for c in _COORDS]
     if label == NO_FINDING and not any(texts):
         return NO_FINDING_BOX, ""
-    values = [_number(t) for t in texts]
+    values = [parse_finite(t) for t in texts]
     if any(v is None for v in values):
         return None, f"bad box: coordinates must be finite numbers, got {texts}"
     x0, y0, x1, y1 = values  # type: ignore[misc]
@@ -116,54 +80,20 @@ def _box(row: Mapping[str, str | None], label: str) -> tuple[tuple[float, float,
     return (x0, y0, x1, y1), ""  # type: ignore[return-value]
 
 
-def read_sizes(path: str | PathLike[str]) -> tuple[dict[str, tuple[int, int]], list[Problem]]:
-    """Image sizes from a CSV with ``image_id,width,height`` (extra columns are ignored).
-
-    Returns the sizes and the problems (bad numbers, duplicate ids with different sizes).
-    """
-    header, rows = _open_rows(path)
-    _require(header, ("image_id", "width", "height"), path, "sizes")
-    sizes: dict[str, tuple[int, int]] = {}
-    problems: list[Problem] = []
-    src = str(path)
-    for line, row in enumerate(rows, start=2):
-        image = (row.get("image_id") or "").strip()
-        w, h = _number(row.get("width")), _number(row.get("height"))
-        if not image:
-            problems.append(Problem(line, "", "bad row: empty image_id", src))
-            continue
-        if w is None or h is None or w <= 0 or h <= 0:
-            if (row.get("width") or "").strip() or (row.get("height") or "").strip():
-                problems.append(Problem(line, image, f"bad size: width/height {row.get('width')!r}, {row.get('height')!r}", src))
-            continue
-        size = (int(w), int(h))
-        if image in sizes and sizes[image] != size:
-            problems.append(Problem(line, image, f"duplicate image id: size {size} differs from {sizes[image]}; first kept", src))
-            continue
-        if image in sizes:
-            problems.append(Problem(line, image, "duplicate image id: listed twice", src))
-        sizes.setdefault(image, size)
-    return sizes, problems
-
-
 def _read_sidecar(path: Path) -> tuple[dict[str, ImageInfo], list[Problem]]:
-    header, rows = _open_rows(path)
-    _require(header, ("image_id",), path, "prediction sidecar")
+    header, rows = read_csv(path, ("image_id",), what="prediction sidecar")
     infos: dict[str, ImageInfo] = {}
     problems: list[Problem] = []
-    for line, row in enumerate(rows, start=2):
-        image = (row.get("image_id") or "").strip()
+    for line, row in _records(header, rows):
+        image = row["image_id"]
         if not image:
             problems.append(Problem(line, "", "bad row: empty image_id", str(path)))
             continue
         if image in infos:
             problems.append(Problem(line, image, "duplicate image id: listed twice in the sidecar; first kept", str(path)))
             continue
-        w, h = _number(row.get("width")), _number(row.get("height"))
-        ok = w is not None and h is not None and w > 0 and h > 0
-        infos[image] = ImageInfo(
-            image, int(w) if ok else None, int(h) if ok else None, source=(row.get("source") or None)  # type: ignore[arg-type]
-        )
+        w, h, _ = parse_size(row.get("width", ""), row.get("height", ""))
+        infos[image] = ImageInfo(image, w, h, source=row.get("source") or None)
     return infos, problems
 
 
@@ -195,15 +125,46 @@ def check_boxes(table: Annotations, sizes: Sizes | None = None) -> list[Problem]
     return problems
 
 
-def _duplicates(keys: list[tuple[Any, ...]], lines: list[int], ids: list[str], src: str) -> list[Problem]:
-    seen: dict[tuple[Any, ...], int] = {}
-    problems = []
-    for key, line, image in zip(keys, lines, ids):
-        if key in seen:
-            problems.append(Problem(line, image, f"duplicate row: same as line {seen[key]} (kept and scored)", src))
+class _Reading:
+    """What a reader gathers from one file: images, kept rows, problems, and duplicate rows."""
+
+    def __init__(self, src: str, images: dict[str, ImageInfo], problems: list[Problem]) -> None:
+        self.src = src
+        self.images = images
+        self.problems = problems
+        self.rows: list[tuple[Any, ...]] = []
+        self.duplicates: list[Problem] = []
+        self._first: dict[tuple[Any, ...], int] = {}
+
+    def problem(self, line: int | None, image: str, message: str) -> None:
+        self.problems.append(Problem(line, image, message, self.src))
+
+    def labelled(self, line: int, image: str, label: str) -> bool:
+        """Record the row's image; whether the row has an image id and a known label (else a problem)."""
+        if not image:
+            self.problem(line, "", "bad row: empty image_id")
+            return False
+        self.images.setdefault(image, ImageInfo(image))
+        if label not in CLASS_IDS:
+            self.problem(line, image, f"unknown label: {label!r} (dropped)")
+            return False
+        return True
+
+    def keep(self, line: int, row: tuple[Any, ...], key: tuple[Any, ...]) -> None:
+        """Keep ``row``; a row with the same ``key`` as an earlier one is listed as a duplicate."""
+        self.rows.append(row)
+        if key in self._first:
+            self.duplicates.append(Problem(line, row[0], f"duplicate row: same as line {self._first[key]} (kept and scored)", self.src))
         else:
-            seen[key] = line
-    return problems
+            self._first[key] = line
+
+    def table(self, sizes: Sizes | None) -> Annotations:
+        """The table of the kept rows; its problems, then boxes outside their image, are its problems."""
+        table = Annotations.from_rows(_with_sizes(self.images, sizes), self.rows, problems=self.problems, name=self.src)
+        extra = check_boxes(table, sizes)
+        if not extra:
+            return table
+        return Annotations.from_rows(table.images, self.rows, problems=[*self.problems, *extra], name=self.src)
 
 
 def _with_sizes(images: dict[str, ImageInfo], sizes: Sizes | None) -> dict[str, ImageInfo]:
@@ -247,55 +208,39 @@ def read_predictions(
     ConfigError
         A required column is missing.
     """
-    header, rows = _open_rows(path)
-    _require(header, PRED_COLUMNS, path, "prediction")
-    src = str(path)
-    problems: list[Problem] = []
     images: dict[str, ImageInfo] = {}
+    problems: list[Problem] = []
     side = sidecar_path(path) if sidecar is True else (Path(sidecar) if sidecar else None)
     if side is not None and side.exists():
-        images, side_problems = _read_sidecar(side)
-        problems += side_problems
-    out: list[tuple[Any, ...]] = []
-    keys, lines, ids = [], [], []
+        images, problems = _read_sidecar(side)
+    header, rows = read_csv(path, PRED_COLUMNS, what="prediction")
+    got = _Reading(str(path), images, problems)
     no_finding: Counter[str] = Counter()
-    for line, row in enumerate(rows, start=2):
-        image = (row.get("image_id") or "").strip()
-        label = (row.get("label") or "").strip()
-        if not image:
-            problems.append(Problem(line, "", "bad row: empty image_id", src))
+    for line, row in _records(header, rows):
+        image, label = row["image_id"], row["label"]
+        if not got.labelled(line, image, label):
             continue
-        images.setdefault(image, ImageInfo(image))
-        if label not in CLASS_IDS:
-            problems.append(Problem(line, image, f"unknown label: {label!r} (dropped)", src))
-            continue
-        score = _number(row.get("score"))
+        score = parse_finite(row["score"])
         if score is None:
-            problems.append(Problem(line, image, f"bad score: {row.get('score')!r} is not a finite number (dropped)", src))
+            got.problem(line, image, f"bad score: {row['score']!r} is not a finite number (dropped)")
             continue
         if not 0.0 <= score <= 1.0:
-            problems.append(Problem(line, image, f"score outside [0, 1]: {score} (kept)", src))
+            got.problem(line, image, f"score outside [0, 1]: {score} (kept)")
         box, why = _box(row, label)
         if box is None:
-            problems.append(Problem(line, image, f"{why} (dropped)", src))
+            got.problem(line, image, f"{why} (dropped)")
             continue
         if label == NO_FINDING:
             no_finding[image] += 1
             if box != NO_FINDING_BOX:
-                problems.append(Problem(line, image, f"no finding box: 'No finding' with box {list(box)}, expected 0 0 1 1 (kept)", src))
-        out.append((image, label, *box, "", score))
-        keys.append((image, label, score, *box))
-        lines.append(line)
-        ids.append(image)
-    problems += _duplicates(keys, lines, ids, src)
-    scored = {r[0] for r in out}
-    for image in sorted(scored):
+                got.problem(line, image, f"no finding box: 'No finding' with box {list(box)}, expected 0 0 1 1 (kept)")
+        got.keep(line, (image, label, *box, "", score), (image, label, score, *box))
+    got.problems += got.duplicates
+    for image in sorted({r[0] for r in got.rows}):
         n = no_finding[image]
         if n != 1:
-            problems.append(Problem(None, image, f"no finding count: {n} 'No finding' rows, expected exactly 1", src))
-    table = Annotations.from_rows(_with_sizes(images, sizes), out, problems=problems, name=src)
-    extra = check_boxes(table, sizes)
-    return table if not extra else Annotations.from_rows(table.images, out, problems=[*problems, *extra], name=src)
+            got.problem(None, image, f"no finding count: {n} 'No finding' rows, expected exactly 1")
+    return got.table(sizes)
 
 
 def read_truth(path: str | PathLike[str], *, sizes: Sizes | None = None) -> Annotations:
@@ -310,55 +255,37 @@ def read_truth(path: str | PathLike[str], *, sizes: Sizes | None = None) -> Anno
         ``reader`` set when the file has one (``reader`` or ``rad_id``); every image named in the
         file is in ``images``, also when all its rows were refused.
     """
-    header, rows = _open_rows(path)
-    kaggle = "class_name" in header
+    kaggle = "class_name" in read_header(path)
     if kaggle:
-        _require(header, _KAGGLE_COLUMNS[:2] + _COORDS, path, "Kaggle train")
+        header, rows = read_csv(path, _KAGGLE_COLUMNS[:2] + _COORDS, what="Kaggle train")
         label_col, reader_col = "class_name", "rad_id" if "rad_id" in header else None
     else:
-        _require(header, TRUTH_COLUMNS, path, "truth")
+        header, rows = read_csv(path, TRUTH_COLUMNS, what="truth")
         label_col, reader_col = "label", "reader" if "reader" in header else None
-    src = str(path)
-    problems: list[Problem] = []
-    images: dict[str, ImageInfo] = {}
-    out: list[tuple[Any, ...]] = []
-    keys, lines, ids = [], [], []
-    for line, row in enumerate(rows, start=2):
-        image = (row.get("image_id") or "").strip()
-        label = (row.get(label_col) or "").strip()
-        reader = (row.get(reader_col) or "").strip() if reader_col else ""
-        if not image:
-            problems.append(Problem(line, "", "bad row: empty image_id", src))
+    got = _Reading(str(path), {}, [])
+    for line, row in _records(header, rows):
+        image, label = row["image_id"], row[label_col]
+        reader = row[reader_col] if reader_col else ""
+        if not got.labelled(line, image, label):
             continue
-        images.setdefault(image, ImageInfo(image))
-        if label not in CLASS_IDS:
-            problems.append(Problem(line, image, f"unknown label: {label!r} (dropped)", src))
-            continue
-        if kaggle and (row.get("class_id") or "").strip():
-            cid = _number(row.get("class_id"))
-            if cid != CLASS_IDS[label]:
-                problems.append(Problem(line, image, f"class id mismatch: {row.get('class_id')!r} for {label!r} (label kept)", src))
+        if kaggle and row.get("class_id"):
+            if parse_finite(row["class_id"]) != CLASS_IDS[label]:
+                got.problem(line, image, f"class id mismatch: {row['class_id']!r} for {label!r} (label kept)")
         box, why = _box(row, label)
         if box is None:
-            problems.append(Problem(line, image, f"{why} (dropped)", src))
+            got.problem(line, image, f"{why} (dropped)")
             continue
         if label == NO_FINDING and box != NO_FINDING_BOX:
-            problems.append(Problem(line, image, f"no finding box: 'No finding' with box {list(box)}, read as 0 0 1 1", src))
+            got.problem(line, image, f"no finding box: 'No finding' with box {list(box)}, read as 0 0 1 1")
             box = NO_FINDING_BOX
-        out.append((image, label, *box, reader))
-        keys.append((image, label, reader, *box))
-        lines.append(line)
-        ids.append(image)
-    problems += _duplicates(keys, lines, ids, src)
+        got.keep(line, (image, label, *box, reader), (image, label, reader, *box))
+    got.problems += got.duplicates
     # An image a reader calls both normal and abnormal is contradictory.
     said: dict[tuple[str, str], set[bool]] = defaultdict(set)
-    for image, label, *_, reader in out:
+    for image, label, *_, reader in got.rows:
         said[image, reader].add(label == NO_FINDING)
     for (image, reader), kinds in sorted(said.items()):
         if len(kinds) == 2:
             who = f" by reader {reader}" if reader else ""
-            problems.append(Problem(None, image, f"contradictory truth: 'No finding' and findings{who} (kept)", src))
-    table = Annotations.from_rows(_with_sizes(images, sizes), out, problems=problems, name=src)
-    extra = check_boxes(table, sizes)
-    return table if not extra else Annotations.from_rows(table.images, out, problems=[*problems, *extra], name=src)
-
+            got.problem(None, image, f"contradictory truth: 'No finding' and findings{who} (kept)")
+    return got.table(sizes)

@@ -112,19 +112,9 @@ def render_report(
     return "\n".join(parts)
 
 
-def write_report(
-    metrics: Mapping[str, Any],
-    out: str | PathLike[str],
-    *,
-    curves: Mapping[str, Any] | None = None,
-    truth: Annotations | None = None,
-    preds: Annotations | None = None,
-    images: str | PathLike[str] | None = None,
-    samples: int = 6,
-    title: str = "thoracic evaluation",
-) -> Path:
-    """Write :func:`render_report` to ``out`` (parent folders created); returns the path."""
+def write_report(page: str, out: str | PathLike[str]) -> Path:
+    """Write a page made by :func:`render_report` to ``out`` (parent folders created); returns the path."""
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(metrics, curves, truth, preds, images, samples, title), encoding="utf-8")
+    path.write_text(page, encoding="utf-8")
     return path
