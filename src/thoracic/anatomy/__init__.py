@@ -3,12 +3,12 @@
 Any lung segmenter is a :class:`Segmenter`; :class:`LungSegmenter` runs the shipped model.
 
 >>> from thoracic.io import read
->>> from thoracic.anatomy import LungSegmenter, lung_roi_crop
+>>> from thoracic.anatomy import LungSegmenter
 >>> seg = LungSegmenter.load()                       # doctest: +SKIP
 >>> rg = read("chest.dcm")                           # doctest: +SKIP
 >>> lungs = seg.segment(rg)                          # doctest: +SKIP
->>> crop, t = lung_roi_crop(rg, lungs.roi, size=512)  # doctest: +SKIP
->>> t.inverse().apply_boxes(boxes_on_crop)           # doctest: +SKIP
+>>> crop = seg.crop(rg, size=512, lungs=lungs)       # doctest: +SKIP
+>>> crop.transform.inverse().apply_boxes(boxes_on_crop)  # doctest: +SKIP
 
 Training (``thoracic.train.lungs``, ``thoracic.train.unet``) needs torch and is not
 imported here.
@@ -19,6 +19,7 @@ from thoracic.anatomy.postprocess import fill_holes, keep_largest, postprocess
 from thoracic.anatomy.protocol import Segmenter
 from thoracic.anatomy.roi import LungRoi, RoiOptions, lung_roi, lung_roi_crop
 from thoracic.anatomy.segmenter import (
+    LungCrop,
     LungMask,
     LungSegmenter,
     default_segmenter,
@@ -26,6 +27,7 @@ from thoracic.anatomy.segmenter import (
 )
 
 __all__ = [
+    "LungCrop",
     "LungMask",
     "LungRoi",
     "LungSegmenter",

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from thoracic.anatomy.postprocess import postprocess
-from thoracic.anatomy.roi import LungRoi, RoiOptions, lung_roi
+from thoracic.anatomy.roi import LungRoi, RoiOptions, lung_roi, lung_roi_crop
 from thoracic.errors import ConfigError
 from thoracic.io.radiograph import Radiograph
 from thoracic.models.meta import LungsMeta
@@ -25,7 +25,7 @@ from thoracic.models.runtime import OnnxModel, load_model
 from thoracic.preprocess.chain import Chain, Step, register_chain, register_step
 from thoracic.transform import Affine
 
-__all__ = ["LungMask", "LungSegmenter", "default_segmenter", "lung_roi_step"]
+__all__ = ["LungCrop", "LungMask", "LungSegmenter", "default_segmenter", "lung_roi_step"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +61,32 @@ class LungMask:
     @property
     def fallback(self) -> bool:
         return self.roi.fallback
+
+
+@dataclass(frozen=True, eq=False)
+class LungCrop:
+    """A radiograph cut to its lung square (:meth:`LungSegmenter.crop`).
+
+    Attributes
+    ----------
+    radiograph:
+        The crop as a radiograph of its own (its original size is the crop's size), with the
+        source's id, source, format and normalization.
+    transform:
+        Original-image coordinates to the crop's; ``transform.inverse()`` maps boxes found on
+        the crop back to the original image.
+    lungs:
+        The lungs the square was drawn around.
+    """
+
+    radiograph: Radiograph = field(repr=False)
+    transform: Affine
+    lungs: LungMask = field(repr=False)
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """The lung square in pixels of the original image (:attr:`LungRoi.box`)."""
+        return self.lungs.roi.box
 
 
 class LungSegmenter(OnnxModel):
@@ -114,6 +140,34 @@ class LungSegmenter(OnnxModel):
             probability=prob if keep_probability else None,
         )
 
+    def crop(
+        self,
+        radiograph: Radiograph,
+        size: int | None = None,
+        roi: RoiOptions | None = None,
+        *,
+        lungs: LungMask | None = None,
+    ) -> LungCrop:
+        """Cut ``radiograph`` to its lung square: segment it (unless ``lungs`` is given), crop, resize.
+
+        Parameters
+        ----------
+        radiograph:
+            The image (its pixels may be decoded at a reduced resolution).
+        size:
+            Side of the output square; ``None`` keeps the square's side in original pixels.
+        roi:
+            How the square is drawn (:class:`RoiOptions`) when segmenting here.
+        lungs:
+            This radiograph's lungs when they are already segmented.
+        """
+        lungs = self.segment(radiograph, roi) if lungs is None else lungs
+        pixels, transform = lung_roi_crop(radiograph, lungs.roi, size=lungs.roi.side if size is None else size)
+        crop = Radiograph(pixels=pixels, image_id=radiograph.image_id, source=radiograph.source,
+                          format=radiograph.format, original_width=pixels.shape[1], original_height=pixels.shape[0],
+                          normalize=radiograph.normalize)
+        return LungCrop(crop, transform, lungs)
+
 
 _default: LungSegmenter | None = None
 _lock = threading.Lock()
@@ -135,15 +189,13 @@ def lung_roi_step(img: np.ndarray, size: int = 512, margin: float = 0.05) -> tup
     geometric step it returns the image and the transform from its input to its output. Falls back
     to the square enclosing the whole image when the mask is empty or implausible.
     """
-    from thoracic.anatomy.roi import lung_roi_crop
-
     arr = np.asarray(img, dtype=np.float32)
     if arr.ndim != 2:
         raise ConfigError(f"the lung ROI step works on 2-D grayscale images, got shape {arr.shape}")
     h, w = arr.shape
     rg = Radiograph(pixels=arr, image_id="chain", source="chain", format="array", original_width=w, original_height=h)
-    lungs = default_segmenter().segment(rg, RoiOptions(margin=margin))
-    return lung_roi_crop(arr, lungs.roi, size)
+    crop = default_segmenter().crop(rg, size, RoiOptions(margin=margin))
+    return crop.radiograph.pixels, crop.transform
 
 
 # the paper's crop as a preprocessing step, and its named chain; it segments the image it is

@@ -18,7 +18,7 @@ import cv2
 
 from thoracic._fs import find_inputs
 from thoracic.anatomy.overlay import overlay
-from thoracic.anatomy.roi import RoiOptions, lung_roi_crop
+from thoracic.anatomy.roi import RoiOptions
 from thoracic.anatomy.segmenter import LungSegmenter
 from thoracic.batch.runner import BatchSummary, Manifest, ManifestRow, claim_settings, read_settings, write_png
 from thoracic.errors import ConfigError, ThoracicError, internal_error_message
@@ -103,7 +103,7 @@ def _segment_one(seg: LungSegmenter, source: str, image_id: str, out: Path, opti
             rgb = overlay(rg, lungs)
             write_png(out / "overlays" / f"{image_id}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         if options.crop_size:
-            crop, _ = lung_roi_crop(rg, lungs.roi, options.crop_size)
+            crop = seg.crop(rg, options.crop_size, lungs=lungs).radiograph.pixels
             write_png(out / "crops" / f"{image_id}.png", to_uint8(crop))
         x0, y0, x1, y1 = lungs.roi.box
         return SegmentResult(

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from thoracic.errors import ConfigError
-from thoracic.io.radiograph import ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.read import Source
 from thoracic.models.meta import ModelMeta
 from thoracic.models.runtime import OnnxModel, load_model
 from thoracic.preprocess.chain import Prepared
@@ -42,7 +43,8 @@ class OnnxClassifier(OnnxModel):
         """The default filter threshold stored with the model (0.0 when none)."""
         return float(self.meta.extra.get("low", 0.0))
 
-    def prepare(self, src: Any, read: ReadOptions | None = None, *, image_id: str | None = None) -> Prepared:
+    def prepare(self, src: Source | Radiograph | Prepared, read: ReadOptions | None = None, *,
+                image_id: str | None = None) -> Prepared:
         if isinstance(src, Prepared):
             return src
         return prepare_8bit(self.meta.chain, src, read, image_id=image_id)

@@ -19,7 +19,8 @@ import numpy as np
 from thoracic.boxes import nms_xyxy
 from thoracic.detect.types import Detections
 from thoracic.errors import ConfigError
-from thoracic.io.radiograph import ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.read import Source
 from thoracic.models.meta import ModelMeta
 from thoracic.models.runtime import OnnxModel, load_model
 from thoracic.preprocess.chain import Prepared
@@ -107,7 +108,8 @@ class OnnxDetector(OnnxModel):
     def chain(self):
         return self.meta.chain
 
-    def prepare(self, src: Any, read: ReadOptions | None = None, *, image_id: str | None = None) -> Prepared:
+    def prepare(self, src: Source | Radiograph | Prepared, read: ReadOptions | None = None, *,
+                image_id: str | None = None) -> Prepared:
         """Read and preprocess ``src`` (a path, bytes, a :class:`Radiograph` or a :class:`Prepared`)."""
         if isinstance(src, Prepared):
             return src

@@ -1,19 +1,19 @@
 """Inference: the models of an analysis run together on one image or on many.
 
 - :mod:`.predictor`: :class:`Predictor` (detectors with flip TTA, their WBF ensemble, the
-  normal/abnormal filter) and :class:`ImagePrediction`;
+  normal/abnormal filter), :class:`ImagePrediction` and :class:`ModelInfo` (a model file's identity);
 - :mod:`.analyzer`: :class:`Analyzer`, the whole analysis of one image (findings, lungs,
   heatmap, model identities) that the services build on;
 - :mod:`.plan`: :class:`ReadPlan`, the one decision of how an image is read and which model
-  inputs a reader can prepare;
+  inputs a reader can prepare (the predictor and the batch predictor both follow it);
 - :mod:`.batch`: :class:`BatchPredictor`, many images with decoding overlapped with inference;
 - :mod:`.ray`: the same on Ray Data (the ``ray`` extra; not imported here).
 """
 
-from thoracic.inference.analyzer import Analysis, Analyzer, ModelInfo
+from thoracic.inference.analyzer import Analysis, Analyzer
 from thoracic.inference.batch import BatchPredictor, BatchResult, PipelineConfig, default_workers
 from thoracic.inference.plan import ReadPlan, read_plan
-from thoracic.inference.predictor import ImagePrediction, PredictConfig, Predictor
+from thoracic.inference.predictor import ImagePrediction, ModelInfo, PredictConfig, Predictor
 
 __all__ = [
     "Analysis",

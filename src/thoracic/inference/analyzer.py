@@ -25,47 +25,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from thoracic._version import __version__
-from thoracic.inference.predictor import ImagePrediction, PredictConfig, Predictor
+from thoracic.anatomy.segmenter import LungMask, LungSegmenter
+from thoracic.inference.predictor import ImagePrediction, ModelInfo, PredictConfig, Predictor
 from thoracic.io.radiograph import Radiograph, ReadOptions
-from thoracic.models.runtime import file_sha256
+from thoracic.io.read import Source
 
-__all__ = ["Analysis", "Analyzer", "ModelInfo"]
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """One model file an analysis used.
-
-    Attributes
-    ----------
-    role:
-        ``"detector"``, ``"classifier"`` or ``"lungs"``.
-    name:
-        The file's stem (``detector`` for the shipped detector).
-    file:
-        The file name (no folders: paths of a deployment are not part of a result).
-    sha256:
-        The full hex sha256 of the file.
-    """
-
-    role: str
-    name: str
-    file: str
-    sha256: str
-
-    @classmethod
-    def of(cls, role: str, path: str | PathLike[str], sha256: str = "") -> ModelInfo:
-        p = Path(path)
-        return cls(role, p.stem, p.name, sha256 or file_sha256(p))
-
-    def to_dict(self) -> dict[str, str]:
-        return {"role": self.role, "name": self.name, "file": self.file, "sha256": self.sha256}
+__all__ = ["Analysis", "Analyzer"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,7 +64,7 @@ class Analysis:
     image_id: str
     radiograph: Radiograph = field(repr=False)
     prediction: ImagePrediction = field(repr=False)
-    lungs: Any = field(default=None, repr=False)
+    lungs: LungMask | None = field(default=None, repr=False)
     heatmap: np.ndarray | None = field(default=None, repr=False)
     models: tuple[ModelInfo, ...] = ()
     thoracic_version: str = __version__
@@ -151,17 +121,13 @@ class Analysis:
 class Analyzer:
     """The models of a full analysis, loaded once."""
 
-    def __init__(self, predictor: Predictor, segmenter: Any = None) -> None:
+    def __init__(self, predictor: Predictor, segmenter: LungSegmenter | None = None) -> None:
         self.predictor = predictor
         self.segmenter = segmenter
-        if segmenter is not None and predictor._segmenter is None:
-            predictor._segmenter = segmenter  # a lung-crop detector uses the same lungs model, not a second copy
-        infos = [ModelInfo.of("detector", d.path, d.sha256) for d in predictor.detectors]
-        if predictor.classifier is not None:
-            infos.append(ModelInfo.of("classifier", predictor.classifier.path, predictor.classifier.sha256))
-        if segmenter is not None:
-            infos.append(ModelInfo.of("lungs", segmenter.path, segmenter.sha256))
-        self.models: tuple[ModelInfo, ...] = tuple(infos)
+        if segmenter is not None and predictor.segmenter is None:
+            predictor.segmenter = segmenter  # a lung-crop detector uses the same lungs model, not a second copy
+        lungs = (ModelInfo.of("lungs", segmenter.path, segmenter.sha256),) if segmenter is not None else ()
+        self.models: tuple[ModelInfo, ...] = predictor.models + lungs
 
     @classmethod
     def load(
@@ -181,17 +147,15 @@ class Analyzer:
         predictor = Predictor.load(detectors, classifier, config, use_classifier=use_classifier, threads=threads)
         segmenter = None
         if lungs is not False:
-            from thoracic.anatomy import LungSegmenter
-
             segmenter = LungSegmenter.load(None if lungs is True else lungs, threads=threads)
         return cls(predictor, segmenter)
 
     @property
     def model_ids(self) -> str:
         """The sha256 prefixes of all model files, joined with ``+`` (detectors, classifier, lungs)."""
-        return "+".join(m.sha256[:12] for m in self.models)
+        return ModelInfo.ids(self.models)
 
-    def analyze(self, src: Any, *, image_id: str | None = None, read: ReadOptions | None = None,
+    def analyze(self, src: Source | Radiograph, *, image_id: str | None = None, read: ReadOptions | None = None,
                 heatmap: bool = True, lungs: bool = True) -> Analysis:
         """Analyze one image (a path, bytes, a binary file or a :class:`~thoracic.io.Radiograph`).
 

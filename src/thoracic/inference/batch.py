@@ -51,6 +51,7 @@ from thoracic.errors import (
 from thoracic.inference.plan import ReadPlan, read_plan
 from thoracic.inference.predictor import ImagePrediction, Predictor
 from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.read import Source
 from thoracic.preprocess.chain import Chain, Prepared
 
 __all__ = ["BatchPredictor", "BatchResult", "PipelineConfig", "default_workers"]
@@ -210,12 +211,12 @@ class BatchPredictor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def predict_one(self, src: Any, image_id: str) -> ImagePrediction:
+    def predict_one(self, src: Source, image_id: str) -> ImagePrediction:
         """Read and predict one image in this thread, exactly as the batch does."""
         radiographs, prepared = self.plan.load(src, image_id, detach=True)
         return self.predictor.predict_read(radiographs, prepared=prepared, heatmap=self.config.heatmap)
 
-    def run(self, items: Iterable[tuple[Any, str]]) -> Iterator[BatchResult]:
+    def run(self, items: Iterable[tuple[Source, str]]) -> Iterator[BatchResult]:
         """Yield one :class:`BatchResult` per ``(source, image_id)`` item.
 
         The items are consumed lazily (a generator of a million paths is fine): at most

@@ -1,14 +1,21 @@
-"""The one read decision: which reads and model inputs a predictor needs for an image."""
+"""The one read decision: which reads and model inputs a predictor needs for an image.
+
+:func:`read_plan` makes it for a :class:`~thoracic.inference.predictor.Predictor` (whose
+``read``, ``prepare`` and ``predict`` follow it, decoding in full) and for the batch predictor
+(which may decode JPEG 2000 at a reduced resolution).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.read import Source, read
 from thoracic.preprocess.chain import Chain, Prepared
 from thoracic.preprocess.model_input import prepare_8bit_many
 
@@ -27,13 +34,19 @@ class ReadPlan:
     chains: tuple[Chain, ...] = ()
     complete: bool = False  # ``chains`` cover every model: predicting needs no pixels beyond them
 
-    def read(self, src: Any, image_id: str | None = None) -> dict[str, Radiograph]:
+    def read(self, src: Source, image_id: str | None = None) -> dict[str, Radiograph]:
         """Read ``src`` once per normalization: ``{normalize: Radiograph}`` (for ``predict_read``)."""
-        from thoracic.io.read import read
-
         return {norm: read(src, opts, image_id=image_id) for norm, opts in self.options}
 
-    def load(self, src: Any, image_id: str | None = None, *, detach: bool = False,
+    def prepare(self, radiographs: Mapping[str, Radiograph], *, levels: bool = False) -> dict[Chain, Prepared]:
+        """The model inputs of ``chains`` from what :meth:`read` returned, each shared step once
+        (:func:`~thoracic.preprocess.model_input.prepare_8bit_many`; a chain whose normalization
+        was not read takes the first radiograph)."""
+        any_rg = next(iter(radiographs.values()))
+        mapped = {c.normalize: radiographs.get(c.normalize) or any_rg for c in self.chains}
+        return prepare_8bit_many(self.chains, mapped, levels=levels)
+
+    def load(self, src: Source, image_id: str | None = None, *, detach: bool = False,
              ) -> tuple[dict[str, Radiograph], dict[Chain, Prepared]]:
         """Read and preprocess: the arguments of :meth:`Predictor.predict_read` (``radiographs, prepared=``).
 
@@ -43,9 +56,7 @@ class ReadPlan:
         a reader process sends back) only the small model inputs and the image's metadata.
         """
         radiographs = self.read(src, image_id)
-        any_rg = next(iter(radiographs.values()))
-        mapped = {c.normalize: radiographs.get(c.normalize) or any_rg for c in self.chains}
-        prepared = prepare_8bit_many(self.chains, mapped, levels=detach)
+        prepared = self.prepare(radiographs, levels=detach)
         if not (detach and self.complete):
             return radiographs, prepared
         light = {id(rg): dataclasses.replace(rg, pixels=np.zeros((0, 0), np.float32), dataset=None)
@@ -57,12 +68,14 @@ class ReadPlan:
 def read_plan(predictor: Predictor, base: ReadOptions | None = None, *, reduced_decode: bool = True) -> ReadPlan:
     """The reads :meth:`Predictor.predict` needs, with reduced JPEG 2000 decoding where it is exact enough.
 
-    A normalization is decoded at a reduced resolution only when every chain reading it starts
-    with a resize to a fixed size (:meth:`Chain.decode_size <thoracic.preprocess.Chain.decode_size>`)
-    and no lung crop is involved; the target is the largest of those sizes.
+    A normalization is decoded at a reduced resolution only when ``reduced_decode`` is set, every
+    chain reading it starts with a resize to a fixed size (:meth:`Chain.decode_size
+    <thoracic.preprocess.Chain.decode_size>`) and no lung crop is involved; the target is the
+    largest of those sizes. The reader prepares the inputs of every model not on a lung crop.
     """
     base = base or ReadOptions()
-    models: list[tuple[Any, bool]] = [(d.chain, predictor.config.lung_roi or d.meta.lung_crop) for d in predictor.detectors]
+    models: list[tuple[Chain, bool]] = [(d.chain, predictor.config.lung_roi or d.meta.lung_crop)
+                                        for d in predictor.detectors]
     if predictor.classifier is not None:
         models.append((predictor.classifier.meta.chain, False))
     sizes: dict[str, list[int | None]] = {}

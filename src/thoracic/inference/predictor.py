@@ -13,22 +13,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 
+from thoracic.anatomy.segmenter import LungCrop, LungSegmenter, default_segmenter
 from thoracic.boxes import weighted_boxes_fusion
 from thoracic.classify.onnx import OnnxClassifier
 from thoracic.detect.onnx import DetectorConfig, OnnxDetector
 from thoracic.detect.types import Detections
 from thoracic.errors import ConfigError
+from thoracic.inference.plan import ReadPlan, read_plan
 from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.read import Source
 from thoracic.models.registry import model_path
+from thoracic.models.runtime import file_sha256
 from thoracic.preprocess.chain import Chain, Prepared
-from thoracic.preprocess.model_input import prepare_8bit_many
-from thoracic.transform import Affine
 
-__all__ = ["ImagePrediction", "PredictConfig", "Predictor"]
+__all__ = ["ImagePrediction", "ModelInfo", "PredictConfig", "Predictor"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,41 @@ class PredictConfig:
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    """One model file a prediction or an analysis used.
+
+    Attributes
+    ----------
+    role:
+        ``"detector"``, ``"classifier"`` or ``"lungs"``.
+    name:
+        The file's stem (``detector`` for the shipped detector).
+    file:
+        The file name (no folders: paths of a deployment are not part of a result).
+    sha256:
+        The full hex sha256 of the file.
+    """
+
+    role: str
+    name: str
+    file: str
+    sha256: str
+
+    @classmethod
+    def of(cls, role: str, path: str | PathLike[str], sha256: str = "") -> ModelInfo:
+        p = Path(path)
+        return cls(role, p.stem, p.name, sha256 or file_sha256(p))
+
+    @staticmethod
+    def ids(models: Sequence[ModelInfo]) -> str:
+        """The models' sha256 prefixes (12 hex digits) joined with ``+``, in order."""
+        return "+".join(m.sha256[:12] for m in models)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "name": self.name, "file": self.file, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
 class ImagePrediction:
     """The result for one image; ``heatmap`` (when asked for) is ``height x width`` float32 in [0, 1]."""
 
@@ -94,13 +131,19 @@ class ImagePrediction:
 
 
 class Predictor:
-    """Detectors + optional classifier, loaded once and reused for many images."""
+    """Detectors + optional classifier, loaded once and reused for many images.
+
+    ``segmenter`` is the lungs model for a lung crop (``lung_roi`` or a detector that asks for
+    one); when ``None`` the shipped one is loaded the first time a crop is needed. Pass (or set)
+    the one an :class:`~thoracic.inference.analyzer.Analyzer` uses to share it.
+    """
 
     def __init__(
         self,
         detectors: Sequence[OnnxDetector],
         classifier: OnnxClassifier | None = None,
         config: PredictConfig | None = None,
+        segmenter: LungSegmenter | None = None,
     ) -> None:
         if not detectors:
             raise ConfigError("at least one detector is needed")
@@ -109,7 +152,7 @@ class Predictor:
         self.config = config or PredictConfig()
         if self.config.weights and len(self.config.weights) != len(self.detectors):
             raise ConfigError(f"{len(self.config.weights)} weight(s) for {len(self.detectors)} detector(s)")
-        self._segmenter: Any = None
+        self.segmenter: LungSegmenter | None = segmenter
 
     @classmethod
     def load(
@@ -134,10 +177,17 @@ class Predictor:
         return cls(dets, clf, config)
 
     @property
+    def models(self) -> tuple[ModelInfo, ...]:
+        """The model files of the prediction: the detectors, then the classifier."""
+        infos = [ModelInfo.of("detector", d.path, d.sha256) for d in self.detectors]
+        if self.classifier is not None:
+            infos.append(ModelInfo.of("classifier", self.classifier.path, self.classifier.sha256))
+        return tuple(infos)
+
+    @property
     def model_ids(self) -> str:
         """The sha256 prefixes of the model files used, joined with ``+`` (classifier last)."""
-        ids = [d.id for d in self.detectors] + ([self.classifier.id] if self.classifier else [])
-        return "+".join(ids)
+        return ModelInfo.ids(self.models)
 
     @property
     def low(self) -> float | None:
@@ -145,52 +195,36 @@ class Predictor:
             return None
         return self.config.low if self.config.low is not None else self.classifier.low
 
-    def read(self, src: Any, image_id: str | None = None, read: ReadOptions | None = None) -> dict[str, Radiograph]:
+    def plan(self, read: ReadOptions | None = None) -> ReadPlan:
+        """How :meth:`read` reads an image and which model inputs :meth:`prepare` makes
+        (:func:`~thoracic.inference.plan.read_plan`, always decoding in full)."""
+        return read_plan(self, read, reduced_decode=False)
+
+    def read(self, src: Source | Radiograph, image_id: str | None = None,
+             read: ReadOptions | None = None) -> dict[str, Radiograph]:
         """Read ``src`` once per distinct normalization the models need: ``{normalize: Radiograph}``.
 
         The reading half of :meth:`predict` (no model runs): with :meth:`predict_read` it lets
-        callers decode on other threads or processes while the models run.
+        callers decode on other threads or processes while the models run. A radiograph is
+        used as it is.
         """
-        return self._read(src, image_id, read)
-
-    def _read(self, src: Any, image_id: str | None, read: ReadOptions | None) -> dict[str, Radiograph]:
-        """One read per distinct normalization the models need."""
-        from thoracic.io.read import read as read_file
-
         if isinstance(src, Radiograph):
             return {src.normalize: src}
-        out: dict[str, Radiograph] = {}
-        chains = [d.chain for d in self.detectors] + ([self.classifier.meta.chain] if self.classifier else [])
-        for chain in chains:
-            if chain.normalize not in out:
-                opts = chain.read_options(read)
-                opts = ReadOptions(normalize=opts.normalize, percentiles=opts.percentiles, target_size=None,
-                                   allow_non_chest=opts.allow_non_chest, max_pixels=opts.max_pixels)
-                out[chain.normalize] = read_file(src, opts, image_id=image_id)
-        return out
+        return self.plan(read).read(src, image_id)
 
-    def _crop(self, rg: Radiograph) -> tuple[Radiograph, Affine, tuple[int, int, int, int]]:
-        try:
-            from thoracic.anatomy import default_segmenter, lung_roi_crop
-        except ImportError as err:  # pragma: no cover - anatomy ships with the core
-            raise ConfigError("lung ROI needs the lungs model (thoracic.anatomy), which is not installed") from err
-        if self._segmenter is None:
-            self._segmenter = default_segmenter()
-        lungs = self._segmenter.segment(rg)
-        side = lungs.roi.side
-        pixels, t = lung_roi_crop(rg, lungs.roi, size=side)
-        crop = Radiograph(pixels=pixels, image_id=rg.image_id, source=rg.source, format=rg.format,
-                          original_width=pixels.shape[1], original_height=pixels.shape[0], normalize=rg.normalize)
-        return crop, t, lungs.roi.box
+    def _crop(self, rg: Radiograph) -> LungCrop:
+        if self.segmenter is None:
+            self.segmenter = default_segmenter()
+        return self.segmenter.crop(rg)
 
-    def predict(self, src: Any, *, image_id: str | None = None, read: ReadOptions | None = None,
+    def predict(self, src: Source | Radiograph, *, image_id: str | None = None, read: ReadOptions | None = None,
                 features: bool = False, heatmap: bool = False) -> ImagePrediction:
         """Predict one image (a path, bytes or a :class:`Radiograph`).
 
         ``features`` keeps each detector's feature map; ``heatmap`` adds the mean Eigen-CAM of
         the detectors at the original size (:mod:`thoracic.explain`).
         """
-        return self.predict_read(self._read(src, image_id, read), features=features, heatmap=heatmap)
+        return self.predict_read(self.read(src, image_id, read), features=features, heatmap=heatmap)
 
     def prepare(self, radiographs: Mapping[str, Radiograph]) -> dict[Chain, Prepared]:
         """Every model's input from what :meth:`read` returned, each shared preprocessing step once.
@@ -198,11 +232,7 @@ class Predictor:
         Detectors on a lung crop are left out (their input needs the lungs model). Passing the
         result to :meth:`predict_read` lets callers preprocess on other threads or processes.
         """
-        any_rg = next(iter(radiographs.values()))
-        chains = [d.chain for d in self.detectors if not (self.config.lung_roi or d.meta.lung_crop)]
-        if self.classifier is not None:
-            chains.append(self.classifier.meta.chain)
-        return prepare_8bit_many(chains, {c.normalize: radiographs.get(c.normalize) or any_rg for c in chains})
+        return self.plan().prepare(radiographs)
 
     def predict_read(self, radiographs: dict[str, Radiograph], *, features: bool = False,
                      heatmap: bool = False, prepared: Mapping[Chain, Prepared] | None = None) -> ImagePrediction:
@@ -222,14 +252,15 @@ class Predictor:
         feats: dict[str, np.ndarray] = {}
         cams: list[np.ndarray] = []
         roi = None
-        crops: dict[int, tuple[Radiograph, Affine, tuple[int, int, int, int]]] = {}  # segment once per image
+        crops: dict[int, LungCrop] = {}  # segment once per image
         for det in self.detectors:
             rg = radiographs.get(det.chain.normalize) or any_rg
             if cfg.lung_roi or det.meta.lung_crop:
                 if id(rg) not in crops:
                     crops[id(rg)] = self._crop(rg)
-                crop, t, roi = crops[id(rg)]
-                found = det.predict(crop, dcfg, features=want)
+                crop = crops[id(rg)]
+                t, roi = crop.transform, crop.box
+                found = det.predict(crop.radiograph, dcfg, features=want)
                 boxes = t.inverse().apply_boxes(found.boxes) if len(found) else found.boxes
                 ft = found.feature_transform.then(t.inverse()) if found.feature_transform is not None else None
                 found = Detections(boxes, found.scores, found.class_ids, (w, h), found.feature, ft, found.feature_input)

@@ -3,36 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import numpy as np
 
 from thoracic.io.radiograph import Radiograph, ReadOptions
-from thoracic.preprocess.chain import Chain, Prepared
+from thoracic.io.read import Source
+from thoracic.io.read import read as read_file
+from thoracic.preprocess.chain import Chain, Prepared, Step
 from thoracic.preprocess.geometry import letterbox
+from thoracic.transform import Affine
 
 __all__ = ["model_pixels", "prepare_8bit", "prepare_8bit_many"]
 
 
-def prepare_8bit(chain: Chain, src: Any, read: ReadOptions | None = None, *, image_id: str | None = None) -> Prepared:
+def _split(chain: Chain) -> tuple[Chain, Step | None]:
+    """``chain`` without its final letterbox (what runs before the 8-bit image), and that letterbox."""
+    steps = chain.steps
+    if steps and steps[-1].name == "letterbox":
+        return Chain(chain.name, steps[:-1], chain.normalize, chain.description), steps[-1]
+    return chain, None
+
+
+def prepare_8bit(chain: Chain, src: Source | Radiograph, read: ReadOptions | None = None, *,
+                 image_id: str | None = None) -> Prepared:
     """Run ``chain`` as training saw it: steps up to the final letterbox, 8-bit, then letterbox.
 
     The training export writes 8-bit PNGs through the chain and ultralytics letterboxes those
     8-bit images (``cv2.INTER_LINEAR``, grey 114); doing the same here makes the model's input
-    identical to what ultralytics' predictor would feed it.
+    identical to what ultralytics' predictor would feed it. ``src`` is a radiograph read with
+    the chain's normalization, or a file (a path, bytes or a binary file) read here with the
+    options of the steps before the letterbox on top of ``read``.
     """
-    steps = chain.steps
-    last = steps[-1] if steps and steps[-1].name == "letterbox" else None
-    base = Chain(chain.name, steps[:-1], chain.normalize, chain.description) if last else chain
-    prepared = base.run(src) if isinstance(src, Radiograph) else base.load(src, read, image_id=image_id)
-    u8 = prepared.to_uint8()
-    transform = prepared.transform
-    if last is not None:
-        params = dict(last.params)
-        u8, t = letterbox(u8, int(params["size"]), pad_value=114, interpolation=params.get("interpolation", "linear"))
-        transform = transform.then(t)
-    pixels = u8.astype(np.float32) / np.float32(255.0)
-    return Prepared(pixels=pixels, transform=transform, radiograph=prepared.radiograph)
+    if not isinstance(src, Radiograph):
+        src = read_file(src, _split(chain)[0].read_options(read), image_id=image_id)
+    return prepare_8bit_many((chain,), {chain.normalize: src})[chain]
 
 
 def prepare_8bit_many(chains: Iterable[Chain], radiographs: Mapping[str, Radiograph], *,
@@ -45,16 +49,15 @@ def prepare_8bit_many(chains: Iterable[Chain], radiographs: Mapping[str, Radiogr
     the 8-bit levels themselves (``uint8``, a quarter of the bytes to send between processes),
     which :class:`OnnxDetector` and the classifier read as ``level / 255``, exactly the floats.
     """
-    bases: dict[tuple[str, tuple[Any, ...]], tuple[np.ndarray, Any, Radiograph]] = {}
+    bases: dict[tuple[str, tuple[Step, ...]], tuple[np.ndarray, Affine, Radiograph]] = {}
     out: dict[Chain, Prepared] = {}
     for chain in chains:
         if chain in out:
             continue
-        steps = chain.steps
-        last = steps[-1] if steps and steps[-1].name == "letterbox" else None
-        key = (chain.normalize, steps[:-1] if last else steps)
+        base, last = _split(chain)
+        key = (base.normalize, base.steps)
         if key not in bases:
-            prepared = Chain(chain.name, key[1], chain.normalize, chain.description).run(radiographs[chain.normalize])
+            prepared = base.run(radiographs[chain.normalize])
             bases[key] = (prepared.to_uint8(), prepared.transform, prepared.radiograph)
         u8, transform, rg = bases[key]
         if last is not None:
