@@ -8,7 +8,7 @@ min-max to 8 bits (truncating), ``PIL.Image.thumbnail(size, LANCZOS)`` and ``Ima
 with Pillow's default settings.
 
 thoracic's side is exactly what ``thoracic convert INPUTS --out DIR --size N --normalize minmax``
-runs: ``convert([folder], out, ConvertOptions(chain=convert_chain(N, "minmax", False)))`` with the
+runs: ``convert([folder], out, ConvertConfig(chain=convert_chain(N, "minmax", False)))`` with the
 default workers (one per core), into a fresh output folder each time (it would resume otherwise).
 It is also timed with ``workers=1`` to separate parallelism from per-image work.
 
@@ -63,7 +63,7 @@ import pydicom.data
 from PIL import Image
 from pydicom.pixels import apply_voi_lut
 
-from thoracic.batch.convert import ConvertOptions, convert, convert_chain
+from thoracic.batch.convert import ConvertConfig, convert, convert_chain
 
 BENCH_DIR = Path(__file__).resolve().parent
 TEST_FILE = "RG1_J2KR.dcm"
@@ -123,7 +123,7 @@ def run_recipe(files: list[Path], out_dir: Path, size: int) -> None:
 
 def run_thoracic(in_dir: Path, out_dir: Path, size: int, workers: int) -> None:
     """What ``thoracic convert IN --out OUT --size N --normalize minmax [--workers W]`` runs."""
-    options = ConvertOptions(chain=convert_chain(size, "minmax", False), workers=workers)
+    options = ConvertConfig(chain=convert_chain(size, "minmax", False), workers=workers)
     summary = convert([in_dir], out_dir, options)
     if summary.failed or summary.skipped or summary.converted != summary.total:
         raise RuntimeError(f"thoracic convert did not convert every file: {summary}")
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         files = [Path(shutil.copyfile(source, in_dir / f"{source.stem.lower()}_{i:03d}.dcm")) for i in range(args.copies)]
         warm_files = [Path(shutil.copyfile(source, warm_dir / f"warm_{i}.dcm")) for i in range(2)]
 
-        print_machine(ConvertOptions().workers or os.cpu_count() or 1)
+        print_machine(ConvertConfig().workers or os.cpu_count() or 1)
         ds = pydicom.dcmread(source, stop_before_pixels=True)
         print(f"input: {args.copies} copies of {source.name} ({ds.Columns}x{ds.Rows}, {ds.PhotometricInterpretation}, "
               f"{ds.BitsStored} bits stored, {ds.file_meta.TransferSyntaxUID.name}) in {in_dir}")

@@ -71,7 +71,7 @@ def build_dicom(work: Path) -> tuple[Path, Path]:
     import pydicom
 
     from thoracic.io import read
-    from thoracic.io.radiograph import ReadOptions
+    from thoracic.io.radiograph import ReadConfig
 
     ds = pydicom.dcmread(ROOT / "src" / "thoracic" / "samples" / "RG1_J2KI.dcm")
     ds.decompress()
@@ -83,7 +83,7 @@ def build_dicom(work: Path) -> tuple[Path, Path]:
             ds.data_element(keyword).value = [float(v) * 1841 / SIDE for v in ds.data_element(keyword).value]
     path = work / "big_3000x3000_16bit.dcm"
     ds.save_as(path, enforce_file_format=True)
-    rg = read(path, ReadOptions(normalize="window"))
+    rg = read(path, ReadConfig(normalize="window"))
     png = work / "big.png"
     cv2.imwrite(str(png), np.clip(np.floor(rg.pixels * 255 + 0.5), 0, 255).astype(np.uint8))
     return path, png

@@ -106,14 +106,14 @@ def build_inputs(work: Path) -> dict[str, Path]:
     import pydicom
 
     from thoracic.io import read
-    from thoracic.io.radiograph import ReadOptions
+    from thoracic.io.radiograph import ReadConfig
 
     j2k = SAMPLES / "RG1_J2KI.dcm"
     ds = pydicom.dcmread(j2k)
     ds.decompress()  # explicit VR little endian, 16-bit stored pixels
     unc = work / "rg1_uncompressed.dcm"
     ds.save_as(unc)
-    rg = read(unc, ReadOptions(normalize="window"))
+    rg = read(unc, ReadConfig(normalize="window"))
     png = work / "rg1.png"  # what `thoracic convert` writes at full size: the file's window, 8 bits
     cv2.imwrite(str(png), np.clip(np.floor(rg.pixels * 255.0 + 0.5), 0, 255).astype(np.uint8))
     return {"dicom": unc, "png": png, "j2k": j2k}
@@ -168,10 +168,9 @@ def worker_main(kind: str, path: str) -> None:
         os.environ.update(ULTRALYTICS_ENV)
         import torch
         from ultralytics import YOLO
+        from ultralytics.utils import torch_utils
 
         from thoracic.models.registry import model_path
-
-        from ultralytics.utils import torch_utils
 
         model = YOLO(str(model_path("detector")), task="detect")
         model.predict(path, imgsz=512, verbose=False, device="cpu")  # sets up the predictor (torch: 1 thread)
@@ -264,9 +263,9 @@ def bench_p1(work: Path, singles: dict[str, Path], rounds: int, per_round: int) 
 
 
 def bench_p2(work: Path, folder: Path, rounds: int, headline: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from thoracic._fs import find_inputs
     from thoracic.batch.predictions import PredictionCsv
     from thoracic.cli.predict import PROCESS_READERS_FROM
-    from thoracic._fs import find_inputs
     from thoracic.inference.batch import BatchPredictor, PipelineConfig, default_workers
     from thoracic.inference.predictor import Predictor
     from thoracic.io import image_id
@@ -360,8 +359,8 @@ def compare_outputs(reference: Any, candidate: Any, files: list[str]) -> dict[st
     """How far the batch path's predictions are from Predictor.predict's, per file kind."""
     import numpy as np
 
-    from thoracic.inference.batch import BatchPredictor, PipelineConfig
     from thoracic.boxes import box_iou
+    from thoracic.inference.batch import BatchPredictor, PipelineConfig
 
     out: dict[str, Any] = {}
     batch = BatchPredictor(candidate, PipelineConfig())
@@ -392,8 +391,8 @@ def bench_ort(rounds: int, n: int = 20) -> list[dict[str, Any]]:
 
     import numpy as np
 
-    from thoracic.models.runtime import onnx_session
     from thoracic.models.registry import model_path
+    from thoracic.models.runtime import onnx_session
 
     path = model_path("detector")
     two, one = onnx_session(path, 2), onnx_session(path, 1)

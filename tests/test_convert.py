@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from thoracic.batch.convert import MANIFEST_COLUMNS, ConvertConfig, convert, convert_chain
 from thoracic.cli.main import main
-from thoracic.batch.convert import MANIFEST_COLUMNS, ConvertOptions, convert, convert_chain
 from thoracic.errors import ConfigError, DuplicateImageIdError
 
 EXPECTED_COLUMNS = (
@@ -62,7 +62,7 @@ def test_cli_converts_a_mixed_folder_and_reports_failures(mixed, tmp_path, capsy
 
 def test_resume_skips_finished_files_and_retries_failed(mixed, tmp_path):
     out = tmp_path / "out"
-    options = ConvertOptions(chain=convert_chain(128), workers=1)
+    options = ConvertConfig(chain=convert_chain(128), workers=1)
     first = convert([mixed], out, options)
     assert (first.converted, first.failed, first.skipped) == (3, 3, 0)
     stamp = (out / "siim_cr_jpeg_baseline.png").stat().st_mtime_ns
@@ -76,7 +76,7 @@ def test_resume_skips_finished_files_and_retries_failed(mixed, tmp_path):
         ["siim_cr_jpeg_baseline", "00000377_004", "1.2.826.0.1.3680043.8.498.1", "later", "noise", "notes.bin"]
     )
     with pytest.raises(ConfigError, match="other settings"):
-        convert([mixed], out, ConvertOptions(chain=convert_chain(256), workers=1))
+        convert([mixed], out, ConvertConfig(chain=convert_chain(256), workers=1))
 
 
 def test_size_keeps_aspect_and_matches_the_manifest(tmp_path, data_dir):

@@ -39,7 +39,7 @@ from thoracic.inference import (
     PredictConfig,
     Predictor,
 )
-from thoracic.io import Radiograph, ReadOptions, image_id, read
+from thoracic.io import Radiograph, ReadConfig, image_id, read
 from thoracic.preprocess import Chain, get_chain
 from thoracic.transform import Affine
 
@@ -57,7 +57,7 @@ __all__ = [
     "PredictConfig",
     "Predictor",
     "Radiograph",
-    "ReadOptions",
+    "ReadConfig",
     "ThoracicError",
     "__version__",
     "get_chain",

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from thoracic.models.meta import LUNGS_META_KEY, LungsMeta
 from thoracic.errors import ConfigError
 from thoracic.models import list_models, model_path
+from thoracic.models.meta import LUNGS_META_KEY, LungsMeta
 
 
 def test_the_shipped_model_declares_its_contract(segmenter):

@@ -7,11 +7,11 @@ import pytest
 def test_onnx_runtime_matches_torch(tmp_path, require, segmenter, sample_radiographs):
     require("torch")
     require("onnx")
+    import torch
+
     from thoracic.anatomy import LungSegmenter
     from thoracic.train.lungs import export_onnx
     from thoracic.train.unet import build_unet, count_parameters
-
-    import torch
 
     torch.manual_seed(0)
     model = build_unet(base=16, depth=4)
@@ -32,12 +32,12 @@ def test_onnx_runtime_matches_torch(tmp_path, require, segmenter, sample_radiogr
 def test_one_training_epoch_runs(tmp_path, require):
     require("torch")
     from thoracic.models.meta import LungsMeta
-    from thoracic.train.lungs import TrainConfig, train_model
+    from thoracic.train.lungs import LungsTrainConfig, train_model
 
     rng = np.random.default_rng(0)
     images = rng.random((4, 32, 32)).astype(np.float32)
     masks = (images > 0.5).astype(np.float32)
-    cfg = TrainConfig(data="unused", out=str(tmp_path), size=32, base=4, depth=2, epochs=1, batch=2, threads=1)
+    cfg = LungsTrainConfig(data="unused", out=str(tmp_path), size=32, base=4, depth=2, epochs=1, batch=2, threads=1)
     train_model(cfg, images, masks, tmp_path, LungsMeta.default(32))
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "log.csv").is_file()
     # resuming a finished run does no more epochs

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from thoracic.anatomy import LungRoi, RoiOptions, lung_roi, lung_roi_crop
+from thoracic.anatomy import LungRoi, RoiConfig, lung_roi, lung_roi_crop
 from thoracic.errors import ConfigError
 from thoracic.io import Radiograph
 from thoracic.transform import Affine
@@ -90,15 +90,15 @@ def test_empty_or_implausible_masks_fall_back_to_the_full_image(mask, reason):
 def test_a_speck_is_not_lungs():
     m = np.zeros((300, 400), np.uint8)
     m[100:110, 100:110] = 255
-    roi = lung_roi(m, RoiOptions(min_fraction=0.0))
+    roi = lung_roi(m, RoiConfig(min_fraction=0.0))
     assert roi.fallback and "lung square" in roi.fallback_reason
 
 
 def test_bad_arguments():
     with pytest.raises(ConfigError):
-        RoiOptions(margin=-0.1)
+        RoiConfig(margin=-0.1)
     with pytest.raises(ConfigError):
-        RoiOptions(min_fraction=0.8, max_fraction=0.7)
+        RoiConfig(min_fraction=0.8, max_fraction=0.7)
     with pytest.raises(ConfigError):
         lung_roi(np.zeros((0, 3)))
     with pytest.raises(ConfigError):

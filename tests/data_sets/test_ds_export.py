@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from ds_helpers import SAMPLES, write
 
-from thoracic.labels import FINDINGS
+from thoracic.batch.export import ExportConfig, export_dataset, read_export_manifest
 from thoracic.data import Annotations, ImageInfo, load_coco, load_csv
-from thoracic.batch.export import ExportOptions, export_dataset, read_export_manifest
 from thoracic.errors import ConfigError
+from thoracic.labels import FINDINGS
 from thoracic.preprocess import Chain
 
 CHAIN = "letterbox(size=320)"  # a chain with translation as well as scale
@@ -55,7 +55,7 @@ def _back_to_original(out, iid):
 def test_yolo_export(nih_samples, tmp_path):
     ann, folder = nih_samples
     out = tmp_path / "yolo"
-    s = export_dataset(ann, out, ExportOptions(chain=CHAIN, workers=2), images=folder, folds={i: int(i < "00001") for i in ann.images})
+    s = export_dataset(ann, out, ExportConfig(chain=CHAIN, workers=2), images=folder, folds={i: int(i < "00001") for i in ann.images})
     assert (s.labelled, s.failed, s.missing, s.unboxed_skipped, s.boxes) == (4, 1, 1, 1, 3)
     manifest = read_export_manifest(out / "manifest.csv")
     assert manifest["broken"]["status"] == "failed" and manifest["gone"]["status"] == "missing"
@@ -76,17 +76,17 @@ def test_yolo_export(nih_samples, tmp_path):
     val0 = (out / "val_0.txt").read_text().split()
     assert all(line.startswith("./images/") for line in val0)
     # resume: nothing rewritten; another chain is refused
-    s2 = export_dataset(ann, out, ExportOptions(chain=CHAIN, workers=1), images=folder)
+    s2 = export_dataset(ann, out, ExportConfig(chain=CHAIN, workers=1), images=folder)
     assert (s2.resumed, s2.written) == (4, 0)
     with pytest.raises(ConfigError, match="another chain"):
-        export_dataset(ann, out, ExportOptions(chain="resize_longest(size=128)"), images=folder)
+        export_dataset(ann, out, ExportConfig(chain="resize_longest(size=128)"), images=folder)
 
 
 def test_unboxed_include_and_coco(nih_samples, tmp_path):
     ann, folder = nih_samples
     shutil.copy(SAMPLES / "00001437_012.jpg", folder / "unboxed_1.jpg")
     out = tmp_path / "coco"
-    s = export_dataset(ann, out, ExportOptions(format="coco", chain="resize_longest(size=256)", unboxed="include", workers=1), images=folder)
+    s = export_dataset(ann, out, ExportConfig(format="coco", chain="resize_longest(size=256)", unboxed="include", workers=1), images=folder)
     assert s.labelled == 4 and s.unboxed_skipped == 0
     doc = json.loads((out / "annotations.json").read_text())
     assert [c["name"] for c in doc["categories"]] == list(FINDINGS)
@@ -107,6 +107,6 @@ def test_unboxed_include_and_coco(nih_samples, tmp_path):
 
 def test_options_errors():
     with pytest.raises(ConfigError, match="did you mean 'yolo'"):
-        ExportOptions(format="yol")
+        ExportConfig(format="yol")
     with pytest.raises(ConfigError, match="unknown preprocessing chain"):
-        ExportOptions(chain="nonsense")
+        ExportConfig(chain="nonsense")

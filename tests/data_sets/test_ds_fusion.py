@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from thoracic.labels import NO_FINDING
 from thoracic.data import Annotations, FusionConfig, ImageInfo, class_counts, fuse_readers
 from thoracic.errors import ConfigError
+from thoracic.labels import NO_FINDING
 
 
 @pytest.fixture(scope="module")

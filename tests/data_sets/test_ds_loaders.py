@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from ds_helpers import txv_data, write
 
-from thoracic.labels import FINDINGS, NO_FINDING
 from thoracic.data import Annotations, load_coco, load_csv, load_nih, load_vinbigdata, read_image_sizes, write_csv
 from thoracic.errors import ConfigError
+from thoracic.labels import FINDINGS, NO_FINDING
 
 VINBIG_BOXES = {
     "Aortic enlargement": 7162, "Atelectasis": 279, "Calcification": 960, "Cardiomegaly": 5427, "Consolidation": 556,

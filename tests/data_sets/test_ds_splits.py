@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from ds_helpers import require_module
 
-from thoracic.labels import NO_FINDING
 from thoracic.data import Annotations, ImageInfo, group_of, kfold_split, read_folds, write_folds
 from thoracic.errors import ConfigError
+from thoracic.labels import NO_FINDING
 
 
 def _patients(n_patients: int = 60, seed: int = 1) -> Annotations:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from ds_helpers import require_module
 
-from thoracic.labels import NO_FINDING
 from thoracic.data import Annotations, ImageInfo, compute_stats, greedy_matches, reader_agreement, write_stats
+from thoracic.labels import NO_FINDING
 
 
 def test_greedy_matching_one_to_one():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ds_helpers import SAMPLES, write
 
-from thoracic.batch.export import ExportOptions, export_dataset
+from thoracic.batch.export import ExportConfig, export_dataset
 from thoracic.data import load_csv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ def test_ultralytics_trains_on_the_export(tmp_path):
     shutil.copy(SAMPLES / "00000377_004.jpg", folder / "negative_1.jpg")
     ann = load_csv(write(tmp_path / "t.csv", (SAMPLES / "boxes.csv").read_text() + "negative_1,No finding,,,,,\n"))
     out = tmp_path / "yolo"
-    export_dataset(ann, out, ExportOptions(chain="resize_longest(size=128)", workers=1), images=folder)
+    export_dataset(ann, out, ExportConfig(chain="resize_longest(size=128)", workers=1), images=folder)
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO")}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "docs" / "dataset" / "train_smoke.py"), "--export", str(out), "--imgsz", "128"],

@@ -153,9 +153,9 @@ def _build_tiny_classifier(require, out: Path) -> Path:
     require("onnx")
     import onnx
 
-    from thoracic.train.export import torch_onnx_export, with_letterbox
     from thoracic.models.meta import META_KEY, ModelMeta
     from thoracic.preprocess import get_chain
+    from thoracic.train.export import torch_onnx_export, with_letterbox
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(

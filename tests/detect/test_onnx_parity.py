@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from thoracic.labels import FINDINGS
 from thoracic.detect import DetectorConfig, OnnxDetector
+from thoracic.labels import FINDINGS
 from thoracic.models.meta import META_KEY
 
 TINY_SIZE = 256  # as tests/detect/conftest.py
@@ -66,9 +66,9 @@ def test_export_needs_the_training_chain(tiny_pt, tmp_path):
     """
     import onnx as onnx_lib
 
-    from thoracic.train.export import export_detector_onnx
     from thoracic.errors import ConfigError
     from thoracic.preprocess import get_chain
+    from thoracic.train.export import export_detector_onnx
 
     with pytest.raises(ConfigError, match="chain the model was trained with is unknown"):
         export_detector_onnx(tiny_pt, tmp_path / "x.onnx", imgsz=256)

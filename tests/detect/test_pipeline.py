@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from thoracic.models.runtime import execution_providers, onnx_device, onnx_session
+from thoracic.errors import ConfigError, CorruptFileError, UnsupportedFormatError
 from thoracic.inference.batch import BatchPredictor, PipelineConfig
 from thoracic.inference.plan import ReadPlan, read_plan
 from thoracic.inference.predictor import PredictConfig, Predictor
-from thoracic.errors import ConfigError, CorruptFileError, UnsupportedFormatError
+from thoracic.models.runtime import execution_providers, onnx_device, onnx_session
 
 ROOT = Path(__file__).resolve().parents[2]
 DICOM = ROOT / "tests" / "data" / "nih_dx_implicit_le.dcm"
@@ -203,8 +203,8 @@ def test_a_prefetched_image_is_its_model_inputs_as_8bit_levels(predictor):
 
 def test_models_read_8bit_levels_exactly_as_the_floats(predictor, detector_onnx):
     from thoracic.detect.onnx import DetectorConfig
-    from thoracic.preprocess.model_input import model_pixels
     from thoracic.preprocess.chain import Prepared
+    from thoracic.preprocess.model_input import model_pixels
 
     levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
     floats = levels.astype(np.float32) / np.float32(255.0)
@@ -263,9 +263,9 @@ def test_sessions_follow_the_device_context(detector_onnx):
 
 
 def test_shared_preprocessing_equals_each_chain_alone(predictor):
-    from thoracic.preprocess.model_input import prepare_8bit, prepare_8bit_many
     from thoracic.io import read
     from thoracic.preprocess import get_chain
+    from thoracic.preprocess.model_input import prepare_8bit, prepare_8bit_many
 
     chains = [d.chain for d in predictor.detectors] + [predictor.classifier.meta.chain, get_chain("display")]
     rg = read(DICOM, chains[0].read_options())

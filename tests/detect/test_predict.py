@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
+from thoracic._fs import sidecar_path
 from thoracic.batch.predictions import IMAGE_COLUMNS, PRED_COLUMNS
 from thoracic.cli.predict import main
-from thoracic._fs import sidecar_path
-from thoracic.labels import FINDINGS, NO_FINDING
 from thoracic.detect import DetectorConfig, OnnxDetector
 from thoracic.inference.predictor import PredictConfig, Predictor
+from thoracic.labels import FINDINGS, NO_FINDING
 from thoracic.models.registry import model_path
 
 ROOT = Path(__file__).resolve().parents[2]

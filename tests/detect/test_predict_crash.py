@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from thoracic.cli.predict import main
 from thoracic._fs import sidecar_path
+from thoracic.cli.predict import main
 from thoracic.models.registry import model_path
 
 ROOT = Path(__file__).resolve().parents[2]

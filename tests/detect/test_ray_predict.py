@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from thoracic.cli.predict import main
 from thoracic._fs import sidecar_path
-from thoracic.models.registry import model_path
+from thoracic.cli.predict import main
 from thoracic.errors import MissingDependencyError
+from thoracic.models.registry import model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 DICOM = ROOT / "tests" / "data" / "nih_dx_implicit_le.dcm"

@@ -106,7 +106,8 @@ def test_all_is_sorted(module):
 def test_cli_handlers_parse():
     import argparse
 
-    from thoracic.cli import predict, train_detector as td
+    from thoracic.cli import predict
+    from thoracic.cli import train_detector as td
 
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd")

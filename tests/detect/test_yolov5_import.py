@@ -100,7 +100,12 @@ def _ultralytics_features(model, x, layers=(17, 20, 23)):
 def _check_import(path: Path) -> None:
     import torch
 
-    from thoracic.train.yolov5_import import import_yolov5, load_original_checkpoint, original_features, original_state_dict
+    from thoracic.train.yolov5_import import (
+        import_yolov5,
+        load_original_checkpoint,
+        original_features,
+        original_state_dict,
+    )
 
     ckpt = load_original_checkpoint(path)
     model, report = import_yolov5(ckpt, "yolov5n.yaml", nc=14)
@@ -132,8 +137,8 @@ def test_refuses_foreign_globals(tmp_path, require_session):
     require_session("torch")
     import pickle
 
-    from thoracic.train.yolov5_import import load_original_checkpoint
     from thoracic.errors import CorruptFileError
+    from thoracic.train.yolov5_import import load_original_checkpoint
 
     class Evil:
         def __reduce__(self):

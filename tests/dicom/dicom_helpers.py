@@ -130,12 +130,12 @@ BOXES = (
 
 def built_analysis(path: Path, boxes=BOXES, *, lungs: bool = True, p_abnormal: float | None = 0.87):
     """An :class:`~thoracic.inference.analyzer.Analysis` of the built radiograph with the known ``boxes``."""
-    from thoracic.inference.analyzer import Analysis
     from thoracic.anatomy import LungMask, LungRoi
-    from thoracic.labels import CLASS_IDS
     from thoracic.detect.types import Detections
+    from thoracic.inference.analyzer import Analysis
     from thoracic.inference.predictor import ImagePrediction, ModelInfo
     from thoracic.io import read
+    from thoracic.labels import CLASS_IDS
 
     rg = read(path)
     det = Detections(

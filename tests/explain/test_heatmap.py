@@ -89,8 +89,8 @@ def analyzer():
 
 
 def test_analysis_of_a_dicom(analyzer, samples_dir):
-    from thoracic.models.runtime import file_sha256
     from thoracic.models import model_path
+    from thoracic.models.runtime import file_sha256
 
     a = analyzer.analyze(samples_dir / "RG1_J2KI.dcm")
     assert a.is_dicom and "PixelData" not in a.radiograph.dataset

@@ -212,8 +212,8 @@ def _try(fn, *args, **kwargs) -> bytes | None:
 def small_seeds() -> dict[str, bytes]:
     """Small valid inputs (each reads in milliseconds): synthetic DICOMs in many encodings and
     rasters of a downsampled chest film, plus pydicom's own small test files."""
-    from pydicom.sequence import Sequence
     from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
 
     g8 = chest_image(72, 60)
     g16 = (g8.astype(np.uint16) * 16 + 7).astype(np.uint16)  # 12 bits used
@@ -652,8 +652,8 @@ def _meta_end(data: bytes) -> int:
 
 
 def _save_meta_only(data: bytes, meta, body: bytes | None = None) -> bytes:
-    from pydicom.filewriter import write_file_meta_info
     from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
 
     buf = DicomBytesIO()
     with warnings.catch_warnings():
@@ -965,9 +965,9 @@ def classify(err: BaseException | None) -> str:
 
 
 def read_options(case: Case):
-    from thoracic.io import ReadOptions
+    from thoracic.io import ReadConfig
 
-    return ReadOptions(**case.options)
+    return ReadConfig(**case.options)
 
 
 def run_read(case: Case):

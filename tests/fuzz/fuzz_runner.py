@@ -60,9 +60,9 @@ def _shorten(message: str) -> str:
 
 def _read_window(data: bytes, options: dict):
     """The read the lung model's chain asks for (``normalize="window"``)."""
-    from thoracic.io import ReadOptions, read
+    from thoracic.io import ReadConfig, read
 
-    return read(data, ReadOptions(**{**options, "normalize": "window"}), image_id="fuzz")
+    return read(data, ReadConfig(**{**options, "normalize": "window"}), image_id="fuzz")
 
 
 def _stage(fn) -> tuple[str, str]:

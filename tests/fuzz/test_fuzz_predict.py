@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from thoracic.errors import ThoracicError
-from thoracic.io import ReadOptions, read
+from thoracic.io import ReadConfig, read
 
 SEED = 7734
 #: Families whose inputs often still read, and a few that never do (the typed error must come
@@ -72,7 +72,7 @@ def test_short_fuzz_predict_and_segment(predictor, segmenter) -> None:
                 if issue := _check_prediction(pred):
                     problems.append(f"predict {case.describe()}: {issue}")
             try:
-                rg = read(case.data, ReadOptions(**{**case.options, "normalize": "window"}))
+                rg = read(case.data, ReadConfig(**{**case.options, "normalize": "window"}))
             except ThoracicError:
                 continue
             try:

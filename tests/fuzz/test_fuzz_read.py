@@ -14,13 +14,12 @@ import warnings
 
 import fuzz_cases as fc
 import pytest
+from fuzz_runner import run_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fuzz_runner import run_cases
-
 from thoracic.errors import ThoracicError
-from thoracic.io import ReadOptions, read
+from thoracic.io import ReadConfig, read
 
 SEED = 20261126
 TIME_LIMIT_S = 5.0
@@ -90,7 +89,7 @@ def test_arbitrary_bytes_after_a_signature(prefix: bytes, body: bytes, allow: bo
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rg = read(data, ReadOptions(allow_non_chest=allow, normalize=normalize))
+            rg = read(data, ReadConfig(allow_non_chest=allow, normalize=normalize))
     except ThoracicError:
         return
     assert fc.check_radiograph(rg) is None

@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from thoracic.errors import CorruptFileError, InvalidRadiographError, NoPixelDataError, ThoracicError
-from thoracic.io import ReadOptions, read
+from thoracic.io import ReadConfig, read
 
 PIXELS = (fc.chest_image(24, 20).astype(np.uint16) * 16).astype(np.uint16)
 
@@ -29,7 +29,7 @@ def _dcm(**attrs) -> bytes:
 
 def _raises(data: bytes, cls: type[ThoracicError], words: str, **options) -> ThoracicError:
     with pytest.raises(cls) as info:
-        read(data, ReadOptions(**options))
+        read(data, ReadConfig(**options))
     err = info.value
     assert type(err) is cls and words in err.message, err.message
     text = str(err) + repr(err)

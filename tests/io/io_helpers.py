@@ -17,11 +17,11 @@ import pydicom
 import pydicom.uid
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.sequence import Sequence
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
-from thoracic.io import Radiograph, ReadOptions, read
+from thoracic.io import Radiograph, ReadConfig, read
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SAMPLES = Path(str(files("thoracic") / "samples"))
@@ -58,7 +58,7 @@ def fixture_path(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def read_cached(name: str, options: ReadOptions | None = None) -> Radiograph:
+def read_cached(name: str, options: ReadConfig | None = None) -> Radiograph:
     """``thoracic.io.read`` of a fixture file, decoded once per session."""
     return read(fixture_path(name), options)
 

@@ -21,7 +21,7 @@ from io_helpers import PHI_FRAGMENTS, build_dicom, fixture_path, parse
 from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
-from pydicom.uid import JPEG2000, JPEGBaseline8Bit, JPEGLSNearLossless, MPEG2MPML
+from pydicom.uid import JPEG2000, MPEG2MPML, JPEGBaseline8Bit, JPEGLSNearLossless
 
 from thoracic.errors import (
     ConstantImageError,
@@ -36,7 +36,7 @@ from thoracic.errors import (
     UnsupportedFormatError,
     UnsupportedTransferSyntaxError,
 )
-from thoracic.io import ReadOptions, read
+from thoracic.io import ReadConfig, read
 
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
@@ -62,7 +62,7 @@ def check_error(err: BaseException, cls: type[ThoracicError], path: Path | str |
 
 
 def raises_everywhere(data: bytes, cls: type[ThoracicError], tmp_path: Path, name: str = "input.dcm",
-                      options: ReadOptions | None = None) -> ThoracicError:
+                      options: ReadConfig | None = None) -> ThoracicError:
     """Read ``data`` from a path and as bytes: both raise ``cls``; returns the error of the path."""
     path = tmp_path / name
     path.write_bytes(data)
@@ -227,7 +227,7 @@ def test_codestream_cut_inside_an_intact_dicom(name: str, tmp_path: Path) -> Non
     err = raises_everywhere(buf.getvalue(), CorruptFileError, tmp_path)
     assert "end-of-image marker" in err.message
     with pytest.raises(CorruptFileError):
-        read(buf.getvalue(), ReadOptions(target_size=256))
+        read(buf.getvalue(), ReadConfig(target_size=256))
 
 
 def test_truncated_png(tmp_path: Path, chest_pixels: np.ndarray) -> None:
@@ -290,7 +290,7 @@ def test_not_a_chest_radiograph(case: str, tmp_path: Path, chest_pixels: np.ndar
     assert err.reason == reason
     assert "allow_non_chest" in err.message and reason.split(":")[1] in err.message
     # the override reads it, and the output says what was overridden
-    rg = read(data, ReadOptions(allow_non_chest=True))
+    rg = read(data, ReadConfig(allow_non_chest=True))
     assert rg.flags == (reason,)
     assert rg.summary()["flags"] == [reason]
     assert np.abs(rg.pixels - chest_pixels / 255.0).max() <= 1e-6
@@ -303,7 +303,7 @@ def test_every_problem_is_flagged(chest_pixels: np.ndarray) -> None:
     assert info.value.reason == "modality:CT"
     for word in ("CT", "LAT", "ABDOMEN"):
         assert word in info.value.message
-    flags = read(data, ReadOptions(allow_non_chest=True)).flags
+    flags = read(data, ReadConfig(allow_non_chest=True)).flags
     assert flags == ("modality:CT", "view:LAT", "body_part:ABDOMEN")
 
 
@@ -323,10 +323,10 @@ def test_dicom_with_absurd_dimensions_fails_fast(tmp_path: Path) -> None:
 
 
 def test_max_pixels_option(tmp_path: Path, chest_pixels: np.ndarray) -> None:
-    small = ReadOptions(max_pixels=100)
+    small = ReadConfig(max_pixels=100)
     raises_everywhere(build_dicom(chest_pixels), ImageTooLargeError, tmp_path, options=small)
     raises_everywhere(_encoded(chest_pixels, "PNG"), ImageTooLargeError, tmp_path, "small.png", options=small)
-    assert read(build_dicom(chest_pixels), ReadOptions(max_pixels=chest_pixels.size)).pixels.shape == (160, 240)
+    assert read(build_dicom(chest_pixels), ReadConfig(max_pixels=chest_pixels.size)).pixels.shape == (160, 240)
 
 
 @pytest.mark.parametrize("size", [(100_000, 100_000), (20_000, 20_000), (9_000, 9_000), (10_000, 7_000)])

@@ -33,15 +33,15 @@ from io_helpers import (
 from PIL import Image
 from pydicom.pixels import apply_modality_lut
 from pydicom.uid import (
+    JPEG2000,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGLSNearLossless,
 )
 
-from thoracic.io import Radiograph, ReadOptions, read
+from thoracic.io import Radiograph, ReadConfig, read
 
 TOL = 1e-5
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -277,7 +277,7 @@ def test_signedness_and_bits_stored_are_respected(chest_pixels: np.ndarray) -> N
 
 def test_no_window_percentiles_follow_the_options(chest_pixels: np.ndarray) -> None:
     data = BUILT["no_window_12bit"](chest_pixels)
-    rg = read(data, ReadOptions(percentiles=(2.0, 98.0)))
+    rg = read(data, ReadConfig(percentiles=(2.0, 98.0)))
     assert rg.voi == "percentile"
     assert np.abs(rg.pixels - reference_pixels(parse(data), percentiles=(2.0, 98.0))).max() <= TOL
 
@@ -291,7 +291,7 @@ def test_normalize_percentile_ignores_the_file_window(case: str, chest_pixels: n
     expected = np.clip((modality - lo) / (hi - lo), 0, 1)
     if ds.PhotometricInterpretation == "MONOCHROME1":
         expected = 1 - expected
-    rg = read(data, ReadOptions(normalize="percentile"))
+    rg = read(data, ReadConfig(normalize="percentile"))
     assert (rg.voi, rg.normalize) == ("percentile", "percentile")
     assert np.abs(rg.pixels - expected).max() <= TOL
 
@@ -301,7 +301,7 @@ def test_normalize_minmax_stretches_after_the_voi(case: str, chest_pixels: np.nd
     data = BUILT[case](chest_pixels)
     ref = reference_pixels(parse(data))
     expected = (ref - ref.min()) / (ref.max() - ref.min())  # MONOCHROME1: 1 - minmax(u) = minmax(1 - u)
-    rg = read(data, ReadOptions(normalize="minmax"))
+    rg = read(data, ReadConfig(normalize="minmax"))
     assert_kaggle_8bit(rg.pixels, expected)
     assert (float(rg.pixels.min()), float(rg.pixels.max())) == (0.0, 1.0)
 
@@ -323,7 +323,7 @@ def test_normalize_minmax_without_window_stretches_the_values(case: str, chest_p
     expected = (modality - modality.min()) / (modality.max() - modality.min())
     if ds.PhotometricInterpretation == "MONOCHROME1":
         expected = 1 - expected
-    assert_kaggle_8bit(read(data, ReadOptions(normalize="minmax")).pixels, expected)
+    assert_kaggle_8bit(read(data, ReadConfig(normalize="minmax")).pixels, expected)
 
 
 def test_rgb_dicom_is_converted_to_gray(chest_pixels: np.ndarray) -> None:
@@ -338,7 +338,7 @@ def test_rgb_dicom_is_converted_to_gray(chest_pixels: np.ndarray) -> None:
 # --- JPEG 2000 at a reduced resolution ----------------------------------------------------------
 def test_reduced_resolution_jpeg2000() -> None:
     full = read_cached("RG1_J2KR.dcm")
-    small = read_cached("RG1_J2KR.dcm", ReadOptions(target_size=512))
+    small = read_cached("RG1_J2KR.dcm", ReadConfig(target_size=512))
     assert small.pixels.shape == (978, 921)  # one resolution level down: ceil(1955/2) x ceil(1841/2)
     assert max(small.pixels.shape) >= 512  # still at least the target size
     assert small.original_size == full.original_size == (1841, 1955)
@@ -355,10 +355,10 @@ def test_reduced_resolution_jpeg2000() -> None:
 
 def test_target_size_keeps_full_resolution_when_needed() -> None:
     """No reduction when the target is as large as the image, nor for non-JPEG 2000 files."""
-    rg = read(fixture_path("RG1_J2KI.dcm"), ReadOptions(target_size=1500))
+    rg = read(fixture_path("RG1_J2KI.dcm"), ReadConfig(target_size=1500))
     assert rg.pixels.shape == (1955, 1841) and rg.to_original.is_identity
     assert np.array_equal(rg.pixels, read_cached("RG1_J2KI.dcm").pixels)
-    rg = read(fixture_path("nih_dx_implicit_le.dcm"), ReadOptions(target_size=256))
+    rg = read(fixture_path("nih_dx_implicit_le.dcm"), ReadConfig(target_size=256))
     assert rg.pixels.shape == (1024, 1024) and rg.to_original.is_identity
 
 
@@ -385,12 +385,12 @@ def test_png_16bit_keeps_its_full_depth(tmp_path: Path, chest_pixels: np.ndarray
     path = _save(tmp_path, "deep.png", a16)
     with Image.open(path) as im:
         assert im.mode.startswith("I")  # really a 16-bit PNG
-    rg = read(path, ReadOptions(normalize="percentile", percentiles=(0, 100)))
+    rg = read(path, ReadConfig(normalize="percentile", percentiles=(0, 100)))
     assert rg.bits_stored == 16
     expected = (a16 - a16.min()) / float(a16.max() - a16.min())
     assert np.abs(rg.pixels - expected).max() <= 1e-6
     assert len(np.unique(rg.pixels)) == len(np.unique(a16))  # no level merged: not cut to 8 bits
-    assert_kaggle_8bit(read(path, ReadOptions(normalize="minmax")).pixels, expected)
+    assert_kaggle_8bit(read(path, ReadConfig(normalize="minmax")).pixels, expected)
     # by default a deep image gets the percentile window
     rg = read(path)
     lo, hi = np.percentile(a16, [0.5, 99.5])
@@ -400,7 +400,7 @@ def test_png_16bit_keeps_its_full_depth(tmp_path: Path, chest_pixels: np.ndarray
 
 def test_tiff_16bit(tmp_path: Path, chest_pixels: np.ndarray) -> None:
     a16 = _unsigned12(chest_pixels) * np.uint16(16)
-    rg = read(_save(tmp_path, "deep.tiff", a16), ReadOptions(normalize="percentile", percentiles=(0, 100)))
+    rg = read(_save(tmp_path, "deep.tiff", a16), ReadConfig(normalize="percentile", percentiles=(0, 100)))
     assert (rg.format, rg.image_id, rg.bits_stored) == ("tiff", "deep", 16)
     assert np.abs(rg.pixels - (a16 - a16.min()) / float(a16.max() - a16.min())).max() <= 1e-6
 

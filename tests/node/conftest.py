@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from node_helpers import PROPOSE, MODALITY_AE, NODE_AE, Orthanc, missing
+from node_helpers import MODALITY_AE, NODE_AE, PROPOSE, Orthanc, missing
 
 
 @pytest.fixture(scope="module")

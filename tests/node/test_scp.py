@@ -8,14 +8,13 @@ import subprocess
 
 import pydicom
 import pytest
+from node_helpers import MODALITY_AE, NODE_AE, free_port, make_copy
 from pydicom.uid import CTImageStorage
 
 from thoracic.errors import ConfigError
 from thoracic.node.config import CStoreDestination, NodeConfig, StowRsDestination
 from thoracic.node.queue import JobQueue, job_key
 from thoracic.node.scp import start_scp
-
-from node_helpers import MODALITY_AE, NODE_AE, free_port, make_copy
 
 MODELS = ("0" * 64,)
 

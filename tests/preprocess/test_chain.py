@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from thoracic.errors import ConfigError
-from thoracic.io import ReadOptions, read
+from thoracic.io import ReadConfig, read
 from thoracic.preprocess import CHAINS, Chain, Step, get_chain, list_chains
 
 
@@ -41,7 +41,7 @@ def test_reduced_decoding_changes_nothing_but_speed(samples_dir):
     chain = get_chain("yolo-512-clahe")
     assert chain.decode_size() == 512
     fast = chain.load(samples_dir / "RG1_J2KI.dcm")
-    full = Chain(chain.name, chain.steps, chain.normalize).run(read(samples_dir / "RG1_J2KI.dcm", ReadOptions()))
+    full = Chain(chain.name, chain.steps, chain.normalize).run(read(samples_dir / "RG1_J2KI.dcm", ReadConfig()))
     assert fast.radiograph.width < fast.radiograph.original_width  # decoded at a coarser level
     assert fast.pixels.shape == full.pixels.shape == (512, 482)
     # area resizing keeps the reduced image's sub-pixel offset, and the transform says so
@@ -52,12 +52,12 @@ def test_reduced_decoding_changes_nothing_but_speed(samples_dir):
     exact = lanczos.load(samples_dir / "RG1_J2KI.dcm")
     assert exact.radiograph.width < exact.radiograph.original_width
     np.testing.assert_allclose(exact.transform.apply_boxes([[0, 0, 1841, 1955]]), [[0, 0, 482, 512]], atol=1e-9)
-    reference = lanczos.run(read(samples_dir / "RG1_J2KI.dcm", ReadOptions()))
+    reference = lanczos.run(read(samples_dir / "RG1_J2KI.dcm", ReadConfig()))
     assert np.abs(exact.pixels - reference.pixels).mean() < 0.004
 
 
 def test_run_refuses_a_radiograph_read_otherwise(samples_dir):
-    rg = read(samples_dir / "00000377_004.jpg", ReadOptions(normalize="minmax"))
+    rg = read(samples_dir / "00000377_004.jpg", ReadConfig(normalize="minmax"))
     with pytest.raises(ConfigError, match="normalize"):
         get_chain("clahe").run(rg)
 

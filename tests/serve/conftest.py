@@ -20,14 +20,14 @@ def analyzer():
 def make_client(analyzer):
     """``make_client(**settings)`` -> an in-process client of a fresh app (closed after the test)."""
     need("fastapi")
-    from thoracic.serve import ServeSettings, create_app
+    from thoracic.serve import ServeConfig, create_app
 
     clients = []
 
     def make(analyzer_=None, **kwargs):
         kwargs.setdefault("token", TOKEN)
         kwargs.setdefault("max_upload_mb", 1.0)
-        app = create_app(ServeSettings(**kwargs), analyzer=analyzer_ or analyzer)
+        app = create_app(ServeConfig(**kwargs), analyzer=analyzer_ or analyzer)
         client = starlette_test_client()(app, raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)

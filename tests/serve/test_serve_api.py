@@ -41,8 +41,8 @@ def test_health_needs_no_token_and_names_the_models(client):
 
 
 def test_models_lists_the_three_models_with_the_files_sha256_and_cards(client):
-    from thoracic.models.runtime import file_sha256
     from thoracic.models import model_card, model_path
+    from thoracic.models.runtime import file_sha256
 
     _error(client.get("/v1/models"), 401, "unauthorized")
     r = client.get("/v1/models", headers=AUTH)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from thoracic import errors
+from thoracic.serve.config import ServeConfig
 from thoracic.serve.errors import from_thoracic
 from thoracic.serve.gate import Gate
 from thoracic.serve.render import display_size, gray_png, heatmap_png, lungs_png, png_size
-from thoracic.serve.settings import ServeSettings
 from thoracic.serve.store import Entry, ResultStore, new_id
 
 
@@ -28,11 +28,11 @@ def _png(data: bytes) -> np.ndarray:
                                     {"results": 0}, {"results_mb": 0}, {"threads": 0}])
 def test_bad_settings_are_config_errors(kwargs):
     with pytest.raises(errors.ConfigError):
-        ServeSettings(**kwargs)
+        ServeConfig(**kwargs)
 
 
 def test_settings_never_show_the_token():
-    s = ServeSettings(token="s3cret-value", max_upload_mb=0.5, concurrency=2, queue=3)
+    s = ServeConfig(token="s3cret-value", max_upload_mb=0.5, concurrency=2, queue=3)
     assert "s3cret" not in repr(s) and "s3cret" not in str(s)
     assert s.max_upload_bytes == 512 * 1024 and s.capacity == 5
 

@@ -17,7 +17,7 @@ imported here.
 from thoracic.anatomy.overlay import demo_panel, overlay
 from thoracic.anatomy.postprocess import fill_holes, keep_largest, postprocess
 from thoracic.anatomy.protocol import Segmenter
-from thoracic.anatomy.roi import LungRoi, RoiOptions, lung_roi, lung_roi_crop
+from thoracic.anatomy.roi import LungRoi, RoiConfig, lung_roi, lung_roi_crop
 from thoracic.anatomy.segmenter import (
     LungCrop,
     LungMask,
@@ -31,7 +31,7 @@ __all__ = [
     "LungMask",
     "LungRoi",
     "LungSegmenter",
-    "RoiOptions",
+    "RoiConfig",
     "Segmenter",
     "default_segmenter",
     "demo_panel",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from thoracic.anatomy.roi import RoiOptions
+    from thoracic.anatomy.roi import RoiConfig
     from thoracic.anatomy.segmenter import LungMask
     from thoracic.io.radiograph import Radiograph
 
@@ -16,6 +16,6 @@ __all__ = ["Segmenter"]
 class Segmenter(Protocol):
     """Finds the lungs on one radiograph (:class:`~thoracic.anatomy.LungSegmenter` is one)."""
 
-    def segment(self, radiograph: Radiograph, roi: RoiOptions | None = None) -> LungMask:
+    def segment(self, radiograph: Radiograph, roi: RoiConfig | None = None) -> LungMask:
         """The lung mask at the original size, and the lung square."""
         ...

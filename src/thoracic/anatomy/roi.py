@@ -33,11 +33,11 @@ from thoracic.io.radiograph import Radiograph
 from thoracic.preprocess.geometry import Interpolation, crop, resize
 from thoracic.transform import Affine
 
-__all__ = ["LungRoi", "RoiOptions", "lung_roi", "lung_roi_crop"]
+__all__ = ["LungRoi", "RoiConfig", "lung_roi", "lung_roi_crop"]
 
 
 @dataclass(frozen=True)
-class RoiOptions:
+class RoiConfig:
     """How the lung square is drawn and when a mask is not believed.
 
     Attributes
@@ -97,11 +97,11 @@ def _full_square(width: int, height: int) -> tuple[int, int, int, int]:
     return x0, y0, x0 + side, y0 + side
 
 
-def lung_roi(mask: np.ndarray, options: RoiOptions | None = None, *, margin: float | None = None) -> LungRoi:
+def lung_roi(mask: np.ndarray, options: RoiConfig | None = None, *, margin: float | None = None) -> LungRoi:
     """The smallest square enclosing a lung mask (nonzero = lung, original size), with a margin."""
-    opts = options or RoiOptions()
+    opts = options or RoiConfig()
     if margin is not None:
-        opts = RoiOptions(margin, opts.min_fraction, opts.max_fraction, opts.min_box_fraction)
+        opts = RoiConfig(margin, opts.min_fraction, opts.max_fraction, opts.min_box_fraction)
     m = np.asarray(mask)
     if m.ndim != 2 or m.size == 0:
         raise ConfigError(f"a lung mask is a non-empty 2-D array, got shape {m.shape}")

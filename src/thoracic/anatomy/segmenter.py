@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from thoracic.anatomy.postprocess import postprocess
-from thoracic.anatomy.roi import LungRoi, RoiOptions, lung_roi, lung_roi_crop
+from thoracic.anatomy.roi import LungRoi, RoiConfig, lung_roi, lung_roi_crop
 from thoracic.errors import ConfigError
 from thoracic.io.radiograph import Radiograph
 from thoracic.models.meta import LungsMeta
@@ -123,7 +123,7 @@ class LungSegmenter(OnnxModel):
     def segment(
         self,
         radiograph: Radiograph,
-        roi: RoiOptions | None = None,
+        roi: RoiConfig | None = None,
         *,
         keep_probability: bool = False,
     ) -> LungMask:
@@ -144,7 +144,7 @@ class LungSegmenter(OnnxModel):
         self,
         radiograph: Radiograph,
         size: int | None = None,
-        roi: RoiOptions | None = None,
+        roi: RoiConfig | None = None,
         *,
         lungs: LungMask | None = None,
     ) -> LungCrop:
@@ -157,7 +157,7 @@ class LungSegmenter(OnnxModel):
         size:
             Side of the output square; ``None`` keeps the square's side in original pixels.
         roi:
-            How the square is drawn (:class:`RoiOptions`) when segmenting here.
+            How the square is drawn (:class:`RoiConfig`) when segmenting here.
         lungs:
             This radiograph's lungs when they are already segmented.
         """
@@ -194,7 +194,7 @@ def lung_roi_step(img: np.ndarray, size: int = 512, margin: float = 0.05) -> tup
         raise ConfigError(f"the lung ROI step works on 2-D grayscale images, got shape {arr.shape}")
     h, w = arr.shape
     rg = Radiograph(pixels=arr, image_id="chain", source="chain", format="array", original_width=w, original_height=h)
-    crop = default_segmenter().crop(rg, size, RoiOptions(margin=margin))
+    crop = default_segmenter().crop(rg, size, RoiConfig(margin=margin))
     return crop.radiograph.pixels, crop.transform
 
 

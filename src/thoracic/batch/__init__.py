@@ -9,32 +9,32 @@
   crash-isolated process pool.
 """
 
-from thoracic.batch.convert import ConvertOptions, ConvertResult, ConvertSummary, convert, convert_chain
-from thoracic.batch.deidentify import DeidentifyOptions, DeidentifyResult, DeidentifySummary, deidentify_files
+from thoracic.batch.convert import ConvertConfig, ConvertResult, ConvertSummary, convert, convert_chain
+from thoracic.batch.deidentify import DeidentifyConfig, DeidentifyResult, DeidentifySummary, deidentify_files
 from thoracic.batch.export import (
     EXPORT_FORMATS,
-    ExportOptions,
+    ExportConfig,
     ExportSummary,
     export_dataset,
     read_export_manifest,
     yolo_names_yaml,
 )
 from thoracic.batch.predictions import PredictionCsv
-from thoracic.batch.segment import MASK_COLUMNS, SegmentOptions, SegmentResult, SegmentSummary, segment_files
+from thoracic.batch.segment import MASK_COLUMNS, SegmentConfig, SegmentResult, SegmentSummary, segment_files
 
 __all__ = [
     "EXPORT_FORMATS",
     "MASK_COLUMNS",
-    "ConvertOptions",
+    "ConvertConfig",
     "ConvertResult",
     "ConvertSummary",
-    "DeidentifyOptions",
+    "DeidentifyConfig",
     "DeidentifyResult",
     "DeidentifySummary",
-    "ExportOptions",
+    "ExportConfig",
     "ExportSummary",
     "PredictionCsv",
-    "SegmentOptions",
+    "SegmentConfig",
     "SegmentResult",
     "SegmentSummary",
     "convert",

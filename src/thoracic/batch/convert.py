@@ -26,11 +26,11 @@ from thoracic.batch.runner import (
 )
 from thoracic.errors import ThoracicError, internal_error_message
 from thoracic.io.ids import check_unique_ids
-from thoracic.io.radiograph import ReadOptions
+from thoracic.io.radiograph import ReadConfig
 from thoracic.preprocess.chain import Chain, Step
 
 __all__ = [
-    "ConvertOptions",
+    "ConvertConfig",
     "ConvertResult",
     "ConvertSummary",
     "MANIFEST_COLUMNS",
@@ -68,11 +68,11 @@ def convert_chain(size: int | None = None, normalize: str = "window", clahe: boo
 
 
 @dataclass(frozen=True)
-class ConvertOptions:
+class ConvertConfig:
     """Settings of one conversion run (written to ``convert.json`` next to the manifest)."""
 
     chain: Chain = field(default_factory=convert_chain)
-    read: ReadOptions = field(default_factory=ReadOptions)
+    read: ReadConfig = field(default_factory=ReadConfig)
     workers: int = 0  # 0: one per core
     png_compression: int = 3
 
@@ -113,7 +113,7 @@ class ConvertSummary(BatchSummary):
     manifest: str = ""
 
 
-def _convert_one(source: str, image_id: str, out_dir: str, chain_dict: dict, read: ReadOptions, compression: int) -> ConvertResult:
+def _convert_one(source: str, image_id: str, out_dir: str, chain_dict: dict, read: ReadConfig, compression: int) -> ConvertResult:
     """Worker: read, preprocess, write one PNG. Never raises for bad input."""
     rg = None
     try:
@@ -159,7 +159,7 @@ def _crashed(task: tuple) -> ConvertResult:
 def convert(
     inputs: Iterable[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
-    options: ConvertOptions | None = None,
+    options: ConvertConfig | None = None,
     *,
     progress: Callable[[ConvertResult], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
@@ -180,7 +180,7 @@ def convert(
     ConfigError
         ``out_dir`` holds a conversion made with other settings.
     """
-    options = options or ConvertOptions()
+    options = options or ConvertConfig()
     out = Path(out_dir)
     sources = find_inputs(inputs, exclude=out)
     ids = check_unique_ids(sources)  # id -> source

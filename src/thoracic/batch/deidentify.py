@@ -20,14 +20,14 @@ from thoracic._fs import find_inputs
 from thoracic.batch.runner import BatchSummary, Manifest
 from thoracic.errors import ThoracicError
 
-__all__ = ["DeidentifyOptions", "DeidentifyResult", "DeidentifySummary", "MANIFEST_COLUMNS", "deidentify_files"]
+__all__ = ["DeidentifyConfig", "DeidentifyResult", "DeidentifySummary", "MANIFEST_COLUMNS", "deidentify_files"]
 
 #: The columns of ``deidentify.csv``, in order: the input's number in the run, never its name.
 MANIFEST_COLUMNS = ("n", "status", "error", "image", "sr", "gsps", "seg")
 
 
 @dataclass(frozen=True)
-class DeidentifyOptions:
+class DeidentifyConfig:
     """Settings of one de-identification run.
 
     Attributes
@@ -74,7 +74,7 @@ class DeidentifySummary(BatchSummary):
 def deidentify_files(
     inputs: Iterable[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
-    options: DeidentifyOptions | None = None,
+    options: DeidentifyConfig | None = None,
     *,
     salt: str,
     progress: Callable[[DeidentifyResult], None] | None = None,
@@ -96,7 +96,7 @@ def deidentify_files(
     """
     from thoracic.dicom import deidentify_file
 
-    options = options or DeidentifyOptions()
+    options = options or DeidentifyConfig()
     files = find_inputs(inputs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +126,7 @@ def deidentify_files(
     return summary
 
 
-def _results(analyzer: Any, path: str, out: Path, options: DeidentifyOptions, salt: str) -> dict[str, str]:
+def _results(analyzer: Any, path: str, out: Path, options: DeidentifyConfig, salt: str) -> dict[str, str]:
     from thoracic.dicom import DEFAULT_MIN_SCORE, build_results
 
     analysis = analyzer.analyze(path)

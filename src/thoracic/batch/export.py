@@ -59,14 +59,14 @@ from thoracic.data.coco import coco_document
 from thoracic.data.fusion import image_groups
 from thoracic.data.tables import PathLike, find_images
 from thoracic.errors import ConfigError, ThoracicError, internal_error_message
-from thoracic.io.radiograph import ReadOptions
+from thoracic.io.radiograph import ReadConfig
 from thoracic.labels import CLASS_IDS, FINDINGS
 from thoracic.preprocess.chain import Chain, get_chain
 from thoracic.transform import Affine
 
 __all__ = [
     "EXPORT_FORMATS",
-    "ExportOptions",
+    "ExportConfig",
     "ExportSummary",
     "MANIFEST_COLUMNS",
     "export_dataset",
@@ -83,7 +83,7 @@ MANIFEST_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class ExportOptions:
+class ExportConfig:
     """Settings of one export (written to ``export.json``).
 
     Attributes
@@ -103,7 +103,7 @@ class ExportOptions:
     unboxed: str = "skip"
     workers: int = 0
     png_compression: int = 3
-    read: ReadOptions = field(default_factory=ReadOptions)
+    read: ReadConfig = field(default_factory=ReadConfig)
 
     def __post_init__(self) -> None:
         if self.format not in EXPORT_FORMATS:
@@ -153,7 +153,7 @@ def _data_yaml(out: Path, train: str, val: str, note: str) -> str:
 
 # --- image writing (worker processes) -----------------------------------------------------------
 def _write_one(
-    source: str, iid: str, out_dir: str, chain_dict: dict, read: ReadOptions, compression: int,
+    source: str, iid: str, out_dir: str, chain_dict: dict, read: ReadConfig, compression: int,
     size: tuple[int, int] | None, kind: str,
 ) -> dict[str, Any]:
     """Worker: read through the chain, write the PNG, return a manifest row. Never raises."""
@@ -200,7 +200,7 @@ def _transform(row: Mapping[str, str]) -> Affine:
 def export_dataset(
     ann: Annotations,
     out: PathLike,
-    options: ExportOptions | None = None,
+    options: ExportConfig | None = None,
     *,
     images: PathLike | None = None,
     folds: Mapping[str, int] | None = None,
@@ -226,7 +226,7 @@ def export_dataset(
     DuplicateImageIdError
         Two files in ``images`` share an image id.
     """
-    options = options or ExportOptions()
+    options = options or ExportConfig()
     out_dir = Path(out)
     found = find_images(images) if images is not None else {}
     groups = image_groups(ann)

@@ -24,7 +24,7 @@ from thoracic.labels import CLASS_IDS, NO_FINDING, NO_FINDING_BOX, NO_FINDING_ID
 if TYPE_CHECKING:
     from thoracic.inference.batch import BatchResult
     from thoracic.inference.predictor import ImagePrediction
-    from thoracic.io.radiograph import ReadOptions
+    from thoracic.io.radiograph import ReadConfig
 
 __all__ = [
     "IMAGE_COLUMNS",
@@ -146,7 +146,7 @@ class PredictionCsv:
         self.close()
 
 
-def write_overlay(pred: ImagePrediction, src: str, out_dir: Path, read: ReadOptions, min_score: float) -> None:
+def write_overlay(pred: ImagePrediction, src: str, out_dir: Path, read: ReadConfig, min_score: float) -> None:
     """Write ``<image_id>.png`` (the boxes scoring at least ``min_score`` drawn on the image) into
     ``out_dir``, and ``<image_id>_heatmap.png`` when the prediction has a heatmap."""
     import cv2

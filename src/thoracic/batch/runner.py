@@ -31,7 +31,7 @@ from typing import IO, Any, TypeVar
 from thoracic._pool import run_tasks
 from thoracic._version import __version__
 from thoracic.errors import ConfigError
-from thoracic.io.radiograph import ReadOptions
+from thoracic.io.radiograph import ReadConfig
 from thoracic.preprocess.chain import Chain
 
 __all__ = [
@@ -139,14 +139,14 @@ def claim_settings(
     return doc
 
 
-def read_settings(read: ReadOptions) -> dict[str, Any]:
+def read_settings(read: ReadConfig) -> dict[str, Any]:
     """The reading options that determine output pixels (the target size is the chain's business)."""
     out = asdict(read)
     out.pop("target_size", None)
     return out
 
 
-def pixel_settings(chain: Chain, read: ReadOptions) -> dict[str, Any]:
+def pixel_settings(chain: Chain, read: ReadConfig) -> dict[str, Any]:
     """What determines the pixels of an image written through ``chain`` (resuming requires the same)."""
     return {"chain": chain.to_dict(), "read": read_settings(read)}
 

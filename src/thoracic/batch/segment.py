@@ -18,15 +18,15 @@ import cv2
 
 from thoracic._fs import find_inputs
 from thoracic.anatomy.overlay import overlay
-from thoracic.anatomy.roi import RoiOptions
+from thoracic.anatomy.roi import RoiConfig
 from thoracic.anatomy.segmenter import LungSegmenter
 from thoracic.batch.runner import BatchSummary, Manifest, ManifestRow, claim_settings, read_settings, write_png
 from thoracic.errors import ConfigError, ThoracicError, internal_error_message
 from thoracic.io.ids import check_unique_ids
-from thoracic.io.radiograph import ReadOptions
+from thoracic.io.radiograph import ReadConfig
 from thoracic.preprocess.intensity import to_uint8
 
-__all__ = ["MASK_COLUMNS", "SegmentOptions", "SegmentResult", "SegmentSummary", "segment_files"]
+__all__ = ["MASK_COLUMNS", "SegmentConfig", "SegmentResult", "SegmentSummary", "segment_files"]
 
 #: The columns of ``masks.csv``, in order.
 MASK_COLUMNS = (
@@ -45,11 +45,11 @@ MASK_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class SegmentOptions:
+class SegmentConfig:
     """Settings of one segmentation run (written to ``segment.json`` next to ``masks.csv``)."""
 
-    roi: RoiOptions = field(default_factory=RoiOptions)
-    read: ReadOptions = field(default_factory=ReadOptions)
+    roi: RoiConfig = field(default_factory=RoiConfig)
+    read: ReadConfig = field(default_factory=ReadConfig)
     overlays: bool = False
     crop_size: int | None = None  # also write crops/<image_id>.png: the lung square at this size
     model: str | None = None  # None: the shipped model
@@ -92,7 +92,7 @@ class SegmentSummary(BatchSummary):
     table: str = ""
 
 
-def _segment_one(seg: LungSegmenter, source: str, image_id: str, out: Path, options: SegmentOptions) -> SegmentResult:
+def _segment_one(seg: LungSegmenter, source: str, image_id: str, out: Path, options: SegmentConfig) -> SegmentResult:
     from thoracic.io.read import read
 
     try:
@@ -127,7 +127,7 @@ def _segment_one(seg: LungSegmenter, source: str, image_id: str, out: Path, opti
 def segment_files(
     inputs: Iterable[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
-    options: SegmentOptions | None = None,
+    options: SegmentConfig | None = None,
     *,
     segmenter: LungSegmenter | None = None,
     progress: Callable[[SegmentResult], None] | None = None,
@@ -145,7 +145,7 @@ def segment_files(
     ConfigError
         ``out_dir`` holds masks made with other settings or another model.
     """
-    options = options or SegmentOptions()
+    options = options or SegmentConfig()
     seg = segmenter or LungSegmenter.load(options.model, threads=options.threads)
     out = Path(out_dir)
     sources = find_inputs(inputs, exclude=out)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from thoracic.errors import ConfigError
-from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.read import Source
 from thoracic.models.meta import ModelMeta
 from thoracic.models.runtime import OnnxModel, load_model
@@ -43,7 +43,7 @@ class OnnxClassifier(OnnxModel):
         """The default filter threshold stored with the model (0.0 when none)."""
         return float(self.meta.extra.get("low", 0.0))
 
-    def prepare(self, src: Source | Radiograph | Prepared, read: ReadOptions | None = None, *,
+    def prepare(self, src: Source | Radiograph | Prepared, read: ReadConfig | None = None, *,
                 image_id: str | None = None) -> Prepared:
         if isinstance(src, Prepared):
             return src

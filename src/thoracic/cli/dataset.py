@@ -142,13 +142,13 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from thoracic.batch.export import ExportOptions, export_dataset
+    from thoracic.batch.export import ExportConfig, export_dataset
     from thoracic.cli._progress import BatchProgress
     from thoracic.data import fuse_readers, kfold_split, read_folds
 
     ann = load_input(args)
     _report_problems(ann, args)
-    options = ExportOptions(format=args.format, chain=args.chain, unboxed=args.unboxed, workers=args.workers)
+    options = ExportConfig(format=args.format, chain=args.chain, unboxed=args.unboxed, workers=args.workers)
     if args.folds and args.folds_csv:
         raise ConfigError("give --folds K or --folds-csv FILE, not both")
     folds = kfold_split(ann, args.folds, seed=args.seed) if args.folds else (read_folds(args.folds_csv) if args.folds_csv else None)

@@ -63,7 +63,7 @@ def _salt(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from thoracic.batch.deidentify import DeidentifyOptions, deidentify_files
+    from thoracic.batch.deidentify import DeidentifyConfig, deidentify_files
     from thoracic.cli._progress import BatchProgress
 
     if args.results and args.keep_uids:
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     salt, origin = _salt(args)
     if origin == "random":
         print(f"note: no --salt-file or ${SALT_ENV}: pseudonyms and new UIDs hold within this run only", file=sys.stderr)
-    options = DeidentifyOptions(keep_uids=args.keep_uids, results=args.results, min_score=args.min_score,
+    options = DeidentifyConfig(keep_uids=args.keep_uids, results=args.results, min_score=args.min_score,
                                 threads=args.threads)
     # the bar prints each failure with its path (the user's own terminal); deidentify.csv never names the file
     with BatchProgress("deidentify", args.out, quiet=args.quiet) as bar:

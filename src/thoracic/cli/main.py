@@ -24,24 +24,24 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
 
 
 def _read_options(args: argparse.Namespace):
-    from thoracic.io import DEFAULT_MAX_PIXELS, ReadOptions
+    from thoracic.io import DEFAULT_MAX_PIXELS, ReadConfig
 
-    return ReadOptions(
+    return ReadConfig(
         allow_non_chest=args.allow_non_chest,
         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
     )
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from thoracic.batch.convert import ConvertOptions, convert, convert_chain
-    from thoracic.io.radiograph import ReadOptions
+    from thoracic.batch.convert import ConvertConfig, convert, convert_chain
+    from thoracic.io.radiograph import ReadConfig
     from thoracic.preprocess import get_chain
 
     if args.chain and (args.size or args.clahe or args.normalize != "window"):
         raise ThoracicError("--chain sets the whole preprocessing; do not combine it with --size/--normalize/--clahe")
     chain = get_chain(args.chain) if args.chain else convert_chain(args.size, args.normalize, args.clahe)
-    ReadOptions(normalize=chain.normalize)  # validate before any work
-    options = ConvertOptions(chain=chain, read=_read_options(args), workers=args.workers)
+    ReadConfig(normalize=chain.normalize)  # validate before any work
+    options = ConvertConfig(chain=chain, read=_read_options(args), workers=args.workers)
     with BatchProgress("convert", args.out, quiet=args.quiet, done="converted") as bar:
         summary = convert(args.inputs, args.out, options, progress=bar.step, on_start=bar.start)
     return finish(

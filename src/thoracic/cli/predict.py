@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from thoracic.batch.predictions import PredictionCsv, prediction_inputs, write_overlay
     from thoracic.inference.batch import BatchPredictor, PipelineConfig
     from thoracic.inference.predictor import PredictConfig, Predictor
-    from thoracic.io.radiograph import ReadOptions
+    from thoracic.io.radiograph import ReadConfig
     from thoracic.models.runtime import onnx_device
 
     if args.weights and (not args.models or len(args.weights) != len(args.models)):
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.lung_roi:
         _check_lungs()
     items = prediction_inputs(args.inputs, args.manifest)
-    read_opts = ReadOptions(allow_non_chest=args.allow_non_chest)
+    read_opts = ReadConfig(allow_non_chest=args.allow_non_chest)
     failed = n_ok = 0
     with PredictionCsv(args.out, args.format, predictor.model_ids, resume=args.resume) as sink:
         already = len({i for _, i in items} & sink.done)

@@ -8,14 +8,14 @@ __all__ = ["add_parser"]
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from thoracic.anatomy.roi import RoiOptions
-    from thoracic.batch.segment import SegmentOptions, segment_files
+    from thoracic.anatomy.roi import RoiConfig
+    from thoracic.batch.segment import SegmentConfig, segment_files
     from thoracic.cli._progress import BatchProgress, finish
-    from thoracic.io import DEFAULT_MAX_PIXELS, ReadOptions
+    from thoracic.io import DEFAULT_MAX_PIXELS, ReadConfig
 
-    options = SegmentOptions(
-        roi=RoiOptions(margin=args.margin),
-        read=ReadOptions(allow_non_chest=args.allow_non_chest, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS),
+    options = SegmentConfig(
+        roi=RoiConfig(margin=args.margin),
+        read=ReadConfig(allow_non_chest=args.allow_non_chest, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS),
         overlays=args.overlays,
         crop_size=args.size if args.crops else None,
         model=args.model,

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise MissingDependencyError.for_feature("thoracic serve", "fastapi/uvicorn", "serve") from err
     from thoracic.inference.analyzer import Analyzer
-    from thoracic.serve.settings import ServeSettings
+    from thoracic.serve.config import ServeConfig
 
     level = getattr(logging, args.log_level.upper())
     if not logging.getLogger().handlers:
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if level <= logging.DEBUG:
         logging.getLogger().setLevel(level)  # everything, the libraries' debug output included
     token, source = resolve_token(args)
-    settings = ServeSettings(
+    settings = ServeConfig(
         token=token,
         max_upload_mb=args.max_upload_mb,
         concurrency=args.concurrency,

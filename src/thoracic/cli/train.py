@@ -16,11 +16,11 @@ __all__ = ["add_parser", "main"]
 
 def _cmd_train_lungs(args: argparse.Namespace) -> int:
     from thoracic.train.lungs import (  # raises MissingDependencyError without torch
-        TrainConfig,
+        LungsTrainConfig,
         train_lungs,
     )
 
-    cfg = TrainConfig(
+    cfg = LungsTrainConfig(
         data=args.data,
         out=args.out,
         size=args.size,

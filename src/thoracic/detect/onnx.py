@@ -19,7 +19,7 @@ import numpy as np
 from thoracic.boxes import nms_xyxy
 from thoracic.detect.types import Detections
 from thoracic.errors import ConfigError
-from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.read import Source
 from thoracic.models.meta import ModelMeta
 from thoracic.models.runtime import OnnxModel, load_model
@@ -108,7 +108,7 @@ class OnnxDetector(OnnxModel):
     def chain(self):
         return self.meta.chain
 
-    def prepare(self, src: Source | Radiograph | Prepared, read: ReadOptions | None = None, *,
+    def prepare(self, src: Source | Radiograph | Prepared, read: ReadConfig | None = None, *,
                 image_id: str | None = None) -> Prepared:
         """Read and preprocess ``src`` (a path, bytes, a :class:`Radiograph` or a :class:`Prepared`)."""
         if isinstance(src, Prepared):

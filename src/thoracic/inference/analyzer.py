@@ -32,7 +32,7 @@ import numpy as np
 from thoracic._version import __version__
 from thoracic.anatomy.segmenter import LungMask, LungSegmenter
 from thoracic.inference.predictor import ImagePrediction, ModelInfo, PredictConfig, Predictor
-from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.read import Source
 
 __all__ = ["Analysis", "Analyzer"]
@@ -155,7 +155,7 @@ class Analyzer:
         """The sha256 prefixes of all model files, joined with ``+`` (detectors, classifier, lungs)."""
         return ModelInfo.ids(self.models)
 
-    def analyze(self, src: Source | Radiograph, *, image_id: str | None = None, read: ReadOptions | None = None,
+    def analyze(self, src: Source | Radiograph, *, image_id: str | None = None, read: ReadConfig | None = None,
                 heatmap: bool = True, lungs: bool = True) -> Analysis:
         """Analyze one image (a path, bytes, a binary file or a :class:`~thoracic.io.Radiograph`).
 

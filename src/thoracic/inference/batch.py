@@ -50,7 +50,7 @@ from thoracic.errors import (
 )
 from thoracic.inference.plan import ReadPlan, read_plan
 from thoracic.inference.predictor import ImagePrediction, Predictor
-from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.read import Source
 from thoracic.preprocess.chain import Chain, Prepared
 
@@ -182,7 +182,7 @@ class BatchPredictor:
         Base reading options (``allow_non_chest``, ``max_pixels``, ...).
     """
 
-    def __init__(self, predictor: Predictor, config: PipelineConfig | None = None, read: ReadOptions | None = None) -> None:
+    def __init__(self, predictor: Predictor, config: PipelineConfig | None = None, read: ReadConfig | None = None) -> None:
         self.predictor = predictor
         self.config = config or PipelineConfig()
         self.plan = read_plan(predictor, read, reduced_decode=self.config.reduced_decode)

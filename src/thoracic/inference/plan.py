@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.read import Source, read
 from thoracic.preprocess.chain import Chain, Prepared
 from thoracic.preprocess.model_input import prepare_8bit_many
@@ -30,7 +30,7 @@ class ReadPlan:
     """What a reader does for one image: one read per normalization the models need, then the
     preprocessing of every model input it can make without a model (``chains``)."""
 
-    options: tuple[tuple[str, ReadOptions], ...]
+    options: tuple[tuple[str, ReadConfig], ...]
     chains: tuple[Chain, ...] = ()
     complete: bool = False  # ``chains`` cover every model: predicting needs no pixels beyond them
 
@@ -65,7 +65,7 @@ class ReadPlan:
                 {c: Prepared(p.pixels, p.transform, light[id(p.radiograph)]) for c, p in prepared.items()})
 
 
-def read_plan(predictor: Predictor, base: ReadOptions | None = None, *, reduced_decode: bool = True) -> ReadPlan:
+def read_plan(predictor: Predictor, base: ReadConfig | None = None, *, reduced_decode: bool = True) -> ReadPlan:
     """The reads :meth:`Predictor.predict` needs, with reduced JPEG 2000 decoding where it is exact enough.
 
     A normalization is decoded at a reduced resolution only when ``reduced_decode`` is set, every
@@ -73,7 +73,7 @@ def read_plan(predictor: Predictor, base: ReadOptions | None = None, *, reduced_
     <thoracic.preprocess.Chain.decode_size>`) and no lung crop is involved; the target is the
     largest of those sizes. The reader prepares the inputs of every model not on a lung crop.
     """
-    base = base or ReadOptions()
+    base = base or ReadConfig()
     models: list[tuple[Chain, bool]] = [(d.chain, predictor.config.lung_roi or d.meta.lung_crop)
                                         for d in predictor.detectors]
     if predictor.classifier is not None:
@@ -84,7 +84,7 @@ def read_plan(predictor: Predictor, base: ReadOptions | None = None, *, reduced_
     options = []
     for norm, wanted in sizes.items():
         target = max(wanted) if reduced_decode and all(s is not None for s in wanted) else None  # type: ignore[type-var]
-        options.append((norm, ReadOptions(normalize=norm, percentiles=base.percentiles, target_size=target,
+        options.append((norm, ReadConfig(normalize=norm, percentiles=base.percentiles, target_size=target,
                                           allow_non_chest=base.allow_non_chest, max_pixels=base.max_pixels)))
     return ReadPlan(tuple(options), tuple(chain for chain, crop in models if not crop),
                     complete=not any(crop for _, crop in models))

@@ -24,7 +24,7 @@ from thoracic.detect.onnx import DetectorConfig, OnnxDetector
 from thoracic.detect.types import Detections
 from thoracic.errors import ConfigError
 from thoracic.inference.plan import ReadPlan, read_plan
-from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.read import Source
 from thoracic.models.registry import model_path
 from thoracic.models.runtime import file_sha256
@@ -195,13 +195,13 @@ class Predictor:
             return None
         return self.config.low if self.config.low is not None else self.classifier.low
 
-    def plan(self, read: ReadOptions | None = None) -> ReadPlan:
+    def plan(self, read: ReadConfig | None = None) -> ReadPlan:
         """How :meth:`read` reads an image and which model inputs :meth:`prepare` makes
         (:func:`~thoracic.inference.plan.read_plan`, always decoding in full)."""
         return read_plan(self, read, reduced_decode=False)
 
     def read(self, src: Source | Radiograph, image_id: str | None = None,
-             read: ReadOptions | None = None) -> dict[str, Radiograph]:
+             read: ReadConfig | None = None) -> dict[str, Radiograph]:
         """Read ``src`` once per distinct normalization the models need: ``{normalize: Radiograph}``.
 
         The reading half of :meth:`predict` (no model runs): with :meth:`predict_read` it lets
@@ -217,7 +217,7 @@ class Predictor:
             self.segmenter = default_segmenter()
         return self.segmenter.crop(rg)
 
-    def predict(self, src: Source | Radiograph, *, image_id: str | None = None, read: ReadOptions | None = None,
+    def predict(self, src: Source | Radiograph, *, image_id: str | None = None, read: ReadConfig | None = None,
                 features: bool = False, heatmap: bool = False) -> ImagePrediction:
         """Predict one image (a path, bytes or a :class:`Radiograph`).
 

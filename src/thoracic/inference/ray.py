@@ -27,7 +27,7 @@ from typing import Any
 from thoracic.errors import ConfigError, MissingDependencyError
 from thoracic.inference.batch import BatchResult
 from thoracic.inference.predictor import Predictor
-from thoracic.io.radiograph import ReadOptions
+from thoracic.io.radiograph import ReadConfig
 
 __all__ = ["predict_ray", "require_ray"]
 
@@ -60,7 +60,7 @@ def _model_bundle(predictor: Predictor) -> dict[str, Any]:
 class _Replica:
     """A Ray actor holding one copy of the models (Ray Data calls it with batches of rows)."""
 
-    def __init__(self, bundle: dict[str, Any], read: ReadOptions, reduced_decode: bool) -> None:
+    def __init__(self, bundle: dict[str, Any], read: ReadConfig, reduced_decode: bool) -> None:
         from thoracic.inference.batch import BatchPredictor, PipelineConfig
 
         self._dir = tempfile.TemporaryDirectory(prefix="thoracic-ray-")
@@ -99,7 +99,7 @@ def predict_ray(
     items: Sequence[tuple[str, str]],
     *,
     address: str | None = None,
-    read: ReadOptions | None = None,
+    read: ReadConfig | None = None,
     reduced_decode: bool = True,
     workers: int = 0,
 ) -> Iterator[BatchResult]:
@@ -150,7 +150,7 @@ def predict_ray(
         rows = [{"index": i, "source": os.path.abspath(src), "image_id": iid} for i, (src, iid) in enumerate(items)]
         ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), replicas * 4))
         ds = ds.map_batches(_Replica, batch_size=1, concurrency=replicas, num_cpus=1,
-                            fn_constructor_kwargs={"bundle": _model_bundle(predictor), "read": read or ReadOptions(),
+                            fn_constructor_kwargs={"bundle": _model_bundle(predictor), "read": read or ReadConfig(),
                                                    "reduced_decode": reduced_decode})
         for row in ds.iter_rows():
             index = int(row["index"])

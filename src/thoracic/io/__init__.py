@@ -7,14 +7,14 @@
 """
 
 from thoracic.io.ids import KNOWN_EXTENSIONS, check_unique_ids, image_id
-from thoracic.io.radiograph import DEFAULT_MAX_PIXELS, Radiograph, ReadOptions
+from thoracic.io.radiograph import DEFAULT_MAX_PIXELS, Radiograph, ReadConfig
 from thoracic.io.read import Source, read
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "KNOWN_EXTENSIONS",
     "Radiograph",
-    "ReadOptions",
+    "ReadConfig",
     "Source",
     "check_unique_ids",
     "image_id",

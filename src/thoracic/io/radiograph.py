@@ -11,7 +11,7 @@ import numpy as np
 from thoracic.errors import ConfigError, ImageTooLargeError
 from thoracic.transform import Affine
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Normalize", "Radiograph", "ReadOptions", "check_max_pixels"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Normalize", "Radiograph", "ReadConfig", "check_max_pixels"]
 
 Normalize = Literal["window", "minmax", "percentile"]
 _NORMALIZE = ("window", "minmax", "percentile")
@@ -21,7 +21,7 @@ DEFAULT_MAX_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)
-class ReadOptions:
+class ReadConfig:
     """How to turn a file into display pixels.
 
     Attributes
@@ -62,7 +62,7 @@ class ReadOptions:
             raise ConfigError(f"max_pixels must be positive, got {self.max_pixels}")
 
 
-def check_max_pixels(width: int, height: int, options: ReadOptions, path: str, what: str) -> None:
+def check_max_pixels(width: int, height: int, options: ReadConfig, path: str, what: str) -> None:
     """Refuse a declared ``width`` x ``height`` beyond ``options.max_pixels``, before decoding anything.
 
     Raises

@@ -16,7 +16,7 @@ from thoracic.errors import (
     MultiFrameError,
     UnsupportedFormatError,
 )
-from thoracic.io.radiograph import Radiograph, ReadOptions, check_max_pixels
+from thoracic.io.radiograph import Radiograph, ReadConfig, check_max_pixels
 from thoracic.io.voi import minmax, percentile_bounds, truncate_8bit, window
 
 __all__ = ["looks_like_raster", "read_raster"]
@@ -59,7 +59,7 @@ def _gray(im: Image.Image) -> tuple[np.ndarray, int, str]:
     return luma, 8, mode
 
 
-def read_raster(data: bytes, path: str, image_id: str, options: ReadOptions) -> Radiograph:
+def read_raster(data: bytes, path: str, image_id: str, options: ReadConfig) -> Radiograph:
     """Read a PNG/JPEG/TIFF radiograph from its bytes (``path`` only names it in errors)."""
     kind = (looks_like_raster(data[:8]) or "image").upper()
     with quiet():

@@ -10,7 +10,7 @@ from typing import BinaryIO
 from thoracic.errors import ReadError, UnsupportedFormatError
 from thoracic.io.dicom import looks_like_dicom, read_dicom
 from thoracic.io.ids import image_id as _image_id
-from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.raster import looks_like_raster, read_raster
 
 __all__ = ["Source", "read"]
@@ -42,7 +42,7 @@ def _load(src: Source) -> tuple[bytes, str]:
         raise ReadError(f"cannot be read ({err.strerror or err})", path=path) from err
 
 
-def read(src: Source, options: ReadOptions | None = None, *, image_id: str | None = None) -> Radiograph:
+def read(src: Source, options: ReadConfig | None = None, *, image_id: str | None = None) -> Radiograph:
     """Read a chest radiograph (DICOM, PNG, JPEG or TIFF) from a path, bytes or a binary file.
 
     Parameters
@@ -50,7 +50,7 @@ def read(src: Source, options: ReadOptions | None = None, *, image_id: str | Non
     src:
         A path, the file's bytes, or a file object opened in binary mode.
     options:
-        How to normalize intensities and which inputs to refuse; see :class:`ReadOptions`.
+        How to normalize intensities and which inputs to refuse; see :class:`ReadConfig`.
     image_id:
         The id of the result; by default :func:`thoracic.io.image_id` of the path
         (``"image"`` for bytes without a name).
@@ -67,7 +67,7 @@ def read(src: Source, options: ReadOptions | None = None, *, image_id: str | Non
     thoracic.errors.InvalidRadiographError
         It was read but is not a radiograph thoracic analyzes (a :class:`ValueError`).
     """
-    options = options or ReadOptions()
+    options = options or ReadConfig()
     data, path = _load(src)
     if image_id is None:
         image_id = "image" if path.startswith("<") else _image_id(path)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from thoracic.errors import ConfigError
-from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.preprocess import geometry, intensity
 from thoracic.transform import Affine
 
@@ -181,7 +181,7 @@ class Chain:
     description: str = ""
 
     def __post_init__(self) -> None:
-        ReadOptions(normalize=self.normalize)  # validates the name
+        ReadConfig(normalize=self.normalize)  # validates the name
         object.__setattr__(self, "steps", tuple(self.steps))
 
     # --- forms -----------------------------------------------------------------------------
@@ -237,10 +237,10 @@ class Chain:
             return int(dict(self.steps[0].params)["size"])
         return None
 
-    def read_options(self, base: ReadOptions | None = None) -> ReadOptions:
+    def read_options(self, base: ReadConfig | None = None) -> ReadConfig:
         """Reading options for this chain (normalization and reduced decoding) on top of ``base``."""
-        base = base or ReadOptions()
-        return ReadOptions(
+        base = base or ReadConfig()
+        return ReadConfig(
             normalize=self.normalize,  # type: ignore[arg-type]
             percentiles=base.percentiles,
             target_size=self.decode_size(),
@@ -276,7 +276,7 @@ class Chain:
                 img = spec.fn(img, **params)
         return Prepared(pixels=np.ascontiguousarray(img, dtype=np.float32), transform=transform, radiograph=radiograph)
 
-    def load(self, src, base: ReadOptions | None = None, *, image_id: str | None = None) -> Prepared:
+    def load(self, src, base: ReadConfig | None = None, *, image_id: str | None = None) -> Prepared:
         """Read ``src`` with this chain's options and run the steps (the function prediction calls)."""
         from thoracic.io.read import read
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.read import Source
 from thoracic.io.read import read as read_file
 from thoracic.preprocess.chain import Chain, Prepared, Step
@@ -24,7 +24,7 @@ def _split(chain: Chain) -> tuple[Chain, Step | None]:
     return chain, None
 
 
-def prepare_8bit(chain: Chain, src: Source | Radiograph, read: ReadOptions | None = None, *,
+def prepare_8bit(chain: Chain, src: Source | Radiograph, read: ReadConfig | None = None, *,
                  image_id: str | None = None) -> Prepared:
     """Run ``chain`` as training saw it: steps up to the final letterbox, 8-bit, then letterbox.
 

@@ -1,15 +1,15 @@
 """``thoracic serve``: the HTTP API (FastAPI) and the web viewer.
 
->>> from thoracic.serve import ServeSettings, create_app   # doctest: +SKIP
->>> app = create_app(ServeSettings(token="secret"))         # doctest: +SKIP
+>>> from thoracic.serve import ServeConfig, create_app   # doctest: +SKIP
+>>> app = create_app(ServeConfig(token="secret"))         # doctest: +SKIP
 
 Run it with ``thoracic serve`` (uvicorn), or mount ``create_app(...)`` in any ASGI server. The
 API needs the ``serve`` extra: ``pip install 'thoracic[serve]'``.
 """
 
-from thoracic.serve.settings import ServeSettings
+from thoracic.serve.config import ServeConfig
 
-__all__ = ["ServeSettings", "create_app"]
+__all__ = ["ServeConfig", "create_app"]
 
 
 def __getattr__(name: str):

@@ -20,7 +20,7 @@ This module wires the app (lifespan, error handlers, middleware, the viewer and 
 the routes are in :mod:`~thoracic.serve.routes`, the models of their JSON in
 :mod:`~thoracic.serve.schemas`, and what they share in :mod:`~thoracic.serve.service`.
 
->>> app = create_app(ServeSettings(token="t"), analyzer=object())  # doctest: +SKIP
+>>> app = create_app(ServeConfig(token="t"), analyzer=object())  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from thoracic._version import __version__
+from thoracic.serve.config import ServeConfig
 from thoracic.serve.errors import ApiError, error_body
 from thoracic.serve.routes import add_routes
 from thoracic.serve.service import Service
-from thoracic.serve.settings import ServeSettings
 
 __all__ = ["create_app"]
 
@@ -98,18 +98,18 @@ class _Guard:
 
 
 # --- the app ------------------------------------------------------------------------------------------
-def create_app(settings: ServeSettings | None = None, *, analyzer: Any = None) -> FastAPI:
+def create_app(settings: ServeConfig | None = None, *, analyzer: Any = None) -> FastAPI:
     """The ASGI application.
 
     Parameters
     ----------
     settings:
-        How the service runs (token, limits, pool sizes); defaults to :class:`ServeSettings`.
+        How the service runs (token, limits, pool sizes); defaults to :class:`ServeConfig`.
     analyzer:
         A loaded :class:`thoracic.inference.analyzer.Analyzer` (or anything with its ``analyze`` and
         ``models``); by default the shipped models are loaded when the app starts.
     """
-    settings = settings or ServeSettings()
+    settings = settings or ServeConfig()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

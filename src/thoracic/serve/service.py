@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from thoracic.errors import ConfigError
+from thoracic.serve.config import ServeConfig
 from thoracic.serve.errors import ApiError
 from thoracic.serve.gate import Gate
 from thoracic.serve.render import gray_png, heatmap_png, lungs_png, png_size
-from thoracic.serve.settings import ServeSettings
 from thoracic.serve.store import Entry, ResultStore
 
 __all__ = ["DICOM_OBJECTS", "QUIET_LOGGERS", "Service", "not_dicom"]
@@ -68,7 +68,7 @@ def _quiet_identifying_loggers() -> None:
 class Service:
     """What the routes share: settings, the analyzer, the worker gate and the result store."""
 
-    def __init__(self, settings: ServeSettings, analyzer: Any) -> None:
+    def __init__(self, settings: ServeConfig, analyzer: Any) -> None:
         _quiet_identifying_loggers()
         self.settings = settings
         self.analyzer = analyzer
@@ -99,9 +99,9 @@ class Service:
                 outputs: tuple[str, ...], dicom_min_score: float) -> Entry:
         read = None
         if self.settings.allow_non_chest:
-            from thoracic.io.radiograph import ReadOptions
+            from thoracic.io.radiograph import ReadConfig
 
-            read = ReadOptions(allow_non_chest=True)
+            read = ReadConfig(allow_non_chest=True)
         a = self.analyzer.analyze(data, image_id=rid, read=read, heatmap=heatmap, lungs=lungs)
         is_dicom = a.radiograph.dataset is not None
         if outputs and not is_dicom:  # a DICOM without preamble sniffed as something else

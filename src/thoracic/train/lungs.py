@@ -33,7 +33,7 @@ from thoracic.models.runtime import write_meta
 
 __all__ = [
     "LungPair",
-    "TrainConfig",
+    "LungsTrainConfig",
     "augment",
     "dice_iou",
     "export_onnx",
@@ -55,7 +55,7 @@ def _torch():
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class LungsTrainConfig:
     """Settings of one training run (written to ``config.json`` next to the model)."""
 
     data: str
@@ -146,7 +146,7 @@ def load_arrays(pairs: Sequence[LungPair], contract: LungsMeta) -> tuple[np.ndar
     return np.stack(images).astype(np.float32), np.stack(masks).astype(np.float32)
 
 
-def augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+def augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, cfg: LungsTrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """Random affine (rotation, scale, shift), optional mirror, and intensity changes (gamma, contrast)."""
     h, w = img.shape
     if rng.random() < 0.85:
@@ -186,7 +186,7 @@ def _training_settings(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in _RUNTIME_ONLY}
 
 
-def _build(cfg: TrainConfig):
+def _build(cfg: LungsTrainConfig):
     from thoracic.train.unet import build_unet
 
     return build_unet(base=cfg.base, depth=cfg.depth)
@@ -224,7 +224,7 @@ def evaluate_full(prob_small: np.ndarray, pair: LungPair, contract: LungsMeta) -
 
 
 def train_model(
-    cfg: TrainConfig,
+    cfg: LungsTrainConfig,
     images: np.ndarray,
     masks: np.ndarray,
     out: Path,
@@ -343,7 +343,7 @@ def _fold_split(n: int, folds: int, fold: int, seed: int) -> tuple[np.ndarray, n
     return np.setdiff1d(np.arange(n), val), val
 
 
-def train_lungs(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def train_lungs(cfg: LungsTrainConfig, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train the lung model as shipped (or one cross-validation fold), export ONNX, write a summary."""
     torch = _torch()
     out = Path(cfg.out)

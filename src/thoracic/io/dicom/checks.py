@@ -15,7 +15,7 @@ from thoracic.errors import (
     UnsupportedTransferSyntaxError,
 )
 from thoracic.io.dicom.header import sop_class_name, text
-from thoracic.io.radiograph import ReadOptions, check_max_pixels
+from thoracic.io.radiograph import ReadConfig, check_max_pixels
 
 __all__ = [
     "LATERAL_VIEWS",
@@ -92,7 +92,7 @@ def check_image_attributes(ds: Dataset, path: str) -> None:
                                    path=path)
 
 
-def check_chest(ds: Dataset, options: ReadOptions, path: str) -> tuple[str, ...]:
+def check_chest(ds: Dataset, options: ReadConfig, path: str) -> tuple[str, ...]:
     """Refuse a non-radiograph modality, a lateral view or another body part (unless
     ``options.allow_non_chest``); the flags of what was overridden."""
     problems: list[tuple[str, str]] = []
@@ -114,7 +114,7 @@ def check_chest(ds: Dataset, options: ReadOptions, path: str) -> tuple[str, ...]
     return tuple(tag for tag, _ in problems)
 
 
-def check_size(ds: Dataset, options: ReadOptions, path: str) -> tuple[int, int]:
+def check_size(ds: Dataset, options: ReadConfig, path: str) -> tuple[int, int]:
     """``(rows, columns)`` of a single frame, refused when empty or beyond ``options.max_pixels``."""
     frames = ds.get("NumberOfFrames", 1)
     try:

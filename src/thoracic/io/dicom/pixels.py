@@ -18,7 +18,7 @@ from thoracic.io.dicom.codestream import (
     has_charls,
 )
 from thoracic.io.dicom.header import first, number, text
-from thoracic.io.radiograph import ReadOptions
+from thoracic.io.radiograph import ReadConfig
 from thoracic.io.voi import minmax, percentile_bounds, window
 from thoracic.transform import Affine
 
@@ -27,7 +27,7 @@ __all__ = ["apply_voi", "decode", "modality_lut", "to_gray"]
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def decode(ds: Dataset, options: ReadOptions, path: str) -> tuple[np.ndarray, Affine]:
+def decode(ds: Dataset, options: ReadConfig, path: str) -> tuple[np.ndarray, Affine]:
     """The stored pixel values, and the map of their coordinates to the original image's.
 
     A JPEG 2000 image is decoded at a reduced resolution when ``options.target_size`` allows it;
@@ -176,7 +176,7 @@ def _window_from_file(ds: Dataset) -> tuple[float, float, str] | None:
 
 
 def apply_voi(
-    values: np.ndarray, ds: Dataset, full_range: tuple[float, float], options: ReadOptions, bits: int, path: str
+    values: np.ndarray, ds: Dataset, full_range: tuple[float, float], options: ReadConfig, bits: int, path: str
 ) -> tuple[np.ndarray, float | None, float | None, str]:
     """Modality values to ``[0, 1]``: ``(pixels, window center, window width, what was applied)``.
 

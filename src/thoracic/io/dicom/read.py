@@ -23,7 +23,7 @@ from thoracic.errors import ConstantImageError, CorruptFileError, UnsupportedFor
 from thoracic.io.dicom.checks import check_chest, check_decoder, check_image_attributes, check_pixel_data, check_size
 from thoracic.io.dicom.header import phi, spacing, text
 from thoracic.io.dicom.pixels import apply_voi, decode, modality_lut, to_gray
-from thoracic.io.radiograph import Radiograph, ReadOptions
+from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.voi import minmax, truncate_8bit
 
 __all__ = ["looks_like_dicom", "parse", "read_dicom"]
@@ -146,7 +146,7 @@ def _looks_truncated(ds: Dataset, size: int) -> bool:
     return short or end > size or 0 < size - end < 8
 
 
-def read_dicom(data: bytes, path: str, image_id: str, options: ReadOptions) -> Radiograph:
+def read_dicom(data: bytes, path: str, image_id: str, options: ReadConfig) -> Radiograph:
     """Read a DICOM radiograph from its bytes (``path`` only names it in errors)."""
     ds = parse(data, path)
     check_pixel_data(ds, path)

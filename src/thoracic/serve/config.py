@@ -1,10 +1,10 @@
 """The settings of ``thoracic serve``: one frozen dataclass, validated once.
 
->>> s = ServeSettings(token="secret", max_upload_mb=8, concurrency=2, queue=4)
+>>> s = ServeConfig(token="secret", max_upload_mb=8, concurrency=2, queue=4)
 >>> s.max_upload_bytes, s.capacity
 (8388608, 6)
 >>> s
-ServeSettings(token='***', max_upload_mb=8.0, concurrency=2, queue=4, results=32, results_mb=512.0,
+ServeConfig(token='***', max_upload_mb=8.0, concurrency=2, queue=4, results=32, results_mb=512.0,
               threads=1, retry_after_max=60, upload_timeout=60.0, models=(), allow_non_chest=False)
 """
 
@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from thoracic.errors import ConfigError
 
-__all__ = ["ServeSettings"]
+__all__ = ["ServeConfig"]
 
 
 @dataclass(frozen=True)
-class ServeSettings:
+class ServeConfig:
     """How the HTTP service runs.
 
     Attributes
@@ -83,7 +83,7 @@ class ServeSettings:
     def __repr__(self) -> str:  # never print the token
         shown = "None" if self.token is None else "'***'"
         return (
-            f"ServeSettings(token={shown}, max_upload_mb={self.max_upload_mb}, concurrency={self.concurrency}, "
+            f"ServeConfig(token={shown}, max_upload_mb={self.max_upload_mb}, concurrency={self.concurrency}, "
             f"queue={self.queue}, results={self.results}, results_mb={self.results_mb}, threads={self.threads}, "
             f"retry_after_max={self.retry_after_max}, upload_timeout={self.upload_timeout}, models={self.models}, allow_non_chest={self.allow_non_chest})"
         )
