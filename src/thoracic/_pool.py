@@ -61,7 +61,8 @@ def run_tasks(
         yield run_alone(fn, task, crashed)
 
 
-def _pass(fn, tasks: list[tuple], workers: int, suspects: list[tuple], crashed) -> Iterator:
+def _pass(fn: Callable[..., R], tasks: list[tuple], workers: int, suspects: list[tuple],
+          crashed: Callable[[tuple], R]) -> Iterator[R]:
     queue = iter(tasks)
     broken = False
     with process_pool(workers) as pool:

@@ -61,7 +61,7 @@ def quiet(record: bool = False) -> Iterator[list[warnings.WarningMessage]]:
         if _active == 0:
             _saved_hook = warnings._showwarnmsg  # type: ignore[attr-defined]
             warnings._showwarnmsg = _route  # type: ignore[attr-defined]
-            warnings.filters.insert(0, _FILTER)  # type: ignore[arg-type]
+            warnings.filters.insert(0, _FILTER)  # type: ignore[attr-defined]
             warnings._filters_mutated()  # type: ignore[attr-defined]
         _active += 1
     _local.depth = depth + 1
@@ -78,7 +78,7 @@ def quiet(record: bool = False) -> Iterator[list[warnings.WarningMessage]]:
                     warnings._showwarnmsg = _saved_hook  # type: ignore[attr-defined]
                 _saved_hook = None
                 try:
-                    warnings.filters.remove(_FILTER)  # type: ignore[arg-type]
+                    warnings.filters.remove(_FILTER)  # type: ignore[attr-defined]
                 except ValueError:  # someone reset the filters meanwhile
                     pass
                 warnings._filters_mutated()  # type: ignore[attr-defined]

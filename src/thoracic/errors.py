@@ -128,7 +128,7 @@ class NotChestRadiographError(InvalidRadiographError):
     result is flagged. ``reason`` is a short machine-readable tag such as ``modality:CT``.
     """
 
-    def __init__(self, message: str, *, path=None, reason: str = "") -> None:
+    def __init__(self, message: str, *, path: str | None = None, reason: str = "") -> None:
         super().__init__(message, path=path)
         self.reason = reason
 

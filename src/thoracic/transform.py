@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from thoracic.errors import ConfigError
 
@@ -56,12 +57,12 @@ class Affine:
             other.sy * self.ty + other.ty,
         )
 
-    def apply_points(self, points) -> np.ndarray:
+    def apply_points(self, points: npt.ArrayLike) -> np.ndarray:
         """Map an ``(N, 2)`` array of ``x, y`` points."""
         p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         return np.stack([p[:, 0] * self.sx + self.tx, p[:, 1] * self.sy + self.ty], axis=1)
 
-    def apply_boxes(self, boxes) -> np.ndarray:
+    def apply_boxes(self, boxes: npt.ArrayLike) -> np.ndarray:
         """Map an ``(N, 4)`` array of ``xyxy`` boxes; a mirroring transform keeps ``x_min <= x_max``."""
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         x = b[:, [0, 2]] * self.sx + self.tx

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from thoracic.errors import ConfigError
 from thoracic.labels import CLASS_IDS, NO_FINDING
@@ -52,7 +53,7 @@ class Problem:
         return f"{where}{self.image_id}: {self.message}"
 
 
-def _col(values: Iterable[Any] | np.ndarray | None, n: int, dtype, default) -> np.ndarray:
+def _col(values: Iterable[Any] | np.ndarray | None, n: int, dtype: npt.DTypeLike, default: Any) -> np.ndarray:
     if values is None:
         return np.full(n, default, dtype=dtype)
     arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=dtype)
@@ -83,8 +84,8 @@ class Annotations:
     image_id: np.ndarray
     label: np.ndarray
     boxes: np.ndarray
-    reader: np.ndarray = field(default=None)  # type: ignore[assignment]
-    score: np.ndarray = field(default=None)  # type: ignore[assignment]
+    reader: np.ndarray = field(default=None)  # type: ignore[arg-type]  # None: "" for every row
+    score: np.ndarray = field(default=None)  # type: ignore[arg-type]  # None: NaN for every row
     problems: tuple[Problem, ...] = ()
     name: str = ""
 
@@ -126,7 +127,9 @@ class Annotations:
             boxes.append(row[2:6])
             readers.append(row[6] if len(row) > 6 else "")
             scores.append(row[7] if len(row) > 7 else np.nan)
-        return cls(imgs, ids, labels, np.asarray(boxes, dtype=np.float64).reshape(-1, 4), readers, scores, tuple(problems), name)
+        return cls(imgs, np.asarray(ids, dtype=object), np.asarray(labels, dtype=object),
+                   np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(readers, dtype=object),
+                   np.asarray(scores, dtype=np.float64), tuple(problems), name)
 
     # --- views -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -161,5 +164,7 @@ class Annotations:
             yield (self.image_id[i], self.label[i], x0, y0, x1, y1, self.reader[i], self.score[i])
 
     def label_counts(self) -> dict[str, int]:
-        labels, counts = np.unique(self.label.astype(str), return_counts=True) if len(self) else ([], [])
+        if not len(self):
+            return {}
+        labels, counts = np.unique(self.label.astype(str), return_counts=True)
         return {str(k): int(v) for k, v in zip(labels, counts, strict=True)}

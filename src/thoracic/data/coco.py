@@ -75,10 +75,11 @@ def load_coco(path: PathLike, *, name: str = "") -> Annotations:
             unboxed.add(iid)
     rows: list[tuple] = []
     for k, a in enumerate(doc["annotations"], start=1):
-        iid = by_coco_id.get(a.get("image_id"))
-        if iid is None:
+        found = by_coco_id.get(a.get("image_id"))
+        if found is None:
             problems.append(Problem(k, str(a.get("image_id")), f"annotation #{k}: unknown image id", src))
             continue
+        iid = found
         cname = cats.get(a.get("category_id"), "")
         label = NIH_TO_VINDR.get(cname, cname)
         if label not in CLASS_IDS or label == NO_FINDING:

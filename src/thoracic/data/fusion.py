@@ -122,10 +122,10 @@ def fuse_readers(ann: Annotations, config: FusionConfig | None = None) -> Annota
         scores.append(np.array([np.nan]))
     return Annotations(
         ann.images,
-        ids,
-        labels,
+        np.asarray(ids, dtype=object),
+        np.asarray(labels, dtype=object),
         np.concatenate(boxes) if boxes else np.zeros((0, 4)),
-        readers,
+        np.asarray(readers, dtype=object),
         np.concatenate(scores) if scores else np.zeros(0),
         ann.problems,
         ann.name,

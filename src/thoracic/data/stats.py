@@ -21,6 +21,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -268,7 +269,7 @@ def _figures(stats: DatasetStats, out_dir: Path) -> list[Path]:
     names = [c.label for c in stats.classes]
     paths = []
 
-    def save(fig, name: str) -> None:
+    def save(fig: Any, name: str) -> None:
         p = out_dir / name
         fig.tight_layout()
         fig.savefig(p, dpi=120, metadata={"Software": None})
@@ -320,8 +321,8 @@ def _figures(stats: DatasetStats, out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 5))
     f1 = [c.agreement.f1 for c in stats.classes]
     ax.barh(y, [0 if math.isnan(v) else v for v in f1])
-    for yi, v in zip(y, f1, strict=True):
-        ax.text(0 if math.isnan(v) else v, yi, f" {_fmt(v, 2)}", va="center", fontsize=8)
+    for yi, f in zip(y, f1, strict=True):
+        ax.text(0 if math.isnan(f) else f, float(yi), f" {_fmt(f, 2)}", va="center", fontsize=8)
     ax.axvline(stats.mean_agreement, color="k", linestyle="--", label=f"mean {_fmt(stats.mean_agreement, 2)}")
     ax.set_yticks(y, names)
     ax.invert_yaxis()

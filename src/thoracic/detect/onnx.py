@@ -61,7 +61,8 @@ class DetectorConfig:
             raise ConfigError(f"max_det must be >= 1, got {self.max_det}")
 
 
-def _decode(pred: np.ndarray, conf: float, iou: float, max_det: int, max_nms: int = 30000, max_wh: float = 7680.0):
+def _decode(pred: np.ndarray, conf: float, iou: float, max_det: int, max_nms: int = 30000,
+            max_wh: float = 7680.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(4 + nc, N)`` raw output -> boxes (input pixels), scores, output indices of the class."""
     p = pred.T
     scores_all = p[:, 4:]
@@ -163,7 +164,8 @@ class OnnxDetector(OnnxModel):
         return det.top(cfg.max_det)
 
 
-def _fuse_tta(b1, s1, c1, b2, s2, c2, size: int, cfg: DetectorConfig):
+def _fuse_tta(b1: np.ndarray, s1: np.ndarray, c1: np.ndarray, b2: np.ndarray, s2: np.ndarray, c2: np.ndarray,
+              size: int, cfg: DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from thoracic.boxes import weighted_boxes_fusion
 
     if not len(b1) and not len(b2):

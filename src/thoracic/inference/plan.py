@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from thoracic.io.radiograph import Radiograph, ReadConfig
+from thoracic.io.radiograph import Normalize, Radiograph, ReadConfig
 from thoracic.io.read import Source, read
 from thoracic.preprocess.chain import Chain, Prepared
 from thoracic.preprocess.model_input import prepare_8bit_many
@@ -43,7 +43,7 @@ class ReadPlan:
         (:func:`~thoracic.preprocess.model_input.prepare_8bit_many`; a chain whose normalization
         was not read takes the first radiograph)."""
         any_rg = next(iter(radiographs.values()))
-        mapped = {c.normalize: radiographs.get(c.normalize) or any_rg for c in self.chains}
+        mapped: dict[str, Radiograph] = {c.normalize: radiographs.get(c.normalize) or any_rg for c in self.chains}
         return prepare_8bit_many(self.chains, mapped, levels=levels)
 
     def load(self, src: Source, image_id: str | None = None, *, detach: bool = False,
@@ -78,7 +78,7 @@ def read_plan(predictor: Predictor, base: ReadConfig | None = None, *, reduced_d
                                         for d in predictor.detectors]
     if predictor.classifier is not None:
         models.append((predictor.classifier.meta.chain, False))
-    sizes: dict[str, list[int | None]] = {}
+    sizes: dict[Normalize, list[int | None]] = {}
     for chain, crop in models:
         sizes.setdefault(chain.normalize, []).append(None if crop else chain.decode_size())
     options = []

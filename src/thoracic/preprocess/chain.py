@@ -18,14 +18,18 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from thoracic.errors import ConfigError
-from thoracic.io.radiograph import Radiograph, ReadConfig
+from thoracic.io.radiograph import Normalize, Radiograph, ReadConfig
 from thoracic.preprocess import geometry, intensity
+from thoracic.preprocess.geometry import Interpolation
 from thoracic.transform import Affine
+
+if TYPE_CHECKING:
+    from thoracic.io.read import Source
 
 __all__ = [
     "CHAINS",
@@ -49,15 +53,18 @@ class _StepDef:
     scale_to_size: bool = False  # its output size is set by a `size` param (allows reduced decoding)
 
 
-def _resize_longest(img, size: int, interpolation: str = "area", *, reference_size=None, box=None):
+def _resize_longest(img: np.ndarray, size: int, interpolation: Interpolation = "area", *,
+                    reference_size: tuple[int, int] | None = None,
+                    box: tuple[float, float, float, float] | None = None) -> tuple[np.ndarray, Affine]:
     return geometry.resize_longest(img, size, interpolation=interpolation, reference_size=reference_size, box=box)
 
 
-def _resize(img, width: int, height: int, interpolation: str = "area"):
+def _resize(img: np.ndarray, width: int, height: int, interpolation: Interpolation = "area") -> tuple[np.ndarray, Affine]:
     return geometry.resize(img, width, height, interpolation=interpolation)
 
 
-def _letterbox(img, size: int, interpolation: str = "linear", pad_value: float = 114 / 255):
+def _letterbox(img: np.ndarray, size: int, interpolation: Interpolation = "linear",
+               pad_value: float = 114 / 255) -> tuple[np.ndarray, Affine]:
     return geometry.letterbox(img, size, interpolation=interpolation, pad_value=pad_value)
 
 
@@ -177,7 +184,7 @@ class Chain:
 
     name: str
     steps: tuple[Step, ...] = ()
-    normalize: str = "window"
+    normalize: Normalize = "window"
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -189,7 +196,7 @@ class Chain:
         return "|".join(s.spec() for s in self.steps)
 
     @classmethod
-    def parse(cls, spec: str, *, name: str = "custom", normalize: str = "window") -> Chain:
+    def parse(cls, spec: str, *, name: str = "custom", normalize: Normalize = "window") -> Chain:
         steps = tuple(Step.parse(part) for part in spec.split("|") if part.strip())
         return cls(name=name, steps=steps, normalize=normalize)
 
@@ -212,7 +219,7 @@ class Chain:
             return cls(
                 name=str(data["name"]),
                 steps=steps,
-                normalize=str(data.get("normalize", "window")),
+                normalize=cast(Normalize, str(data.get("normalize", "window"))),  # checked by __post_init__
                 description=str(data.get("description", "")),
             )
         except (KeyError, TypeError) as err:
@@ -241,7 +248,7 @@ class Chain:
         """Reading options for this chain (normalization and reduced decoding) on top of ``base``."""
         base = base or ReadConfig()
         return ReadConfig(
-            normalize=self.normalize,  # type: ignore[arg-type]
+            normalize=self.normalize,
             percentiles=base.percentiles,
             target_size=self.decode_size(),
             allow_non_chest=base.allow_non_chest,
@@ -276,7 +283,7 @@ class Chain:
                 img = spec.fn(img, **params)
         return Prepared(pixels=np.ascontiguousarray(img, dtype=np.float32), transform=transform, radiograph=radiograph)
 
-    def load(self, src, base: ReadConfig | None = None, *, image_id: str | None = None) -> Prepared:
+    def load(self, src: Source, base: ReadConfig | None = None, *, image_id: str | None = None) -> Prepared:
         """Read ``src`` with this chain's options and run the steps (the function prediction calls)."""
         from thoracic.io.read import read
 

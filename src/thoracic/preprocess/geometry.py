@@ -11,6 +11,7 @@ steps thoracic needs (resize, letterbox, crop, flip) are axis-aligned scalings a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import cv2
@@ -45,7 +46,8 @@ def _check_size(width: int, height: int) -> None:
 
 
 def _resize_array(
-    img: np.ndarray, width: int, height: int, interpolation: Interpolation, box: tuple[float, ...] | None = None
+    img: np.ndarray, width: int, height: int, interpolation: Interpolation,
+    box: tuple[float, float, float, float] | None = None,
 ) -> np.ndarray:
     if img.shape[1] == width and img.shape[0] == height and box is None:
         return img
@@ -148,7 +150,7 @@ def letterbox(
     return out, Affine(sx=nw / w, sy=nh / h, tx=float(left), ty=float(top))
 
 
-def crop(img: np.ndarray, box) -> tuple[np.ndarray, Affine]:
+def crop(img: np.ndarray, box: Sequence[float] | np.ndarray) -> tuple[np.ndarray, Affine]:
     """Crop to the integer box ``x_min, y_min, x_max, y_max``; parts outside the image are padded with 0."""
     x0, y0, x1, y1 = (int(v) for v in box)
     if x1 <= x0 or y1 <= y0:

@@ -153,7 +153,7 @@ def decode_j2k_reduced(ds: Dataset, target: int) -> tuple[np.ndarray, int] | Non
     for level in range(level, 0, -1):
         try:
             with Image.open(io.BytesIO(frame)) as im:
-                im.reduce = level
+                im.reduce = level  # type: ignore[method-assign, assignment]  # Pillow: an int attribute on JPEG 2000 images
                 im.load()
                 arr = np.asarray(im)
                 mode = im.mode

@@ -119,8 +119,8 @@ def _materialize(ds: Dataset, path: str) -> None:
     except (MemoryError, CorruptFileError):
         raise
     except Exception as err:  # noqa: BLE001 - see above
-        tag = re.search(r"\([0-9A-Fa-f]{4},[0-9A-Fa-f]{4}\)", str(err))  # the tag only, never a value
-        where = f" in element {tag.group(0)}" if tag else ""
+        found = re.search(r"\([0-9A-Fa-f]{4},[0-9A-Fa-f]{4}\)", str(err))  # the tag only, never a value
+        where = f" in element {found.group(0)}" if found else ""
         raise CorruptFileError(
             f"the DICOM header has an element that cannot be decoded ({type(err).__name__}{where}); "
             "the file is damaged",
