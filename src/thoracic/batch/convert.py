@@ -10,17 +10,14 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from thoracic._fs import find_inputs
 from thoracic.batch.runner import (
     BatchSummary,
+    ImageBatchConfig,
     Manifest,
     ManifestRow,
-    check_png_compression,
-    check_workers,
     claim_settings,
-    pixel_settings,
     run_isolated,
     write_png,
 )
@@ -67,22 +64,12 @@ def convert_chain(size: int | None = None, normalize: str = "window", clahe: boo
     return Chain(name, tuple(steps), normalize, "thoracic convert")
 
 
-@dataclass(frozen=True)
-class ConvertConfig:
-    """Settings of one conversion run (written to ``convert.json`` next to the manifest)."""
+@dataclass(frozen=True, kw_only=True)
+class ConvertConfig(ImageBatchConfig):
+    """Settings of one conversion run (written to ``convert.json`` next to the manifest); the
+    chain defaults to :func:`convert_chain`'s, the file window at full size."""
 
     chain: Chain = field(default_factory=convert_chain)
-    read: ReadConfig = field(default_factory=ReadConfig)
-    workers: int = 0  # 0: one per core
-    png_compression: int = 3
-
-    def __post_init__(self) -> None:
-        check_workers(self.workers)
-        check_png_compression(self.png_compression)
-
-    def settings(self) -> dict[str, Any]:
-        """What determines the output pixels (resuming requires the same)."""
-        return pixel_settings(self.chain, self.read)
 
 
 @dataclass(frozen=True)

@@ -45,11 +45,9 @@ import numpy as np
 from thoracic._version import __version__
 from thoracic.batch.runner import (
     BatchSummary,
+    ImageBatchConfig,
     Manifest,
-    check_png_compression,
-    check_workers,
     claim_settings,
-    pixel_settings,
     run_isolated,
     write_png,
     write_text,
@@ -82,8 +80,8 @@ MANIFEST_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class ExportConfig:
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig(ImageBatchConfig):
     """Settings of one export (written to ``export.json``).
 
     Attributes
@@ -94,16 +92,13 @@ class ExportConfig:
         The preprocessing chain (a :class:`Chain`, a shipped name or a spec).
     unboxed:
         ``"skip"`` (default) or ``"include"`` images that have findings but no boxes.
-    workers:
-        Processes writing images (0: one per core).
+
+    and the ``read``, ``workers`` and ``png_compression`` of every :class:`ImageBatchConfig`.
     """
 
     format: str = "yolo"
     chain: Chain = field(default_factory=lambda: get_chain("yolo-512-clahe"))
     unboxed: str = "skip"
-    workers: int = 0
-    png_compression: int = 3
-    read: ReadConfig = field(default_factory=ReadConfig)
 
     def __post_init__(self) -> None:
         if self.format not in EXPORT_FORMATS:
@@ -111,12 +106,7 @@ class ExportConfig:
         if self.unboxed not in UNBOXED:
             raise ConfigError.unknown("unboxed policy", self.unboxed, UNBOXED)
         object.__setattr__(self, "chain", get_chain(self.chain))
-        check_workers(self.workers)
-        check_png_compression(self.png_compression)
-
-    def settings(self) -> dict[str, Any]:
-        """What determines the written pixels (resuming requires the same)."""
-        return pixel_settings(self.chain, self.read)
+        super().__post_init__()
 
 
 @dataclass

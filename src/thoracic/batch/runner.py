@@ -24,7 +24,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -36,13 +36,11 @@ from thoracic.preprocess.chain import Chain
 
 __all__ = [
     "BatchSummary",
+    "ImageBatchConfig",
     "Manifest",
     "ManifestRow",
     "ManifestWriter",
-    "check_png_compression",
-    "check_workers",
     "claim_settings",
-    "pixel_settings",
     "read_settings",
     "replacing",
     "run_isolated",
@@ -146,21 +144,36 @@ def read_settings(read: ReadConfig) -> dict[str, Any]:
     return out
 
 
-def pixel_settings(chain: Chain, read: ReadConfig) -> dict[str, Any]:
-    """What determines the pixels of an image written through ``chain`` (resuming requires the same)."""
-    return {"chain": chain.to_dict(), "read": read_settings(read)}
+@dataclass(frozen=True, kw_only=True)
+class ImageBatchConfig:
+    """The settings every command that writes images through a chain shares (convert, export).
 
+    Attributes
+    ----------
+    chain:
+        The preprocessing chain the images are written through.
+    read:
+        How the inputs are read.
+    workers:
+        Processes writing images (0: one per core).
+    png_compression:
+        PNG compression level, 0..9.
+    """
 
-def check_workers(workers: int) -> None:
-    """Refuse a negative worker count (0 means one per core)."""
-    if workers < 0:
-        raise ConfigError(f"workers must be >= 0 (0 = one per core), got {workers}")
+    chain: Chain
+    read: ReadConfig = field(default_factory=ReadConfig)
+    workers: int = 0
+    png_compression: int = 3
 
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0 (0 = one per core), got {self.workers}")
+        if not 0 <= self.png_compression <= 9:
+            raise ConfigError(f"PNG compression must be 0..9, got {self.png_compression}")
 
-def check_png_compression(level: int) -> None:
-    """Refuse a PNG compression level outside 0..9."""
-    if not 0 <= level <= 9:
-        raise ConfigError(f"PNG compression must be 0..9, got {level}")
+    def settings(self) -> dict[str, Any]:
+        """What determines the written pixels (resuming requires the same)."""
+        return {"chain": self.chain.to_dict(), "read": read_settings(self.read)}
 
 
 # --- the manifest ---------------------------------------------------------------------------------

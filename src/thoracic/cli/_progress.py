@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 
 class BatchProgress:
@@ -38,6 +41,13 @@ class BatchProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.bar.close()
+
+
+def run_batch(desc: str, args: Any, fn: Callable[..., R], *fn_args: Any, done: str = "processed", **fn_kwargs: Any) -> R:
+    """``fn(*fn_args, progress=..., on_start=..., **fn_kwargs)`` under a :class:`BatchProgress` bar
+    named ``desc`` (``args.out``, ``args.quiet`` from the command line); its summary."""
+    with BatchProgress(desc, args.out, quiet=args.quiet, done=done) as bar:
+        return fn(*fn_args, progress=bar.step, on_start=bar.start, **fn_kwargs)
 
 
 def finish(summary: Any, line: str, where: str) -> int:

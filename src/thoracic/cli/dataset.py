@@ -143,7 +143,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from thoracic.batch.export import ExportConfig, export_dataset
-    from thoracic.cli._progress import BatchProgress
+    from thoracic.cli._progress import run_batch
     from thoracic.data import fuse_readers, kfold_split, read_folds
 
     ann = load_input(args)
@@ -161,8 +161,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if method != "none":
         ann = fuse_readers(ann, _fusion_config(args, method))
         print(f"readers fused with {method}: {int(ann.is_finding.sum())} finding boxes")
-    with BatchProgress("export", args.out, quiet=args.quiet, done="written") as bar:
-        s = export_dataset(ann, args.out, options, images=args.images, folds=folds, progress=bar.step, on_start=bar.start)
+    s = run_batch("export", args, export_dataset, ann, args.out, options, images=args.images, folds=folds, done="written")
     print(
         f"{s.labelled} labelled image(s) ({s.written} written, {s.resumed} already done), {s.boxes} boxes; "
         f"{s.unboxed_skipped} without boxes skipped, {s.missing} missing, {s.failed} failed; "

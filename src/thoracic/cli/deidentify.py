@@ -64,7 +64,7 @@ def _salt(args: argparse.Namespace) -> tuple[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from thoracic.batch.deidentify import DeidentifyConfig, deidentify_files
-    from thoracic.cli._progress import BatchProgress
+    from thoracic.cli._progress import run_batch
 
     if args.results and args.keep_uids:
         raise ConfigError("--results refers to the image by its new UIDs; use it without --keep-uids")
@@ -76,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
     options = DeidentifyConfig(keep_uids=args.keep_uids, results=args.results, min_score=args.min_score,
                                 threads=args.threads)
     # the bar prints each failure with its path (the user's own terminal); deidentify.csv never names the file
-    with BatchProgress("deidentify", args.out, quiet=args.quiet) as bar:
-        summary = deidentify_files(args.inputs, args.out, options, salt=salt, progress=bar.step, on_start=bar.start)
+    summary = run_batch("deidentify", args, deidentify_files, args.inputs, args.out, options, salt=salt)
     print(f"{summary.total - summary.failed} of {summary.total} file(s) de-identified into {Path(args.out)} "
           f"(list: {Path(summary.manifest).name})")
     return 1 if summary.failed else 0

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from thoracic._version import __version__
-from thoracic.cli._progress import BatchProgress, finish
+from thoracic.cli._progress import finish, run_batch
 from thoracic.errors import ThoracicError
 
 log = logging.getLogger("thoracic")
@@ -42,14 +42,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     chain = get_chain(args.chain) if args.chain else convert_chain(args.size, args.normalize, args.clahe)
     ReadConfig(normalize=chain.normalize)  # validate before any work
     options = ConvertConfig(chain=chain, read=_read_options(args), workers=args.workers)
-    with BatchProgress("convert", args.out, quiet=args.quiet, done="converted") as bar:
-        summary = convert(args.inputs, args.out, options, progress=bar.step, on_start=bar.start)
-    return finish(
-        summary,
-        f"{summary.converted} converted ({summary.flagged} flagged), {summary.skipped} already done, "
-        f"{summary.failed} failed; manifest: {summary.manifest}",
-        "the manifest's error column",
-    )
+    summary = run_batch("convert", args, convert, args.inputs, args.out, options, done="converted")
+    line = (f"{summary.converted} converted ({summary.flagged} flagged), {summary.skipped} already done, "
+            f"{summary.failed} failed; manifest: {summary.manifest}")
+    return finish(summary, line, "the manifest's error column")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ __all__ = ["add_parser"]
 def _cmd_segment(args: argparse.Namespace) -> int:
     from thoracic.anatomy.roi import RoiConfig
     from thoracic.batch.segment import SegmentConfig, segment_files
-    from thoracic.cli._progress import BatchProgress, finish
+    from thoracic.cli._progress import finish, run_batch
     from thoracic.io import DEFAULT_MAX_PIXELS, ReadConfig
 
     options = SegmentConfig(
@@ -21,14 +21,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         model=args.model,
         threads=args.threads,
     )
-    with BatchProgress("segment", args.out, quiet=args.quiet, done="segmented") as bar:
-        summary = segment_files(args.inputs, args.out, options, progress=bar.step, on_start=bar.start)
-    return finish(
-        summary,
-        f"{summary.segmented} segmented ({summary.fallbacks} fell back to the full image), "
-        f"{summary.skipped} already done, {summary.failed} failed; table: {summary.table}",
-        "the error column of masks.csv",
-    )
+    summary = run_batch("segment", args, segment_files, args.inputs, args.out, options, done="segmented")
+    line = (f"{summary.segmented} segmented ({summary.fallbacks} fell back to the full image), "
+            f"{summary.skipped} already done, {summary.failed} failed; table: {summary.table}")
+    return finish(summary, line, "the error column of masks.csv")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
