@@ -26,13 +26,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from thoracic._pool import run_tasks
 from thoracic._version import __version__
 from thoracic.errors import ConfigError
 from thoracic.io.radiograph import ReadConfig
 from thoracic.preprocess.chain import Chain
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "BatchSummary",
@@ -83,7 +86,7 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text)
 
 
-def write_png(path: str | os.PathLike[str], img: Any, compression: int | None = None) -> None:
+def write_png(path: str | os.PathLike[str], img: np.ndarray, compression: int | None = None) -> None:
     """Write an image as a PNG atomically (:func:`replacing`); ``compression`` 0..9 (None: OpenCV's).
 
     Raises

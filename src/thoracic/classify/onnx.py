@@ -14,12 +14,11 @@ from typing import Any
 import numpy as np
 
 from thoracic.errors import ConfigError
-from thoracic.io.radiograph import Radiograph, ReadConfig
-from thoracic.io.read import Source
+from thoracic.io.radiograph import ReadConfig
 from thoracic.models.meta import ModelMeta
 from thoracic.models.runtime import OnnxModel, load_model
 from thoracic.preprocess.chain import Prepared
-from thoracic.preprocess.model_input import model_pixels, prepare_8bit
+from thoracic.preprocess.model_input import ModelSource, model_pixels, prepare_8bit
 
 __all__ = ["OnnxClassifier"]
 
@@ -43,13 +42,13 @@ class OnnxClassifier(OnnxModel):
         """The default filter threshold stored with the model (0.0 when none)."""
         return float(self.meta.extra.get("low", 0.0))
 
-    def prepare(self, src: Source | Radiograph | Prepared, read: ReadConfig | None = None, *,
+    def prepare(self, src: ModelSource, read: ReadConfig | None = None, *,
                 image_id: str | None = None) -> Prepared:
         if isinstance(src, Prepared):
             return src
         return prepare_8bit(self.meta.chain, src, read, image_id=image_id)
 
-    def p_abnormal(self, src: Any) -> float:
+    def p_abnormal(self, src: ModelSource) -> float:
         """P(abnormal) of one image (a path, bytes, a Radiograph or a Prepared of this model's chain)."""
         pixels = model_pixels(self.prepare(src).pixels)
         size = self.meta.imgsz

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from thoracic.preprocess.model_input import ModelSource
 
 __all__ = ["Classifier"]
 
@@ -11,6 +14,6 @@ __all__ = ["Classifier"]
 class Classifier(Protocol):
     """Tells normal from abnormal images (:class:`~thoracic.classify.OnnxClassifier` is one)."""
 
-    def p_abnormal(self, src: Any) -> float:
+    def p_abnormal(self, src: ModelSource) -> float:
         """P(abnormal) of one image (a path, bytes or a radiograph)."""
         ...

@@ -19,13 +19,12 @@ import numpy as np
 from thoracic.boxes import nms_xyxy
 from thoracic.detect.types import Detections
 from thoracic.errors import ConfigError
-from thoracic.io.radiograph import Radiograph, ReadConfig
-from thoracic.io.read import Source
+from thoracic.io.radiograph import ReadConfig
 from thoracic.models.meta import ModelMeta
 from thoracic.models.runtime import OnnxModel, load_model
 from thoracic.preprocess.chain import Prepared
 from thoracic.preprocess.geometry import hflip
-from thoracic.preprocess.model_input import _LEVELS, prepare_8bit
+from thoracic.preprocess.model_input import _LEVELS, ModelSource, prepare_8bit
 
 __all__ = ["DetectorConfig", "OnnxDetector"]
 
@@ -109,7 +108,7 @@ class OnnxDetector(OnnxModel):
     def chain(self):
         return self.meta.chain
 
-    def prepare(self, src: Source | Radiograph | Prepared, read: ReadConfig | None = None, *,
+    def prepare(self, src: ModelSource, read: ReadConfig | None = None, *,
                 image_id: str | None = None) -> Prepared:
         """Read and preprocess ``src`` (a path, bytes, a :class:`Radiograph` or a :class:`Prepared`)."""
         if isinstance(src, Prepared):
@@ -137,7 +136,7 @@ class OnnxDetector(OnnxModel):
         boxes, scores, cls = _decode(pred, cfg.conf, cfg.iou, cfg.max_det)
         return boxes, scores, cls, feats
 
-    def predict(self, src: Any, config: DetectorConfig | None = None, *, features: bool = False) -> Detections:
+    def predict(self, src: ModelSource, config: DetectorConfig | None = None, *, features: bool = False) -> Detections:
         """Detect findings; boxes in pixels of the original image (clipped to it)."""
         cfg = config or self.config
         prepared = self.prepare(src)

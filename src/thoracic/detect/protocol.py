@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from thoracic.detect.types import Detections
 
 if TYPE_CHECKING:
     from thoracic.detect.onnx import DetectorConfig
+    from thoracic.preprocess.model_input import ModelSource
 
 __all__ = ["Detector"]
 
@@ -16,6 +17,6 @@ __all__ = ["Detector"]
 class Detector(Protocol):
     """Finds abnormalities on one radiograph (:class:`~thoracic.detect.OnnxDetector` is one)."""
 
-    def predict(self, src: Any, config: DetectorConfig | None = None) -> Detections:
+    def predict(self, src: ModelSource, config: DetectorConfig | None = None) -> Detections:
         """Boxes in pixels of the original image of ``src`` (a path, bytes or a radiograph), scores, class ids."""
         ...

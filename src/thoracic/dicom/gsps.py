@@ -8,7 +8,10 @@ they look as they do without the presentation state.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 from thoracic.dicom.context import ResultContext
 from thoracic.dicom.sr import box_polyline
@@ -38,7 +41,7 @@ def _voi(ctx: ResultContext, hd: Any):
     )]
 
 
-def build_gsps(ctx: ResultContext, series_number: int, instance_number: int) -> Any:
+def build_gsps(ctx: ResultContext, series_number: int, instance_number: int) -> Dataset:
     """The grayscale softcopy presentation state of the findings."""
     import highdicom as hd
 

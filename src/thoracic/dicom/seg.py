@@ -6,17 +6,21 @@ identified by the lungs model's name, the thoracic version and the model's sha25
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from thoracic.dicom.codes import REPORT_CODES
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
 from thoracic.dicom.context import ResultContext
 
 __all__ = ["build_seg"]
 
 
-def build_seg(ctx: ResultContext, series_number: int, instance_number: int) -> Any:
+def build_seg(ctx: ResultContext, series_number: int, instance_number: int) -> Dataset:
     """The binary segmentation of the lungs (``ctx.mask`` nonzero = lung, at the source size)."""
     import highdicom as hd
 

@@ -17,11 +17,15 @@ Content tree (``Comprehensive 3D SR``)::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from thoracic.dicom.codes import REPORT_CODES, finding_code
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
 from thoracic.dicom.context import Finding, ResultContext
 
 __all__ = ["box_polyline", "build_sr"]
@@ -143,7 +147,7 @@ def _library_image(source: Any) -> Any:
     return entry
 
 
-def build_sr(ctx: ResultContext, series_number: int, instance_number: int) -> Any:
+def build_sr(ctx: ResultContext, series_number: int, instance_number: int) -> Dataset:
     """The Comprehensive 3D SR of the findings (see the module docstring for its tree)."""
     import highdicom as hd
 

@@ -39,7 +39,6 @@ from concurrent.futures import (
 )
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
 
 from thoracic._pool import process_pool, run_alone
 from thoracic.errors import (
@@ -160,7 +159,7 @@ class BatchResult:
         return internal_error_message(self.error)
 
 
-def _read_task(plan: ReadPlan, src: Any, image_id: str) -> tuple[dict[str, Radiograph], dict[Chain, Prepared]] | BaseException:
+def _read_task(plan: ReadPlan, src: Source, image_id: str) -> tuple[dict[str, Radiograph], dict[Chain, Prepared]] | BaseException:
     """Reader worker: the detached radiographs and model inputs (:meth:`ReadPlan.load`), or the
     exception (returned: a bad file must not look like a crash)."""
     try:
@@ -316,13 +315,13 @@ class _Entry:
     """One image in flight: its read and (with inference workers) its prediction."""
 
     index: int
-    src: Any
+    src: Source
     image_id: str
     read: Future
     result: Future | None = None
 
 
-def _name(src: Any) -> str:
+def _name(src: Source) -> str:
     if isinstance(src, str | os.PathLike):
         return os.fspath(src)
     return "<bytes>"

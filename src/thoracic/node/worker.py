@@ -22,7 +22,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pydicom
 
@@ -30,6 +30,10 @@ from thoracic.errors import InvalidRadiographError, ReadError, ThoracicError
 from thoracic.node.config import NodeConfig
 from thoracic.node.queue import Job, JobQueue
 from thoracic.node.send import SendError, send_files
+
+if TYPE_CHECKING:
+    from thoracic.dicom.results import DicomResults
+    from thoracic.inference.analyzer import Analysis, Analyzer
 
 __all__ = ["Worker", "backoff_delay", "describe_error"]
 
@@ -57,7 +61,7 @@ def describe_error(err: BaseException) -> str:
     return type(err).__name__
 
 
-def _default_build(analysis: Any) -> Any:
+def _default_build(analysis: Analysis) -> DicomResults:
     from thoracic.dicom import build_results
 
     return build_results(analysis)
@@ -83,8 +87,8 @@ class Worker:
         self,
         config: NodeConfig,
         queue: JobQueue,
-        analyzer: Any,
-        build: Callable[[Any], Any] | None = None,
+        analyzer: Analyzer,
+        build: Callable[[Analysis], DicomResults] | None = None,
     ) -> None:
         self.config = config
         self.queue = queue
@@ -151,7 +155,7 @@ class Worker:
         )
         return True
 
-    def _save(self, job: Job, results: Any) -> list[dict[str, str]]:
+    def _save(self, job: Job, results: DicomResults) -> list[dict[str, str]]:
         """Save the results whole: into a temporary folder, fsynced, then renamed to the job's folder."""
         final = job.results_dir
         tmp = final.with_name(f".{final.name}.tmp")

@@ -13,7 +13,11 @@ from thoracic.preprocess.chain import Chain, Prepared, Step
 from thoracic.preprocess.geometry import letterbox
 from thoracic.transform import Affine
 
-__all__ = ["model_pixels", "prepare_8bit", "prepare_8bit_many"]
+__all__ = ["ModelSource", "model_pixels", "prepare_8bit", "prepare_8bit_many"]
+
+#: What a model's ``prepare`` (and so its ``predict``) takes: a file, bytes or a stream, a read
+#: radiograph, or an input already prepared for it.
+ModelSource = Source | Radiograph | Prepared
 
 
 def _split(chain: Chain) -> tuple[Chain, Step | None]:
