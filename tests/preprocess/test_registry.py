@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from thoracic.errors import ConfigError
-from thoracic.preprocess import CHAINS, STEPS, Chain, Step, get_chain, register_chain, register_step
+from thoracic.preprocess import CHAINS, STEPS, Chain, Step, get_chain
 from thoracic.transform import Affine
 
 
