@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ds_helpers import require_module
+from helpers import require
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +13,7 @@ from thoracic.errors import ConfigError
 
 
 def _ensemble_boxes():
-    return require_module("ensemble_boxes")
+    return require("ensemble_boxes")
 
 
 @st.composite
@@ -126,3 +126,11 @@ def test_contract_errors():
 def test_box_iou():
     iou = box_iou([[0, 0, 10, 10], [0, 0, 0, 0]], [[5, 0, 15, 10], [0, 0, 10, 10]])
     np.testing.assert_allclose(iou, [[1 / 3, 1.0], [0.0, 0.0]])
+
+
+def test_nms_matches_a_hand_computed_case():
+    from thoracic.boxes import nms_xyxy
+
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10.0]])
+    scores = np.array([0.9, 0.8, 0.7, 0.95])
+    assert nms_xyxy(boxes, scores, 0.5).tolist() == [3, 2]

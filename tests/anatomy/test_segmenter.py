@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from thoracic.anatomy import LungMask, lung_roi_crop, overlay
+from thoracic.errors import ConfigError
 from thoracic.io import Radiograph
+from thoracic.models.meta import LUNGS_META_KEY
 
 NAMES = ("00000377_004.jpg", "00001437_012.jpg", "00001555_002.jpg", "RG1_J2KI.dcm", "siim_cr_jpeg_baseline.dcm")
 
@@ -87,3 +89,46 @@ def test_lung_roi_step_for_preprocessing_chains(sample_radiographs, sample_masks
     img, t = lung_roi_step(rg.pixels, size=256, margin=0.05)
     assert img.shape == (256, 256)
     assert np.allclose(t.apply_boxes([sample_masks["00001437_012.jpg"].roi.box]), [[0, 0, 256, 256]])
+
+
+def test_the_shipped_model_declares_its_contract(segmenter):
+    c = segmenter.contract
+    assert c.name == "lungs"
+    assert c.input_size == (192, 192)
+    assert c.chain.normalize == "window"
+    assert c.normalization == "zscore"
+    assert (c.threshold, c.keep_components, c.fill_holes) == (0.5, 2, True)  # chosen by cross-validation
+    assert "CC BY" in " ".join(c.info["training_licences"])
+    assert not any("NC" in lic for lic in c.info["training_licences"])
+
+
+def test_model_without_contract_is_refused(tmp_path, require):
+    onnx = require("onnx")
+    from onnx import TensorProto, helper
+
+    from thoracic.anatomy import LungSegmenter
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["image"], ["logits"])],
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, 8, 8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "plain.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ConfigError, match=LUNGS_META_KEY):
+        LungSegmenter.load(path)
+
+
+def test_missing_or_broken_model_file_is_a_config_error(tmp_path):
+    """As for the detector and the classifier: every model loads through ``load_model``."""
+    from thoracic.anatomy import LungSegmenter
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        LungSegmenter.load(tmp_path / "nope.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ConfigError, match="cannot load ONNX model"):
+        LungSegmenter.load(bad)

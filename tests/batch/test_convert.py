@@ -24,14 +24,14 @@ def _manifest(out: Path) -> list[dict]:
 
 
 @pytest.fixture
-def mixed(tmp_path, samples_dir, data_dir):
+def mixed(tmp_path, samples_dir, fixtures_dir):
     """A folder of good files, broken files and a sub-folder."""
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
     shutil.copy(samples_dir / "siim_cr_jpeg_baseline.dcm", src)
     shutil.copy(samples_dir / "00000377_004.jpg", src / "sub")
-    shutil.copy(data_dir / "nih_dx_implicit_le.dcm", src / "1.2.826.0.1.3680043.8.498.1.dcm")
-    good = (data_dir / "nih_dx_implicit_le.dcm").read_bytes()
+    shutil.copy(fixtures_dir / "nih_dx_implicit_le.dcm", src / "1.2.826.0.1.3680043.8.498.1.dcm")
+    good = (fixtures_dir / "nih_dx_implicit_le.dcm").read_bytes()
     (src / "truncated.dcm").write_bytes(good[: len(good) // 3])
     (src / "noise.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     (src / "notes.bin").write_bytes(b"hello, not an image")
@@ -79,9 +79,9 @@ def test_resume_skips_finished_files_and_retries_failed(mixed, tmp_path):
         convert([mixed], out, ConvertConfig(chain=convert_chain(256), workers=1))
 
 
-def test_size_keeps_aspect_and_matches_the_manifest(tmp_path, data_dir):
+def test_size_keeps_aspect_and_matches_the_manifest(tmp_path, fixtures_dir):
     out = tmp_path / "out"
-    rc = main(["convert", str(data_dir / "RG1_JLSN.dcm"), "--out", str(out), "--size", "500", "--normalize", "minmax", "--clahe", "-q"])
+    rc = main(["convert", str(fixtures_dir / "RG1_JLSN.dcm"), "--out", str(out), "--size", "500", "--normalize", "minmax", "--clahe", "-q"])
     assert rc == 0
     (row,) = _manifest(out)
     assert (row["width"], row["height"], row["out_width"], row["out_height"]) == ("1841", "1955", "471", "500")

@@ -6,7 +6,7 @@ import csv
 
 import pydicom
 import pytest
-from dicom_helpers import ORIGINAL_UIDS, PHI_FRAGMENTS, SAMPLES, phi_radiograph
+from helpers import DEID_FRAGMENTS, ORIGINAL_UIDS, SAMPLES, phi_radiograph
 
 from thoracic.cli.main import main
 
@@ -40,7 +40,7 @@ def test_deidentify_with_results_keeps_no_phi_and_links_the_results(require, inp
     assert len(written) == 2 * 4  # image + SR + GSPS + SEG each
     for path in [*written, out / "deidentify.csv"]:
         data = path.read_bytes()
-        leaked = [f for f in (*PHI_FRAGMENTS, *ORIGINAL_UIDS, "Doe_Jane") if f.encode() in data]
+        leaked = [f for f in (*DEID_FRAGMENTS, *ORIGINAL_UIDS, "Doe_Jane") if f.encode() in data]
         assert leaked == [], (path.name, leaked)
     for row in (r for r in rows if r["status"] == "ok"):
         image = pydicom.dcmread(out / row["image"])

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from ds_helpers import SAMPLES, write
+from helpers import SAMPLES, write
 
 from thoracic.batch.export import ExportConfig, export_dataset, read_export_manifest
 from thoracic.data import Annotations, ImageInfo, load_coco, load_csv

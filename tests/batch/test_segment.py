@@ -1,23 +1,20 @@
+"""``thoracic segment``: masks, overlays, crops and the table; resume; segmentation without torch."""
+
 import argparse
 import csv
 import json
 import shutil
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from helpers import SAMPLES, TORCH, run_without
 
 from thoracic.batch.segment import MASK_COLUMNS
 from thoracic.cli import segment as segment_cli
 from thoracic.cli import train as train_cli
 from thoracic.errors import ConfigError
-
-SAMPLES = Path(__file__).resolve().parents[2] / "src" / "thoracic" / "samples"
-
 
 
 def run(*argv):
@@ -83,30 +80,8 @@ def test_segment_resumes_and_refuses_other_settings(tmp_path, inputs, capsys):
         run("segment", str(inputs), "--out", str(out), "--margin", "0.2", "-q")
 
 
-def test_train_parser_defaults_reproduce_the_shipped_settings():
-    parser = argparse.ArgumentParser()
-    train_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train", "lungs", "--data", "d", "--out", "o"])
-    assert (args.epochs, args.size, args.base, args.batch, args.lr, args.hflip) == (60, 192, 16, 4, 1e-3, False)
-
-
-BLOCK_TORCH = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class BlockTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "torchvision", "ultralytics"):
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockTorch())
-    """
-)
-
-
 def test_segmentation_works_without_torch_and_training_names_the_extra(tmp_path):
-    script = BLOCK_TORCH + textwrap.dedent(
+    script = textwrap.dedent(
         f"""
         import argparse, sys
         from thoracic.anatomy import LungSegmenter, lung_roi_crop
@@ -136,6 +111,6 @@ def test_segmentation_works_without_torch_and_training_names_the_extra(tmp_path)
         print("OK")
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    proc = run_without(TORCH, script, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("OK")

@@ -7,7 +7,7 @@ import importlib
 import shutil
 
 import pytest
-from ds_helpers import SAMPLES, require_module, write
+from helpers import SAMPLES, require, write
 
 from thoracic.cli.dataset import add_parser
 from thoracic.errors import ThoracicError
@@ -67,7 +67,7 @@ def test_fuse_and_stats_on_the_real_table(vinbig_csv, meta_subset, tmp_path, cap
 
 def test_done_when_sequence(nih, tmp_path, capsys):
     """The README's sequence: NIH tables -> folds -> YOLO export with patient-grouped folds."""
-    require_module("iterstrat")
+    require("iterstrat")
     images_csv, boxes_csv = nih
     assert run(["dataset", "check", "--nih", str(images_csv), str(boxes_csv)]) == 0
     assert run(["dataset", "split", "--nih", str(images_csv), str(boxes_csv), "--folds", "2", "--out", str(tmp_path / "folds.csv")]) == 0

@@ -1,9 +1,8 @@
-"""``thoracic dicom-node`` options (``thoracic.cli.dicom_node``) and the package's public names."""
+"""``thoracic dicom-node`` options (``thoracic.cli.dicom_node``)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import socket
 import subprocess
 import sys
@@ -13,17 +12,6 @@ import pytest
 from thoracic.cli import dicom_node
 from thoracic.errors import ConfigError
 from thoracic.node import CStoreDestination, JobQueue, StowRsDestination, job_key
-
-MODULES = ["thoracic.node", "thoracic.node.config", "thoracic.node.logs", "thoracic.node.queue",
-           "thoracic.node.scp", "thoracic.node.send", "thoracic.node.service", "thoracic.node.worker",
-           "thoracic.cli.dicom_node"]
-
-
-@pytest.mark.parametrize("name", MODULES)
-def test_all_is_sorted_and_importable(name):
-    module = importlib.import_module(name)
-    assert module.__all__ == sorted(module.__all__)
-    assert all(hasattr(module, attr) for attr in module.__all__)
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import signal
@@ -13,19 +12,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import FIXTURES, read_rows
 
 from thoracic._fs import sidecar_path
 from thoracic.cli.predict import main
 from thoracic.models.registry import model_path
 
-ROOT = Path(__file__).resolve().parents[2]
-JLS = ROOT / "tests" / "data" / "RG1_JLSN.dcm"  # slow to decode (~0.3 s): the kill lands mid-run
-DICOM = ROOT / "tests" / "data" / "nih_dx_implicit_le.dcm"
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+JLS = FIXTURES / "RG1_JLSN.dcm"  # slow to decode (~0.3 s): the kill lands mid-run
+DICOM = FIXTURES / "nih_dx_implicit_le.dcm"
 
 
 def _lines(path: Path) -> int:
@@ -65,7 +59,7 @@ def test_kill_9_then_resume_loses_nothing_and_duplicates_nothing(folder, detecto
             proc.wait()
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
-    done_before = _rows(side)
+    done_before = read_rows(side)
     assert 3 <= len(done_before) < 12
     # a kill can also land inside a write: leave torn last lines in both files (no line end)
     with out.open("a", newline="") as fh:
@@ -75,7 +69,7 @@ def test_kill_9_then_resume_loses_nothing_and_duplicates_nothing(folder, detecto
     first_rows = out.read_text().splitlines()[1:]
 
     assert main([*args, "--resume", "--readers-in", "processes"]) == 0
-    images = _rows(side)
+    images = read_rows(side)
     assert Counter(r["image_id"] for r in images) == Counter({p.name.rsplit(".", 1)[0]: 1 for p in folder.iterdir()})
     assert {r["status"] for r in images} == {"ok"}
     preds = out.read_text().splitlines()[1:]
@@ -88,7 +82,7 @@ def test_kill_9_then_resume_loses_nothing_and_duplicates_nothing(folder, detecto
     clean = tmp_path / "clean" / "preds.csv"
     assert main([str(folder), "--out", str(clean), *_models(detector_onnx), "-q"]) == 0
     assert sorted(preds) == sorted(clean.read_text().splitlines()[1:])
-    assert Counter(r["image_id"] for r in _rows(sidecar_path(clean))) == Counter(r["image_id"] for r in images)
+    assert Counter(r["image_id"] for r in read_rows(sidecar_path(clean))) == Counter(r["image_id"] for r in images)
 
 
 def test_resume_drops_a_torn_quoted_field_and_failed_images(detector_onnx, chest_png, tmp_path):
@@ -98,12 +92,12 @@ def test_resume_drops_a_torn_quoted_field_and_failed_images(detector_onnx, chest
     args = [str(chest_png), str(bad), "--out", str(out), *_models(detector_onnx), "-q"]
     assert main(args) == 1
     side = sidecar_path(out)
-    assert [r["status"] for r in _rows(side)] == ["ok", "failed"]
+    assert [r["status"] for r in read_rows(side)] == ["ok", "failed"]
     with side.open("a", newline="") as fh:  # killed inside a quoted error message
         fh.write('other,/x/other.png,failed,"UnsupportedFormatError: half a mess')
     bad.write_bytes(chest_png.read_bytes())  # the file was fixed meanwhile
     assert main([*args, "--resume"]) == 0
-    rows = _rows(side)
+    rows = read_rows(side)
     assert [(r["image_id"], r["status"]) for r in rows] == [(chest_png.stem, "ok"), ("bad", "ok")]
 
 
@@ -118,4 +112,4 @@ def test_resume_predicts_again_an_image_whose_rows_are_missing(detector_onnx, ch
     out.write_text("\n".join(line for line in full if not line.startswith("d,")) + "\n")
     assert main([*args, "--resume"]) == 0
     assert sorted(out.read_text().splitlines()) == sorted(full)
-    assert [r["image_id"] for r in _rows(sidecar_path(out))] == [chest_png.stem, "d"]
+    assert [r["image_id"] for r in read_rows(sidecar_path(out))] == [chest_png.stem, "d"]

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from ds_helpers import require_module
+from helpers import require
 
 from thoracic.data import Annotations, ImageInfo, group_of, kfold_split, read_folds, write_folds
 from thoracic.errors import ConfigError
@@ -28,7 +28,7 @@ def _patients(n_patients: int = 60, seed: int = 1) -> Annotations:
 
 
 def test_no_patient_in_two_folds(tmp_path):
-    require_module("iterstrat")
+    require("iterstrat")
     ann = _patients()
     folds = kfold_split(ann, 5, seed=3)
     assert set(folds) == set(ann.images) and set(folds.values()) == set(range(5))
@@ -44,7 +44,7 @@ def test_no_patient_in_two_folds(tmp_path):
 
 
 def test_vinbigdata_groups_by_image_and_stratifies(vinbig):
-    require_module("iterstrat")
+    require("iterstrat")
     sub = vinbig.select_images(sorted(vinbig.images)[:600])
     folds = kfold_split(sub, 3, seed=0)
     groups = group_of(sub)
@@ -55,7 +55,7 @@ def test_vinbigdata_groups_by_image_and_stratifies(vinbig):
 
 
 def test_errors():
-    require_module("iterstrat")
+    require("iterstrat")
     with pytest.raises(ConfigError, match=">= 2"):
         kfold_split(_patients(3), 1)
     with pytest.raises(ConfigError, match="cannot fill"):

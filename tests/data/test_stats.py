@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ds_helpers import require_module
+from helpers import require
 
 from thoracic.data import Annotations, ImageInfo, compute_stats, greedy_matches, reader_agreement, write_stats
 from thoracic.labels import NO_FINDING
@@ -53,7 +53,7 @@ def test_real_table_stats(vinbig, tmp_path):
 
 
 def test_areas_and_figures(vinbig_subset, tmp_path):
-    require_module("matplotlib")
+    require("matplotlib")
     stats = compute_stats(vinbig_subset)
     assert stats.unknown_size == 0
     for c in stats.classes:

@@ -10,7 +10,7 @@ import gzip
 import math
 
 import pytest
-from ds_helpers import write
+from helpers import write
 
 from thoracic.data import load_csv, read_image_sizes
 from thoracic.data.tables import parse_finite, parse_float, parse_size, read_csv

@@ -1,4 +1,4 @@
-"""ONNX export and ONNX Runtime inference against ultralytics' own predictor on the same image."""
+"""The ONNX detector: export and inference against ultralytics' own predictor on the same image; TTA."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from helpers import TINY_SIZE
 
 from thoracic.detect import DetectorConfig, OnnxDetector
 from thoracic.labels import FINDINGS
 from thoracic.models.meta import META_KEY
-
-TINY_SIZE = 256  # as tests/detect/conftest.py
 
 
 @pytest.mark.parametrize(("n", "iou"), [(30, 0.7), (60, 0.5)])
@@ -90,3 +89,34 @@ def test_export_needs_the_training_chain(tiny_pt, tmp_path):
     # a chain.json file as the chain; no data set here, so all classes count as trained
     m = meta(export_detector_onnx(tiny_pt, tmp_path / "e.onnx", imgsz=256, chain=data.parent / "chain.json"))
     assert m["chain"]["name"] == "yolo-512-clahe+letterbox256" and m["trained_classes"] == list(FINDINGS)
+
+
+def test_tta_is_mirror_symmetric(detector_onnx, pair):
+    """TTA on the mirrored image gives the mirrored boxes.
+
+    The model's own input is mirrored (a Prepared image), since intensity steps of a chain such as
+    CLAHE are not exactly mirror-symmetric in 8 bits; the image is at the model's input size, so
+    the chain's geometry is the identity.
+    """
+    from thoracic.preprocess import Prepared
+
+    det = OnnxDetector.load(detector_onnx)
+    pa = det.prepare(pair[0])
+    assert pa.transform.is_identity
+    pb = Prepared(np.ascontiguousarray(pa.pixels[:, ::-1]), pa.transform, pa.radiograph)
+    # a threshold that keeps ~20 boxes (a random test model has plateaus of tied low scores,
+    # where any fusion depends on input order)
+    scores = np.unique(det.predict(pa, DetectorConfig(conf=0.0001, max_det=300)).scores)[::-1]
+    conf = float(scores[min(20, len(scores) - 1)])
+    cfg = DetectorConfig(conf=conf, tta=True)
+    a, b = det.predict(pa, cfg), det.predict(pb, cfg)
+    w = a.image_size[0]
+    assert len(a) > 0 and len(a) == len(b)
+    mirrored = np.stack([w - b.boxes[:, 2], b.boxes[:, 1], w - b.boxes[:, 0], b.boxes[:, 3]], axis=1)
+    order_a = np.lexsort((a.boxes[:, 0], a.class_ids, -np.round(a.scores, 4)))
+    order_b = np.lexsort((mirrored[:, 0], b.class_ids, -np.round(b.scores, 4)))
+    np.testing.assert_allclose(a.boxes[order_a], mirrored[order_b], atol=1.0)
+    np.testing.assert_allclose(a.scores[order_a], b.scores[order_b], atol=1e-3)
+    # TTA changes the result compared with one pass
+    plain = det.predict(pa, DetectorConfig(conf=conf))
+    assert len(plain) != len(a) or not np.allclose(plain.scores, a.scores)

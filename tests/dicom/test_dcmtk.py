@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from dicom_helpers import require_tool
+from helpers import require_tool
 
 from thoracic.dicom import build_results
 

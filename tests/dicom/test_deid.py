@@ -7,17 +7,8 @@ import datetime
 import numpy as np
 import pydicom
 import pytest
-from dicom_helpers import (
-    ORIGINAL_UIDS,
-    PHI_FRAGMENTS,
-    PRIVATE_VALUE,
-    SAMPLES,
-    SOP_UID,
-    STUDY_UID,
-    dciodvfy_errors,
-    dciodvfy_unexplained,
-    phi_radiograph,
-)
+from dicom_helpers import dciodvfy_errors, dciodvfy_unexplained
+from helpers import DEID_FRAGMENTS, ORIGINAL_UIDS, PRIVATE_VALUE, SAMPLES, SOP_UID, STUDY_UID, phi_radiograph
 from pydicom.dataset import Dataset
 
 from thoracic.dicom import build_results, deidentify, deidentify_file, pseudonym
@@ -27,7 +18,7 @@ SALT = "site secret 42"
 
 
 def _leaks(data: bytes) -> list[str]:
-    return [s for s in (*PHI_FRAGMENTS, *ORIGINAL_UIDS) if s.encode() in data]
+    return [s for s in (*DEID_FRAGMENTS, *ORIGINAL_UIDS) if s.encode() in data]
 
 
 def test_image_file_has_no_phi_left(phi_file, tmp_path):

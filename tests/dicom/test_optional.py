@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
+from helpers import run_without
 
-SCRIPT = textwrap.dedent(
-    """
-    import importlib.abc, sys
+SCRIPT = """
+    import sys
     from types import SimpleNamespace
 
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "highdicom":
-                raise ImportError("highdicom is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, Block())
     from pydicom.dataset import Dataset
     from thoracic.dicom import build_results, deidentify, safe_uid_name
     from thoracic.errors import MissingDependencyError
@@ -35,10 +25,9 @@ SCRIPT = textwrap.dedent(
     assert "highdicom" not in sys.modules
     print("OK")
     """
-)
 
 
 def test_works_without_highdicom_until_results_are_built():
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
+    proc = run_without(("highdicom",), SCRIPT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "OK"

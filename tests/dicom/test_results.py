@@ -7,7 +7,6 @@ import pydicom
 import pytest
 from dicom_helpers import (
     BOXES,
-    SAMPLES,
     all_text,
     built_analysis,
     dciodvfy_errors,
@@ -15,6 +14,7 @@ from dicom_helpers import (
     lung_mask,
     sr_findings,
 )
+from helpers import ROOT, SAMPLES
 
 from thoracic.dicom import (
     DEFAULT_MIN_SCORE,
@@ -203,8 +203,6 @@ def test_every_finding_has_a_distinct_code():
 
 def test_the_documented_code_table_is_the_code_table():
     """docs/clinic/dicom.md lists exactly the codes the objects carry."""
-    from dicom_helpers import ROOT
-
     rows = {}
     for line in (ROOT / "docs" / "clinic" / "dicom.md").read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

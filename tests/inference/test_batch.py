@@ -1,4 +1,4 @@
-"""The pipelined batch predictor and ONNX Runtime's execution-provider selection."""
+"""The pipelined batch predictor (``thoracic.inference.batch``) and its reading plan."""
 
 from __future__ import annotations
 
@@ -8,19 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import FIXTURES, SAMPLES
 
 from thoracic.errors import ConfigError, CorruptFileError, UnsupportedFormatError
 from thoracic.inference.batch import BatchPredictor, PipelineConfig
 from thoracic.inference.plan import ReadPlan, read_plan
 from thoracic.inference.predictor import PredictConfig, Predictor
-from thoracic.models.runtime import execution_providers, onnx_device, onnx_session
 
-ROOT = Path(__file__).resolve().parents[2]
-DICOM = ROOT / "tests" / "data" / "nih_dx_implicit_le.dcm"
-JLS = ROOT / "tests" / "data" / "RG1_JLSN.dcm"
-J2K = ROOT / "src" / "thoracic" / "samples" / "RG1_J2KI.dcm"
-CPU_ONLY = ["CPUExecutionProvider"]
-WITH_CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+DICOM = FIXTURES / "nih_dx_implicit_le.dcm"
+JLS = FIXTURES / "RG1_JLSN.dcm"
+J2K = SAMPLES / "RG1_J2KI.dcm"
 
 
 @pytest.fixture(scope="module")
@@ -226,42 +223,6 @@ def test_models_read_8bit_levels_exactly_as_the_floats(predictor, detector_onnx)
     _same(predictor.predict_read(radiographs, prepared=prepared), predictor.predict(DICOM))
 
 
-# --- ONNX Runtime devices -----------------------------------------------------------------------
-
-
-def test_auto_prefers_cuda_when_onnxruntime_has_it():
-    assert execution_providers("auto", WITH_CUDA) == [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
-    assert execution_providers("auto", CPU_ONLY) == ["CPUExecutionProvider"]
-    assert execution_providers("cpu", WITH_CUDA) == ["CPUExecutionProvider"]
-    assert execution_providers("CUDA:2", WITH_CUDA) == [("CUDAExecutionProvider", {"device_id": 2}), "CPUExecutionProvider"]
-
-
-def test_explicit_cuda_without_it_and_unknown_devices_are_errors():
-    with pytest.raises(ConfigError, match="no CUDA execution provider.*--device cpu"):
-        execution_providers("cuda", CPU_ONLY)
-    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
-        execution_providers("gpu", WITH_CUDA)
-    with pytest.raises(ConfigError, match="unknown device"):
-        execution_providers("cuda:x", WITH_CUDA)
-    with pytest.raises(ConfigError):
-        with onnx_device("tpu"):
-            pass
-
-
-def test_sessions_follow_the_device_context(detector_onnx):
-    import onnxruntime as ort
-
-    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    auto = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
-    assert onnx_session(detector_onnx, 1).get_providers()[0] == auto
-    with onnx_device("cpu"):
-        assert onnx_session(detector_onnx, 1).get_providers() == ["CPUExecutionProvider"]
-        assert onnx_session(detector_onnx, 1, device="auto").get_providers()[0] == auto  # an explicit device wins
-    if not cuda:
-        with onnx_device("cuda"), pytest.raises(ConfigError, match="no CUDA"):
-            onnx_session(detector_onnx, 1)
-
-
 def test_shared_preprocessing_equals_each_chain_alone(predictor):
     from thoracic.io import read
     from thoracic.preprocess import get_chain
@@ -278,13 +239,3 @@ def test_shared_preprocessing_equals_each_chain_alone(predictor):
     # and the predictor's own split (prepare, then predict_read) is its predict
     radiographs = predictor.read(str(DICOM))
     _same(predictor.predict_read(radiographs, prepared=predictor.prepare(radiographs)), predictor.predict(DICOM))
-
-
-def test_only_multithreaded_sessions_spin(detector_onnx):
-    def spins(session) -> str:
-        return session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
-
-    assert spins(onnx_session(detector_onnx, 2)) == "1"  # one image's latency: ONNX Runtime's default
-    assert spins(onnx_session(detector_onnx, 1)) == "0"  # the batch predictor's side-by-side sessions
-    assert spins(onnx_session(detector_onnx, 2, spin=False)) == "0"
-    assert onnx_session(detector_onnx, 0).get_session_options().intra_op_num_threads == 1

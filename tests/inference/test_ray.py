@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import FIXTURES, read_rows
 
 from thoracic._fs import sidecar_path
 from thoracic.cli.predict import main
 from thoracic.errors import MissingDependencyError
 from thoracic.models.registry import model_path
 
-ROOT = Path(__file__).resolve().parents[2]
-DICOM = ROOT / "tests" / "data" / "nih_dx_implicit_le.dcm"
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+DICOM = FIXTURES / "nih_dx_implicit_le.dcm"
 
 
 def _key(rows: list[dict[str, str]], drop: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
@@ -29,9 +23,9 @@ def _key(rows: list[dict[str, str]], drop: tuple[str, ...] = ()) -> set[tuple[st
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(require_session):
-    ray = require_session("ray")
-    require_session("ray.data")
+def ray_cluster(require):
+    ray = require("ray")
+    require("ray.data")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():  # pragma: no cover - another test left one running
         ray.shutdown()
@@ -62,8 +56,8 @@ def test_ray_gives_the_local_rows_and_resumes(ray_cluster, folder, detector_onnx
     first = out.read_text()
     assert main([str(folder), "--out", str(out), *models, "-q", "--ray", "--ray-workers", "2", "--resume"]) == 1
     assert out.read_text().startswith(first)  # the first three were not predicted again
-    assert _key(_rows(out)) == _key(_rows(local))
-    side, local_side = _rows(sidecar_path(out)), _rows(sidecar_path(local))
+    assert _key(read_rows(out)) == _key(read_rows(local))
+    side, local_side = read_rows(sidecar_path(out)), read_rows(sidecar_path(local))
     assert sorted(r["image_id"] for r in side) == [f"img{i}" for i in range(6)]
     assert _key(side) == _key(local_side)  # status, errors, sizes, P(abnormal), model ids
     assert ray_cluster.is_initialized()  # a cluster the caller started is left running
@@ -87,12 +81,12 @@ def test_manifest_lists_inputs_for_a_large_run(tmp_path, chest_png, detector_onn
     csv_manifest.write_text("path,image_id\ndata/a.dcm,patient-1\ndata/b.png,\n")
     out = tmp_path / "m.csv"
     assert main(["--manifest", str(csv_manifest), "--out", str(out), *models, "-q"]) == 0
-    side = _rows(sidecar_path(out))
+    side = read_rows(sidecar_path(out))
     assert [(r["image_id"], r["source"]) for r in side] == [("patient-1", str(data / "a.dcm")), ("b", str(data / "b.png"))]
     txt = tmp_path / "list.txt"
     txt.write_text(f"# inputs\n{data / 'a.dcm'}\n\n{data / 'a.dcm'}\n")  # the same file twice: once
     assert main(["--manifest", str(txt), "--out", str(tmp_path / "t.csv"), *models, "-q"]) == 0
-    assert [r["image_id"] for r in _rows(tmp_path / "t.images.csv")] == ["a"]
+    assert [r["image_id"] for r in read_rows(tmp_path / "t.images.csv")] == ["a"]
     (data / "sub").mkdir()
     shutil.copy(DICOM, data / "sub" / "a.dcm")
     txt.write_text(f"{data / 'a.dcm'}\n{data / 'sub' / 'a.dcm'}\n")

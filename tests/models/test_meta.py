@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from thoracic.errors import ConfigError
@@ -97,3 +98,45 @@ def test_kind_checks_name_both_kinds():
     with pytest.raises(ConfigError, match="^m.onnx: expected a detector, got a classifier$"):
         _classifier().require("detector", "m.onnx")
     _lungs().require("lungs")
+
+
+def test_model_meta_round_trip():
+    from thoracic.labels import FINDINGS
+    from thoracic.models.meta import ModelMeta
+    from thoracic.preprocess import get_chain
+
+    meta = ModelMeta(kind="detector", names=FINDINGS, trained_classes=FINDINGS[:2], chain=get_chain("yolo-512-clahe"),
+                     imgsz=512, lung_crop=True, extra={"a": 1})
+    again = ModelMeta.from_json(meta.to_json())
+    assert again == meta and again.class_ids == tuple(range(14))
+    with pytest.raises(ConfigError):
+        ModelMeta(kind="segmenter", names=(), trained_classes=(), chain=get_chain("display"), imgsz=32)
+    with pytest.raises(ConfigError):
+        ModelMeta(kind="detector", names=("a",), trained_classes=("b",), chain=get_chain("display"), imgsz=32)
+
+
+def test_contract_round_trips_through_json():
+    c = LungsMeta.default(320, training_data="x")
+    back = LungsMeta.from_json(c.to_json())
+    assert back == c and back.input_size == (320, 320)
+    assert back.info["training_data"] == "x"
+
+
+def test_bad_contracts_are_config_errors():
+    c = LungsMeta.default(64)
+    with pytest.raises(ConfigError, match="did you mean"):
+        LungsMeta(name="x", chain=c.chain, normalization="zscor")
+    with pytest.raises(ConfigError):
+        LungsMeta(name="x", chain=c.chain, threshold=1.5)
+    with pytest.raises(ConfigError):
+        LungsMeta.from_json("{not json")
+    with pytest.raises(ConfigError):
+        LungsMeta.from_json('{"name": "x"}')
+
+
+def test_normalization_is_zscore_and_safe_on_flat_input():
+    c = LungsMeta.default(64)
+    x = c.to_input(np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64))
+    assert x.shape == (1, 1, 64, 64) and x.dtype == np.float32
+    assert abs(float(x.mean())) < 1e-5 and abs(float(x.std()) - 1) < 1e-4
+    assert not c.to_input(np.full((64, 64), 0.5, np.float32)).any()

@@ -15,6 +15,7 @@ from thoracic.models import (
     onnx_device,
     write_meta,
 )
+from thoracic.models.runtime import execution_providers, onnx_session
 
 
 def _plain_onnx(onnx, path):
@@ -130,3 +131,51 @@ def test_every_kind_honours_the_device(monkeypatch):
     with onnx_device("cuda:1"):
         LungSegmenter.load(threads=1)
     assert seen == [[("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]]
+
+
+# --- ONNX Runtime devices -----------------------------------------------------------------------
+CPU_ONLY = ["CPUExecutionProvider"]
+WITH_CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_auto_prefers_cuda_when_onnxruntime_has_it():
+    assert execution_providers("auto", WITH_CUDA) == [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+    assert execution_providers("auto", CPU_ONLY) == ["CPUExecutionProvider"]
+    assert execution_providers("cpu", WITH_CUDA) == ["CPUExecutionProvider"]
+    assert execution_providers("CUDA:2", WITH_CUDA) == [("CUDAExecutionProvider", {"device_id": 2}), "CPUExecutionProvider"]
+
+
+def test_explicit_cuda_without_it_and_unknown_devices_are_errors():
+    with pytest.raises(ConfigError, match="no CUDA execution provider.*--device cpu"):
+        execution_providers("cuda", CPU_ONLY)
+    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
+        execution_providers("gpu", WITH_CUDA)
+    with pytest.raises(ConfigError, match="unknown device"):
+        execution_providers("cuda:x", WITH_CUDA)
+    with pytest.raises(ConfigError):
+        with onnx_device("tpu"):
+            pass
+
+
+def test_sessions_follow_the_device_context(detector_onnx):
+    import onnxruntime as ort
+
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    auto = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
+    assert onnx_session(detector_onnx, 1).get_providers()[0] == auto
+    with onnx_device("cpu"):
+        assert onnx_session(detector_onnx, 1).get_providers() == ["CPUExecutionProvider"]
+        assert onnx_session(detector_onnx, 1, device="auto").get_providers()[0] == auto  # an explicit device wins
+    if not cuda:
+        with onnx_device("cuda"), pytest.raises(ConfigError, match="no CUDA"):
+            onnx_session(detector_onnx, 1)
+
+
+def test_only_multithreaded_sessions_spin(detector_onnx):
+    def spins(session) -> str:
+        return session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert spins(onnx_session(detector_onnx, 2)) == "1"  # one image's latency: ONNX Runtime's default
+    assert spins(onnx_session(detector_onnx, 1)) == "0"  # the batch predictor's side-by-side sessions
+    assert spins(onnx_session(detector_onnx, 2, spin=False)) == "0"
+    assert onnx_session(detector_onnx, 0).get_session_options().intra_op_num_threads == 1

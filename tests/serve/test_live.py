@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from serve_helpers import PHI, PHI_FILENAME, PHI_NEEDLES, ROOT, SAMPLES, dicom_bytes, need, server_command
+from helpers import ROOT, SAMPLES
+from serve_helpers import PHI, PHI_FILENAME, PHI_NEEDLES, dicom_bytes, need, server_command
 
 need("fastapi")
 httpx = need("httpx")

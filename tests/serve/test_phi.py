@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from serve_helpers import AUTH, PHI, PHI_FILENAME, PHI_NEEDLES, SAMPLES, dicom_bytes, need
+from helpers import SAMPLES
+from serve_helpers import AUTH, PHI, PHI_FILENAME, PHI_NEEDLES, dicom_bytes, need
 
 need("fastapi")
 

@@ -6,19 +6,12 @@ import io
 import threading
 import time
 
-import numpy as np
+from helpers import FIXTURES, SAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serve_helpers import AUTH, DATA, SAMPLES, TOKEN, dicom_bytes, need
+from serve_helpers import AUTH, TOKEN, dicom_bytes, need, png_pixels
 
 need("fastapi")
-
-
-def _png(content: bytes) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(content)) as im:
-        return np.asarray(im)
 
 
 def _error(r, status: int, kind: str | None = None) -> dict:
@@ -104,9 +97,9 @@ def test_analyze_a_dicom_upload(client, cr_dicom):
     # the viewer's images: all at the display size, the overlays transparent
     w, h = a["display"]["width"], a["display"]["height"]
     assert max(w, h) <= 1024 and abs(w / h - a["width"] / a["height"]) < 0.01
-    image = _png(client.get(a["links"]["image"], headers=AUTH).content)
-    heat = _png(client.get(a["links"]["heatmap"], headers=AUTH).content)
-    lungs = _png(client.get(a["links"]["lungs"], headers=AUTH).content)
+    image = png_pixels(client.get(a["links"]["image"], headers=AUTH).content)
+    heat = png_pixels(client.get(a["links"]["heatmap"], headers=AUTH).content)
+    lungs = png_pixels(client.get(a["links"]["lungs"], headers=AUTH).content)
     assert image.shape == (h, w) and heat.shape == lungs.shape == (h, w, 4)
     assert image.std() > 10 and 0 < (lungs[..., 3] > 0).mean() < 0.8
     assert client.get(f"/v1/results/{a['id']}", headers=AUTH).json() == a
@@ -223,7 +216,7 @@ def test_tokens_are_compared_in_constant_time(client, monkeypatch):
 
 
 def test_uploads_beyond_the_limit_are_413(client):
-    big = (DATA / "nih_dx_implicit_le.dcm").read_bytes()  # 1.0 MiB + a bit, the limit is 1 MiB
+    big = (FIXTURES / "nih_dx_implicit_le.dcm").read_bytes()  # 1.0 MiB + a bit, the limit is 1 MiB
     assert len(big) > 1 << 20
     _error(client.post("/v1/analyze", content=big, headers={**AUTH, "Content-Type": "application/dicom"}),
            413, "too_large")

@@ -1,12 +1,19 @@
-"""Training configuration, error paths and small pure functions (no training runs here)."""
+"""Detector training: the configuration, error paths, a 2-epoch run with resume, and ultralytics on an export."""
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from helpers import ROOT, SAMPLES, missing, write
 
+from thoracic.batch.export import ExportConfig, export_dataset
+from thoracic.data import load_csv
 from thoracic.errors import ConfigError, MissingDependencyError
 
 
@@ -62,69 +69,6 @@ def test_training_without_torch_names_the_extra(monkeypatch):
         _ultralytics.load_torch("detector training")
 
 
-def test_model_meta_round_trip():
-    from thoracic.labels import FINDINGS
-    from thoracic.models.meta import ModelMeta
-    from thoracic.preprocess import get_chain
-
-    meta = ModelMeta(kind="detector", names=FINDINGS, trained_classes=FINDINGS[:2], chain=get_chain("yolo-512-clahe"),
-                     imgsz=512, lung_crop=True, extra={"a": 1})
-    again = ModelMeta.from_json(meta.to_json())
-    assert again == meta and again.class_ids == tuple(range(14))
-    with pytest.raises(ConfigError):
-        ModelMeta(kind="segmenter", names=(), trained_classes=(), chain=get_chain("display"), imgsz=32)
-    with pytest.raises(ConfigError):
-        ModelMeta(kind="detector", names=("a",), trained_classes=("b",), chain=get_chain("display"), imgsz=32)
-
-
-def test_nms_matches_a_hand_computed_case():
-    from thoracic.boxes import nms_xyxy
-
-    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10.0]])
-    scores = np.array([0.9, 0.8, 0.7, 0.95])
-    assert nms_xyxy(boxes, scores, 0.5).tolist() == [3, 2]
-
-
-def test_roc_auc_and_threshold():
-    from thoracic.train.classifier import choose_low, roc_auc
-
-    y = np.array([0, 0, 1, 1, 1])
-    p = np.array([0.1, 0.4, 0.35, 0.8, 0.9])
-    assert roc_auc(y, p) == pytest.approx(5 / 6)
-    assert roc_auc(np.array([0, 1]), np.array([0.5, 0.5])) == 0.5
-    assert choose_low(y, p, 1.0) == pytest.approx(0.35)  # keeps every abnormal image
-    assert choose_low(y, p, 0.6) == pytest.approx(0.8)
-
-
-@pytest.mark.parametrize("module", ["thoracic.detect", "thoracic.classify", "thoracic.inference.predictor",
-                                    "thoracic.cli.predict", "thoracic.cli.train_detector"])
-def test_all_is_sorted(module):
-    names = importlib.import_module(module).__all__
-    assert list(names) == sorted(names)
-
-
-def test_cli_handlers_parse():
-    import argparse
-
-    from thoracic.cli import predict
-    from thoracic.cli import train_detector as td
-
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="cmd")
-    td.add_arguments(sub.add_parser("detector"))
-    td.add_classifier_arguments(sub.add_parser("classifier"))
-    td.add_export_arguments(sub.add_parser("export"))
-    predict.add_arguments(sub.add_parser("predict"))
-    a = p.parse_args(["detector", "--data", "d.yaml", "--epochs", "3", "--resume"])
-    assert a.func is td.run_detector and a.epochs == 3 and a.resume and a.threads == 1
-    a = p.parse_args(["classifier", "--images-csv", "i.csv", "--images", "im", "--folds", "f.csv", "--pretrained", "w.pt"])
-    assert a.func is td.run_classifier and a.imgsz == 320
-    a = p.parse_args(["export", "best.pt", "--out", "m.onnx"])
-    assert a.func is td.run_export
-    a = p.parse_args(["predict", "x.dcm", "--out", "p.csv"])
-    assert a.func is predict.run and (a.conf, a.max_det, a.format) == (0.01, 100, "rows")
-
-
 def _tiny_yolo_set(root):
     """8 synthetic 128-px images with one bright box each (class 3), 4 train + 4 val, all 14 names."""
     import cv2
@@ -174,3 +118,25 @@ def test_train_writes_config_and_checkpoints_and_resumes(tmp_path, require):
     rows.clear()
     train_detector(DetectorTrainConfig(data=str(data), out=cfg.out, name="t", resume=True), on_epoch=rows.append)
     assert [r["epoch"] for r in rows if not r["final"]] == [2]
+
+
+@pytest.mark.slow
+def test_ultralytics_trains_on_the_export(tmp_path):
+    if importlib.util.find_spec("ultralytics") is None or importlib.util.find_spec("matplotlib") is None:
+        missing("ultralytics")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in SAMPLES.glob("0*.jpg"):
+        shutil.copy(p, folder / p.name)
+    shutil.copy(SAMPLES / "00000377_004.jpg", folder / "negative_1.jpg")
+    ann = load_csv(write(tmp_path / "t.csv", (SAMPLES / "boxes.csv").read_text() + "negative_1,No finding,,,,,\n"))
+    out = tmp_path / "yolo"
+    export_dataset(ann, out, ExportConfig(chain="resize_longest(size=128)", workers=1), images=folder)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO")}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "dataset" / "train_smoke.py"), "--export", str(out), "--imgsz", "128"],
+        capture_output=True, text=True, timeout=170, cwd=tmp_path, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "trained 1 epoch(s)" in proc.stdout
+    assert "metrics/mAP50(B)" in proc.stdout

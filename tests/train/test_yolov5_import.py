@@ -16,8 +16,9 @@ import types
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "weights" / "yolov5n-coco.pt"
+REAL = ROOT.parent / "shared" / "weights" / "yolov5n-coco.pt"
 REAL_SHA256 = "4f180cf23ba0717ada0badd6c685026d73d48f184d00fc159c2641284b2ac0a3"
 
 
@@ -69,9 +70,9 @@ def _fake_original(torch, path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def fake_ckpt(tmp_path_factory, require_session) -> Path:
-    torch = require_session("torch")
-    require_session("ultralytics")
+def fake_ckpt(tmp_path_factory, require) -> Path:
+    torch = require("torch")
+    require("ultralytics")
     from thoracic.train._ultralytics import load_ultralytics
 
     load_ultralytics("tests", threads=1)
@@ -133,8 +134,8 @@ def test_import_fake_original_checkpoint(fake_ckpt):
     _check_import(fake_ckpt)
 
 
-def test_refuses_foreign_globals(tmp_path, require_session):
-    require_session("torch")
+def test_refuses_foreign_globals(tmp_path, require):
+    require("torch")
     import pickle
 
     from thoracic.errors import CorruptFileError
