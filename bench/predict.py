@@ -65,7 +65,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 SAMPLES = ROOT / "src" / "thoracic" / "samples"
-TEST_DATA = ROOT / "tests" / "data"
+TEST_DATA = ROOT / "tests" / "fixtures"
 ULTRALYTICS_ENV = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "YOLO_VERBOSE": "False"}
 
 

@@ -35,7 +35,7 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests" / "fuzz"))
+sys.path[:0] = [str(HERE.parent / "tests" / "fuzz"), str(HERE.parent / "tests")]  # fuzz_cases imports helpers
 
 import fuzz_cases as fc  # noqa: E402
 from fuzz_runner import run_cases  # noqa: E402

@@ -34,3 +34,20 @@ def test_the_examples_are_found():
         doctest.testmod(importlib.import_module(name), report=False).attempted for name in _modules()
     )
     assert attempted >= 20
+
+
+#: The data-set modules, whose examples also pass without NORMALIZE_WHITESPACE.
+DATA_SET_MODULES = [
+    "thoracic.data", "thoracic.data.coco", "thoracic.data.csvtable", "thoracic.batch.export", "thoracic.data.fusion",
+    "thoracic.data.nih", "thoracic.data.splits", "thoracic.data.stats", "thoracic.data.vinbigdata",
+    "thoracic.boxes", "thoracic.cli.dataset",
+]
+
+
+def test_data_set_examples_without_whitespace_normalization():
+    for name in DATA_SET_MODULES:
+        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, name
+    from thoracic.data import tables
+
+    assert doctest.testmod(tables).failed == 0

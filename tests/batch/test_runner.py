@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -10,8 +9,8 @@ import textwrap
 
 import numpy as np
 import pytest
+from helpers import work_or_die
 
-from thoracic._pool import run_alone
 from thoracic.batch.runner import Manifest, claim_settings, replacing, run_isolated, write_png, write_text
 from thoracic.errors import ConfigError
 
@@ -106,23 +105,10 @@ def test_write_png_writes_the_image_or_raises(tmp_path):
 
 
 # --- crash isolation ------------------------------------------------------------------------------
-def _work(x: int) -> int:
-    if x == 3:
-        os._exit(1)  # a native crash in a worker: the process dies without a Python exception
-    return x * 10
-
-
 def _crashed(task: tuple) -> int:
     return -task[0]
 
 
 def test_a_crashing_input_fails_alone_with_one_worker_per_core(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert sorted(run_isolated(_work, [(i,) for i in range(6)], 0, _crashed)) == [-3, 0, 10, 20, 40, 50]
-
-
-def test_run_alone_survives_its_crash():
-    assert run_alone(_work, (3,), _crashed) == -3
-    assert run_alone(_work, (2,), _crashed) == 20
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        assert run_alone(_work, (3,), _crashed, forkserver=True) == -3
+    assert sorted(run_isolated(work_or_die, [(i,) for i in range(6)], 0, _crashed)) == [-3, 0, 10, 20, 40, 50]

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from dicom_helpers import SAMPLES, built_analysis, phi_radiograph
+from dicom_helpers import built_analysis
+from helpers import SAMPLES, phi_radiograph
 
 SAMPLE_DICOMS = ("RG1_J2KI.dcm", "siim_cr_jpeg_baseline.dcm")  # JPEG 2000 and JPEG baseline
-
-
-@pytest.fixture(scope="session")
-def analyzer():
-    from thoracic.inference.analyzer import Analyzer
-
-    return Analyzer.load(threads=2)
 
 
 @pytest.fixture(scope="session")

@@ -1,114 +1,16 @@
-"""Helpers of the DICOM output tests: a PHI-laden radiograph built in the test, an analysis of it
-with known boxes, dciodvfy, and reading the result objects back.
+"""Helpers of the DICOM output tests: an analysis with known boxes of the PHI-laden radiograph
+(``helpers.phi_radiograph``), dciodvfy, and reading the result objects back.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "src" / "thoracic" / "samples"
-DATA = ROOT / "tests" / "data"
-
-#: Identifying values of the built radiograph: none may survive de-identification.
-PHI = {
-    "PatientName": "Doe^Jane^Quincy",
-    "PatientID": "PID-31415926",
-    "PatientBirthDate": "19421107",
-    "AccessionNumber": "ACC-2718281",
-    "InstitutionName": "Saint Nowhere General",
-    "InstitutionAddress": "42 Elm Street Springfield",
-    "ReferringPhysicianName": "House^Gregory",
-    "OtherPatientIDs": "OTHER-1618033",
-    "PatientAddress": "7 Privet Drive Little Whinging",
-    "StationName": "XRAYROOM-ZETA",
-    "OperatorsName": "Tech^Tina",
-    "StudyID": "STUDY-5772156",
-    "ImageComments": "phone Dr Quackenbush re Jane",
-    "PatientTelephoneNumbers": "555-0199-8765",
-}
-PRIVATE_VALUE = "PRIVATE-SECRET-6626070"
-#: Distinctive fragments that must not appear in any de-identified byte: every full value and
-#: the parts of names, addresses and numbers.
-PHI_FRAGMENTS = (
-    *PHI.values(), PRIVATE_VALUE, "SEQ-ID-9999271", "NESTED-SECRET-4669201",
-    "Quincy", "Gregory", "Quackenbush", "Nowhere", "Springfield", "Privet", "Whinging", "ZETA",
-    "31415926", "19421107", "2718281", "1618033", "6626070", "5772156", "9999271", "0199-8765",
-    "HOSPITALPACS",
-)
-
-STUDY_UID = "1.2.40.0.13.1.8675309.11"
-SERIES_UID = "1.2.40.0.13.1.8675309.12"
-SOP_UID = "1.2.40.0.13.1.8675309.13"
-FOR_UID = "1.2.40.0.13.1.8675309.14"
-SOURCE_REF_UID = "1.2.40.0.13.1.8675309.15"
-ORIGINAL_UIDS = (STUDY_UID, SERIES_UID, SOP_UID, FOR_UID, SOURCE_REF_UID)
-CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
-WIDTH, HEIGHT = 240, 200
-
-
-def phi_radiograph(path: Path) -> Path:
-    """Write a small 12-bit CR chest radiograph full of identifying data (and return its path)."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = SOP_UID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.SourceApplicationEntityTitle = "HOSPITALPACS"
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = CR_IMAGE_STORAGE
-    ds.SOPInstanceUID = SOP_UID
-    ds.StudyInstanceUID = STUDY_UID
-    ds.SeriesInstanceUID = SERIES_UID
-    ds.FrameOfReferenceUID = FOR_UID
-    ds.StudyDate, ds.StudyTime = "20240229", "101112"
-    ds.SeriesDate, ds.ContentDate, ds.ContentTime = "20240229", "20240229", "101113"
-    ds.AcquisitionDate = "20240229"
-    ds.Modality = "CR"
-    ds.BodyPartExamined = "CHEST"
-    ds.ViewPosition = "PA"
-    ds.PatientOrientation = ["L", "F"]
-    ds.Manufacturer = "Acme"
-    ds.PatientSex = "F"
-    ds.PatientAge = "081Y"
-    ds.StudyDescription = "Chest PA for Jane Quincy"
-    ds.SeriesNumber, ds.InstanceNumber = 1, 1
-    for keyword, value in PHI.items():
-        setattr(ds, keyword, value)
-    other = Dataset()
-    other.PatientID = "SEQ-ID-9999271"
-    other.TypeOfPatientID = "TEXT"
-    ds.OtherPatientIDsSequence = Sequence([other])
-    ref = Dataset()
-    ref.ReferencedSOPClassUID = CR_IMAGE_STORAGE
-    ref.ReferencedSOPInstanceUID = SOURCE_REF_UID
-    nested = ref.private_block(0x0031, "ACME NESTED", create=True)
-    nested.add_new(0x01, "LO", "NESTED-SECRET-4669201")
-    ds.SourceImageSequence = Sequence([ref])
-    block = ds.private_block(0x0029, "ACME PHI", create=True)
-    block.add_new(0x10, "LO", PRIVATE_VALUE)
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = HEIGHT, WIDTH
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.ImagerPixelSpacing = [0.5, 0.5]
-    ds.WindowCenter, ds.WindowWidth = 2048, 4096
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
-    pixels = ((xx * 7 + yy * 13) % 4096).astype(np.uint16)
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+from helpers import HEIGHT, WIDTH, require_tool
+from pydicom.dataset import Dataset
 
 
 def lung_mask() -> np.ndarray:
@@ -155,16 +57,6 @@ def built_analysis(path: Path, boxes=BOXES, *, lungs: bool = True, p_abnormal: f
         ModelInfo("lungs", "lungs", "lungs.onnx", "ef" * 32),
     )
     return Analysis(rg.image_id, rg, pred, lungs=mask, models=models)
-
-
-def require_tool(name: str, package: str) -> str:
-    """The path of a command-line tool: skip the test without it, but fail in CI (CI=true)."""
-    exe = shutil.which(name)
-    if exe is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{name} (Debian {package}) is required in CI but is not installed")
-        pytest.skip(f"{name} (Debian {package}) is not installed")
-    return exe
 
 
 def dciodvfy_lines(path: Path) -> list[str]:

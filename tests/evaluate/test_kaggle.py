@@ -17,7 +17,6 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-import thoracic.evaluate
 from thoracic.boxes import box_iou
 from thoracic.data import Annotations, ImageInfo
 from thoracic.errors import ConfigError
@@ -207,11 +206,6 @@ def test_result_is_frozen():
     assert result.map == 0.0
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.map = 1.0  # type: ignore[misc]
-
-
-def test_public_names():
-    assert thoracic.evaluate.__all__ == sorted(thoracic.evaluate.__all__)
-    assert all(hasattr(thoracic.evaluate, name) for name in thoracic.evaluate.__all__)
 
 
 # --- bad input ---------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Seeded, deterministic malformed inputs for the reader and the predict path.
 
 Shared by the short fuzz tests (``tests/fuzz``) and the long run (``scripts/fuzz.py``, which puts
-this folder on ``sys.path``). Nothing here touches the network or needs ``/work/shared``.
+this folder and ``tests/``, for ``helpers``, on ``sys.path``). Nothing here touches the network or needs ``/work/shared``.
 
 A case is fully determined by ``(master_seed, index)``: :func:`make_case` draws a seed file and a
 mutation family from ``random.Random(f"{master_seed}:{index}")``, and the case's ``recipe`` says in
@@ -43,10 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "src" / "thoracic" / "samples"
-DATA = ROOT / "tests" / "data"
+from helpers import FIXTURES, SAMPLES, dicom_dataset, dicom_file_bytes
 
 #: Identifying values in the header of every synthetic DICOM seed; never in a message or log.
 PHI = {
@@ -72,7 +69,8 @@ FAMILIES = {  # name -> weight
     "codestream": 5,
 }
 
-CR = "1.2.840.10008.5.1.4.1.1.1"
+#: SOP Instance, Study and Series Instance UID of the synthetic seeds.
+UIDS = ("1.2.826.0.1.3680043.8.498.4242", "1.2.826.0.1.3680043.8.498.4243", "1.2.826.0.1.3680043.8.498.4244")
 
 
 @dataclass(frozen=True)
@@ -116,65 +114,18 @@ def dicom_bytes(pixels: np.ndarray, *, photometric: str = "MONOCHROME2", bits_st
 
     ``attrs`` set any other attribute; ``compress`` encodes with pydicom (an encoder must be
     installed); ``pixel_data`` replaces the Pixel Data bytes (e.g. an encapsulated stream).
-    Values that break their VR's rules are written as given.
+    Values that break their VR's rules are written as given. The tests' one DICOM builder
+    (``helpers.dicom_dataset``) makes it, with the seeds' own PHI and UIDs.
     """
+    compressing = bool(compress) and pixel_data is None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _dicom_bytes(pixels, photometric=photometric, bits_stored=bits_stored, syntax=syntax,
-                            compress=compress, pixel_data=pixel_data, phi=phi, **attrs)
-
-
-def _dicom_bytes(pixels: np.ndarray, *, photometric: str, bits_stored: int | None, syntax: str,
-                 compress: str | None, pixel_data: bytes | None, phi: dict[str, str] | None,
-                 **attrs: Any) -> bytes:
-    import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = syntax
-    meta.MediaStorageSOPClassUID = CR
-    meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.4242"
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CR
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.4243"
-    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.4244"
-    ds.Modality = "CR"
-    ds.BodyPartExamined = "CHEST"
-    ds.ViewPosition = "PA"
-    for k, v in (PHI if phi is None else phi).items():
-        setattr(ds, k, v)
-    ds.Rows, ds.Columns = pixels.shape[:2]
-    ds.SamplesPerPixel = 1 if pixels.ndim == 2 else pixels.shape[2]
-    if pixels.ndim == 3:
-        ds.PlanarConfiguration = 0
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = 8 * pixels.dtype.itemsize
-    ds.BitsStored = bits_stored or ds.BitsAllocated
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = int(pixels.dtype.kind == "i")
-    for k, v in attrs.items():
-        setattr(ds, k, v)
-    uid = pydicom.uid.UID(syntax)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if pixel_data is not None:
-            ds.PixelData = pixel_data
-        elif compress:
-            ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
-            ds.PixelData = pixels.tobytes()
+        ds = dicom_dataset(pixels, photometric=photometric, bits_stored=bits_stored,
+                           transfer_syntax="1.2.840.10008.1.2.1" if compressing else syntax, pixel_data=pixel_data,
+                           phi=PHI if phi is None else phi, uids=UIDS, **attrs)
+        if compressing:
             ds.compress(compress, pixels)
-        elif uid.is_little_endian:
-            ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
-        else:
-            ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
-        buf = io.BytesIO()
-        if not uid.is_little_endian:
-            ds.save_as(buf, implicit_vr=False, little_endian=False)
-        else:
-            ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+        return dicom_file_bytes(ds)
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -295,7 +246,7 @@ def pydicom_seeds() -> dict[str, bytes]:
 @functools.lru_cache(maxsize=None)
 def large_seeds() -> dict[str, bytes]:
     """The repository's real fixtures (full-size films: 0.05-0.5 s each to read)."""
-    files = sorted(SAMPLES.glob("*.dcm")) + sorted(SAMPLES.glob("*.jpg")) + sorted(DATA.glob("*.dcm"))
+    files = sorted(SAMPLES.glob("*.dcm")) + sorted(SAMPLES.glob("*.jpg")) + sorted(FIXTURES.glob("*.dcm"))
     return {f.name: f.read_bytes() for f in files}
 
 

@@ -1,10 +1,10 @@
-"""Fixtures of the io tests (the helpers live in ``io_helpers``)."""
+"""Fixtures of the io tests (the helpers live in ``io_helpers`` and ``helpers``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from io_helpers import SAMPLES
+from helpers import SAMPLES
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Helpers of the io tests: the fixture files, a DICOM builder and the pydicom reference.
+"""Helpers of the io tests: the fixture files and the pydicom reference (the DICOM builder is in ``helpers``).
 
 Big files are decoded once per session (``functools.lru_cache``): decoding RG1 as JPEG 2000 takes
 about half a second.
@@ -9,44 +9,21 @@ from __future__ import annotations
 import functools
 import io
 import warnings
-from importlib.resources import files
-from pathlib import Path
 
 import numpy as np
 import pydicom
-import pydicom.uid
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
+from helpers import FIXTURES, SAMPLES
+from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
 
 from thoracic.io import Radiograph, ReadConfig, read
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-SAMPLES = Path(str(files("thoracic") / "samples"))
-
-#: Identifying values put into every built DICOM; none may reach a repr, a message or a log.
-PHI = {
-    "PatientName": "Doe^Jane^Q",
-    "PatientID": "PID-31415926",
-    "PatientBirthDate": "19421107",
-    "AccessionNumber": "ACC-2718281",
-    "InstitutionName": "Saint Nowhere General",
-    "ReferringPhysicianName": "House^Gregory",
-}
-
-#: The PHI values and their name components of 4+ characters: none may appear in any text.
-PHI_FRAGMENTS = tuple(
-    dict.fromkeys(part for value in PHI.values() for part in (value, *value.split("^")) if len(part) >= 4)
-)
-
-CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
-
 
 def fixture_path(name: str) -> str:
-    """The path of a fixture file by name: tests/data, the bundled samples, or pydicom-data."""
-    for folder in (DATA, SAMPLES):
+    """The path of a fixture file by name: tests/fixtures, the bundled samples, or pydicom-data."""
+    for folder in (FIXTURES, SAMPLES):
         if (folder / name).is_file():
             return str(folder / name)
     from pydicom.data import get_testdata_file
@@ -138,71 +115,6 @@ def reference_pixels(
     if ds.PhotometricInterpretation == "MONOCHROME1":
         ref = 1.0 - ref
     return np.asarray(ref, dtype=np.float64)
-
-
-def build_dicom(
-    pixels: np.ndarray | None,
-    *,
-    bits_stored: int | None = None,
-    signed: bool | None = None,
-    photometric: str = "MONOCHROME2",
-    transfer_syntax: str = ExplicitVRLittleEndian,
-    bare: bool = False,
-    pixel_data: bytes | None = None,
-    **attrs: object,
-) -> bytes:
-    """A minimal CR image as DICOM Part 10 bytes, with PHI in its header.
-
-    ``pixels`` is the array to store, rows x columns (x samples) (``None``: no Pixel Data at
-    all); ``pixel_data`` replaces its bytes (e.g. an encapsulated stream for a compressed
-    ``transfer_syntax``). ``attrs`` set (or, with ``None``, delete) any other attribute.
-    ``bare``: no preamble and no file meta, only the data set in ``transfer_syntax``'s encoding.
-    """
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.10101"
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CR_IMAGE_STORAGE
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.20202"
-    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.30303"
-    ds.Modality = "CR"
-    ds.BodyPartExamined = "CHEST"
-    ds.ViewPosition = "PA"
-    for key, value in PHI.items():
-        setattr(ds, key, value)
-    if pixels is not None:
-        pixels = np.asarray(pixels)
-        signed = pixels.dtype.kind == "i" if signed is None else signed
-        allocated = 8 * pixels.dtype.itemsize
-        ds.Rows, ds.Columns = pixels.shape[:2]
-        ds.SamplesPerPixel = 1 if pixels.ndim == 2 else pixels.shape[2]
-        if pixels.ndim == 3:
-            ds.PlanarConfiguration = 0
-        ds.PhotometricInterpretation = photometric
-        ds.BitsAllocated = allocated
-        ds.BitsStored = bits_stored or allocated
-        ds.HighBit = ds.BitsStored - 1
-        ds.PixelRepresentation = int(signed)
-        ds.PixelData = pixel_data if pixel_data is not None else pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
-    elif pixel_data is not None:
-        ds.PixelData = pixel_data
-    for key, value in attrs.items():
-        if value is None:
-            if key in ds:
-                delattr(ds, key)
-        else:
-            setattr(ds, key, value)
-    buf = io.BytesIO()
-    if bare:
-        uid = pydicom.uid.UID(transfer_syntax)
-        ds.file_meta = FileMetaDataset()
-        ds.save_as(buf, implicit_vr=uid.is_implicit_VR, little_endian=uid.is_little_endian)
-    else:
-        ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
 
 
 def parse(data: bytes) -> Dataset:

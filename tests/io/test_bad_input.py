@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from io_helpers import PHI_FRAGMENTS, build_dicom, fixture_path, parse
+from helpers import PHI_FRAGMENTS, build_dicom
+from io_helpers import fixture_path, parse
 from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
@@ -27,7 +28,6 @@ from thoracic.errors import (
     ConstantImageError,
     CorruptFileError,
     ImageTooLargeError,
-    InvalidRadiographError,
     MultiFrameError,
     NoPixelDataError,
     NotChestRadiographError,
@@ -397,25 +397,3 @@ def test_transfer_syntax_unknown_to_pydicom(tmp_path: Path, chest_pixels: np.nda
     assert err.transfer_syntax == "1.2.840.10008.1.2.4.110"
     assert "pip install --upgrade pydicom" in err.message
 
-
-# --- the hierarchy ------------------------------------------------------------------------------
-def test_base_classes() -> None:
-    for cls in (UnsupportedFormatError, CorruptFileError, UnsupportedTransferSyntaxError):
-        assert issubclass(cls, ReadError) and issubclass(cls, OSError)
-    for cls in (NoPixelDataError, MultiFrameError, NotChestRadiographError, ImageTooLargeError, ConstantImageError):
-        assert issubclass(cls, InvalidRadiographError) and issubclass(cls, ValueError)
-
-
-def test_errors_pickle_with_their_attributes() -> None:
-    errors = [
-        UnsupportedTransferSyntaxError("needs a decoder", path="/x/a.dcm", transfer_syntax="1.2.3"),
-        NotChestRadiographError("a CT", path=Path("/x/b.dcm"), reason="modality:CT"),
-        CorruptFileError("cut short"),
-        ReadError("no such file", path="/x/c.dcm"),
-    ]
-    for err in errors:
-        clone = pickle.loads(pickle.dumps(err))
-        assert type(clone) is type(err)
-        assert (str(clone), clone.path, clone.__dict__) == (str(err), err.path, err.__dict__)
-    assert str(errors[1]) == "/x/b.dcm: a CT"
-    assert errors[2].path is None and str(errors[2]) == "cut short"

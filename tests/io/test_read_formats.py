@@ -16,11 +16,8 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
+from helpers import PHI, PHI_FRAGMENTS, SAMPLES, build_dicom
 from io_helpers import (
-    PHI,
-    PHI_FRAGMENTS,
-    SAMPLES,
-    build_dicom,
     dataset_cached,
     fixture_path,
     parse,

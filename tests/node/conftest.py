@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
-from node_helpers import MODALITY_AE, NODE_AE, PROPOSE, Orthanc, missing
+from helpers import FIXTURES, SAMPLES, missing
+from node_helpers import MODALITY_AE, NODE_AE, PROPOSE, Orthanc
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +58,12 @@ def storescu():
 @pytest.fixture(scope="session")
 def radiographs():
     """Every DICOM radiograph of the repo (tests copy them with new UIDs: two share theirs)."""
-    root = Path(__file__).resolve().parents[2]
     return [
-        root / "src/thoracic/samples/siim_cr_jpeg_baseline.dcm",
-        root / "tests/data/nih_dx_implicit_le.dcm",
-        root / "src/thoracic/samples/RG1_J2KI.dcm",
-        root / "tests/data/RG1_JLSN.dcm",
-        root / "tests/data/siim_cr_fake_monochrome1.dcm",
+        SAMPLES / "siim_cr_jpeg_baseline.dcm",
+        FIXTURES / "nih_dx_implicit_le.dcm",
+        SAMPLES / "RG1_J2KI.dcm",
+        FIXTURES / "RG1_JLSN.dcm",
+        FIXTURES / "siim_cr_fake_monochrome1.dcm",
     ]
 
 

@@ -12,18 +12,12 @@ import time
 import warnings
 from pathlib import Path
 
-import pytest
+from helpers import missing
 
 ORTHANC = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 NODE_AE = "THORACIC"
 MODALITY_AE = "MODALITY"
-
-
-def missing(what: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} is required in CI but is not installed")
-    pytest.skip(f"{what} is not installed")
 
 
 def free_port() -> int:

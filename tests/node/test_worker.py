@@ -13,13 +13,6 @@ from thoracic.node.queue import JobQueue, job_key
 from thoracic.node.worker import Worker
 
 
-@pytest.fixture(scope="module")
-def analyzer():
-    from thoracic.inference.analyzer import Analyzer
-
-    return Analyzer.load(threads=1)
-
-
 @pytest.fixture
 def setup(tmp_path, analyzer):
     down = CStoreDestination("DOWN", "127.0.0.1", free_port())  # nothing listens there

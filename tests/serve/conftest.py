@@ -1,19 +1,14 @@
-"""Fixtures of the ``thoracic serve`` tests: the real analyzer (loaded once), in-process clients
-and images built from the committed fixtures (helpers in ``serve_helpers``)."""
+"""Fixtures of the ``thoracic serve`` tests: in-process clients of the real analyzer (``analyzer``,
+loaded once, is in tests/conftest.py) and images built from the bundled samples (helpers in
+``serve_helpers``). ``chest_png`` here is the PNG's bytes (tests/conftest.py's is a path)."""
 
 from __future__ import annotations
 
 import io
 
 import pytest
-from serve_helpers import PHI, SAMPLES, TOKEN, dicom_bytes, need, starlette_test_client
-
-
-@pytest.fixture(scope="session")
-def analyzer():
-    from thoracic.inference.analyzer import Analyzer
-
-    return Analyzer.load(threads=1)
+from helpers import SAMPLES
+from serve_helpers import PHI, TOKEN, dicom_bytes, need, starlette_test_client
 
 
 @pytest.fixture

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import io
-import os
 import warnings
 from pathlib import Path
 
-import pytest
+import numpy as np
+from helpers import require
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "src" / "thoracic" / "samples"
-DATA = ROOT / "tests" / "data"
 TOKEN = "test-token-7f3a"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -35,12 +31,7 @@ PHI_NEEDLES = sorted({v for v in PHI.values()} | {"Zyxwvut", "Quentinella", "998
 
 def need(module: str):
     """Import a module the serve tests need (the ``serve`` extra): skip without it, fail in CI."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{module} is required in CI but cannot be imported", pytrace=False)
-        pytest.skip(f"{module} is not installed (pip install 'thoracic[serve]')", allow_module_level=True)
+    return require(module, " (pip install 'thoracic[serve]')")
 
 
 def server_command() -> list[str]:
@@ -70,3 +61,11 @@ def dicom_bytes(path: Path, **changes) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    """The pixels of a PNG (or any image Pillow reads) given as bytes."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im)

@@ -1,0 +1,94 @@
+"""The VinBigData loader: the real table, with sizes, bad rows reported with their lines."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+from helpers import write
+
+from thoracic.data import load_vinbigdata, read_image_sizes
+from thoracic.errors import ConfigError
+from thoracic.labels import NO_FINDING
+
+VINBIG_BOXES = {
+    "Aortic enlargement": 7162, "Atelectasis": 279, "Calcification": 960, "Cardiomegaly": 5427, "Consolidation": 556,
+    "ILD": 1000, "Infiltration": 1247, "Lung Opacity": 2483, "Nodule/Mass": 2580, "Other lesion": 2203,
+    "Pleural effusion": 2476, "Pleural thickening": 4842, "Pneumothorax": 226, "Pulmonary fibrosis": 4655, "No finding": 31818,
+}
+
+
+def test_real_vinbigdata_table(vinbig):
+    assert len(vinbig) == 67914
+    assert len(vinbig.images) == 15000
+    assert len(vinbig.abnormal_images()) == 4394
+    assert vinbig.problems == ()
+    assert vinbig.label_counts() == VINBIG_BOXES
+    assert set(vinbig.reader.tolist()) == {f"R{i}" for i in range(1, 18)}
+    nf = vinbig.label == NO_FINDING
+    assert (vinbig.boxes[nf] == [0, 0, 1, 1]).all()
+    assert (vinbig.boxes[~nf, 2] > vinbig.boxes[~nf, 0]).all()
+
+
+def test_real_vinbigdata_with_sizes(vinbig_subset, meta_subset):
+    sizes, problems = read_image_sizes(meta_subset)
+    assert len(sizes) == 200 and problems == []
+    ann = vinbig_subset
+    assert len(ann.images) == 200 and len(ann.abnormal_images()) == 150
+    w = np.array([ann.images[i].width for i in ann.image_id])
+    h = np.array([ann.images[i].height for i in ann.image_id])
+    f = ann.is_finding
+    assert (ann.boxes[f, 2] <= w[f]).all() and (ann.boxes[f, 3] <= h[f]).all()
+
+
+def test_vinbigdata_bad_rows_reported_with_lines(tmp_path):
+    train = write(tmp_path / "train.csv", """
+image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max
+a,No finding,14,R1,,,,
+a,Cardiomegaly,3,R2,10,20,90,80
+b,Cardiomegly,3,R2,10,20,90,80
+b,Cardiomegaly,4,R2,10,20,90,80
+b,Cardiomegaly,3,R2,-5,20,90,80
+b,Cardiomegaly,3,R2,10,20,190,80
+b,Nodule/Mass,8,R3,,,,
+b,Nodule/Mass,8,R3,30,30,30,40
+b,Nodule/Mass,8,R3,30,30,40,40
+c,ILD,5,R1,1,1,2,2
+""")
+    meta = write(tmp_path / "meta.csv", """
+image_id,width,height
+a,100,100
+b,100,100
+c,-100,100
+""")
+    ann = load_vinbigdata(train, meta)
+    by_src = {(p.source.rsplit("/", 1)[-1], p.line): p.message for p in ann.problems}
+    assert "size must be positive" in by_src[("meta.csv", 4)]
+    assert "did you mean 'Cardiomegaly'" in by_src[("train.csv", 4)]
+    assert "class_id 4 does not match" in by_src[("train.csv", 5)]
+    assert "negative" in by_src[("train.csv", 6)]
+    assert "outside the 100x100 image" in by_src[("train.csv", 7)]
+    assert "missing" in by_src[("train.csv", 8)]
+    assert "empty or inverted" in by_src[("train.csv", 9)]
+    assert len(ann.problems) == 7
+    assert len(ann) == 4 and set(ann.images) == {"a", "b", "c"}
+    assert ann.images["c"].width is None  # its size was refused, the image stays
+    assert str(ann.problems[-1]).startswith(str(train))
+
+
+def test_vinbigdata_missing_column(tmp_path):
+    p = write(tmp_path / "t.csv", "image_id,class_name\nx,ILD\n")
+    with pytest.raises(ConfigError, match="missing column"):
+        load_vinbigdata(p)
+
+
+def test_vinbigdata_images_folder(tmp_path, vinbig_csv):
+    rows = gzip.open(vinbig_csv, "rt").read().splitlines()[:4]
+    train = write(tmp_path / "train.csv", "\n".join(rows) + "\n")
+    folder = tmp_path / "train"
+    folder.mkdir()
+    iid = rows[1].split(",")[0]
+    (folder / f"{iid}.dicom").write_bytes(b"")
+    ann = load_vinbigdata(train, images=folder)
+    assert ann.images[iid].source == str(folder / f"{iid}.dicom")

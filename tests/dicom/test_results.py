@@ -1,0 +1,241 @@
+"""SR, GSPS and SEG of an analysis: built, written, read back, compared and validated (dciodvfy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from dicom_helpers import (
+    BOXES,
+    all_text,
+    built_analysis,
+    dciodvfy_errors,
+    dciodvfy_unexplained,
+    lung_mask,
+    sr_findings,
+)
+from helpers import ROOT, SAMPLES
+
+from thoracic.dicom import (
+    DEFAULT_MIN_SCORE,
+    FINDING_CODES,
+    NotDicomSourceError,
+    build_results,
+    finding_label,
+)
+from thoracic.errors import ConfigError, ReadError
+
+CASES = ("RG1_J2KI.dcm", "siim_cr_jpeg_baseline.dcm", "built")
+
+
+@pytest.fixture
+def case(request, require, sample_analyses, phi_analysis):
+    require("highdicom")
+    return phi_analysis if request.param == "built" else sample_analyses[request.param]
+
+
+def _expected(analysis, min_score):
+    det = analysis.prediction.detections
+    keep = det.scores >= min_score
+    boxes = det.boxes[keep].astype(np.float64)
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, analysis.width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, analysis.height)
+    labels = [lab for lab, k in zip(det.labels, keep, strict=True) if k]
+    return boxes, det.scores[keep], labels
+
+
+@pytest.mark.parametrize("case", CASES, indirect=True)
+def test_objects_read_back_and_validate(case, tmp_path):
+    """Every object is written, read back with pydicom, matches the analysis and passes dciodvfy."""
+    min_score = 0.02  # low, so that the real samples have boxes to compare
+    results = build_results(case, min_score=min_score)
+    paths = results.save(tmp_path)
+    assert set(paths) == {"sr", "gsps", "seg"}
+    source = case.radiograph.dataset
+    boxes, scores, labels = _expected(case, min_score)
+    assert len(results.findings) == len(boxes)
+
+    sr = pydicom.dcmread(paths["sr"])
+    gsps = pydicom.dcmread(paths["gsps"])
+    seg = pydicom.dcmread(paths["seg"])
+    for ds in (sr, gsps, seg):
+        assert ds.StudyInstanceUID == source.StudyInstanceUID
+        assert ds.SeriesInstanceUID != source.SeriesInstanceUID
+        assert paths[{"SR": "sr", "PR": "gsps", "SEG": "seg"}[ds.Modality]].name == f"{ds.SOPInstanceUID}.dcm"
+    assert len({sr.SeriesInstanceUID, gsps.SeriesInstanceUID, seg.SeriesInstanceUID}) == 3
+
+    # SR: one group per box, in score order, coordinates within 0.5 px, codes, reference
+    found = sr_findings(sr)
+    assert len(found) == len(boxes)
+    order = np.argsort(-scores, kind="stable")
+    for f, i in zip(found, order, strict=True):
+        x0, y0, x1, y1 = boxes[i]
+        assert f["graphic_type"] == "POLYLINE"
+        pts = f["points"]
+        assert np.allclose(pts.min(axis=0), [x0, y0], atol=0.5) and np.allclose(pts.max(axis=0), [x1, y1], atol=0.5)
+        assert finding_label(*f["finding"]) == labels[i]
+        assert f["score"] == pytest.approx(float(scores[i]), abs=1e-5)
+        assert f["referenced"] == source.SOPInstanceUID
+    text = all_text(sr)
+    assert "with findings" in text if len(boxes) else "without findings" in text
+
+    # GSPS: one polyline and one "label score" text per box, referencing the source image
+    assert gsps.ReferencedSeriesSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    objects = gsps.GraphicAnnotationSequence[0].GraphicObjectSequence if len(boxes) else []
+    texts = gsps.GraphicAnnotationSequence[0].TextObjectSequence if len(boxes) else []
+    assert len(objects) == len(texts) == len(boxes)
+    for obj, txt, i in zip(objects, texts, order, strict=True):
+        pts = np.asarray(obj.GraphicData, np.float64).reshape(-1, 2)
+        assert np.allclose(pts.min(axis=0), boxes[i][:2], atol=0.5)
+        assert np.allclose(pts.max(axis=0), boxes[i][2:], atol=0.5)
+        assert txt.UnformattedTextValue == f"{labels[i]} {scores[i]:.2f}"
+
+    # GSPS display: the source's window (else the one thoracic used), MONOCHROME1 inverted
+    voi = gsps.SoftcopyVOILUTSequence[0]
+    center = source.get("WindowCenter", case.radiograph.window_center)
+    assert float(voi.WindowCenter) == pytest.approx(float(center[0] if isinstance(center, list) else center))
+    inverse = source.PhotometricInterpretation == "MONOCHROME1"
+    assert gsps.PresentationLUTShape == ("INVERSE" if inverse else "IDENTITY")
+
+    # SEG: the lung mask, pixel for pixel, referencing the source image
+    assert seg.SegmentationType == "BINARY"
+    assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == "39607008"
+    assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == \
+        source.SOPInstanceUID
+    np.testing.assert_array_equal(seg.pixel_array.astype(bool), case.lungs.mask > 0)
+
+    for path in paths.values():
+        assert dciodvfy_unexplained(path) == [], path.name
+
+
+def test_known_boxes_codes_and_clipping(require, phi_analysis):
+    require("highdicom")
+    results = build_results(phi_analysis)  # default min_score: the 0.05 nodule is left out
+    assert DEFAULT_MIN_SCORE > 0.05
+    assert [f.label for f in results.findings] == ["Cardiomegaly", "Pleural effusion", "Pneumothorax"]
+    assert results.findings[-1].box == (0.0, 10.0, 60.0, 70.0)  # x0 = -5 clipped to the image
+    found = sr_findings(results.sr)
+    assert [f["finding"] for f in found] == [("SCT", "8186001"), ("SCT", "60046008"), ("SCT", "36118008")]
+    np.testing.assert_allclose(found[0]["points"][:4],
+                               [[80.25, 100.5], [170.75, 100.5], [170.75, 160.0], [80.25, 160.0]])
+    assert results.sr.ContentSequence  # the tree exists; P(abnormal) is in it
+    assert "0.87" in all_text(results.sr)
+    assert results.gsps.GraphicAnnotationSequence[0].TextObjectSequence[0].UnformattedTextValue == "Cardiomegaly 0.91"
+
+
+def test_no_findings_is_said_explicitly(require, phi_file, tmp_path):
+    require("highdicom")
+    results = build_results(built_analysis(phi_file, boxes=()))
+    assert results.findings == ()
+    text = all_text(results.sr)
+    assert "111241" in text and "without findings" in text
+    assert "GraphicAnnotationSequence" not in results.gsps
+    for path in results.save(tmp_path).values():
+        assert dciodvfy_errors(path) == []
+
+
+def test_without_lungs_or_classifier(require, phi_file):
+    require("highdicom")
+    results = build_results(built_analysis(phi_file, lungs=False, p_abnormal=None))
+    assert results.seg is None and results.sr is not None and results.gsps is not None
+    assert set(results.datasets()) == {"sr", "gsps"}
+    assert "Probability" not in all_text(results.sr)
+
+
+def test_objects_subset_and_bad_settings(require, phi_analysis):
+    require("highdicom")
+    only = build_results(phi_analysis, objects=["seg"])
+    assert only.sr is None and only.gsps is None and only.seg is not None
+    with pytest.raises(ConfigError, match="did you mean 'gsps'"):
+        build_results(phi_analysis, objects=["gps"])
+    with pytest.raises(ConfigError, match="min_score"):
+        build_results(phi_analysis, min_score=1.5)
+
+
+def test_series_numbers_and_identity(require, phi_analysis):
+    require("highdicom")
+    r = build_results(phi_analysis, series_number=4000, manufacturer="Site AI")
+    assert (r.sr.SeriesNumber, r.gsps.SeriesNumber, r.seg.SeriesNumber) == (4000, 4001, 4002)
+    assert r.seg.Manufacturer == r.gsps.Manufacturer == "Site AI"
+    assert r.seg.DeviceSerialNumber == "ab" * 8  # the detector's sha256 prefix
+    algo = r.seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert "ef" * 8 in algo.AlgorithmVersion
+    assert "ab" * 8 in all_text(r.sr) and "cd" * 32 in all_text(r.sr)  # detector prefix, classifier full sha256
+    assert r.sr.SoftwareVersions == r.gsps.SoftwareVersions == "thoracic " + phi_analysis.thoracic_version
+
+
+def test_png_source_is_refused(require, analyzer):
+    require("highdicom")
+    jpeg = next(p for p in sorted(SAMPLES.iterdir()) if p.suffix == ".jpg")
+    analysis = analyzer.analyze(jpeg, heatmap=False, lungs=False)
+    with pytest.raises(NotDicomSourceError, match="need a DICOM source") as err:
+        build_results(analysis)
+    assert isinstance(err.value, ValueError) and isinstance(err.value, ConfigError)
+
+
+def test_source_header_is_not_changed(require, sample_analyses):
+    require("highdicom")
+    a = sample_analyses["siim_cr_jpeg_baseline.dcm"]
+    before = a.radiograph.dataset.to_json_dict()
+    build_results(a, deidentify=True, salt="x")
+    assert a.radiograph.dataset.to_json_dict() == before
+
+
+def test_checker_catches_an_invalid_object(require, phi_analysis, tmp_path):
+    """dciodvfy really fails a broken object (so the clean results above mean something)."""
+    require("highdicom")
+    gsps = build_results(phi_analysis, objects=["gsps"]).gsps
+    del gsps.PresentationCreationDate  # type 1 in the Presentation State Identification module
+    path = tmp_path / "broken.dcm"
+    gsps.save_as(path, enforce_file_format=True)
+    assert any("PresentationCreationDate" in line or "Presentation Creation Date" in line
+               for line in dciodvfy_errors(path))
+
+
+def test_every_finding_has_a_distinct_code():
+    assert len({(c.scheme_designator, c.value) for c in FINDING_CODES.values()}) == 14
+    for label, concept in FINDING_CODES.items():
+        assert finding_label(concept.scheme_designator, concept.value) == label
+        assert len(concept.value) <= 16 and len(concept.meaning) <= 64  # SH and LO limits
+    assert lung_mask().any()
+    assert {label for label, _, _ in BOXES} <= set(FINDING_CODES)
+
+
+def test_the_documented_code_table_is_the_code_table():
+    """docs/clinic/dicom.md lists exactly the codes the objects carry."""
+    rows = {}
+    for line in (ROOT / "docs" / "clinic" / "dicom.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 5 and cells[0].isdigit():
+            rows[cells[1]] = (cells[3].strip("`"), cells[2].strip("`"), cells[4])
+    assert rows == {label: (c.scheme_designator, c.value, c.meaning) for label, c in FINDING_CODES.items()}
+
+
+def test_header_from_a_path(require, phi_analysis, phi_file, tmp_path):
+    """The source header can come from the file (e.g. when the analysis was made from pixels)."""
+    require("highdicom")
+    results = build_results(phi_analysis, source=phi_file, objects=["gsps"])
+    assert results.gsps.ReferencedSeriesSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID == \
+        pydicom.dcmread(phi_file, stop_before_pixels=True).SOPInstanceUID
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"\x00" * 10)
+    with pytest.raises(ReadError):
+        build_results(phi_analysis, source=junk)
+    other = pydicom.dcmread(SAMPLES / "siim_cr_jpeg_baseline.dcm", stop_before_pixels=True)
+    with pytest.raises(ConfigError, match="header of the analyzed image"):
+        build_results(phi_analysis, source=other)  # 1024 x 1024, not the analyzed 240 x 200
+
+
+def test_invalid_patient_sex_and_impossible_birth_date_are_left_out(require, analyzer, tmp_path):
+    """A source with PatientSex "zebediah" and birth date month 13 still gets its results (both type 2: empty)."""
+    require("highdicom")
+    ds = pydicom.dcmread(SAMPLES / "siim_cr_jpeg_baseline.dcm")
+    with pytest.warns(UserWarning):  # pydicom warns on setting values that break their VR
+        ds.PatientSex = "zebediah"
+        ds.PatientBirthDate = "19231317"
+    path = tmp_path / "odd.dcm"
+    ds.save_as(path)
+    results = build_results(analyzer.analyze(path))
+    for obj in (results.sr, results.gsps, results.seg):
+        assert obj.PatientSex == "" and obj.PatientBirthDate == ""
+    assert ds.PatientSex == "zebediah"  # the source is not changed

@@ -1,0 +1,289 @@
+"""Helpers shared by the test folders: plain functions and constants (the fixtures are in conftest.py).
+
+pytest puts ``tests/`` on ``sys.path`` (the folder of the root ``conftest.py``), so any test module,
+conftest or helper module imports these as ``from helpers import ...``; ``scripts/fuzz.py`` puts
+it there itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import importlib.util
+import io
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import UID, ExplicitVRLittleEndian
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "src" / "thoracic" / "samples"
+#: The committed test files, with their provenance in ``tests/fixtures/README.md``.
+FIXTURES = ROOT / "tests" / "fixtures"
+#: ``image_id,width,height`` of 200 VinBigData training images (see the fixtures' README).
+META_SUBSET = FIXTURES / "vinbigdata_meta_subset.csv"
+#: The input size of the tiny test detector built by the ``tiny_pt`` fixture.
+TINY_SIZE = 256
+
+
+# --- optional dependencies: skip locally, fail in CI -----------------------------------------------
+def missing(what: str, hint: str = "") -> NoReturn:
+    """Skip the test because ``what`` is not installed, but fail it in CI (CI=true)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what} is required in CI but is not installed", pytrace=False)
+    pytest.skip(f"{what} is not installed{hint}", allow_module_level=True)
+
+
+def require(module: str, hint: str = ""):
+    """Import an optional test dependency: skip without it, but fail in CI (CI=true)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        missing(module, hint)
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of a command-line tool: skip the test without it, but fail in CI (CI=true)."""
+    exe = shutil.which(name)
+    if exe is None:
+        missing(f"{name} (Debian {package})")
+    return exe
+
+
+def txv_data(name: str) -> Path:
+    """A file of ``torchxrayvision/data`` found without importing torchxrayvision (and torch)."""
+    spec = importlib.util.find_spec("torchxrayvision")
+    if spec is None or not spec.submodule_search_locations:
+        missing("torchxrayvision")
+    for loc in spec.submodule_search_locations:
+        p = Path(loc) / "data" / name
+        if p.is_file():
+            return p
+    missing(f"torchxrayvision/data/{name}")
+
+
+# --- files and processes -----------------------------------------------------------------------------
+def write(path: Path, text: str) -> Path:
+    """Write ``text`` (its leading newlines dropped: tables written as indented literals) to ``path``."""
+    path.write_text(text.lstrip("\n"))
+    return path
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file as dictionaries."""
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+#: The packages of the ``train`` extra, which every command but training must run without.
+TORCH = ("torch", "torchvision", "ultralytics")
+
+
+def run_without(packages: tuple[str, ...], script: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``script`` (dedented) with ``args`` in a new Python in which ``packages`` cannot be imported.
+
+    An import of any of them (or of their submodules) raises ImportError, as if they were not
+    installed; the script first checks that they really cannot be imported.
+    """
+    blocker = textwrap.dedent(
+        f"""
+        import importlib, importlib.abc, sys
+
+        class _Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {packages!r}:
+                    raise ImportError(f"{{name}} is blocked in this test")
+                return None
+
+        sys.meta_path.insert(0, _Block())
+        for _name in {packages!r}:
+            try:
+                importlib.import_module(_name)
+            except ImportError:
+                pass
+            else:
+                raise SystemExit("the blocker failed")
+        """
+    )
+    code = blocker + textwrap.dedent(script)
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def work_or_die(x: int) -> int:
+    """A task for the worker pools: ``10 * x``, except that 3 kills its process (module level: picklable)."""
+    if x == 3:
+        os._exit(1)  # a native crash in a worker: the process dies without a Python exception
+    return x * 10
+
+
+# --- built DICOM files ---------------------------------------------------------------------------------
+#: Identifying values put into every built DICOM; none may reach a repr, a message or a log.
+PHI = {
+    "PatientName": "Doe^Jane^Quincy",
+    "PatientID": "PID-31415926",
+    "PatientBirthDate": "19421107",
+    "AccessionNumber": "ACC-2718281",
+    "InstitutionName": "Saint Nowhere General",
+    "ReferringPhysicianName": "House^Gregory",
+}
+
+#: The PHI values and their name components of 4+ characters: none may appear in any text.
+PHI_FRAGMENTS = tuple(
+    dict.fromkeys(part for value in PHI.values() for part in (value, *value.split("^")) if len(part) >= 4)
+)
+
+CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
+#: SOP Instance, Study and Series Instance UID of a built file.
+BUILT_UIDS = ("1.2.826.0.1.3680043.8.498.10101", "1.2.826.0.1.3680043.8.498.20202", "1.2.826.0.1.3680043.8.498.30303")
+
+
+def dicom_dataset(
+    pixels: np.ndarray | None,
+    *,
+    bits_stored: int | None = None,
+    signed: bool | None = None,
+    photometric: str = "MONOCHROME2",
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    pixel_data: bytes | None = None,
+    phi: dict[str, str] | None = None,
+    uids: tuple[str, str, str] = BUILT_UIDS,
+    **attrs: object,
+) -> Dataset:
+    """A minimal CR chest PA image with ``phi`` (default :data:`PHI`) in its header.
+
+    ``pixels`` is the array to store, rows x columns (x samples), in the byte order of
+    ``transfer_syntax`` (``None``: no Pixel Data at all); ``pixel_data`` replaces its bytes (e.g. an
+    encapsulated stream for a compressed ``transfer_syntax``). ``attrs`` set (or, with ``None``,
+    delete) any other attribute. ``uids``: SOP Instance, Study and Series Instance UIDs.
+    """
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = uids[0]
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CR_IMAGE_STORAGE
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = uids[1]
+    ds.SeriesInstanceUID = uids[2]
+    ds.Modality = "CR"
+    ds.BodyPartExamined = "CHEST"
+    ds.ViewPosition = "PA"
+    for key, value in (PHI if phi is None else phi).items():
+        setattr(ds, key, value)
+    if pixels is not None:
+        pixels = np.asarray(pixels)
+        signed = pixels.dtype.kind == "i" if signed is None else signed
+        allocated = 8 * pixels.dtype.itemsize
+        ds.Rows, ds.Columns = pixels.shape[:2]
+        ds.SamplesPerPixel = 1 if pixels.ndim == 2 else pixels.shape[2]
+        if pixels.ndim == 3:
+            ds.PlanarConfiguration = 0
+        ds.PhotometricInterpretation = photometric
+        ds.BitsAllocated = allocated
+        ds.BitsStored = bits_stored or allocated
+        ds.HighBit = ds.BitsStored - 1
+        ds.PixelRepresentation = int(signed)
+        if pixel_data is None:
+            order = "<" if UID(transfer_syntax).is_little_endian else ">"
+            pixel_data = pixels.astype(pixels.dtype.newbyteorder(order)).tobytes()
+    if pixel_data is not None:
+        ds.PixelData = pixel_data
+    for key, value in attrs.items():
+        if value is None:
+            if key in ds:
+                delattr(ds, key)
+        else:
+            setattr(ds, key, value)
+    return ds
+
+
+def dicom_file_bytes(ds: Dataset, *, bare: bool = False) -> bytes:
+    """``ds`` as DICOM Part 10 bytes in its transfer syntax.
+
+    ``bare``: no preamble and no file meta, only the data set in the transfer syntax's encoding.
+    """
+    uid = UID(ds.file_meta.TransferSyntaxUID)
+    buf = io.BytesIO()
+    if bare:
+        ds.file_meta = FileMetaDataset()
+        ds.save_as(buf, implicit_vr=uid.is_implicit_VR, little_endian=uid.is_little_endian)
+    elif not uid.is_little_endian:
+        ds.save_as(buf, implicit_vr=False, little_endian=False)
+    else:
+        ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def build_dicom(pixels: np.ndarray | None, *, bare: bool = False, **options: object) -> bytes:
+    """:func:`dicom_dataset` as DICOM Part 10 bytes (see :func:`dicom_file_bytes` for ``bare``)."""
+    return dicom_file_bytes(dicom_dataset(pixels, **options), bare=bare)  # type: ignore[arg-type]
+
+
+# --- the radiograph full of identifying data (de-identification and DICOM results) ----------------------
+#: Identifying values of the radiograph: none may survive de-identification.
+DEID_PHI = {
+    **PHI,
+    "InstitutionAddress": "42 Elm Street Springfield",
+    "OtherPatientIDs": "OTHER-1618033",
+    "PatientAddress": "7 Privet Drive Little Whinging",
+    "StationName": "XRAYROOM-ZETA",
+    "OperatorsName": "Tech^Tina",
+    "StudyID": "STUDY-5772156",
+    "ImageComments": "phone Dr Quackenbush re Jane",
+    "PatientTelephoneNumbers": "555-0199-8765",
+}
+PRIVATE_VALUE = "PRIVATE-SECRET-6626070"
+#: Distinctive fragments that must not appear in any de-identified byte: every full value and
+#: the parts of names, addresses and numbers.
+DEID_FRAGMENTS = (
+    *DEID_PHI.values(), PRIVATE_VALUE, "SEQ-ID-9999271", "NESTED-SECRET-4669201",
+    "Quincy", "Gregory", "Quackenbush", "Nowhere", "Springfield", "Privet", "Whinging", "ZETA",
+    "31415926", "19421107", "2718281", "1618033", "6626070", "5772156", "9999271", "0199-8765",
+    "HOSPITALPACS",
+)
+
+STUDY_UID = "1.2.40.0.13.1.8675309.11"
+SERIES_UID = "1.2.40.0.13.1.8675309.12"
+SOP_UID = "1.2.40.0.13.1.8675309.13"
+FOR_UID = "1.2.40.0.13.1.8675309.14"
+SOURCE_REF_UID = "1.2.40.0.13.1.8675309.15"
+ORIGINAL_UIDS = (STUDY_UID, SERIES_UID, SOP_UID, FOR_UID, SOURCE_REF_UID)
+WIDTH, HEIGHT = 240, 200
+
+
+def phi_radiograph(path: Path) -> Path:
+    """Write a small 12-bit CR chest radiograph full of identifying data (and return its path)."""
+    other = Dataset()
+    other.PatientID = "SEQ-ID-9999271"
+    other.TypeOfPatientID = "TEXT"
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = CR_IMAGE_STORAGE
+    ref.ReferencedSOPInstanceUID = SOURCE_REF_UID
+    nested = ref.private_block(0x0031, "ACME NESTED", create=True)
+    nested.add_new(0x01, "LO", "NESTED-SECRET-4669201")
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
+    ds = dicom_dataset(
+        ((xx * 7 + yy * 13) % 4096).astype(np.uint16), bits_stored=12, phi=DEID_PHI,
+        uids=(SOP_UID, STUDY_UID, SERIES_UID),
+        SpecificCharacterSet="ISO_IR 100", FrameOfReferenceUID=FOR_UID,
+        StudyDate="20240229", StudyTime="101112", SeriesDate="20240229", ContentDate="20240229",
+        ContentTime="101113", AcquisitionDate="20240229", PatientOrientation=["L", "F"], Manufacturer="Acme",
+        PatientSex="F", PatientAge="081Y", StudyDescription="Chest PA for Jane Quincy", SeriesNumber=1,
+        InstanceNumber=1, OtherPatientIDsSequence=Sequence([other]), SourceImageSequence=Sequence([ref]),
+        ImagerPixelSpacing=[0.5, 0.5], WindowCenter=2048, WindowWidth=4096,
+    )
+    ds.file_meta.SourceApplicationEntityTitle = "HOSPITALPACS"
+    block = ds.private_block(0x0029, "ACME PHI", create=True)
+    block.add_new(0x10, "LO", PRIVATE_VALUE)
+    ds.save_as(path, enforce_file_format=True)
+    return path

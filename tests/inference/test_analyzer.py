@@ -1,0 +1,32 @@
+"""The Analyzer: every shipped model on one image, as the service and the DICOM outputs use it."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_analysis_of_a_dicom(analyzer, samples_dir):
+    from thoracic.models import model_path
+    from thoracic.models.runtime import file_sha256
+
+    a = analyzer.analyze(samples_dir / "RG1_J2KI.dcm")
+    assert a.is_dicom and "PixelData" not in a.radiograph.dataset
+    assert a.heatmap.shape == a.lungs.mask.shape == (a.height, a.width) == (1955, 1841)
+    assert 0.0 <= a.heatmap.min() and a.heatmap.max() <= 1.0 and a.heatmap.max() > 0.5
+    # the detector's feature map sees the lungs: the heatmap is hotter inside the lung mask
+    lung = a.lungs.mask > 0
+    assert a.heatmap[lung].mean() > 2 * a.heatmap[~lung].mean()
+    d = json.loads(json.dumps(a.to_dict()))
+    assert {m["role"]: m["sha256"] for m in d["models"]} == {
+        role: file_sha256(model_path(role)) for role in ("detector", "classifier", "lungs")
+    }
+    assert len(d["findings"]) == len(a.prediction.detections)
+    assert all(f["box"][0] < f["box"][2] <= a.width and f["box"][1] < f["box"][3] <= a.height for f in d["findings"])
+    assert len(a.findings(min_score=1.01)) == 0
+    assert analyzer.model_ids == "+".join(m["sha256"][:12] for m in d["models"])
+
+
+def test_analysis_of_a_png_has_no_dicom_header(analyzer, samples_dir):
+    a = analyzer.analyze((samples_dir / "00001437_012.jpg").read_bytes(), image_id="upload", lungs=False, heatmap=False)
+    assert not a.is_dicom and a.image_id == "upload" and a.lungs is None and a.heatmap is None
+    assert a.to_dict()["lung_roi"] is None and a.to_dict()["heatmap"] is False

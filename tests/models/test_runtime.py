@@ -1,0 +1,181 @@
+"""The one loader: every kind of model, the shipped ones and bad files, sessions on the asked device."""
+
+from __future__ import annotations
+
+import pytest
+
+from thoracic.errors import ConfigError
+from thoracic.models import (
+    LungsMeta,
+    ModelMeta,
+    OnnxModel,
+    file_sha256,
+    load_model,
+    model_path,
+    onnx_device,
+    write_meta,
+)
+from thoracic.models.runtime import execution_providers, onnx_session
+
+
+def _plain_onnx(onnx, path):
+    """The shipped lungs model without its metadata: a valid ONNX model, but not a thoracic one."""
+    proto = onnx.load(str(model_path("lungs")))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(path))
+    return proto
+
+
+@pytest.mark.parametrize("kind", ["detector", "classifier", "lungs"])
+def test_each_shipped_model_loads_through_the_one_loader(kind):
+    m = load_model(kind=kind, threads=1)
+    assert m.meta.kind == kind and m.path == str(model_path(kind))
+    assert m.sha256 == file_sha256(model_path(kind))
+    assert m.session.get_inputs()[0].name
+    assert load_model(model_path(kind), threads=1).meta == m.meta  # by path, kind not asked
+
+
+def test_the_model_classes_load_through_it_and_meet_their_protocols():
+    from thoracic.anatomy import LungSegmenter, Segmenter
+    from thoracic.classify import Classifier, OnnxClassifier
+    from thoracic.detect import Detector, OnnxDetector
+
+    det = OnnxDetector.load(model_path("detector"), threads=1)
+    clf = OnnxClassifier.load(model_path("classifier"), threads=1)
+    seg = LungSegmenter.load(threads=1)
+    assert isinstance(det, Detector) and isinstance(clf, Classifier) and isinstance(seg, Segmenter)
+    assert not isinstance(det, Segmenter) and not isinstance(seg, Detector)
+    assert seg.sha256 == file_sha256(model_path("lungs")) and seg.id == seg.sha256[:12]
+    assert isinstance(seg.meta, LungsMeta) and seg.contract is seg.meta
+    for model in (det, clf, seg):  # one identity for every kind
+        assert isinstance(model, OnnxModel) and model.meta.kind == model.kind and model.id == model.sha256[:12]
+
+
+@pytest.mark.parametrize("load", ["detector", "classifier", "lungs"])
+def test_a_missing_file_is_the_same_error_for_every_kind(tmp_path, load):
+    from thoracic.anatomy import LungSegmenter
+    from thoracic.classify import OnnxClassifier
+    from thoracic.detect import OnnxDetector
+
+    loader = {"detector": OnnxDetector.load, "classifier": OnnxClassifier.load, "lungs": LungSegmenter.load}[load]
+    missing = tmp_path / "nope.onnx"
+    with pytest.raises(ConfigError, match=f"^model file {missing} does not exist$"):
+        loader(missing)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ConfigError, match="cannot load ONNX model") as info:
+        loader(bad)
+    assert info.value.path == str(bad)
+
+
+def test_a_file_that_is_not_a_thoracic_model_is_refused(tmp_path, require):
+    onnx = require("onnx")
+    path = tmp_path / "plain.onnx"
+    _plain_onnx(onnx, path)
+    for kind in (None, "detector", "lungs"):
+        with pytest.raises(ConfigError, match="not a thoracic model .*'thoracic'.*'thoracic.contract'") as info:
+            load_model(path, kind)
+        assert info.value.path == str(path)
+
+
+def test_a_model_of_another_kind_is_refused():
+    from thoracic.anatomy import LungSegmenter
+    from thoracic.detect import OnnxDetector
+
+    with pytest.raises(ConfigError, match="expected a lungs model, got a detector"):
+        LungSegmenter.load(model_path("detector"), threads=1)
+    with pytest.raises(ConfigError, match="expected a detector, got a lungs model"):
+        OnnxDetector.load(model_path("lungs"), threads=1)
+    with pytest.raises(ConfigError, match="give a model file"):
+        load_model()
+
+
+def test_metadata_written_with_write_meta_is_what_the_loader_reads(tmp_path, require):
+    onnx = require("onnx")
+    proto = _plain_onnx(onnx, tmp_path / "plain.onnx")
+    meta = LungsMeta(name="other", chain=LungsMeta.default(192).chain, normalization="unit", output="probabilities")
+    write_meta(proto, meta)
+    write_meta(proto, meta)  # replaces, never appends
+    assert [p.key for p in proto.metadata_props] == ["thoracic.contract"]
+    onnx.save(proto, str(tmp_path / "other.onnx"))
+    m = load_model(tmp_path / "other.onnx", "lungs", threads=1)
+    assert m.meta == meta and isinstance(m.meta, ModelMeta)
+
+
+def test_every_kind_honours_the_device(monkeypatch):
+    """The lungs model too: its session comes from ``onnx_session``, on the device of ``onnx_device``."""
+    import onnxruntime as ort
+
+    from thoracic.anatomy import LungSegmenter
+
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    auto = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
+    assert LungSegmenter.load(threads=1).session.get_providers()[0] == auto
+    with onnx_device("cpu"):
+        for kind in ("detector", "classifier", "lungs"):
+            assert load_model(kind=kind, threads=1).session.get_providers() == ["CPUExecutionProvider"]
+        assert LungSegmenter.load(threads=1).session.get_providers() == ["CPUExecutionProvider"]
+    if not cuda:
+        with onnx_device("cuda"), pytest.raises(ConfigError, match="no CUDA"):
+            LungSegmenter.load(threads=1)
+    # with CUDA offered, the lungs session asks for it first (whatever this onnxruntime build has)
+    seen = []
+    real = ort.InferenceSession
+
+    def spy(path, sess_options=None, providers=None):
+        seen.append(providers)
+        return real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    with onnx_device("cuda:1"):
+        LungSegmenter.load(threads=1)
+    assert seen == [[("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]]
+
+
+# --- ONNX Runtime devices -----------------------------------------------------------------------
+CPU_ONLY = ["CPUExecutionProvider"]
+WITH_CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_auto_prefers_cuda_when_onnxruntime_has_it():
+    assert execution_providers("auto", WITH_CUDA) == [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+    assert execution_providers("auto", CPU_ONLY) == ["CPUExecutionProvider"]
+    assert execution_providers("cpu", WITH_CUDA) == ["CPUExecutionProvider"]
+    assert execution_providers("CUDA:2", WITH_CUDA) == [("CUDAExecutionProvider", {"device_id": 2}), "CPUExecutionProvider"]
+
+
+def test_explicit_cuda_without_it_and_unknown_devices_are_errors():
+    with pytest.raises(ConfigError, match="no CUDA execution provider.*--device cpu"):
+        execution_providers("cuda", CPU_ONLY)
+    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
+        execution_providers("gpu", WITH_CUDA)
+    with pytest.raises(ConfigError, match="unknown device"):
+        execution_providers("cuda:x", WITH_CUDA)
+    with pytest.raises(ConfigError):
+        with onnx_device("tpu"):
+            pass
+
+
+def test_sessions_follow_the_device_context(detector_onnx):
+    import onnxruntime as ort
+
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    auto = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
+    assert onnx_session(detector_onnx, 1).get_providers()[0] == auto
+    with onnx_device("cpu"):
+        assert onnx_session(detector_onnx, 1).get_providers() == ["CPUExecutionProvider"]
+        assert onnx_session(detector_onnx, 1, device="auto").get_providers()[0] == auto  # an explicit device wins
+    if not cuda:
+        with onnx_device("cuda"), pytest.raises(ConfigError, match="no CUDA"):
+            onnx_session(detector_onnx, 1)
+
+
+def test_only_multithreaded_sessions_spin(detector_onnx):
+    def spins(session) -> str:
+        return session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert spins(onnx_session(detector_onnx, 2)) == "1"  # one image's latency: ONNX Runtime's default
+    assert spins(onnx_session(detector_onnx, 1)) == "0"  # the batch predictor's side-by-side sessions
+    assert spins(onnx_session(detector_onnx, 2, spin=False)) == "0"
+    assert onnx_session(detector_onnx, 0).get_session_options().intra_op_num_threads == 1

@@ -1,0 +1,232 @@
+"""The real server (uvicorn, a subprocess on a free loopback port): the viewer in headless
+Chromium, and its logs at DEBUG scanned for patient data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, SAMPLES
+from serve_helpers import PHI, PHI_FILENAME, PHI_NEEDLES, dicom_bytes, need, server_command
+
+need("fastapi")
+httpx = need("httpx")
+
+LIVE_TOKEN = "live-token-5b1e9c"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOT = ROOT / "docs" / "clinic" / "viewer.png"
+
+
+class LiveServer:
+    def __init__(self, url: str, proc: subprocess.Popen, log: Path) -> None:
+        self.url = url.rstrip("/")
+        self.proc = proc
+        self.log = log
+
+    def logs(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def wait_for_log(self, needle: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.logs()
+            if needle in text:
+                return text
+            time.sleep(0.05)
+        raise AssertionError(f"{needle!r} never appeared in the server log:\n{self.logs()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """``thoracic serve --port 0`` at DEBUG in a subprocess; the URL is read from its first line."""
+    tmp = tmp_path_factory.mktemp("serve")
+    token_file = tmp / "token"
+    token_file.write_text(LIVE_TOKEN + "\n")
+    log = tmp / "server.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("THORACIC_TOKEN", None)
+    cmd = [*server_command(), "--port", "0", "--token-file", str(token_file),
+           "--log-level", "debug", "--max-upload-mb", "4", "--threads", "1", "--queue", "4",
+           "--upload-timeout", "1.5"]
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=tmp)
+    try:
+        first = proc.stdout.readline()  # printed once the port is bound
+        if not first.startswith("thoracic serve: http://"):
+            raise AssertionError(f"unexpected first line {first!r}; log:\n{log.read_text()[-3000:]}")
+        url = first.split()[2]
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the server did not start; log:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield LiveServer(url, proc, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        proc.stdout.close()
+
+
+def test_the_server_logs_no_patient_data_at_debug(live):
+    import pydicom
+
+    auth = {"Authorization": f"Bearer {LIVE_TOKEN}"}
+    phi_dicom = dicom_bytes(SAMPLES / "siim_cr_jpeg_baseline.dcm", **PHI)
+    with httpx.Client(base_url=live.url, timeout=60) as c:
+        r = c.post("/v1/analyze?outputs=sr,gsps,seg", files={"file": (PHI_FILENAME, phi_dicom)}, headers=auth)
+        assert r.status_code == 200, r.text
+        rid = r.json()["id"]
+        assert c.get(f"/v1/results/{rid}/sr", headers=auth).status_code == 200
+        lateral = dicom_bytes(SAMPLES / "siim_cr_jpeg_baseline.dcm", ViewPosition="LL", **PHI)
+        assert c.post("/v1/analyze", files={"file": (PHI_FILENAME, lateral)}, headers=auth).status_code == 422
+        r = c.post("/v1/analyze", content=phi_dicom[:5000], headers=auth)
+        assert r.status_code == 400
+        last = c.post("/v1/analyze", files={"file": (PHI_FILENAME, phi_dicom)}, headers=auth).json()["id"]
+    text = live.wait_for_log(f"id={last}")
+    assert "DEBUG" in text and "POST /v1/analyze 200" in text  # debug logging was on, requests were logged
+    src = pydicom.dcmread(SAMPLES / "siim_cr_jpeg_baseline.dcm", stop_before_pixels=True)
+    needles = [*PHI_NEEDLES, str(src.StudyInstanceUID), str(src.SOPInstanceUID), LIVE_TOKEN]
+    assert [n for n in needles if n.lower() in text.lower()] == []
+
+
+def test_a_stalled_upload_times_out_with_408_and_frees_its_slot(live):
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(live.url)
+    head = (f"POST /v1/analyze HTTP/1.1\r\nHost: {u.hostname}\r\nAuthorization: Bearer {LIVE_TOKEN}\r\n"
+            "Content-Type: application/dicom\r\nContent-Length: 100000\r\n\r\n").encode()
+    with socket.create_connection((u.hostname, u.port), timeout=20) as sock:
+        sock.sendall(head + b"\0" * 1000)  # then nothing more
+        t0 = time.monotonic()
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert 1.0 < time.monotonic() - t0 < 15
+    assert httpx.get(live.url + "/health").json()["in_flight"] == 0
+
+
+def _chrome(require, tmp_path, monkeypatch):
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("chromium and chromedriver are required in CI (apt-get install chromium chromium-driver)")
+        pytest.skip("chromium/chromedriver are not installed")
+    webdriver = require("selenium.webdriver")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium Manager download anything
+    opts = Options()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,860", "--force-device-scale-factor=1", f"--user-data-dir={tmp_path / 'chrome'}",
+                "--no-first-run", "--disable-extensions", "--disable-background-networking"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+
+
+COLOURED = """
+const c = document.getElementById('canvas');
+const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+let n = 0;
+for (let i = 0; i < d.length; i += 4) {
+  if (Math.abs(d[i] - d[i + 1]) > 24 || Math.abs(d[i + 1] - d[i + 2]) > 24) n++;
+}
+return n;
+"""
+
+
+def test_the_viewer_draws_the_boxes_in_headless_chromium(live, require, tmp_path, monkeypatch):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chrome(require, tmp_path, monkeypatch)
+    try:
+        driver.get(live.url + "/")
+        assert driver.title == "thoracic viewer"
+        canvas = driver.find_element(By.ID, "canvas")
+        status = driver.find_element(By.ID, "status")
+
+        def analyze(token: str, sample: str = "00000377_004.jpg") -> str:
+            token_box = driver.find_element(By.ID, "token")
+            token_box.clear()
+            token_box.send_keys(token)
+            driver.find_element(By.ID, "file").send_keys(str(SAMPLES / sample))
+            driver.find_element(By.ID, "analyze").click()
+            WebDriverWait(driver, 90).until(lambda d: status.get_attribute("data-state") in ("done", "error"))
+            return status.get_attribute("data-state")
+
+        # a wrong token shows the API's error, nothing is drawn
+        assert analyze("not-the-token") == "error"
+        assert "401" in status.text and canvas.get_attribute("data-boxes") == "0"
+
+        assert analyze(LIVE_TOKEN) == "done", status.text
+        boxes = int(canvas.get_attribute("data-boxes"))
+        assert boxes >= 1
+        rows = driver.find_elements(By.CSS_SELECTOR, "#findings tbody tr")
+        assert len(rows) == boxes and "Cardiomegaly" in rows[0].text
+        assert driver.find_element(By.ID, "p-abnormal").text.startswith("0.")
+        with_boxes = driver.execute_script(COLOURED)
+        assert with_boxes > 200  # box strokes, labels and the lung square
+
+        def toggle(element_id: str) -> None:
+            driver.find_element(By.ID, element_id).click()
+
+        toggle("show-boxes")
+        toggle("show-roi")
+        assert canvas.get_attribute("data-boxes") == "0"
+        assert driver.execute_script(COLOURED) == 0  # only the grey radiograph is left
+        toggle("show-heatmap")
+        assert canvas.get_attribute("data-heatmap") == "on"
+        area = driver.execute_script("const c = document.getElementById('canvas'); return c.width * c.height;")
+        heated = driver.execute_script(COLOURED)
+        # the heatmap colours far more than the boxes do (about 10% of the canvas with the shipped detector)
+        assert heated > max(5 * with_boxes, area // 20)
+        toggle("show-heatmap")
+        toggle("show-boxes")
+        toggle("show-roi")
+        assert canvas.get_attribute("data-heatmap") == "off" and driver.execute_script(COLOURED) == with_boxes
+
+        # lowering the minimum score shows more boxes
+        driver.execute_script(
+            "const s = document.getElementById('min-score'); s.value = '0';"
+            "s.dispatchEvent(new Event('input'));"
+        )
+        assert int(canvas.get_attribute("data-boxes")) > boxes
+        driver.execute_script(
+            "const s = document.getElementById('min-score'); s.value = '0.05';"
+            "s.dispatchEvent(new Event('input'));"
+        )
+        toggle("show-lungs")
+        shot = tmp_path / "viewer.png"
+        assert driver.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+
+        # a DICOM upload offers its SR, GSPS and SEG
+        assert analyze(LIVE_TOKEN, "siim_cr_jpeg_baseline.dcm") == "done", status.text
+        links = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#downloads a")]
+        assert links == ["download SR", "download GSPS", "download SEG"]
+        assert "dicom" in driver.find_element(By.ID, "size").text
+    finally:
+        driver.quit()
+    if os.environ.get("THORACIC_UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists():
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, SCREENSHOT)
