@@ -287,3 +287,74 @@ def phi_radiograph(path: Path) -> Path:
     block.add_new(0x10, "LO", PRIVATE_VALUE)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+# --- a VinDr-CXR / VinBigData stand-in -----------------------------------------------------------------
+#: The columns of VinBigData's ``train.csv``, in order.
+VINDR_COLUMNS = ("image_id", "class_name", "class_id", "rad_id", "x_min", "y_min", "x_max", "y_max")
+#: VinDr class ids of the findings the bundled samples carry (``samples/boxes.csv``).
+_VINDR_IDS = {"Aortic enlargement": 0, "Cardiomegaly": 3, "Nodule/Mass": 8, "Pleural effusion": 10}
+
+
+def vindr_standin(root: Path, n: int = 24, *, size: int = 256, big: int = 0, seed: int = 0) -> Path:
+    """Build a folder in VinBigData's layout from the bundled real radiographs and return its ``train.csv``.
+
+    ``root/train/<image_id>.dicom`` (32 hex digits, as VinDr) and ``root/train.csv`` with three of
+    seventeen readers per image. Image ``k`` is bundled sample ``k % 3`` resized to about ``size``
+    pixels (widths and heights differ), stored as 12-bit CR, MONOCHROME1 (inverted) for every fourth;
+    the first ``big`` images are 2000 x 2000 with 16 bits stored. Every fourth image (``k % 4 == 3``)
+    is "No finding" by all three readers; the others carry the sample's radiologist box, scaled and
+    jittered per reader, and the Cardiomegaly films an "Aortic enlargement" box by two readers.
+    """
+    import hashlib
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    boxes = {r["image_id"]: r for r in read_rows(SAMPLES / "boxes.csv")}
+    samples = sorted(boxes)
+    train = root / "train"
+    train.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, object]] = []
+    for k in range(n):
+        sample = samples[k % 3]
+        image_id = hashlib.md5(f"thoracic-vindr-standin-{seed}-{k}".encode()).hexdigest()
+        with Image.open(SAMPLES / f"{sample}.jpg") as im:
+            gray = im.convert("L")
+            sw, sh = gray.size
+            if k < big:
+                w = h = 2000
+            else:
+                w, h = size + 16 * (k % 4), size + 8 * ((k + 1) % 3)
+            pixels = np.asarray(gray.resize((w, h), Image.BILINEAR), dtype=np.float64)
+        bits = 16 if k < big else 12
+        top = (1 << bits) - 1
+        values = np.clip(pixels / 255.0 * top * (0.85 + 0.1 * (k % 3)), 0, top).astype(np.uint16)
+        photometric = "MONOCHROME1" if k % 4 == 1 else "MONOCHROME2"
+        if photometric == "MONOCHROME1":
+            values = (top - values).astype(np.uint16)
+        uid = f"1.2.826.0.1.3680043.8.498.7{seed}.{k + 1}"
+        ds = dicom_dataset(values, bits_stored=bits, photometric=photometric, phi={},
+                           uids=(uid + ".3", uid + ".1", uid + ".2"), PatientID=f"standin-{k}")
+        ds.save_as(train / f"{image_id}.dicom", enforce_file_format=True)
+        readers = [f"R{r}" for r in rng.choice(np.arange(1, 18), size=3, replace=False)]
+        if k % 4 == 3:
+            rows += [{"image_id": image_id, "class_name": "No finding", "class_id": 14, "rad_id": r,
+                      "x_min": "", "y_min": "", "x_max": "", "y_max": ""} for r in readers]
+            continue
+        b = boxes[sample]
+        sx, sy = w / sw, h / sh
+        box = np.array([float(b["x_min"]) * sx, float(b["y_min"]) * sy, float(b["x_max"]) * sx, float(b["y_max"]) * sy])
+        found = [(b["label"], box, readers)]
+        if b["label"] == "Cardiomegaly":
+            found.append(("Aortic enlargement", np.array([0.45 * w, 0.25 * h, 0.6 * w, 0.42 * h]), readers[:2]))
+        for label, xyxy, who in found:
+            for r in who:
+                j = np.clip(xyxy + rng.normal(0, 0.01 * w, 4), 0, [w - 1, h - 1, w - 1, h - 1])
+                rows.append({"image_id": image_id, "class_name": label, "class_id": _VINDR_IDS[label], "rad_id": r,
+                             **{c: f"{v:.1f}" for c, v in zip(VINDR_COLUMNS[4:], j)}})
+    with (root / "train.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(VINDR_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root / "train.csv"
