@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         serve,
         train,
     )
+    from thoracic.cli import train_cv
     from thoracic.cli import train_detector as td
 
     predict.add_arguments(sub.add_parser("predict", help=predict.HELP))
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     targets = train.add_parser(sub)  # the `train` command's models, beside `lungs`:
     td.add_arguments(targets.add_parser("detector", help=td.DETECTOR_HELP))
     td.add_classifier_arguments(targets.add_parser("classifier", help=td.CLASSIFIER_HELP))
+    train_cv.add_arguments(targets.add_parser("cv", help=train_cv.HELP))
     td.add_export_arguments(sub.add_parser("export-detector", help=td.EXPORT_HELP))
     return parser
 
