@@ -139,7 +139,8 @@ def score_scope(
         what = (f"none of the {len(predicted)} predicted image(s) is in {where} "
                 f"(predicted e.g. {examples(predicted, 3) or 'nothing'}; truth e.g. {examples(base, 3)})")
         if not all_truth:
-            raise ConfigError(f"{what}: nothing to score; are these the predictions of this truth?")
+            of = selection.name if selection is not None else "this truth"
+            raise ConfigError(f"{what}: nothing to score; are these the predictions of {of}?")
         warnings.append(f"{what}: every image scores as a miss")
     scored = base if all_truth else [i for i in base if i in hit]
     not_predicted = len(base) - len(hit)
