@@ -1,14 +1,18 @@
-"""``thoracic predict``: the CSV contract, failures, overlays and heatmaps, resume, without torch."""
+"""``thoracic predict``: the CSV contract, failures, overlays and heatmaps, resume, one fold, without torch."""
 
 from __future__ import annotations
+
+import argparse
+import json
 
 import cv2
 import numpy as np
 import pytest
-from helpers import FIXTURES, TORCH, read_rows, run_without
+from helpers import FIXTURES, TORCH, read_rows, run_without, vindr_standin
 
 from thoracic._fs import sidecar_path
 from thoracic.batch.predictions import IMAGE_COLUMNS, PRED_COLUMNS
+from thoracic.cli.evaluate import add_parser
 from thoracic.cli.predict import main
 from thoracic.detect import OnnxDetector
 from thoracic.labels import FINDINGS, NO_FINDING
@@ -93,6 +97,7 @@ def test_default_models_are_used_without_model_options(chest_png, tmp_path):
 
 PREDICT = """
 import sys
+from thoracic.cli.evaluate import add_parser
 from thoracic.cli.predict import main
 rc = main(sys.argv[1:])
 assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "ultralytics")]
@@ -106,3 +111,38 @@ def test_predict_without_torch(detector_onnx, chest_png, tmp_path):
     proc = run_without(TORCH, PREDICT, str(DICOM), str(chest_png), "--out", str(out), *models, "-q", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert {r["image_id"] for r in read_rows(out) if r["label"] == NO_FINDING} == {DICOM.stem, chest_png.stem}
+
+
+def test_cli_predicts_one_fold_and_evaluate_scores_it(detector_onnx, tmp_path, capsys):
+    """The researcher's path: predict one fold of a CRLF+BOM folds file, then score it against the full train.csv."""
+    train = vindr_standin(tmp_path / "vindr", n=6)
+    ids = sorted(p.stem for p in (tmp_path / "vindr" / "train").iterdir())
+    fold = {iid: k % 2 for k, iid in enumerate(ids)}
+    folds = tmp_path / "folds.csv"
+    folds.write_bytes(("\ufeffimage_id,group,fold\r\n" + "".join(f"{i} , image:{i} , {f}\r\n" for i, f in fold.items())
+                       + "\r\n").encode())
+    out = tmp_path / "preds.csv"
+    base = [str(tmp_path / "vindr" / "train"), "--out", str(out), "--models", str(detector_onnx)]
+    assert _predict([*base, "--folds", str(folds), "--fold", "1"]) == 0
+    assert "selected 3 of 6 input(s): the images of fold 1 of folds.csv" in capsys.readouterr().err
+    fold1 = sorted(i for i in ids if fold[i] == 1)
+    assert sorted(r["image_id"] for r in read_rows(sidecar_path(out))) == fold1
+    assert sorted({r["image_id"] for r in read_rows(out)}) == fold1  # a "No finding" row each, at least
+
+    parser = argparse.ArgumentParser(prog="thoracic")
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["evaluate", "--pred", str(out), "--truth", str(train), "--out", str(tmp_path / "eval"),
+                              "--bootstrap", "0", "--no-coco", "--folds", str(folds), "--fold", "1"])
+    assert args.func(args) == 0
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["images"] == 3
+    assert "fold 1 of folds.csv: 3 of the 6 truth images" in capsys.readouterr().err
+
+    # an image list of paths and ids; ids without an input file are an error naming them (before any model loads)
+    listed = tmp_path / "some.txt"
+    listed.write_text(f"train/{fold1[0]}.dicom\r\n\r\n  {fold1[1]}  \r\n")
+    assert _predict([*base, "--image-list", str(listed)]) == 0
+    assert sorted(r["image_id"] for r in read_rows(sidecar_path(out))) == fold1[:2]
+    listed.write_text(f"{fold1[0]}\nnot-there-1\nnot-there-2\n")
+    assert _predict([*base, "--image-list", str(listed)]) == 2
+    assert "2 of the 3 image(s) of some.txt have no input file, e.g. not-there-1, not-there-2" in capsys.readouterr().err
+    assert _predict([*base, "--folds", str(folds)]) == 2

@@ -65,7 +65,7 @@ def test_read_predictions_lists_bad_rows(tmp_path):
     assert kinds(t) == {"unknown label": 1, "bad score": 1, "bad box": 1, "duplicate row": 1,
                         "box outside image": 1, "no finding count": 1}
     assert t.images["b"].source == "/x/b.png" and t.images["b"].width == 100
-    bad = [p for p in t.problems if problem_kind(p) == "unknown label"][0]
+    bad = next(p for p in t.problems if problem_kind(p) == "unknown label")
     assert bad.line == 5 and bad.image_id == "a" and "Heart attack" in bad.message
 
 
@@ -263,14 +263,23 @@ def test_cli_evaluate_writes_metrics_and_report(files, tmp_path, capsys, require
     assert rc == 0
     printed = capsys.readouterr()
     assert "Kaggle mAP@0.4" in printed.out and "unknown label 1" in printed.err
+    # "d" was not predicted: left out (--all-truth scores it as a miss); "zz" is not in the truth
+    assert "1 truth image(s) were not predicted; scored 3; --all-truth scores them as misses" in printed.err
+    assert "warning: 1 of the 4 predicted image(s) are not in the truth, e.g. zz" in printed.err
     m = json.loads((out / "metrics.json").read_text())
     for key in ("iou", "images", "map", "ap", "coco", "prf", "auc", "froc", "ci95", "problems"):
         assert key in m
     # two identical readers fused with WBF: the same truth as one reader
-    assert m["map"] == pytest.approx(kaggle_map(table(TRUTH), table(PREDS, scored=True)).map)
+    predicted = [r for r in TRUTH if r[0] != "d"]
+    assert m["map"] == pytest.approx(kaggle_map(table(predicted), table(PREDS, scored=True)).map)
     assert "truth of 2 readers fused with wbf" in m["notes"]
-    assert (out / "metrics.md").read_text().startswith("# Evaluation (4 images")
+    assert (out / "metrics.md").read_text().startswith("# Evaluation (3 images")
     assert_self_contained((out / "report.html").read_text())
+    assert cli("evaluate", "--pred", str(preds), "--truth", str(truth), "--out", str(tmp_path / "every"), "--bootstrap",
+               "0", "--no-coco", "--all-truth") == 0
+    every = json.loads((tmp_path / "every" / "metrics.json").read_text())
+    assert every["images"] == 4
+    assert every["map"] == pytest.approx(kaggle_map(table(TRUTH), table(PREDS, scored=True)).map)
     # unfused: every reader's box counts, so recall halves
     rc = cli("evaluate", "--pred", str(preds), "--truth", str(truth), "--out", str(tmp_path / "raw"), "--bootstrap", "0",
              "--no-coco", "--fusion", "none")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from thoracic.errors import ThoracicError
 
-__all__ = ["add_parser", "cmd_evaluate", "cmd_report", "load_inputs"]
+__all__ = ["add_parser", "add_selection", "cmd_evaluate", "cmd_report", "load_inputs"]
 
 FUSIONS = ("wbf", "nms", "all", "none")
 
@@ -27,6 +27,16 @@ def _common(p: argparse.ArgumentParser, *, required: bool) -> None:
                         "boxes, one 'No finding' per normal image) or none (the rows as they are)")
 
 
+def add_selection(p: argparse.ArgumentParser, what: str) -> None:
+    """``--folds FILE --fold K`` and ``--image-list FILE`` (:mod:`thoracic.data.selection`), shared with ``predict``."""
+    p.add_argument("--folds", metavar="FILE", default=None,
+                   help=f"with --fold: {what} of one fold of this folds CSV (image_id,...,fold, as written by "
+                        "'thoracic dataset split' and 'dataset export')")
+    p.add_argument("--fold", metavar="K", type=int, default=None, help="the fold of --folds")
+    p.add_argument("--image-list", metavar="FILE", default=None,
+                   help=f"{what} listed in FILE: one image id or path per line (or a CSV with an image_id column)")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``evaluate`` and ``report`` on the ``thoracic`` subparsers."""
     p = sub.add_parser("evaluate", help="score predictions against truth: mAP, COCO mAP, P/R/F1, AUC, FROC, CIs")
@@ -37,6 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the images (0: no intervals)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--no-coco", action="store_true", help="skip COCO mAP (which needs pycocotools)")
+    add_selection(p, "score only the truth images")
+    p.add_argument("--all-truth", action="store_true",
+                   help="also score the truth images (of --fold/--image-list) that were not predicted, as misses "
+                        "(default: only the images in the predictions file and its sidecar are scored)")
     p.add_argument("--out", required=True, help="output folder: metrics.json, metrics.md, curves.json")
     p.add_argument("--report", action="store_true", help="also write report.html (plots and overlays) into --out")
     p.add_argument("--images", default=None, help="folder of images (<image_id>.png/.jpg/.dcm) for overlays in the report")
@@ -53,17 +67,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
-def load_inputs(truth_path: str, pred_path: str | None, sizes_path: str | None, fusion: str):
-    """Read truth (fused as asked) and predictions; returns ``(truth, preds_or_None, notes)``."""
+def _read(truth_path: str, pred_path: str | None, sizes_path: str | None):
+    """Truth as read (unfused), predictions or ``None``, and the sizes and their problems."""
     from thoracic.data.tables import read_image_sizes
     from thoracic.evaluate.tables import read_predictions, read_truth
 
     sizes = None
-    extra = []
+    extra: list = []
     if sizes_path:
         sizes, extra = read_image_sizes(sizes_path)
     truth = read_truth(truth_path, sizes=sizes)
-    notes = []
+    preds = read_predictions(pred_path, sizes=sizes) if pred_path else None
+    return truth, preds, extra
+
+
+def _fuse(truth, fusion: str, extra, notes: list[str]):
     readers = sorted(set(truth.reader.tolist()) - {""})
     if fusion != "none" and len(readers) > 1:
         from thoracic.data.fusion import FusionConfig, fuse_readers
@@ -75,8 +93,14 @@ def load_inputs(truth_path: str, pred_path: str | None, sizes_path: str | None, 
 
         truth = Annotations(truth.images, truth.image_id, truth.label, truth.boxes, truth.reader, truth.score,
                             (*extra, *truth.problems), truth.name)
-    preds = read_predictions(pred_path, sizes=sizes) if pred_path else None
-    return truth, preds, notes
+    return truth
+
+
+def load_inputs(truth_path: str, pred_path: str | None, sizes_path: str | None, fusion: str):
+    """Read truth (fused as asked) and predictions; returns ``(truth, preds_or_None, notes)``."""
+    truth, preds, extra = _read(truth_path, pred_path, sizes_path)
+    notes: list[str] = []
+    return _fuse(truth, fusion, extra, notes), preds, notes
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -87,7 +111,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             iou=args.iou, score_threshold=args.score_threshold, abnormal_threshold=args.abnormal_threshold,
             bootstrap=args.bootstrap, seed=args.seed, coco=not args.no_coco,
         )
-        truth, preds, notes = load_inputs(args.truth, args.pred, args.sizes, args.fusion)
+        from thoracic.data.selection import image_selection
+        from thoracic.evaluate.scope import score_scope
+
+        selection = image_selection(folds=args.folds, fold=args.fold, image_list=args.image_list)
+        truth, preds, extra = _read(args.truth, args.pred, args.sizes)
+        scope = score_scope(truth, preds, selection=selection, all_truth=args.all_truth)
+        for line in scope.notes:
+            print(line, file=sys.stderr)
+        for line in scope.warnings:
+            print(f"warning: {line}", file=sys.stderr)
+        notes = [*scope.notes, *scope.warnings]
+        truth, preds = _fuse(scope.truth, args.fusion, extra, notes), scope.preds
         result = evaluate(truth, preds, config)
         if notes:
             result.metrics["notes"][:0] = notes

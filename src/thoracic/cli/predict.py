@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from thoracic.cli.evaluate import add_selection
 from thoracic.errors import ConfigError, ThoracicError
 
 __all__ = ["HELP", "PROCESS_READERS_FROM", "add_arguments", "main", "run"]
@@ -40,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--manifest", metavar="FILE", default=None,
                    help="a list of inputs: one path per line, or a CSV with a path (or source) column and an "
                         "optional image_id column; relative paths start at the manifest's folder")
+    add_selection(p, "predict only the inputs")
     p.add_argument("--out", required=True, help="predictions CSV (a sidecar <stem>.images.csv is written beside it)")
     p.add_argument("--format", choices=["rows", "kaggle"], default="rows",
                    help="rows: one box per row (default); kaggle: the competition's submission format")
@@ -115,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
                           "inputs, or write --ray=ADDRESS")
     if not args.inputs and not args.manifest:
         raise ConfigError("give input files or folders, or --manifest FILE")
+    items = _select(prediction_inputs(args.inputs, args.manifest), args)
     cfg = PredictConfig(conf=args.conf, iou=args.iou, max_det=args.max_det, tta=args.tta,
                         weights=tuple(args.weights or ()), wbf_iou=args.wbf_iou, low=args.low, lung_roi=args.lung_roi)
     if args.heatmaps and not args.overlays:
@@ -128,7 +131,6 @@ def run(args: argparse.Namespace) -> int:
                                    threads=_threads(args, pipeline.n_workers))
     if args.lung_roi:
         _check_lungs()
-    items = prediction_inputs(args.inputs, args.manifest)
     read_opts = ReadConfig(allow_non_chest=args.allow_non_chest)
     failed = n_ok = 0
     with PredictionCsv(args.out, args.format, predictor.model_ids, resume=args.resume) as sink:
@@ -173,6 +175,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {failed} input(s) failed; see the error column of {sink.side}", file=sys.stderr)
         return 1
     return 0
+
+
+def _select(items: list[tuple[str, str]], args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The inputs of ``--folds/--fold`` or ``--image-list`` (all without them); says how many."""
+    from thoracic.data.selection import image_selection, select_inputs
+
+    selection = image_selection(folds=args.folds, fold=args.fold, image_list=args.image_list)
+    if selection is None:
+        return items
+    chosen = select_inputs(items, selection)
+    print(f"selected {len(chosen)} of {len(items)} input(s): the images of {selection.name}", file=sys.stderr)
+    return chosen
 
 
 def _check_lungs() -> None:
