@@ -115,7 +115,10 @@ def write_png(path: str | os.PathLike[str], img: np.ndarray, compression: int | 
         chunks = b"".join(_png_chunk(b"tEXt", k.encode("latin-1") + b"\0" + v.encode("latin-1"))
                           for k, v in text.items())
         head = 8 + 25  # the signature and the IHDR chunk, always first
-        Path(tmp).write_bytes(data[:head] + chunks + data[head:])
+        try:
+            Path(tmp).write_bytes(data[:head] + chunks + data[head:])
+        except OSError as err:
+            raise OSError(f"cannot write {path} ({err.strerror})") from err
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
