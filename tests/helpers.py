@@ -358,3 +358,25 @@ def vindr_standin(root: Path, n: int = 24, *, size: int = 256, big: int = 0, see
         writer.writeheader()
         writer.writerows(rows)
     return root / "train.csv"
+
+
+def model_with_meta(model: Path, out: Path, chain: object = None, **entries: object) -> Path:
+    """A copy of the thoracic detector or classifier ``model`` whose stored metadata JSON has
+    ``chain`` (a ``Chain``, given the model's final letterbox) and ``entries`` (e.g. an old file's
+    bare ``lung_crop``) in place of its own; written as the JSON is, not through ``ModelMeta``."""
+    import json
+
+    import onnx
+
+    from thoracic.models.meta import META_KEY
+    from thoracic.train.export import with_letterbox
+
+    proto = onnx.load(str(model))
+    props = {p.key: p for p in proto.metadata_props}
+    data = json.loads(props[META_KEY].value)
+    if chain is not None:
+        data["chain"] = with_letterbox(chain, int(data["imgsz"])).to_dict()  # type: ignore[arg-type]
+    data.update(entries)
+    props[META_KEY].value = json.dumps(data, sort_keys=True)
+    onnx.save(proto, str(out))
+    return out

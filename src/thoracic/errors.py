@@ -30,6 +30,7 @@ __all__ = [
     "MultiFrameError",
     "NoPixelDataError",
     "NotChestRadiographError",
+    "PreprocessedImageError",
     "ReadError",
     "ThoracicError",
     "UnsupportedFormatError",
@@ -139,6 +140,19 @@ class ImageTooLargeError(InvalidRadiographError):
 
 class ConstantImageError(InvalidRadiographError):
     """Every pixel has the same value: nothing to window, nothing to see."""
+
+
+class PreprocessedImageError(InvalidRadiographError):
+    """An image ``thoracic dataset export`` wrote through a chain, given to a model whose own chain
+    (or the predictor's lung crop) would apply steps to it again: crop twice, CLAHE twice, ...
+
+    Such a PNG carries its chain (the ``thoracic-chain`` text chunk); predict the original images
+    instead. ``chain`` is the chain's ``name (spec)`` as the file records it.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, chain: str = "") -> None:
+        super().__init__(message, path=path)
+        self.chain = chain
 
 
 class DuplicateImageIdError(ThoracicError, ValueError):

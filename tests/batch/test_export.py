@@ -12,6 +12,7 @@ from helpers import SAMPLES, write
 from thoracic.batch.export import ExportConfig, export_dataset, read_export_manifest
 from thoracic.data import Annotations, ImageInfo, load_coco, load_csv
 from thoracic.errors import ConfigError
+from thoracic.io import read
 from thoracic.labels import FINDINGS
 from thoracic.preprocess import Chain
 
@@ -65,6 +66,8 @@ def test_yolo_export(nih_samples, tmp_path):
         assert cls == [FINDINGS.index(x) for x in ann.label[sel]]
         np.testing.assert_allclose(boxes, ann.boxes[sel], atol=0.5)
         assert (out / "images" / f"{iid}.png").is_file()
+        # each PNG says which chain wrote it (prediction refuses to preprocess it again)
+        assert read(out / "images" / f"{iid}.png").export_chain == ("custom", CHAIN)
     assert (out / "labels" / "negative_1.txt").read_text() == ""  # No finding: empty label file
     assert not (out / "labels" / "unboxed_1.txt").exists()
     text = (out / "data.yaml").read_text()

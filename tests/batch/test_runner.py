@@ -104,6 +104,20 @@ def test_write_png_writes_the_image_or_raises(tmp_path):
         write_png(tmp_path / "missing" / "b.png", img)
 
 
+def test_write_png_text_chunks_leave_the_pixels_and_are_read_back(tmp_path):
+    import cv2
+    from PIL import Image
+
+    img = (np.arange(30 * 40) % 251).astype(np.uint8).reshape(30, 40)
+    write_png(tmp_path / "t.png", img, compression=3, text={"thoracic-chain": '{"name": "x", "spec": "clahe()"}'})
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "t.png"), cv2.IMREAD_UNCHANGED), img)
+    with Image.open(tmp_path / "t.png") as im:
+        im.load()  # every chunk's CRC checked
+        assert im.info["thoracic-chain"] == '{"name": "x", "spec": "clahe()"}'
+    with pytest.raises(OSError, match="cannot write"):
+        write_png(tmp_path / "missing" / "c.png", img, text={"k": "v"})
+
+
 # --- crash isolation ------------------------------------------------------------------------------
 def _crashed(task: tuple) -> int:
     return -task[0]

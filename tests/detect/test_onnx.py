@@ -120,3 +120,18 @@ def test_tta_is_mirror_symmetric(detector_onnx, pair):
     # TTA changes the result compared with one pass
     plain = det.predict(pa, DetectorConfig(conf=conf))
     assert len(plain) != len(a) or not np.allclose(plain.scores, a.scores)
+
+
+def test_export_derives_the_lung_crop_from_the_chain(tiny_pt, tmp_path):
+    from thoracic.errors import ConfigError
+    from thoracic.preprocess import get_chain
+    from thoracic.train.export import check_lung_crop, export_detector_onnx, with_letterbox
+
+    with pytest.raises(ConfigError, match=r"--lung-crop contradicts the chain: yolo-512-clahe\+letterbox256 .* does not crop"):
+        export_detector_onnx(tiny_pt, tmp_path / "x.onnx", imgsz=256, chain="yolo-512-clahe", lung_crop=True)
+    assert not (tmp_path / "x.onnx").exists()
+    paper = with_letterbox(get_chain("lung-roi-512-clahe"), 256)
+    check_lung_crop(paper, True)  # agrees: fine
+    check_lung_crop(paper, None)
+    with pytest.raises(ConfigError, match="crops to the lungs"):
+        check_lung_crop(paper, False)

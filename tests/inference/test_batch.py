@@ -239,3 +239,19 @@ def test_shared_preprocessing_equals_each_chain_alone(predictor):
     # and the predictor's own split (prepare, then predict_read) is its predict
     radiographs = predictor.read(str(DICOM))
     _same(predictor.predict_read(radiographs, prepared=predictor.prepare(radiographs)), predictor.predict(DICOM))
+
+
+def test_an_exported_png_fails_alone_with_its_typed_error(predictor, chest_png, tmp_path):
+    from thoracic.batch.runner import write_png
+    from thoracic.errors import PreprocessedImageError
+    from thoracic.io.raster import CHAIN_TEXT_KEY, chain_text
+    from thoracic.preprocess import get_chain
+
+    chain = get_chain("yolo-512-clahe")
+    png = tmp_path / "exported.png"
+    write_png(png, chain.load(chest_png).to_uint8(), None, {CHAIN_TEXT_KEY: chain_text(chain.name, chain.spec())})
+    for config in (PipelineConfig(readers=1, workers=1), PipelineConfig(readers=1, workers=1, processes=True)):
+        results = sorted(BatchPredictor(predictor, config).run([(str(png), "exported"), (str(chest_png), "chest")]),
+                         key=lambda r: r.index)
+        assert isinstance(results[0].error, PreprocessedImageError) and results[1].ok
+        assert "predict the original images" in results[0].describe_error()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from thoracic.detect import DetectorConfig, OnnxDetector
+from thoracic.errors import ConfigError
 from thoracic.inference.predictor import PredictConfig, Predictor
 
 
@@ -44,3 +47,112 @@ def test_lung_roi_maps_boxes_back_to_the_original(detector_onnx, chest_png):
     assert pred.detections.image_size == (1024, 1024)
     assert (b[:, 0] >= max(x0, 0) - 1).all() and (b[:, 2] <= min(x1, 1024) + 1).all()
     assert (b[:, 1] >= max(y0, 0) - 1).all() and (b[:, 3] <= min(y1, 1024) + 1).all()
+
+
+# --- one lung crop, never two -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lung_models(tmp_path_factory, detector_onnx) -> dict[str, Path]:
+    """The detector with other chains: ``crops`` (the paper's chain, its file saying
+    ``lung_crop: true`` as the old docs told), ``researcher`` (``lung-roi-512``, exported with
+    ``lung_crop: false``), ``legacy`` (no crop in the chain, only the old flag), ``display``
+    (nothing before the letterbox)."""
+    from helpers import model_with_meta
+
+    from thoracic.preprocess import get_chain
+
+    d = tmp_path_factory.mktemp("lung_models")
+    return {
+        "crops": model_with_meta(detector_onnx, d / "crops.onnx", get_chain("lung-roi-512-clahe"), lung_crop=True),
+        "researcher": model_with_meta(detector_onnx, d / "researcher.onnx", get_chain("lung-roi-512"), lung_crop=False),
+        "legacy": model_with_meta(detector_onnx, d / "legacy.onnx", lung_crop=True),
+        "display": model_with_meta(detector_onnx, d / "display.onnx", get_chain("display")),
+    }
+
+
+@pytest.fixture()
+def crops(monkeypatch) -> list[str]:
+    """Every lung crop made (the chain's step and the predictor's own both cut with LungSegmenter.crop)."""
+    from thoracic.anatomy import LungSegmenter
+
+    made: list[str] = []
+    real = LungSegmenter.crop
+
+    def counting(self, radiograph, *args, **kwargs):
+        made.append(radiograph.image_id)
+        return real(self, radiograph, *args, **kwargs)
+
+    monkeypatch.setattr(LungSegmenter, "crop", counting)
+    return made
+
+
+def test_lung_roi_is_refused_for_a_model_whose_chain_crops(lung_models, detector_onnx):
+    for name in ("crops", "researcher", "legacy"):
+        with pytest.raises(ConfigError, match=rf"would crop twice: the model {name}.onnx already crops, its chain "
+                                              rf"is lung-roi.*lung_roi\(margin=0.05,size=\d+\)"):
+            Predictor.load([lung_models[name]], config=PredictConfig(lung_roi=True), use_classifier=False)
+    with pytest.raises(ConfigError, match="would crop twice"):  # in an ensemble too
+        Predictor.load([detector_onnx, lung_models["crops"]], config=PredictConfig(lung_roi=True), use_classifier=False)
+
+
+@pytest.mark.parametrize("name", ["crops", "researcher"])
+def test_a_model_whose_chain_crops_is_cropped_once(lung_models, detector_onnx, chest_png, crops, name):
+    from thoracic.inference.plan import read_plan
+
+    p = Predictor.load([lung_models[name], detector_onnx], config=PredictConfig(conf=0.001), use_classifier=False)
+    assert p.detectors[0].meta.lung_crop and not p.detectors[1].meta.lung_crop
+    plan = read_plan(p)
+    assert p.detectors[0].chain in plan.chains and plan.complete  # the reader's chain does the one crop
+    assert all(opts.target_size is None for _, opts in plan.options)  # decoded in full for the lungs
+    pred = p.predict(chest_png)
+    assert len(crops) == 1 and len(pred.detections) > 0
+    assert pred.roi is None  # no predictor crop
+
+
+def test_a_file_that_only_set_the_flag_is_cropped_once_as_before(lung_models, detector_onnx, chest_png, crops):
+    """The old meaning of ``lung_crop: true``: the lung square at its own size, then the chain; now the chain says so."""
+    new = Predictor.load([lung_models["legacy"]], config=PredictConfig(conf=0.001), use_classifier=False).predict(chest_png)
+    assert len(crops) == 1
+    old = Predictor.load([detector_onnx], config=PredictConfig(conf=0.001, lung_roi=True),
+                         use_classifier=False).predict(chest_png)
+    assert len(crops) == 2 and len(new.detections) == len(old.detections) > 0
+    # the same boxes; the predictor's crop clipped them to the lung square, the chain's to the image
+    x0, y0, x1, y1 = old.roi
+    lo, hi = np.array([x0, y0, x0, y0], np.float32), np.array([x1, y1, x1, y1], np.float32)
+    np.testing.assert_allclose(np.clip(new.detections.boxes, lo, hi), old.detections.boxes, atol=1e-3)
+    np.testing.assert_allclose(new.detections.scores, old.detections.scores, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def exported_png(tmp_path_factory, chest_png) -> dict[str, Path]:
+    """``chest_png`` as ``dataset export`` writes it through a chain (pixels and text chunk)."""
+    from thoracic.batch.runner import write_png
+    from thoracic.io.raster import CHAIN_TEXT_KEY, chain_text
+    from thoracic.preprocess import get_chain
+
+    d = tmp_path_factory.mktemp("exported")
+    out = {}
+    for name in ("lung-roi-512-clahe", "yolo-512-clahe", "display"):
+        chain = get_chain(name)
+        write_png(d / f"{name}.png", chain.load(chest_png).to_uint8(), None, {CHAIN_TEXT_KEY: chain_text(name, chain.spec())})
+        out[name] = d / f"{name}.png"
+    return out
+
+
+def test_an_exported_image_is_refused_where_it_would_be_preprocessed_again(lung_models, detector_onnx, exported_png,
+                                                                           crops):
+    from thoracic.errors import PreprocessedImageError
+
+    crop_png = exported_png["lung-roi-512-clahe"]
+    for models, cfg in (([lung_models["crops"]], PredictConfig()),  # cropped twice
+                        ([detector_onnx], PredictConfig()),  # CLAHE twice
+                        ([lung_models["display"]], PredictConfig(lung_roi=True))):  # the predictor's crop
+        p = Predictor.load(models, config=cfg, use_classifier=False)
+        with pytest.raises(PreprocessedImageError, match=r"written by `dataset export` through chain lung-roi-512-clahe "
+                                                         r"\(lung_roi\(margin=0.05,size=512\)\|clahe.*predict the original"):
+            p.predict(crop_png)
+    assert crops == []  # refused before any crop
+    with pytest.raises(PreprocessedImageError, match="yolo-512-clahe"):
+        Predictor.load([detector_onnx], use_classifier=False).predict(exported_png["yolo-512-clahe"])
+    # nothing is applied twice: a model with no steps before its letterbox, or a file with no steps
+    assert Predictor.load([lung_models["display"]], use_classifier=False).predict(crop_png).image_id == "lung-roi-512-clahe"
+    assert Predictor.load([detector_onnx], use_classifier=False).predict(exported_png["display"]).image_id == "display"

@@ -105,10 +105,10 @@ def test_model_meta_round_trip():
     from thoracic.models.meta import ModelMeta
     from thoracic.preprocess import get_chain
 
-    meta = ModelMeta(kind="detector", names=FINDINGS, trained_classes=FINDINGS[:2], chain=get_chain("yolo-512-clahe"),
-                     imgsz=512, lung_crop=True, extra={"a": 1})
+    meta = ModelMeta(kind="detector", names=FINDINGS, trained_classes=FINDINGS[:2],
+                     chain=get_chain("lung-roi-512-clahe"), imgsz=512, extra={"a": 1})
     again = ModelMeta.from_json(meta.to_json())
-    assert again == meta and again.class_ids == tuple(range(14))
+    assert again == meta and again.class_ids == tuple(range(14)) and again.lung_crop
     with pytest.raises(ConfigError):
         ModelMeta(kind="segmenter", names=(), trained_classes=(), chain=get_chain("display"), imgsz=32)
     with pytest.raises(ConfigError):
@@ -140,3 +140,45 @@ def test_normalization_is_zscore_and_safe_on_flat_input():
     assert x.shape == (1, 1, 64, 64) and x.dtype == np.float32
     assert abs(float(x.mean())) < 1e-5 and abs(float(x.std()) - 1) < 1e-4
     assert not c.to_input(np.full((64, 64), 0.5, np.float32)).any()
+
+
+# --- whether a model crops: its chain says ----------------------------------------------------------
+def _stored(chain_name: str, **entries) -> dict:
+    meta = ModelMeta(kind="detector", names=FINDINGS, trained_classes=FINDINGS,
+                     chain=with_letterbox(get_chain(chain_name), 512), imgsz=512)
+    return {**meta.to_dict(), **entries}
+
+
+def test_lung_crop_is_derived_from_the_chain_and_written_as_it_says():
+    crops = ModelMeta.from_dict(_stored("lung-roi-512-clahe"))
+    plain = ModelMeta.from_dict(_stored("yolo-512-clahe"))
+    assert crops.lung_crop and crops.to_dict()["lung_crop"] is True
+    assert not plain.lung_crop and plain.to_dict()["lung_crop"] is False
+    # the file of the researcher: a lung-roi-512 chain exported with "lung_crop": false; and one that
+    # followed the old docs (--lung-crop): both crop once, by their chain, and are written back consistently
+    for flag in (False, True):
+        m = ModelMeta.from_dict(_stored("lung-roi-512", lung_crop=flag))
+        assert m.lung_crop and m.chain.spec() == "lung_roi(margin=0.05,size=512)|letterbox(interpolation=linear,size=512)"
+        assert m.to_dict()["lung_crop"] is True
+    with pytest.raises(TypeError):
+        ModelMeta(kind="detector", names=FINDINGS, trained_classes=FINDINGS, chain=get_chain("display"), imgsz=32,
+                  lung_crop=True)  # type: ignore[call-arg]
+
+
+def test_an_old_file_that_only_set_the_flag_gets_the_crop_in_its_chain():
+    from thoracic.models.meta import legacy_crop_chain
+
+    old = _stored("yolo-512-clahe", lung_crop=True)
+    m = ModelMeta.from_dict(old)
+    assert m.lung_crop and m.chain == legacy_crop_chain(with_letterbox(get_chain("yolo-512-clahe"), 512))
+    assert m.chain.spec() == ("lung_roi(margin=0.05,size=0)|resize_longest(interpolation=area,size=512)|"
+                              "clahe(clip_limit=2.0,tile_grid=8)|letterbox(interpolation=linear,size=512)")
+    again = ModelMeta.from_json(m.to_json())  # written with the crop in the chain: read back the same
+    assert again == m and again.to_dict()["lung_crop"] is True
+
+
+def test_a_stored_chain_that_crops_twice_is_not_model_metadata():
+    bad = _stored("lung-roi-512")
+    bad["chain"]["steps"] = [{"name": "lung_roi", "params": {}}, *bad["chain"]["steps"]]
+    with pytest.raises(ConfigError, match="more than once"):
+        ModelMeta.from_dict(bad)

@@ -80,3 +80,28 @@ def test_the_lungs_package_registers_lung_roi_before_any_chain_is_read():
 def test_the_shipped_lung_chain_is_unchanged():
     assert get_chain("lung-roi-512").spec() == "lung_roi(margin=0.05,size=512)"
     assert get_chain("lung-roi-512").normalize == "window"
+
+
+def test_a_chain_crops_when_it_has_the_lung_roi_step_and_crops_once_at_most():
+    assert get_chain("lung-roi-512").crops and get_chain("lung-roi-512-clahe").crops
+    assert not get_chain("yolo-512-clahe").crops and not get_chain("display").crops
+    assert Chain.parse("resize_longest(size=1024)|lung_roi(size=512)").crops
+    with pytest.raises(ConfigError, match="cuts to the lung square more than once"):
+        Chain.parse("lung_roi(size=512)|clahe()|lung_roi(size=256)")
+    with pytest.raises(ConfigError, match="more than once"):
+        Chain.from_dict({**get_chain("lung-roi-512").to_dict(),
+                         "steps": [{"name": "lung_roi", "params": {}}, {"name": "lung_roi", "params": {}}]})
+
+
+def test_the_papers_full_input_is_the_lung_crop_then_clahe(samples_dir, capsys):
+    from thoracic.cli.main import main
+    from thoracic.preprocess.intensity import clahe
+
+    paper = get_chain("lung-roi-512-clahe")
+    assert paper.spec() == "lung_roi(margin=0.05,size=512)|clahe(clip_limit=2.0,tile_grid=8)"
+    assert main(["chains"]) == 0
+    assert "lung-roi-512-clahe\n  normalize=window steps=" + paper.spec() in capsys.readouterr().out
+    src = samples_dir / "00000377_004.jpg"
+    crop, full = get_chain("lung-roi-512").load(src), paper.load(src)
+    assert full.pixels.shape == (512, 512) and full.transform == crop.transform
+    np.testing.assert_array_equal(full.pixels, clahe(crop.pixels, clip_limit=2.0, tile_grid=8))

@@ -19,6 +19,7 @@ from thoracic.anatomy.postprocess import fill_holes, keep_largest, postprocess
 from thoracic.anatomy.protocol import Segmenter
 from thoracic.anatomy.roi import LungRoi, RoiConfig, lung_roi, lung_roi_crop
 from thoracic.anatomy.segmenter import (
+    PAPER_CHAIN,
     LungCrop,
     LungMask,
     LungSegmenter,
@@ -27,6 +28,7 @@ from thoracic.anatomy.segmenter import (
 )
 
 __all__ = [
+    "PAPER_CHAIN",
     "LungCrop",
     "LungMask",
     "LungRoi",

@@ -22,10 +22,10 @@ from thoracic.errors import ConfigError
 from thoracic.io.radiograph import Radiograph
 from thoracic.models.meta import LungsMeta
 from thoracic.models.runtime import OnnxModel, load_model
-from thoracic.preprocess.chain import Chain, Step, register_chain, register_step
+from thoracic.preprocess.chain import LUNG_ROI_STEP, Chain, Step, register_chain, register_step
 from thoracic.transform import Affine
 
-__all__ = ["LungCrop", "LungMask", "LungSegmenter", "default_segmenter", "lung_roi_step"]
+__all__ = ["PAPER_CHAIN", "LungCrop", "LungMask", "LungSegmenter", "default_segmenter", "lung_roi_step"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,24 +187,44 @@ def lung_roi_step(img: np.ndarray, size: int = 512, margin: float = 0.05) -> tup
 
     Registered in :data:`thoracic.preprocess.STEPS` as ``lung_roi(size=512,margin=0.05)``: like every
     geometric step it returns the image and the transform from its input to its output. Falls back
-    to the square enclosing the whole image when the mask is empty or implausible.
+    to the square enclosing the whole image when the mask is empty or implausible. ``size=0``
+    keeps the square's side in pixels of ``img`` (how models whose metadata only said
+    ``lung_crop: true`` were cropped before their chain).
+
+    A chain with this step crops (:attr:`Chain.crops <thoracic.preprocess.Chain.crops>`); a model
+    with such a chain is never cropped again (the predictor refuses ``lung_roi`` for it), and a
+    chain holds the step at most once.
     """
     arr = np.asarray(img, dtype=np.float32)
     if arr.ndim != 2:
         raise ConfigError(f"the lung ROI step works on 2-D grayscale images, got shape {arr.shape}")
+    if int(size) < 0:
+        raise ConfigError(f"lung_roi size must be >= 0 (0 keeps the lung square's side), got {size}")
     h, w = arr.shape
     rg = Radiograph(pixels=arr, image_id="chain", source="chain", format="array", original_width=w, original_height=h)
-    crop = default_segmenter().crop(rg, size, RoiConfig(margin=margin))
+    crop = default_segmenter().crop(rg, int(size) or None, RoiConfig(margin=margin))
     return crop.radiograph.pixels, crop.transform
 
 
-# the paper's crop as a preprocessing step, and its named chain; it segments the image it is
-# given, so use it on full-size images (``thoracic/__init__`` imports this package, so every
-# chain can name it)
-register_step("lung_roi", lung_roi_step, geometric=True, params=("size", "margin"))
+#: The paper's full input: lung square at 512, then CLAHE at that size (as ``yolo-512-clahe`` on
+#: the whole image).
+PAPER_CHAIN = "lung-roi-512-clahe"
+
+# the paper's crop as a preprocessing step and its named chains; the step segments the image it is
+# given, so use it on full-size images (``thoracic/__init__`` imports this package, so every chain
+# can name it). ``lung-roi-512`` is the crop alone; its description stays as it was, so that
+# exports made with it still resume.
+register_step(LUNG_ROI_STEP, lung_roi_step, geometric=True, params=("size", "margin"))
 register_chain(Chain(
     "lung-roi-512",
-    (Step.of("lung_roi", size=512, margin=0.05),),
+    (Step.of(LUNG_ROI_STEP, size=512, margin=0.05),),
     "window",
     "The paper's input: file window, lung segmentation, smallest square around the lungs, 512x512.",
+))
+register_chain(Chain(
+    PAPER_CHAIN,
+    (Step.of(LUNG_ROI_STEP, size=512, margin=0.05), Step.of("clahe", clip_limit=2.0, tile_grid=8)),
+    "window",
+    "The paper's input: file window, lung segmentation, smallest square around the lungs, 512x512, "
+    "then CLAHE (clip 2, 8x8 tiles) at that size.",
 ))

@@ -7,7 +7,7 @@ The chain is written next to the export as ``chain.json``.
 
 Layout of ``out``::
 
-    images/<image_id>.png       8-bit PNG through the chain
+    images/<image_id>.png       8-bit PNG through the chain (its text chunk ``thoracic-chain`` names it)
     labels/<image_id>.txt       YOLO: "class cx cy w h" normalized to the written image;
                                 empty for "No finding" images (format "yolo")
     data.yaml                   ultralytics data set: path, train, val, nc, names (all 14)
@@ -58,6 +58,7 @@ from thoracic.data.fusion import image_groups
 from thoracic.data.tables import PathLike, find_images
 from thoracic.errors import ConfigError, ThoracicError, internal_error_message
 from thoracic.io.radiograph import ReadConfig
+from thoracic.io.raster import CHAIN_TEXT_KEY, chain_text
 from thoracic.labels import CLASS_IDS, FINDINGS
 from thoracic.preprocess.chain import Chain, get_chain
 from thoracic.transform import Affine
@@ -160,7 +161,7 @@ def _write_one(
             pre = Affine(W / size[0], H / size[1])
         img = prepared.to_uint8()
         out_file = f"images/{iid}.png"
-        write_png(Path(out_dir) / out_file, img, compression)
+        write_png(Path(out_dir) / out_file, img, compression, {CHAIN_TEXT_KEY: chain_text(chain.name, chain.spec())})
         t = pre.then(prepared.transform)
         h, w = img.shape[:2]
         row.update(status="ok", error="", width=W, height=H, out_file=out_file, out_width=w, out_height=h,

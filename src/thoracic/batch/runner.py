@@ -22,6 +22,8 @@ import csv
 import io
 import json
 import os
+import struct
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -86,8 +88,12 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text)
 
 
-def write_png(path: str | os.PathLike[str], img: np.ndarray, compression: int | None = None) -> None:
+def write_png(path: str | os.PathLike[str], img: np.ndarray, compression: int | None = None,
+              text: Mapping[str, str] | None = None) -> None:
     """Write an image as a PNG atomically (:func:`replacing`); ``compression`` 0..9 (None: OpenCV's).
+
+    ``text``: ``tEXt`` chunks (keyword -> Latin-1 text) placed after the header, e.g. the chain
+    ``dataset export`` wrote the image through (:data:`thoracic.io.raster.CHAIN_TEXT_KEY`).
 
     Raises
     ------
@@ -98,8 +104,25 @@ def write_png(path: str | os.PathLike[str], img: np.ndarray, compression: int | 
 
     params = [] if compression is None else [cv2.IMWRITE_PNG_COMPRESSION, compression]
     with replacing(path, ".png") as tmp:
-        if not cv2.imwrite(str(tmp), img, params):
+        if not text:
+            if not cv2.imwrite(str(tmp), img, params):
+                raise OSError(f"cannot write {path}")
+            return
+        ok, buf = cv2.imencode(".png", img, params)
+        if not ok:
             raise OSError(f"cannot write {path}")
+        data = buf.tobytes()
+        chunks = b"".join(_png_chunk(b"tEXt", k.encode("latin-1") + b"\0" + v.encode("latin-1"))
+                          for k, v in text.items())
+        head = 8 + 25  # the signature and the IHDR chunk, always first
+        try:
+            Path(tmp).write_bytes(data[:head] + chunks + data[head:])
+        except OSError as err:
+            raise OSError(f"cannot write {path} ({err.strerror})") from err
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 # --- the settings file ----------------------------------------------------------------------------

@@ -146,7 +146,9 @@ def add_export_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--data", default=None,
                    help="training data YAML, when the one recorded in the checkpoint is not on this machine "
                         "(gives the chain and the trained classes)")
-    p.add_argument("--lung-crop", action="store_true", help="the model was trained on lung crops")
+    p.add_argument("--lung-crop", action="store_true", default=None,
+                   help="deprecated: the chain says whether the model crops (a lung_roi step); "
+                        "an error when the chain does not crop")
     p.add_argument("--training-data", default="", help="a description stored in the metadata")
     p.set_defaults(func=run_export)
     return p

@@ -71,11 +71,13 @@ def read_plan(predictor: Predictor, base: ReadConfig | None = None, *, reduced_d
     A normalization is decoded at a reduced resolution only when ``reduced_decode`` is set, every
     chain reading it starts with a resize to a fixed size (:meth:`Chain.decode_size
     <thoracic.preprocess.Chain.decode_size>`) and no lung crop is involved; the target is the
-    largest of those sizes. The reader prepares the inputs of every model not on a lung crop.
+    largest of those sizes. The reader prepares the inputs of every model not on the predictor's
+    lung crop (``lung_roi``); a model whose chain crops is prepared by its chain like any other
+    (its ``lung_roi`` step does the one crop, and its chain never starts with a resize, so it
+    is decoded in full).
     """
     base = base or ReadConfig()
-    models: list[tuple[Chain, bool]] = [(d.chain, predictor.config.lung_roi or d.meta.lung_crop)
-                                        for d in predictor.detectors]
+    models: list[tuple[Chain, bool]] = [(d.chain, predictor.config.lung_roi) for d in predictor.detectors]
     if predictor.classifier is not None:
         models.append((predictor.classifier.meta.chain, False))
     sizes: dict[Normalize, list[int | None]] = {}

@@ -1,7 +1,8 @@
 """Whole-image prediction: detectors (with flip TTA), their WBF ensemble and the 2-class filter.
 
 :class:`Predictor` reads an image once, runs every detector on it (each through its own
-preprocessing chain; with a lung crop when the model asks for one or ``lung_roi`` is set), fuses
+preprocessing chain, which crops to the lungs when the model was trained so; ``lung_roi`` crops
+for a model whose chain does not, and is refused for one whose chain does), fuses
 the detectors' boxes with weighted boxes fusion (classes matched by name: every model's outputs
 are VinDr names with Kaggle ids), and applies the normal/abnormal filter: when
 ``P(abnormal) < low`` all boxes are dropped. Boxes are in pixels of the original image.
@@ -29,6 +30,7 @@ from thoracic.io.read import Source
 from thoracic.models.registry import model_path
 from thoracic.models.runtime import file_sha256
 from thoracic.preprocess.chain import Chain, Prepared
+from thoracic.preprocess.model_input import refuse_preprocessed
 
 __all__ = ["ImagePrediction", "ModelInfo", "PredictConfig", "Predictor"]
 
@@ -49,7 +51,10 @@ class PredictConfig:
     low:
         Filter threshold on P(abnormal); ``None`` takes the classifier's validated default.
     lung_roi:
-        Crop every image to the lung square (the lungs model) before detection.
+        Crop every image to the lung square (the lungs model) before detection, for detectors
+        whose chain does not crop; a detector whose chain crops (:attr:`ModelMeta.lung_crop
+        <thoracic.models.meta.ModelMeta.lung_crop>`) is never cropped twice: :class:`Predictor`
+        refuses the setting for it.
     """
 
     conf: float = 0.01
@@ -133,9 +138,13 @@ class ImagePrediction:
 class Predictor:
     """Detectors + optional classifier, loaded once and reused for many images.
 
-    ``segmenter`` is the lungs model for a lung crop (``lung_roi`` or a detector that asks for
-    one); when ``None`` the shipped one is loaded the first time a crop is needed. Pass (or set)
-    the one an :class:`~thoracic.inference.analyzer.Analyzer` uses to share it.
+    ``segmenter`` is the lungs model of :attr:`PredictConfig.lung_roi`'s crop; when ``None`` the
+    shipped one is loaded the first time a crop is needed. Pass (or set) the one an
+    :class:`~thoracic.inference.analyzer.Analyzer` uses to share it. (A detector whose chain
+    crops runs the chain's ``lung_roi`` step, which uses the shipped lungs model.)
+
+    Raises :class:`~thoracic.errors.ConfigError` when ``lung_roi`` is set and a detector's chain
+    already crops (that would crop twice).
     """
 
     def __init__(
@@ -153,6 +162,13 @@ class Predictor:
         if self.config.weights and len(self.config.weights) != len(self.detectors):
             raise ConfigError(f"{len(self.config.weights)} weight(s) for {len(self.detectors)} detector(s)")
         self.segmenter: LungSegmenter | None = segmenter
+        if self.config.lung_roi:
+            for det in self.detectors:
+                if det.meta.lung_crop:
+                    raise ConfigError(
+                        f"lung_roi (--lung-roi) would crop twice: the model {Path(det.path).name or det.id or 'detector'} already crops, "
+                        f"its chain is {det.chain.describe()}; predict without --lung-roi"
+                    )
 
     @classmethod
     def load(
@@ -242,6 +258,9 @@ class Predictor:
         """
         if not radiographs:
             raise ConfigError("no radiograph to predict")
+        if self.config.lung_roi:
+            for rg in radiographs.values():
+                refuse_preprocessed(rg, "the lung crop of --lung-roi")
         inputs = self.prepare(radiographs) if prepared is None else prepared
         want = features or heatmap
         cfg = self.config
@@ -255,7 +274,7 @@ class Predictor:
         crops: dict[int, LungCrop] = {}  # segment once per image
         for det in self.detectors:
             rg = radiographs.get(det.chain.normalize) or any_rg
-            if cfg.lung_roi or det.meta.lung_crop:
+            if cfg.lung_roi:  # never a detector whose chain crops (refused in __init__)
                 if id(rg) not in crops:
                     crops[id(rg)] = self._crop(rg)
                 crop = crops[id(rg)]

@@ -89,6 +89,11 @@ class Radiograph:
 
     Identifying data (patient name, ids, dates, UIDs) is kept in ``phi`` and the DICOM header in
     ``dataset``; neither appears in ``repr`` nor in any message or log.
+
+    ``export_chain`` is ``(name, spec)`` of the preprocessing chain ``thoracic dataset export``
+    wrote this PNG through (its ``thoracic-chain`` text chunk), ``None`` for any other image: a
+    model whose chain would apply steps again refuses such an image
+    (:class:`~thoracic.errors.PreprocessedImageError`).
     """
 
     pixels: np.ndarray = field(repr=False)
@@ -112,6 +117,7 @@ class Radiograph:
     flags: tuple[str, ...] = ()
     phi: Mapping[str, str] = field(default_factory=dict, repr=False)
     dataset: Any = field(default=None, repr=False)
+    export_chain: tuple[str, str] | None = None
 
     @property
     def width(self) -> int:
@@ -148,4 +154,5 @@ class Radiograph:
             "view_position": self.view_position,
             "body_part": self.body_part,
             "flags": list(self.flags),
+            "export_chain": None if self.export_chain is None else list(self.export_chain),
         }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import re
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -19,7 +21,37 @@ from thoracic.errors import (
 from thoracic.io.radiograph import Radiograph, ReadConfig, check_max_pixels
 from thoracic.io.voi import minmax, percentile_bounds, truncate_8bit, window
 
-__all__ = ["looks_like_raster", "read_raster"]
+__all__ = ["CHAIN_TEXT_KEY", "chain_text", "looks_like_raster", "read_raster"]
+
+#: The PNG text chunk (``tEXt``) in which ``thoracic dataset export`` records the chain it wrote
+#: the image through (JSON: the chain's ``name`` and ``spec``, as :meth:`Chain.to_dict
+#: <thoracic.preprocess.Chain.to_dict>` writes them).
+CHAIN_TEXT_KEY = "thoracic-chain"
+_SAFE = re.compile(r"[A-Za-z0-9_.,=()|+\- ]{0,200}")
+
+
+def chain_text(name: str, spec: str) -> str:
+    """The value of :data:`CHAIN_TEXT_KEY` for a chain (ASCII JSON, as a PNG ``tEXt`` chunk needs)."""
+    return json.dumps({"name": name, "spec": spec}, sort_keys=True)
+
+
+def _export_chain(text: object) -> tuple[str, str] | None:
+    """``(name, spec)`` from a :data:`CHAIN_TEXT_KEY` value; only the characters of chain names and
+    specs are kept (a message may quote it, and nothing else read from a file reaches one)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = {"name": "unknown", "spec": text}
+    if not isinstance(data, dict):
+        data = {"name": "unknown", "spec": str(data)}
+
+    def safe(value: object) -> str:
+        v = str(value)
+        return v if _SAFE.fullmatch(v) else "(unreadable)"
+
+    return safe(data.get("name", "unknown")), safe(data.get("spec", "(unreadable)"))
 
 _SIGNATURES = {
     b"\x89PNG\r\n\x1a\n": "png",
@@ -76,7 +108,7 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadConfig) -> R
                 f"the file starts like a {kind} but its header cannot be parsed; it is truncated or damaged",
                 path=path,
             ) from err
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise CorruptFileError(
                 f"the {kind} header cannot be parsed ({type(err).__name__}); it is truncated or damaged", path=path
             ) from err
@@ -93,7 +125,7 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadConfig) -> R
         try:
             with quiet():
                 n_frames = getattr(im, "n_frames", 1)  # TIFF: walks the chain of IFDs
-        except Exception as err:  # noqa: BLE001 - Pillow raises TypeError/KeyError/... on a damaged IFD
+        except Exception as err:
             raise CorruptFileError(
                 f"the {kind} has a damaged image directory ({type(err).__name__}); it is truncated or damaged",
                 path=path,
@@ -103,12 +135,13 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadConfig) -> R
         try:
             with quiet():
                 im.load()
-        except Exception as err:  # noqa: BLE001 - Pillow raises OSError/ValueError/SyntaxError on damage
+        except Exception as err:
             raise CorruptFileError(
                 f"the image data cannot be decoded ({type(err).__name__}: {str(err)[:200]}); the file is truncated or damaged",
                 path=path,
             ) from err
         arr, bits, mode = _gray(im)
+        export_chain = _export_chain(im.info.get(CHAIN_TEXT_KEY)) if fmt == "png" else None
     values = arr.astype(np.float32, copy=False)
     vmin, vmax = float(values.min()), float(values.max())
     if not (np.isfinite(vmin) and np.isfinite(vmax)):  # a floating-point TIFF with NaN or infinities
@@ -139,4 +172,5 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadConfig) -> R
         window_width=width_,
         voi=voi,
         normalize=options.normalize,
+        export_chain=export_chain,
     )

@@ -33,10 +33,10 @@ from thoracic._version import __version__
 from thoracic.errors import ConfigError
 from thoracic.io.radiograph import Radiograph
 from thoracic.labels import CLASS_IDS, FINDINGS
-from thoracic.preprocess.chain import Chain, Prepared, Step
+from thoracic.preprocess.chain import LUNG_ROI_STEP, Chain, Prepared, Step
 from thoracic.preprocess.intensity import zscore
 
-__all__ = ["LUNGS_META_KEY", "META_KEY", "MODEL_KINDS", "NORMALIZATIONS", "LungsMeta", "ModelMeta"]
+__all__ = ["LUNGS_META_KEY", "META_KEY", "MODEL_KINDS", "NORMALIZATIONS", "LungsMeta", "ModelMeta", "legacy_crop_chain"]
 
 #: The ``metadata_props`` key of a detector's or classifier's JSON.
 META_KEY = "thoracic"
@@ -67,6 +67,18 @@ def _from_info(info: Mapping[str, Any]) -> dict[str, Any]:
     return {**{k: rest.pop(k) for k in _PROVENANCE if k in rest}, "extra": rest}
 
 
+def legacy_crop_chain(chain: Chain) -> Chain:
+    """The chain of a model whose file says ``"lung_crop": true`` over ``chain``, which has no crop.
+
+    Such a model was given the lung square at its own size (the lungs model's crop), then
+    ``chain``; ``lung_roi(size=0)`` in front of ``chain`` says exactly that, so the chain is
+    again the one answer to whether the model crops.
+    """
+    step = Step.of(LUNG_ROI_STEP, size=0, margin=0.05)
+    return Chain(f"lung-roi+{chain.name}", (step, *chain.steps), chain.normalize,
+                 f"Lung square at its own size, then: {chain.description}".strip())
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelMeta:
     """What a thoracic ONNX model is, how to feed it and where it came from.
@@ -86,7 +98,12 @@ class ModelMeta:
     imgsz:
         Square input size in pixels of a detector or classifier (0 for a lungs model: see :attr:`input_size`).
     lung_crop:
-        The input must be cropped to the lung region first.
+        (A property, derived from :attr:`chain`.) The model's input is cut to the lung square:
+        its chain has a ``lung_roi`` step (:attr:`Chain.crops <thoracic.preprocess.Chain.crops>`).
+        The chain does the crop, and nothing crops the input again. Files written before the
+        chain decided may store only ``"lung_crop": true`` over a chain without the step: reading
+        them puts ``lung_roi(size=0)`` (the lung square at its own size, which is what those
+        models were given) in front of the chain.
     feature_output:
         Name of the intermediate feature map output ("" when none).
     feature_layer, stride:
@@ -104,7 +121,7 @@ class ModelMeta:
     kinds: ClassVar[tuple[str, ...]] = ("classifier", "detector")
     #: The fields stored as they are (the rest are derived: see ``_derived``/``_underived``).
     _stored: ClassVar[tuple[str, ...]] = (
-        "kind", "names", "trained_classes", "chain", "imgsz", "lung_crop", "feature_output", "feature_layer",
+        "kind", "names", "trained_classes", "chain", "imgsz", "feature_output", "feature_layer",
         "stride", "thoracic_version", "training_data", "architecture", "extra",
     )
 
@@ -113,7 +130,6 @@ class ModelMeta:
     trained_classes: tuple[str, ...]
     chain: Chain
     imgsz: int
-    lung_crop: bool = False
     feature_output: str = ""
     feature_layer: int = -1
     stride: int = 32
@@ -148,6 +164,11 @@ class ModelMeta:
         return self.imgsz, self.imgsz
 
     @property
+    def lung_crop(self) -> bool:
+        """The model's input is cut to the lung square: its chain crops (:attr:`Chain.crops`)."""
+        return self.chain.crops
+
+    @property
     def class_ids(self) -> tuple[int, ...]:
         """Kaggle class id of each output index (detectors; -1 for a name outside the schema)."""
         return tuple(CLASS_IDS.get(n, -1) for n in self.names)
@@ -165,13 +186,19 @@ class ModelMeta:
 
     # --- the stored forms: one codec for every kind -------------------------------------------
     def _derived(self) -> dict[str, Any]:
-        """Stored entries that are not fields."""
-        return {"labels": {str(i): n for i, n in enumerate(FINDINGS)}, "format": "thoracic-onnx/1"}
+        """Stored entries that are not fields (``lung_crop``: what the chain says, for older readers)."""
+        return {"labels": {str(i): n for i, n in enumerate(FINDINGS)}, "format": "thoracic-onnx/1",
+                "lung_crop": self.lung_crop}
 
     @classmethod
     def _underived(cls, data: Mapping[str, Any]) -> dict[str, Any]:
         """Fields from stored entries that are not fields (and defaults that depend on others)."""
-        return {"trained_classes": data.get("trained_classes", data["names"])}
+        out: dict[str, Any] = {"trained_classes": data.get("trained_classes", data["names"])}
+        if data.get("lung_crop") is True:  # a file from before the chain decided
+            chain = data["chain"] if isinstance(data["chain"], Chain) else Chain.from_dict(data["chain"])
+            if not chain.crops:
+                out["chain"] = legacy_crop_chain(chain)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored under :attr:`key`."""

@@ -33,9 +33,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHAINS",
+    "LUNG_ROI_STEP",
+    "STEPS",
     "Chain",
     "Prepared",
-    "STEPS",
     "Step",
     "get_chain",
     "list_chains",
@@ -67,6 +68,10 @@ def _letterbox(img: np.ndarray, size: int, interpolation: Interpolation = "linea
                pad_value: float = 114 / 255) -> tuple[np.ndarray, Affine]:
     return geometry.letterbox(img, size, interpolation=interpolation, pad_value=pad_value)
 
+
+#: The step that cuts an image to its lung square (registered by :mod:`thoracic.anatomy`); a chain
+#: with this step crops (:attr:`Chain.crops`), and at most once.
+LUNG_ROI_STEP = "lung_roi"
 
 #: Every step a chain may use: name -> function and whether it changes geometry.
 STEPS: dict[str, _StepDef] = {
@@ -190,6 +195,24 @@ class Chain:
     def __post_init__(self) -> None:
         ReadConfig(normalize=self.normalize)  # validates the name
         object.__setattr__(self, "steps", tuple(self.steps))
+        if sum(s.name == LUNG_ROI_STEP for s in self.steps) > 1:
+            raise ConfigError(
+                f"chain {self.name!r} ({self.spec()}) cuts to the lung square more than once; "
+                f"a chain has at most one {LUNG_ROI_STEP} step"
+            )
+
+    @property
+    def crops(self) -> bool:
+        """The chain cuts the image to the lung square (it has a ``lung_roi`` step).
+
+        The one answer to "does this model crop?": a model whose chain crops gets its crop from
+        the chain, and nothing crops its input again.
+        """
+        return any(s.name == LUNG_ROI_STEP for s in self.steps)
+
+    def describe(self) -> str:
+        """``name (spec)`` for messages (``name (no steps)`` for a chain without steps)."""
+        return f"{self.name} ({self.spec() or 'no steps'})"
 
     # --- forms -----------------------------------------------------------------------------
     def spec(self) -> str:
@@ -290,7 +313,8 @@ class Chain:
         return self.run(read(src, self.read_options(base), image_id=image_id))
 
 
-#: The chains that ship with thoracic, by name (:mod:`thoracic.anatomy` adds ``lung-roi-512``).
+#: The chains that ship with thoracic, by name (:mod:`thoracic.anatomy` adds ``lung-roi-512`` and
+#: ``lung-roi-512-clahe``).
 CHAINS: dict[str, Chain] = {
     c.name: c
     for c in (

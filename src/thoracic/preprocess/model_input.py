@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from thoracic.errors import PreprocessedImageError
 from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.read import Source
 from thoracic.io.read import read as read_file
@@ -13,7 +14,7 @@ from thoracic.preprocess.chain import Chain, Prepared, Step
 from thoracic.preprocess.geometry import letterbox
 from thoracic.transform import Affine
 
-__all__ = ["ModelSource", "model_pixels", "prepare_8bit", "prepare_8bit_many"]
+__all__ = ["ModelSource", "model_pixels", "prepare_8bit", "prepare_8bit_many", "refuse_preprocessed"]
 
 #: What a model's ``prepare`` (and so its ``predict``) takes: a file, bytes or a stream, a read
 #: radiograph, or an input already prepared for it.
@@ -26,6 +27,25 @@ def _split(chain: Chain) -> tuple[Chain, Step | None]:
     if steps and steps[-1].name == "letterbox":
         return Chain(chain.name, steps[:-1], chain.normalize, chain.description), steps[-1]
     return chain, None
+
+
+def refuse_preprocessed(radiograph: Radiograph, what: str) -> None:
+    """Refuse an image ``thoracic dataset export`` wrote through a chain with steps, which ``what``
+    (a model's chain, a lung crop) would apply again.
+
+    Raises
+    ------
+    PreprocessedImageError
+        ``radiograph.export_chain`` names a chain with steps (a PNG of the export).
+    """
+    if radiograph.export_chain is None or not radiograph.export_chain[1]:
+        return
+    name, spec = radiograph.export_chain
+    raise PreprocessedImageError(
+        f"this image was written by `dataset export` through chain {name} ({spec}), and {what} would apply "
+        f"preprocessing to it again (a second crop, a second CLAHE, ...): predict the original images",
+        path=radiograph.source, chain=f"{name} ({spec})",
+    )
 
 
 def prepare_8bit(chain: Chain, src: Source | Radiograph, read: ReadConfig | None = None, *,
@@ -52,6 +72,9 @@ def prepare_8bit_many(chains: Iterable[Chain], radiographs: Mapping[str, Radiogr
     equals ``prepare_8bit(chain, radiographs[chain.normalize])``; with ``levels`` its pixels are
     the 8-bit levels themselves (``uint8``, a quarter of the bytes to send between processes),
     which :class:`OnnxDetector` and the classifier read as ``level / 255``, exactly the floats.
+
+    An image ``dataset export`` wrote through a chain with steps is refused
+    (:func:`refuse_preprocessed`) by every chain with steps before its final letterbox.
     """
     bases: dict[tuple[str, tuple[Step, ...]], tuple[np.ndarray, Affine, Radiograph]] = {}
     out: dict[Chain, Prepared] = {}
@@ -59,6 +82,8 @@ def prepare_8bit_many(chains: Iterable[Chain], radiographs: Mapping[str, Radiogr
         if chain in out:
             continue
         base, last = _split(chain)
+        if base.steps:
+            refuse_preprocessed(radiographs[chain.normalize], f"the model's chain {chain.describe()}")
         key = (base.normalize, base.steps)
         if key not in bases:
             prepared = base.run(radiographs[chain.normalize])

@@ -5,7 +5,8 @@ and two outputs: ``predictions`` (``1 x (4 + nc) x N``: box centre x, y, width, 
 pixels, then per-class sigmoid scores; ultralytics' own export layout, no NMS inside) and
 ``features`` (the P3 feature map feeding the head's first scale, for heatmaps). The metadata
 (:class:`~thoracic.models.meta.ModelMeta`) names all 14 VinDr labels, the trained classes, the
-preprocessing chain ending in ``letterbox(size=S)``, the lung-crop flag and the training data.
+preprocessing chain ending in ``letterbox(size=S)`` (which says whether the model crops to the lungs:
+``lung_crop`` is derived from it) and the training data.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from thoracic.models.meta import ModelMeta
 from thoracic.models.runtime import write_meta
 from thoracic.preprocess.chain import Chain, Step, get_chain
 
-__all__ = ["export_detector_onnx", "load_ultralytics_model", "torch_onnx_export", "with_letterbox"]
+__all__ = ["check_lung_crop", "export_detector_onnx", "load_ultralytics_model", "torch_onnx_export", "with_letterbox"]
 
 
 def with_letterbox(chain: Chain, imgsz: int) -> Chain:
@@ -30,6 +31,21 @@ def with_letterbox(chain: Chain, imgsz: int) -> Chain:
     steps = [s for s in chain.steps if s.name != "letterbox"]
     steps.append(Step.of("letterbox", size=int(imgsz), interpolation="linear"))
     return Chain(chain.name + f"+letterbox{imgsz}", tuple(steps), chain.normalize, chain.description)
+
+
+def check_lung_crop(chain: Chain, lung_crop: bool | None) -> None:
+    """Refuse a stated ``lung_crop`` that contradicts ``chain`` (the chain alone decides whether a model crops)."""
+    if lung_crop is None or bool(lung_crop) == chain.crops:
+        return
+    if lung_crop:
+        raise ConfigError(
+            f"--lung-crop contradicts the chain: {chain.describe()} does not crop to the lungs, so the model was not "
+            f"trained on lung crops; the chain alone decides whether a model crops (export its data set with a "
+            f"lung_roi chain such as lung-roi-512-clahe), so drop --lung-crop"
+        )
+    raise ConfigError(
+        f"lung_crop=False contradicts the chain: {chain.describe()} crops to the lungs; the chain alone decides"
+    )
 
 
 def load_ultralytics_model(checkpoint: str | PathLike[str]) -> Any:
@@ -91,7 +107,7 @@ def export_detector_onnx(
     data: str | PathLike[str] | None = None,
     imgsz: int | None = None,
     trained_classes: Sequence[str] | None = None,
-    lung_crop: bool = False,
+    lung_crop: bool | None = None,
     training_data: str = "",
     opset: int = 17,
     extra: dict[str, Any] | None = None,
@@ -114,6 +130,10 @@ def export_detector_onnx(
     trained_classes:
         Default: the classes with labels in the training data (read from ``data.yaml``'s
         ``labels/``), else all names.
+    lung_crop:
+        Deprecated: whether the model crops is read from ``chain`` (a chain with a ``lung_roi``
+        step, such as ``lung-roi-512-clahe``). A value that contradicts the chain is a
+        :class:`~thoracic.errors.ConfigError`; ``None`` (the default) checks nothing.
     """
     import torch
 
@@ -141,6 +161,7 @@ def export_detector_onnx(
             raise ConfigError(f"chain file {chain} does not exist", path=str(chain))
         chain = Chain.from_json(Path(chain).read_text())
     chain = with_letterbox(get_chain(chain), imgsz)
+    check_lung_crop(chain, lung_crop)
     names = tuple(model.names[i] for i in range(len(model.names)))
     if trained_classes is None:
         trained_classes = _trained_classes(data_yaml, names) if data_yaml and data_yaml.is_file() else names
@@ -170,7 +191,6 @@ def export_detector_onnx(
         trained_classes=tuple(trained_classes),
         chain=chain,
         imgsz=imgsz,
-        lung_crop=bool(lung_crop),
         feature_output="features",
         feature_layer=feature_layer,
         stride=int(max(getattr(model, "stride", torch.tensor([32])).tolist())),
