@@ -25,7 +25,7 @@ def test_sizes_from_headers_then_from_the_cache(tmp_path):
     second = header_sizes(sources, folder)
     assert (second.read, second.cached, second.sizes) == (0, 6, first.sizes)
     # a replaced file (another modification time) is read again; the others still come from the cache
-    changed = sorted(sources.values())[0]
+    changed = min(sources.values())
     st = os.stat(changed)
     os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     third = header_sizes(sources, folder)

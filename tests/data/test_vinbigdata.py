@@ -133,7 +133,7 @@ def test_meta_wins_over_the_headers(tmp_path):
 
 def test_missing_image_reported(tmp_path):
     train = vindr_standin(tmp_path, 4)
-    gone = sorted((tmp_path / "train").glob("*.dicom"))[0]
+    gone = min((tmp_path / "train").glob("*.dicom"))
     gone.unlink()
     ann = load_vinbigdata(train)
     [p] = ann.problems

@@ -125,7 +125,8 @@ def load_vinbigdata(
         if on_sizes is not None:
             on_sizes(scan)
     clipped: list[Problem] = []
-    for line, iid, label, box, reader in boxed:
+    for line, iid, label, coords, reader in boxed:
+        box: list[float | None] | list[float] = coords
         w, h = sizes.get(iid, (None, None))
         found = box_problem(box, w, h)
         if found and found[0] == OUTSIDE and clip:

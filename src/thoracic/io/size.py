@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from os import PathLike
+from typing import BinaryIO
 
 from thoracic._warnings import quiet
 from thoracic.errors import CorruptFileError, ReadError, UnsupportedFormatError
@@ -50,7 +51,7 @@ def image_size(path: str | PathLike[str]) -> tuple[int, int]:
         raise ReadError(f"cannot be read ({err.strerror or err})", path=p) from err
 
 
-def _raster_size(fh, path: str) -> tuple[int, int]:
+def _raster_size(fh: BinaryIO, path: str) -> tuple[int, int]:
     from PIL import Image
 
     try:
@@ -61,7 +62,7 @@ def _raster_size(fh, path: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def _dicom_size(fh, path: str, *, preamble: bool) -> tuple[int, int]:
+def _dicom_size(fh: BinaryIO, path: str, *, preamble: bool) -> tuple[int, int]:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
