@@ -113,3 +113,22 @@ def test_options_errors():
         ExportConfig(format="yol")
     with pytest.raises(ConfigError, match="unknown preprocessing chain"):
         ExportConfig(chain="nonsense")
+
+
+def test_box_outside_the_file_fails_its_image_unless_clip(tmp_path):
+    """A table without sizes: boxes are checked against the file's size, never clipped silently."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "00000377_004.jpg", folder / "a.jpg")  # 1024 x 1024
+    shutil.copy(SAMPLES / "00001437_012.jpg", folder / "b.jpg")
+    ann = load_csv(write(tmp_path / "t.csv", "image_id,label,x_min,y_min,x_max,y_max\na,ILD,100,100,5000,400\nb,ILD,10,10,50,50\n"))
+    out = tmp_path / "yolo"
+    s = export_dataset(ann, out, ExportConfig(chain="resize_longest(size=128)", workers=1), images=folder)
+    assert (s.labelled, s.failed, s.clipped) == (1, 1, 0)
+    row = read_export_manifest(out / "manifest.csv")["a"]
+    assert row["status"] == "failed" and "outside the 1024x1024 image" in row["error"] and "--clip" in row["error"]
+    assert "a.png" not in (out / "all.txt").read_text()
+    s = export_dataset(ann, out, ExportConfig(chain="resize_longest(size=128)", workers=1, clip=True), images=folder)
+    assert (s.labelled, s.failed, s.clipped) == (2, 0, 1)
+    _, boxes = _back_to_original(out, "a")
+    np.testing.assert_allclose(boxes, [[100, 100, 1024, 400]], atol=1)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 
 import numpy as np
 import pytest
-from helpers import write
+from helpers import read_rows, vindr_standin, write
 
 from thoracic.data import load_vinbigdata, read_image_sizes
 from thoracic.errors import ConfigError
+from thoracic.io import read
 from thoracic.labels import NO_FINDING
 
 VINBIG_BOXES = {
@@ -92,3 +94,71 @@ def test_vinbigdata_images_folder(tmp_path, vinbig_csv):
     (folder / f"{iid}.dicom").write_bytes(b"")
     ann = load_vinbigdata(train, images=folder)
     assert ann.images[iid].source == str(folder / f"{iid}.dicom")
+
+
+def _edit_box(train_csv, row: int, **coords: str) -> str:
+    """Set coordinates of the ``row``-th box row of a stand-in ``train.csv``; returns its image id."""
+    rows = read_rows(train_csv)
+    boxed = [r for r in rows if r["x_min"]]
+    boxed[row].update(coords)
+    with train_csv.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return boxed[row]["image_id"]
+
+
+def test_images_beside_train_csv_and_sizes_from_their_headers(tmp_path):
+    train = vindr_standin(tmp_path, 8, big=1)
+    scans = []
+    ann = load_vinbigdata(train, on_sizes=scans.append)
+    assert ann.problems == () and ann.clipped == ()
+    for iid, info in ann.images.items():
+        assert info.source == str(tmp_path / "train" / f"{iid}.dicom")
+        rg = read(info.source)
+        assert (info.width, info.height) == (rg.original_width, rg.original_height)
+    assert (scans[0].read, scans[0].cached) == (8, 0)
+    load_vinbigdata(train, on_sizes=scans.append)
+    assert (scans[1].read, scans[1].cached) == (0, 8)  # the second run reads no header
+
+
+def test_meta_wins_over_the_headers(tmp_path):
+    train = vindr_standin(tmp_path, 4)
+    ids = list(dict.fromkeys(r["image_id"] for r in read_rows(train)))
+    meta = write(tmp_path / "meta.csv", f"image_id,width,height\n{ids[0]},4000,3000\n")
+    ann = load_vinbigdata(train, meta)
+    assert (ann.images[ids[0]].width, ann.images[ids[0]].height) == (4000, 3000)
+    assert all(ann.images[i].width and ann.images[i].width < 400 for i in ids[1:])  # the others: headers
+
+
+def test_missing_image_reported(tmp_path):
+    train = vindr_standin(tmp_path, 4)
+    gone = min((tmp_path / "train").glob("*.dicom"))
+    gone.unlink()
+    ann = load_vinbigdata(train)
+    [p] = ann.problems
+    assert p.kind == "missing image" and p.image_id == gone.stem and "no image file" in str(p)
+    assert ann.images[gone.stem].width is None and ann.images[gone.stem].source is None
+
+
+def test_out_of_image_box_refused_or_clipped(tmp_path):
+    train = vindr_standin(tmp_path, 4, big=1)  # image 0 is 2000 x 2000
+    iid = _edit_box(train, 0, x_max="5000")
+    _edit_box(train, 1, y_min="-3")
+    ann = load_vinbigdata(train)
+    outside = [p for p in ann.problems if p.kind == "outside"]
+    assert len(outside) == 2 and len(ann.problems) == 2
+    assert "extends outside the 2000x2000 image" in str(outside[0]) and outside[0].image_id == iid
+    assert "negative" in str(outside[1])
+    clipped = load_vinbigdata(train, clip=True)
+    assert clipped.problems == () and len(clipped.clipped) == 2 and len(clipped) == len(ann) + 2
+    assert "clipped to" in str(clipped.clipped[0])
+    f = clipped.is_finding
+    w = np.array([clipped.images[i].width for i in clipped.image_id[f]])
+    h = np.array([clipped.images[i].height for i in clipped.image_id[f]])
+    b = clipped.boxes[f]
+    assert (b >= 0).all() and (b[:, 2] <= w).all() and (b[:, 3] <= h).all() and b[:, 2].max() == 2000
+    # a box entirely outside cannot be clipped: still refused
+    _edit_box(train, 2, x_min="3000", x_max="3100")
+    left = load_vinbigdata(train, clip=True)
+    assert [p.kind for p in left.problems] == ["outside"] and "entirely" in str(left.problems[0])

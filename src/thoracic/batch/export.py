@@ -30,6 +30,10 @@ export; running it again resumes (written images are kept when the settings are 
 When an image file has another size than the table says (a resized copy, e.g. the 1024-px PNGs
 often used for VinBigData), boxes are scaled from the table's size to the file's size first; the
 aspect ratio must agree within 1 %.
+
+Boxes are never clipped silently: a box that extends outside its image (the table's size, or the
+file's when the table has none) fails its image, unless ``clip=True``, which clips it to the image
+and counts it in ``ExportSummary.clipped``.
 """
 
 from __future__ import annotations
@@ -93,6 +97,9 @@ class ExportConfig(ImageBatchConfig):
         The preprocessing chain (a :class:`Chain`, a shipped name or a spec).
     unboxed:
         ``"skip"`` (default) or ``"include"`` images that have findings but no boxes.
+    clip:
+        Clip boxes that extend outside their image to it (counted in ``ExportSummary.clipped``);
+        by default such a box fails its image.
 
     and the ``read``, ``workers`` and ``png_compression`` of every :class:`ImageBatchConfig`.
     """
@@ -100,6 +107,7 @@ class ExportConfig(ImageBatchConfig):
     format: str = "yolo"
     chain: Chain = field(default_factory=lambda: get_chain("yolo-512-clahe"))
     unboxed: str = "skip"
+    clip: bool = False
 
     def __post_init__(self) -> None:
         if self.format not in EXPORT_FORMATS:
@@ -112,7 +120,8 @@ class ExportConfig(ImageBatchConfig):
 
 @dataclass
 class ExportSummary(BatchSummary):
-    """Counts of one export run (``failed``: unreadable images; ``missing`` ones do not count)."""
+    """Counts of one export run (``failed``: unreadable images and images with boxes outside them;
+    ``missing`` ones do not count; ``clipped``: boxes clipped into their image with ``clip=True``)."""
 
     written: int = 0
     resumed: int = 0
@@ -120,6 +129,7 @@ class ExportSummary(BatchSummary):
     unboxed_skipped: int = 0
     labelled: int = 0
     boxes: int = 0
+    clipped: int = 0
     out: str = ""
     errors: list[str] = field(default_factory=list)
 
@@ -258,6 +268,7 @@ def export_dataset(
         if progress:
             progress(row)
 
+    ann, summary.clipped = _fit_boxes(ann, rows, groups, finding, clip=options.clip)
     manifest.rewrite(rows[iid] for iid in sorted(rows))  # sorted, complete
 
     written: dict[str, tuple[str, int, int, Affine]] = {}
@@ -289,6 +300,45 @@ def export_dataset(
     meta["table"] = ann.name
     write_text(settings_file, json.dumps(meta, indent=2, sort_keys=True))
     return summary
+
+
+def _fit_boxes(
+    ann: Annotations, rows: dict[str, dict[str, Any]], groups: Mapping[str, np.ndarray], finding: np.ndarray, *, clip: bool,
+) -> tuple[Annotations, int]:
+    """Boxes outside their image: clipped (``clip``) or their image's row marked failed; the table and the count clipped.
+
+    The image's size is the table's, or the file's when the table has none (in the table's pixels
+    either way).
+    """
+    boxes = ann.boxes
+    clipped = 0
+    for iid, row in rows.items():
+        idx = groups.get(iid)
+        if row.get("status") != "ok" or idx is None:
+            continue
+        idx = idx[finding[idx]]
+        if not len(idx):
+            continue
+        info = ann.images[iid]
+        w, h = (info.width, info.height) if info.width and info.height else (int(row["width"]), int(row["height"]))
+        b = boxes[idx]
+        out = (b < 0).any(axis=1) | (b[:, 2] > w) | (b[:, 3] > h)
+        if not out.any():
+            continue
+        if not clip:
+            first = ", ".join(f"{v:g}" for v in b[out][0])
+            row.update(status="failed", error=(
+                f"{int(out.sum())} box(es) extend outside the {w}x{h} image, e.g. ({first}); "
+                "fix the table, or clip them (--clip)"))
+            continue
+        if boxes is ann.boxes:
+            boxes = ann.boxes.copy()
+        boxes[idx] = np.clip(b, 0, [w, h, w, h])
+        clipped += int(out.sum())
+    if boxes is ann.boxes:
+        return ann, 0
+    return Annotations(ann.images, ann.image_id, ann.label, boxes, ann.reader, ann.score, ann.problems, ann.name,
+                       ann.clipped), clipped
 
 
 def _write_yolo(

@@ -7,13 +7,16 @@ Wire into the main parser with ``dataset.add_parser(sub)``. Every sub-command ta
     --coco annotations.json
     --csv table.csv
 
-and ``--images DIR`` for the image files (Kaggle ``train/``, NIH ``images/``).
+and ``--images DIR`` for the image files (Kaggle ``train/``, NIH ``images/``); with
+``--vinbigdata`` it defaults to ``train/`` beside ``train.csv``, whose files' headers give the
+image sizes when ``--meta`` is not given. Boxes outside their image are errors unless ``--clip``.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,17 +31,23 @@ _MAX_PROBLEMS = 20
 def _add_input(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input (exactly one)")
     g.add_argument("--vinbigdata", metavar="TRAIN_CSV", help="VinBigData train.csv[.gz]")
-    g.add_argument("--meta", metavar="META_CSV", help="with --vinbigdata: image sizes (image_id,width,height,...)")
+    g.add_argument("--meta", metavar="META_CSV",
+                   help="with --vinbigdata: image sizes (image_id,width,height,...); optional, they are read "
+                        "from the images' headers otherwise (and win over them when given)")
     g.add_argument("--nih", nargs=2, metavar=("IMAGES_CSV", "BOXES_CSV"),
                    help="NIH: images.csv boxes.csv, or Data_Entry_2017.csv BBox_List_2017.csv")
     g.add_argument("--coco", metavar="JSON", help="a COCO detection file")
     g.add_argument("--csv", metavar="CSV", help="a plain table (image_id,label,x_min,y_min,x_max,y_max[,reader,score,width,height,patient_id])")
-    g.add_argument("--images", metavar="DIR", help="folder with the image files (searched recursively)")
+    g.add_argument("--images", metavar="DIR",
+                   help="folder with the image files (searched recursively; --vinbigdata: default train/ beside train.csv)")
+    p.add_argument("--clip", action="store_true",
+                   help="clip boxes that extend outside their image (or are negative) to it, and say how many; "
+                        "without it such boxes are errors")
     p.add_argument("--all-problems", action="store_true", help="list every refused row (default: the first 20)")
 
 
 def load_input(args: argparse.Namespace):
-    """The :class:`~thoracic.data.Annotations` named by the input flags."""
+    """The :class:`~thoracic.data.Annotations` named by the input flags (notes on stderr)."""
     from thoracic import data
 
     given = [k for k in ("vinbigdata", "nih", "coco", "csv") if getattr(args, k, None)]
@@ -46,8 +55,20 @@ def load_input(args: argparse.Namespace):
         raise ConfigError("give exactly one input: --vinbigdata, --nih, --coco or --csv" + (f" (got {', '.join('--' + g for g in given)})" if given else ""))
     if args.meta and not args.vinbigdata:
         raise ConfigError("--meta goes with --vinbigdata")
+    if getattr(args, "clip", False) and not args.vinbigdata:
+        raise ConfigError("--clip goes with --vinbigdata (the other tables are checked against the sizes they give)")
     if args.vinbigdata:
-        return data.load_vinbigdata(args.vinbigdata, args.meta, images=args.images)
+        images = args.images or data.default_images(args.vinbigdata)
+        if images is None:
+            print(f"note: no image folder (no train/ beside {args.vinbigdata}, no --images): image files are not checked"
+                  + ("" if args.meta else ", and without sizes (--meta or the images) boxes are not checked against them"),
+                  file=sys.stderr)
+        elif not args.images:
+            print(f"images: {images} (beside {Path(args.vinbigdata).name})", file=sys.stderr)
+        ann = data.load_vinbigdata(args.vinbigdata, args.meta, images=images, clip=getattr(args, "clip", False),
+                                   on_sizes=_say_sizes)
+        args.images = str(images) if images is not None else None
+        return ann
     if args.nih:
         return data.load_nih(args.nih[0], args.nih[1], images=args.images)
     if args.coco:
@@ -55,15 +76,40 @@ def load_input(args: argparse.Namespace):
     return data.load_csv(args.csv)
 
 
+def _say_sizes(scan) -> None:
+    if scan.read or scan.cached:
+        cache = f" (cache: {scan.cache})" if scan.cache else " (no cache: its folder is not writable)"
+        print(f"image sizes: {scan.read} read from the file headers, {scan.cached} from the cache{cache}", file=sys.stderr)
+
+
 def _report_problems(ann, args: argparse.Namespace) -> None:
+    from collections import Counter
+
+    from thoracic.data.tables import OUTSIDE
+
+    if ann.clipped:
+        print(f"clipped {len(ann.clipped)} box(es) that extended outside their image (--clip):", file=sys.stderr)
+        _list(ann.clipped, args)
     if not ann.problems:
         return
-    shown = ann.problems if args.all_problems else ann.problems[:_MAX_PROBLEMS]
-    print(f"{len(ann.problems)} row(s) refused:", file=sys.stderr)
+    kinds = Counter(p.kind for p in ann.problems)
+    names = {"": "row(s) refused", OUTSIDE: "box(es) outside their image", "missing image": "image file(s) missing",
+             "unreadable image": "image file(s) unreadable"}
+    parts = [f"{n} {names.get(k, k)}" for k, n in sorted(kinds.items(), key=lambda kv: list(names).index(kv[0]) if kv[0] in names else 9)]
+    print(f"{len(ann.problems)} problem(s): {', '.join(parts)}:", file=sys.stderr)
+    _list(ann.problems, args)
+    outside = sum(p.kind == OUTSIDE for p in ann.problems)
+    if outside and not args.clip:
+        print(f"{outside} box(es) extend outside their image: fix the table, or give --clip to clip them "
+              "(if the images are resized copies, give --meta with the original sizes)", file=sys.stderr)
+
+
+def _list(problems, args: argparse.Namespace) -> None:
+    shown = problems if args.all_problems else problems[:_MAX_PROBLEMS]
     for p in shown:
         print(f"  {p}", file=sys.stderr)
-    if len(shown) < len(ann.problems):
-        print(f"  ... and {len(ann.problems) - len(shown)} more (--all-problems lists them)", file=sys.stderr)
+    if len(shown) < len(problems):
+        print(f"  ... and {len(problems) - len(shown)} more (--all-problems lists them)", file=sys.stderr)
 
 
 def _summary(ann) -> str:
@@ -77,6 +123,11 @@ def _summary(ann) -> str:
     ]
     lines += [f"  {i:>2} {name:<20} {counts.get(name, 0):>7}" for i, name in enumerate((*FINDINGS, NO_FINDING))]
     return "\n".join(lines)
+
+
+def _number(v: float) -> str:
+    """Three decimals, or ``-`` where there is no number (no sizes, no two readers)."""
+    return "-" if math.isnan(v) else f"{v:.3f}"
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -145,10 +196,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from thoracic.batch.export import ExportConfig, export_dataset
     from thoracic.cli._progress import run_batch
     from thoracic.data import fuse_readers, kfold_split, read_folds
+    from thoracic.data.tables import OUTSIDE
 
     ann = load_input(args)
     _report_problems(ann, args)
-    options = ExportConfig(format=args.format, chain=args.chain, unboxed=args.unboxed, workers=args.workers)
+    outside = sum(p.kind == OUTSIDE for p in ann.problems)
+    if outside:
+        print(f"error: nothing exported: {outside} box(es) outside their image (listed above)", file=sys.stderr)
+        return 1
+    options = ExportConfig(format=args.format, chain=args.chain, unboxed=args.unboxed, workers=args.workers, clip=args.clip)
     if args.folds and args.folds_csv:
         raise ConfigError("give --folds K or --folds-csv FILE, not both")
     folds = kfold_split(ann, args.folds, seed=args.seed) if args.folds else (read_folds(args.folds_csv) if args.folds_csv else None)
@@ -167,6 +223,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f"{s.unboxed_skipped} without boxes skipped, {s.missing} missing, {s.failed} failed; "
         f"chain {options.chain.name!r}; {Path(args.out) / 'data.yaml' if args.format == 'yolo' else Path(args.out) / 'annotations.json'}"
     )
+    if s.clipped:
+        print(f"clipped {s.clipped} box(es) that extended outside their image (--clip)", file=sys.stderr)
     if s.missing or s.failed:
         for e in s.errors[: _MAX_PROBLEMS]:
             print(f"  {e}", file=sys.stderr)
@@ -188,11 +246,14 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     )
     rows = [
         {"class_id": c.class_id, "label": c.label, "boxes": c.boxes, "images": c.images,
-         "area_pct_median": f"{c.area_quantiles()[1]:.3f}", "agreement_f1": f"{c.agreement.f1:.3f}"}
+         "area_pct_median": _number(c.area_quantiles()[1]), "agreement_f1": _number(c.agreement.f1)}
         for c in stats.classes
     ]
     print(_table(rows))
-    print(f"mean inter-reader agreement F1 (IoU > {args.iou_thr}): {stats.mean_agreement:.3f}")
+    print(f"mean inter-reader agreement F1 (IoU > {args.iou_thr}): {_number(stats.mean_agreement)}")
+    if stats.unknown_size:
+        print(f"note: {stats.unknown_size} image(s) with boxes have no known size, so no box areas for them: "
+              "their files are missing or unreadable, or there is no image folder (--images) nor --meta", file=sys.stderr)
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
 

@@ -3,7 +3,7 @@
 Loaders (:func:`load_vinbigdata`, :func:`load_nih`, :func:`load_coco`, :func:`load_csv`) return
 one :class:`Annotations` table; :func:`fuse_readers` makes consensus boxes;
 (:func:`thoracic.batch.export_dataset` writes YOLO or COCO training sets from it through a preprocessing chain);
-:func:`kfold_split` makes patient-grouped stratified folds; :func:`compute_stats` and
+:func:`header_sizes` reads image sizes from the files (cached); :func:`kfold_split` makes patient-grouped stratified folds; :func:`compute_stats` and
 :func:`write_stats` describe a table.
 """
 
@@ -18,6 +18,7 @@ from thoracic.data.fusion import (
     image_groups,
 )
 from thoracic.data.nih import NIH_NO_FINDING, NIH_SIZE, load_nih
+from thoracic.data.sizes import SizeScan, header_sizes
 from thoracic.data.splits import group_of, kfold_split, read_folds, write_folds
 from thoracic.data.stats import (
     Agreement,
@@ -29,7 +30,7 @@ from thoracic.data.stats import (
     write_stats,
 )
 from thoracic.data.tables import read_image_sizes
-from thoracic.data.vinbigdata import load_vinbigdata
+from thoracic.data.vinbigdata import default_images, load_vinbigdata
 from thoracic.labels import (
     CLASS_IDS,
     FINDINGS,
@@ -62,15 +63,18 @@ __all__ = [
     "NO_FINDING_BOX",
     "NO_FINDING_ID",
     "Problem",
+    "SizeScan",
     "class_counts",
     "class_id",
     "class_name",
     "coco_categories",
     "coco_document",
     "compute_stats",
+    "default_images",
     "fuse_readers",
     "greedy_matches",
     "group_of",
+    "header_sizes",
     "image_groups",
     "kfold_split",
     "load_coco",

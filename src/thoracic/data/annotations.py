@@ -47,6 +47,7 @@ class Problem:
     image_id: str
     message: str
     source: str = ""
+    kind: str = ""  # what kind of problem: "" (a bad row), "outside" (a box beyond its image), "missing image"
 
     def __str__(self) -> str:
         where = f"{self.source}:{self.line}: " if self.line is not None else (f"{self.source}: " if self.source else "")
@@ -77,7 +78,9 @@ class Annotations:
     score:
         ``(N,)`` float64 confidence, or ``NaN`` for human annotations.
     problems:
-        Rows the loader refused, with their line numbers.
+        Rows the loader refused, with their line numbers, and images whose file is missing.
+    clipped:
+        Boxes the loader clipped into their image (``clip=True``), with their line numbers.
     """
 
     images: Mapping[str, ImageInfo]
@@ -88,6 +91,7 @@ class Annotations:
     score: np.ndarray = field(default=None)  # type: ignore[arg-type]  # None: NaN for every row
     problems: tuple[Problem, ...] = ()
     name: str = ""
+    clipped: tuple[Problem, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.image_id)
@@ -117,6 +121,7 @@ class Annotations:
         *,
         problems: Iterable[Problem] = (),
         name: str = "",
+        clipped: Iterable[Problem] = (),
     ) -> Annotations:
         """Build from rows ``(image_id, label, x_min, y_min, x_max, y_max[, reader[, score]])``."""
         imgs = dict(images) if isinstance(images, Mapping) else {i.image_id: i for i in images}
@@ -129,7 +134,7 @@ class Annotations:
             scores.append(row[7] if len(row) > 7 else np.nan)
         return cls(imgs, np.asarray(ids, dtype=object), np.asarray(labels, dtype=object),
                    np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(readers, dtype=object),
-                   np.asarray(scores, dtype=np.float64), tuple(problems), name)
+                   np.asarray(scores, dtype=np.float64), tuple(problems), name, tuple(clipped))
 
     # --- views -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -144,7 +149,8 @@ class Annotations:
         """The rows where ``mask`` is true (all images kept)."""
         m = np.asarray(mask, dtype=bool)
         return Annotations(
-            self.images, self.image_id[m], self.label[m], self.boxes[m], self.reader[m], self.score[m], self.problems, self.name
+            self.images, self.image_id[m], self.label[m], self.boxes[m], self.reader[m], self.score[m], self.problems, self.name,
+            self.clipped,
         )
 
     def select_images(self, ids: Iterable[str]) -> Annotations:
@@ -152,7 +158,8 @@ class Annotations:
         keep = set(ids)
         images = {k: v for k, v in self.images.items() if k in keep}
         m = np.fromiter((i in keep for i in self.image_id), dtype=bool, count=len(self))
-        return Annotations(images, self.image_id[m], self.label[m], self.boxes[m], self.reader[m], self.score[m], self.problems, self.name)
+        return Annotations(images, self.image_id[m], self.label[m], self.boxes[m], self.reader[m], self.score[m], self.problems, self.name,
+                           self.clipped)
 
     def abnormal_images(self) -> set[str]:
         """Images with at least one finding box (any reader)."""

@@ -29,8 +29,11 @@ from thoracic.errors import ConfigError, ReadError
 from thoracic.io.ids import check_unique_ids
 
 __all__ = [
+    "OUTSIDE",
     "PathLike",
+    "box_problem",
     "check_box",
+    "clip_box",
     "find_images",
     "open_text",
     "parse_finite",
@@ -219,29 +222,63 @@ def read_image_sizes(path: PathLike) -> tuple[dict[str, tuple[int, int]], list[P
     return sizes, problems
 
 
+#: The :attr:`Problem.kind` of a box that extends outside its image (or has negative coordinates).
+OUTSIDE = "outside"
+
+
+def box_problem(
+    box: Sequence[float | None], width: int | None = None, height: int | None = None
+) -> tuple[str, str] | None:
+    """``(kind, why)`` a box is refused, or ``None`` when it is valid.
+
+    ``kind`` is :data:`OUTSIDE` for a box with negative coordinates or beyond ``width`` x ``height``
+    (which :func:`clip_box` can mend), ``""`` for anything else (missing, not numbers, empty).
+
+    >>> box_problem([0, 0, 10, 10], 8, 20)
+    ('outside', 'box (0, 0, 10, 10) extends outside the 8x20 image')
+    """
+    if any(v is None for v in box):
+        return "", "box coordinates missing"
+    x0, y0, x1, y1 = (float(v) for v in box)  # type: ignore[arg-type]
+    shown = "(" + ", ".join(f"{v:g}" for v in (x0, y0, x1, y1)) + ")"
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        return "", f"box coordinates are not numbers {shown}"
+    if x1 <= x0 or y1 <= y0:
+        return "", f"box {shown} is empty or inverted (needs x_min < x_max and y_min < y_max)"
+    if min(x0, y0, x1, y1) < 0:
+        return OUTSIDE, f"box {shown} has negative coordinates"
+    if width is not None and height is not None and (x1 > width or y1 > height):
+        return OUTSIDE, f"box {shown} extends outside the {width}x{height} image"
+    return None
+
+
 def check_box(
     box: Sequence[float | None], width: int | None = None, height: int | None = None
 ) -> str | None:
-    """Why a box is refused, or ``None`` when it is valid.
+    """Why a box is refused, or ``None`` when it is valid (:func:`box_problem` without the kind).
 
     >>> check_box([0, 0, 10, 10], 8, 20)
     'box (0, 0, 10, 10) extends outside the 8x20 image'
     >>> check_box([5, 5, 2, 9]) is not None, check_box([1, 2, 3, 4]) is None
     (True, True)
     """
-    if any(v is None for v in box):
-        return "box coordinates missing"
-    x0, y0, x1, y1 = (float(v) for v in box)  # type: ignore[arg-type]
-    shown = "(" + ", ".join(f"{v:g}" for v in (x0, y0, x1, y1)) + ")"
-    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-        return f"box coordinates are not numbers {shown}"
-    if min(x0, y0, x1, y1) < 0:
-        return f"box {shown} has negative coordinates"
-    if x1 <= x0 or y1 <= y0:
-        return f"box {shown} is empty or inverted (needs x_min < x_max and y_min < y_max)"
-    if width is not None and height is not None and (x1 > width or y1 > height):
-        return f"box {shown} extends outside the {width}x{height} image"
-    return None
+    found = box_problem(box, width, height)
+    return found[1] if found else None
+
+
+def clip_box(box: Sequence[float], width: int | None = None, height: int | None = None) -> list[float]:
+    """``box`` clipped to the image: negative coordinates to 0, and to ``width`` x ``height`` when known.
+
+    The result may be empty (a box entirely outside the image); :func:`box_problem` refuses it then.
+
+    >>> clip_box([-3, 5, 120, 40], 100, 50)
+    [0.0, 5.0, 100.0, 40.0]
+    """
+    x0, y0, x1, y1 = (max(0.0, float(v)) for v in box)
+    if width is not None and height is not None:
+        x0, x1 = min(x0, float(width)), min(x1, float(width))
+        y0, y1 = min(y0, float(height)), min(y1, float(height))
+    return [x0, y0, x1, y1]
 
 
 def find_images(folder: PathLike) -> dict[str, str]:

@@ -9,6 +9,7 @@
 from thoracic.io.ids import KNOWN_EXTENSIONS, check_unique_ids, image_id
 from thoracic.io.radiograph import DEFAULT_MAX_PIXELS, Radiograph, ReadConfig
 from thoracic.io.read import Source, read
+from thoracic.io.size import image_size
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -18,5 +19,6 @@ __all__ = [
     "Source",
     "check_unique_ids",
     "image_id",
+    "image_size",
     "read",
 ]
