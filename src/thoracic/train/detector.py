@@ -257,9 +257,10 @@ def _finished_summary(state: RunState) -> dict[str, Any]:
         except (ValueError, TypeError):
             summary = {}
     epochs = summary.get("epochs", state.epochs)
+    trained = f" ({epochs} epoch{'' if epochs == 1 else 's'})" if epochs else ""
     summary.update({
         "run": str(state.run), "best": str(state.best), "last": str(state.last), "already_finished": True,
-        "message": (f"run {state.run} is already finished{f' ({epochs} epochs)' if epochs else ''}: nothing to "
+        "message": (f"run {state.run} is already finished{trained}: nothing to "
                     f"resume. Its best weights are {state.best}. To train again, leave out --resume "
                     f"(a new --name keeps this run)."),
     })
