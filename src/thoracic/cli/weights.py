@@ -6,6 +6,7 @@ Nothing is downloaded: the list says where to get each file, with its sha256 and
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 __all__ = ["HELP", "add_parser"]
 
@@ -41,7 +42,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(c.known is not None for c in found) else 1
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``weights`` (list) and ``weights check FILE...`` to the ``thoracic`` subcommands."""
     p = subparsers.add_parser("weights", help=HELP, description=HELP)
     sub = p.add_subparsers(dest="weights_command", metavar="ACTION")

@@ -52,8 +52,8 @@ class DetectorTrainConfig:
         ``""`` (from scratch), an original-YOLOv5 checkpoint (imported, layers 0-23) or an
         ultralytics ``.pt`` (its matching tensors are transferred).
     save_period:
-        Also write ``weights/epoch<N>.pt`` every N epochs; ``-1`` (the default): only ``best.pt``
-        and ``last.pt``.
+        Also write ``weights/epoch<N>.pt`` every N epochs; below 1 (the default, ``-1``): only
+        ``best.pt`` and ``last.pt``.
     epochs, imgsz, batch, patience, seed, threads, close_mosaic, fliplr, mosaic, lr0, optimizer, warmup_epochs, nbs, freeze:
         Passed to ultralytics (``threads`` sets its torch threads: 1 on a CPU shared with other jobs, 2 on an idle 2-core machine).
         ``nbs`` (nominal batch size) equal to ``batch`` makes every batch an optimizer step,
@@ -114,8 +114,6 @@ class DetectorTrainConfig:
             raise ConfigError.unknown("image cache", self.cache, ("", "ram", "disk"))
         if self.hours is not None and not self.hours > 0:
             raise ConfigError("hours must be > 0")
-        if self.save_period != -1 and self.save_period < 1:
-            raise ConfigError(f"save_period must be >= 1 (an epoch<N>.pt every N epochs) or -1 (off), got {self.save_period}")
 
     @property
     def loader_workers(self) -> int:
@@ -338,7 +336,7 @@ def train_detector(
         model.add_callback("on_fit_epoch_end", _cb)
     model.add_callback("on_pretrain_routine_start", _drop_raytune)
     model.train(**kwargs)
-    trainer = model.trainer
+    trainer: Any = model.trainer
     summary = {
         "run": str(run), "best": str(trainer.best), "last": str(trainer.last), "epochs": int(trainer.epochs),
         "seconds": round(time.time() - start, 1), "metrics": {k: float(v) for k, v in (trainer.metrics or {}).items()},
