@@ -8,13 +8,12 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from helpers import ROOT, SAMPLES, missing, write
+from helpers import ROOT, SAMPLES, missing, tiny_yolo_set, write
 
 from thoracic.batch.export import ExportConfig, export_dataset
 from thoracic.data import load_csv
-from thoracic.errors import ConfigError, MissingDependencyError
+from thoracic.errors import ConfigError, CorruptFileError, MissingDependencyError
 
 
 def test_detector_config_validates(tmp_path):
@@ -36,6 +35,7 @@ def test_detector_config_validates(tmp_path):
         DetectorTrainConfig(data=str(data), cache="memory")
     with pytest.raises(ConfigError, match="hours"):
         DetectorTrainConfig(data=str(data), hours=0)
+    assert cfg.save_period == -1  # best.pt and last.pt only, unless asked
 
 
 def test_loader_workers_follow_the_device(tmp_path):
@@ -61,6 +61,56 @@ def test_resume_without_checkpoint_is_a_config_error(tmp_path, require):
         train_detector(DetectorTrainConfig(data="", out=str(tmp_path), name="r", resume=True))
 
 
+def _checkpoint(path, **fields):
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": None, "train_args": {"epochs": 3}, **fields}, path)
+
+
+def test_run_state_tells_finished_from_interrupted(tmp_path, require):
+    """ultralytics' closing step strips last.pt (epoch -1, no optimizer): finished; else resumable."""
+    require("torch")
+    require("ultralytics")
+    from thoracic.train.detector import run_state
+
+    last = tmp_path / "r" / "weights" / "last.pt"
+    assert run_state(tmp_path / "r").state == "missing"
+    _checkpoint(last, epoch=0, optimizer={"state": {}})
+    assert (run_state(tmp_path / "r").state, run_state(tmp_path / "r").epoch) == ("interrupted", 1)
+    _checkpoint(last, epoch=-1, optimizer=None)
+    assert run_state(tmp_path / "r").state == "finished"
+    _checkpoint(last, epoch=2, optimizer={"state": {}})  # all 3 epochs saved, stopped in the final validation
+    assert run_state(tmp_path / "r").state == "finished"
+    last.write_bytes(b"not a checkpoint")
+    with pytest.raises(CorruptFileError, match="not an ultralytics training checkpoint"):
+        run_state(tmp_path / "r")
+
+
+def test_resume_of_a_finished_run_trains_nothing(tmp_path, require, monkeypatch):
+    """No ultralytics call (it would start a new training on coco8.yaml and download it): a summary that says so."""
+    require("torch")
+    require("ultralytics")
+    import json
+
+    import ultralytics
+
+    from thoracic.train.detector import DetectorTrainConfig, train_detector
+
+    run = tmp_path / "r"
+    _checkpoint(run / "weights" / "last.pt", epoch=-1, optimizer=None)
+    (run / "thoracic_summary.json").write_text(json.dumps({"epochs": 3, "metrics": {"metrics/mAP50(B)": 0.5}}))
+
+    def no_yolo(*args, **kwargs):
+        raise AssertionError("ultralytics was called")
+
+    monkeypatch.setattr(ultralytics, "YOLO", no_yolo)
+    summary = train_detector(DetectorTrainConfig(data="", out=str(tmp_path), name="r", resume=True))
+    assert summary["already_finished"] and summary["metrics"] == {"metrics/mAP50(B)": 0.5}
+    assert str(run) in summary["message"] and str(run / "weights" / "best.pt") in summary["message"]
+    assert "already finished (3 epochs)" in summary["message"]
+
+
 def test_training_without_torch_names_the_extra(monkeypatch):
     from thoracic.train import _ultralytics
 
@@ -69,31 +119,9 @@ def test_training_without_torch_names_the_extra(monkeypatch):
         _ultralytics.load_torch("detector training")
 
 
-def _tiny_yolo_set(root):
-    """8 synthetic 128-px images with one bright box each (class 3), 4 train + 4 val, all 14 names."""
-    import cv2
-
-    from thoracic.batch.export import yolo_names_yaml
-
-    rng = np.random.default_rng(0)
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    names = []
-    for i in range(8):
-        img = (rng.random((128, 128)) * 60).astype(np.uint8)
-        x, y = int(rng.integers(10, 60)), int(rng.integers(10, 60))
-        img[y : y + 40, x : x + 40] = 220
-        cv2.imwrite(str(root / "images" / f"im{i}.png"), img)
-        (root / "labels" / f"im{i}.txt").write_text(f"3 {(x + 20) / 128} {(y + 20) / 128} {40 / 128} {40 / 128}\n")
-        names.append(f"./images/im{i}.png")
-    (root / "train.txt").write_text("\n".join(names[:4]) + "\n")
-    (root / "val.txt").write_text("\n".join(names[4:]) + "\n")
-    (root / "data.yaml").write_text(f'path: "{root}"\ntrain: train.txt\nval: val.txt\n' + yolo_names_yaml())
-    return root / "data.yaml"
-
-
 def test_train_writes_config_and_checkpoints_and_resumes(tmp_path, require):
-    """A 2-epoch run at 64 px from the YAML: resolved config, per-epoch checkpoints, resume from last.pt."""
+    """A 2-epoch run at 64 px from the YAML: resolved config, per-epoch checkpoints (asked for), resume from
+    last.pt, and a second resume of the now finished run trains nothing."""
     require("torch")
     require("ultralytics")
     import json
@@ -101,9 +129,9 @@ def test_train_writes_config_and_checkpoints_and_resumes(tmp_path, require):
 
     from thoracic.train.detector import DetectorTrainConfig, train_detector
 
-    data = _tiny_yolo_set(tmp_path / "set")
+    data = tiny_yolo_set(tmp_path / "set")
     cfg = DetectorTrainConfig(data=str(data), out=str(tmp_path / "runs"), name="t", epochs=2, imgsz=64, batch=4, nbs=4,
-                              close_mosaic=0, mosaic=0.0, warmup_epochs=0.0, threads=1)
+                              close_mosaic=0, mosaic=0.0, warmup_epochs=0.0, threads=1, save_period=1)
     rows = []
     summary = train_detector(cfg, on_epoch=rows.append)
     weights = cfg.run_dir / "weights"
@@ -118,6 +146,9 @@ def test_train_writes_config_and_checkpoints_and_resumes(tmp_path, require):
     rows.clear()
     train_detector(DetectorTrainConfig(data=str(data), out=cfg.out, name="t", resume=True), on_epoch=rows.append)
     assert [r["epoch"] for r in rows if not r["final"]] == [2]
+    rows.clear()
+    again = train_detector(DetectorTrainConfig(data=str(data), out=cfg.out, name="t", resume=True), on_epoch=rows.append)
+    assert again["already_finished"] and rows == [] and str(weights / "best.pt") in again["message"]
 
 
 @pytest.mark.slow
@@ -135,8 +166,34 @@ def test_ultralytics_trains_on_the_export(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO")}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "docs" / "dataset" / "train_smoke.py"), "--export", str(out), "--imgsz", "128"],
-        capture_output=True, text=True, timeout=170, cwd=tmp_path, env=env,
+        check=False, capture_output=True, text=True, timeout=170, cwd=tmp_path, env=env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "trained 1 epoch(s)" in proc.stdout
     assert "metrics/mAP50(B)" in proc.stdout
+
+
+def test_pretrained_is_checked_against_the_known_weights(tmp_path, tiny_pt, caplog, monkeypatch):
+    """An unknown starting file is allowed, with a warning; a known one is recorded by name, without one."""
+    import dataclasses
+    import hashlib
+    import logging
+
+    from thoracic.train import weights
+    from thoracic.train.detector import DetectorTrainConfig, _initial_weights, pretrained_identity
+
+    data = tmp_path / "data.yaml"
+    data.write_text("nc: 14\n")
+    cfg = DetectorTrainConfig(data=str(data), out=str(tmp_path), name="r", pretrained=str(tiny_pt))
+    with caplog.at_level(logging.WARNING, logger="thoracic"):
+        start, info = _initial_weights(cfg, 14)
+    assert start == str(tiny_pt) and info["format"] == "ultralytics" and info["known_weights"] is None
+    assert info["sha256"] == hashlib.sha256(tiny_pt.read_bytes()).hexdigest()
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert f"{tiny_pt}: unknown weights" in caplog.records[0].getMessage()
+    caplog.clear()
+    entry = dataclasses.replace(weights.KNOWN_WEIGHTS[0], name="tiny-test", sha256=info["sha256"])
+    monkeypatch.setattr(weights, "KNOWN_WEIGHTS", (entry,))
+    with caplog.at_level(logging.WARNING, logger="thoracic"):
+        assert pretrained_identity(tiny_pt) == {"sha256": info["sha256"], "known_weights": "tiny-test"}
+    assert caplog.records == []

@@ -44,11 +44,14 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/detector", help="runs folder (default runs/detector)")
     p.add_argument("--name", default="train", help="run name: weights in OUT/NAME/weights (default train)")
     p.add_argument("--model", default="yolov5n", help="yolov5n|yolov5s|yolov5m|yolov8n|yolov8s|yolo11n|yolo11s or a model YAML")
-    p.add_argument("--pretrained", default="", help="original-YOLOv5 .pt (imported) or ultralytics .pt to start from")
+    p.add_argument("--pretrained", default="", metavar="FILE",
+                   help="weights to start from: the original YOLOv5n COCO checkpoint (imported; where to get it: "
+                        "`thoracic weights`) or an ultralytics .pt; checked by sha256 (unknown files: a warning)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--imgsz", type=int, default=512)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--save-period", type=int, default=1, help="write epoch<N>.pt every N epochs (default 1)")
+    p.add_argument("--save-period", type=int, default=-1, metavar="N",
+                   help="also write weights/epoch<N>.pt every N epochs (default: off; best.pt and last.pt are always written)")
     p.add_argument("--close-mosaic", type=int, default=5, help="last N epochs without mosaic")
     p.add_argument("--mosaic", type=float, default=1.0, help="mosaic probability (0: never)")
     p.add_argument("--patience", type=int, default=100)
@@ -64,7 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--cache", choices=["ram", "disk"], default="", help="cache decoded images in RAM or on disk")
     p.add_argument("--hours", type=float, default=None,
                    help="wall-clock budget: after the first epoch, train as many epochs as fit (ultralytics' time)")
-    p.add_argument("--resume", action="store_true", help="continue OUT/NAME/weights/last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run OUT/NAME from its weights/last.pt (a finished run: says so, trains nothing)")
     p.add_argument("--export-onnx", default=None, metavar="PATH", help="export best.pt to this ONNX file when done")
     p.set_defaults(func=run_detector)
     return p
@@ -88,12 +92,23 @@ def run_detector(args: argparse.Namespace) -> int:
         print(f"{what} mAP50={m.get('metrics/mAP50(B)', float('nan')):.4f} "
               f"{row['seconds']}s", flush=True)
 
+    if args.pretrained and not args.resume:
+        from thoracic.train.weights import check_weights
+
+        check = check_weights(args.pretrained)
+        if check.known is not None:  # an unknown file: train_detector logs the warning
+            print(f"pretrained: {check.describe()}", flush=True)
     summary = train_detector(cfg, on_epoch=on_epoch)
+    if summary.get("already_finished"):  # --resume of a finished run: nothing was trained
+        print(summary["message"], flush=True)
     if args.export_onnx:
         from thoracic.train.export import export_detector_onnx
 
         summary["onnx"] = str(export_detector_onnx(summary["best"], args.export_onnx, training_data=args.data))
-    print(json.dumps(summary, indent=2, sort_keys=True))
+        if summary.get("already_finished"):
+            print(f"written: {summary['onnx']}")
+    if not summary.get("already_finished"):
+        print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
 

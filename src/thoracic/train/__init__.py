@@ -2,6 +2,7 @@
 
 - :mod:`.detector`: YOLOv5u detectors with ultralytics, offline; :mod:`.export`: their ONNX
   export with thoracic's metadata; :mod:`.yolov5_import`: original-YOLOv5 checkpoints;
+- :mod:`.weights`: the starting weights thoracic knows (source, sha256, licence; no torch needed);
 - :mod:`.classifier`: the normal/abnormal classifier;
 - :mod:`.lungs` and :mod:`.unet`: the lung segmentation UNet.
 """

@@ -5,13 +5,20 @@ downloaded), optionally imports an original-YOLOv5 checkpoint (transfer learning
 :mod:`thoracic.train.yolov5_import`) or starts from an ultralytics ``.pt``, and trains on a YOLO
 data set written by ``thoracic dataset export`` (``data_<fold>.yaml``). The resolved
 configuration is written to ``<out>/<name>/thoracic_train.json``; ultralytics writes
-``weights/last.pt`` every epoch, ``best.pt`` and ``epoch<N>.pt`` every ``save_period`` epochs, and
-``resume=True`` continues an interrupted run from ``last.pt``.
+``weights/last.pt`` every epoch and ``best.pt`` whenever validation improves (``epoch<N>.pt``
+every ``save_period`` epochs only when asked), and ``resume=True`` continues an interrupted
+run from ``last.pt``. :func:`run_state` tells an interrupted run from a finished one *before*
+ultralytics is called: resuming a finished run trains nothing and says so (ultralytics itself
+would start a new training on its default data set, ``coco8.yaml``, and try to download it).
+
+A ``pretrained`` file is looked up by sha256 in :mod:`thoracic.train.weights`; the run records
+which known weights it started from, and logs a warning when the file is none of them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -20,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from thoracic._version import __version__
-from thoracic.errors import ConfigError
+from thoracic.errors import ConfigError, CorruptFileError
 
-__all__ = ["DetectorTrainConfig", "train_detector"]
+__all__ = ["DetectorTrainConfig", "RunState", "pretrained_identity", "run_state", "train_detector"]
+
+log = logging.getLogger(__name__)
 
 _MODELS = ("yolov5n", "yolov5s", "yolov5m", "yolov8n", "yolov8s", "yolo11n", "yolo11s")
 
@@ -42,7 +51,10 @@ class DetectorTrainConfig:
     pretrained:
         ``""`` (from scratch), an original-YOLOv5 checkpoint (imported, layers 0-23) or an
         ultralytics ``.pt`` (its matching tensors are transferred).
-    epochs, imgsz, batch, patience, save_period, seed, threads, close_mosaic, fliplr, mosaic, lr0, optimizer, warmup_epochs, nbs, freeze:
+    save_period:
+        Also write ``weights/epoch<N>.pt`` every N epochs; below 1 (the default, ``-1``): only
+        ``best.pt`` and ``last.pt``.
+    epochs, imgsz, batch, patience, seed, threads, close_mosaic, fliplr, mosaic, lr0, optimizer, warmup_epochs, nbs, freeze:
         Passed to ultralytics (``threads`` sets its torch threads: 1 on a CPU shared with other jobs, 2 on an idle 2-core machine).
         ``nbs`` (nominal batch size) equal to ``batch`` makes every batch an optimizer step,
         which matters for a few epochs of a small data set. ``freeze=10`` keeps the backbone
@@ -69,7 +81,7 @@ class DetectorTrainConfig:
     imgsz: int = 512
     batch: int = 16
     patience: int = 100
-    save_period: int = 1
+    save_period: int = -1
     seed: int = 0
     threads: int = 1
     close_mosaic: int = 5
@@ -132,21 +144,36 @@ def _is_original_yolov5(path: str) -> bool:
     return type(ckpt.get("model")).__module__.startswith("thoracic.train.yolov5_import")
 
 
+def pretrained_identity(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``{"sha256", "known_weights"}`` of a starting-weights file (:mod:`thoracic.train.weights`).
+
+    Logs a warning when the file is none of the known weights: allowed (a researcher's own
+    checkpoint), but its origin and licence are not checked.
+    """
+    from thoracic.train.weights import check_weights
+
+    check = check_weights(path)
+    if check.known is None:
+        log.warning("%s", check.describe())
+    return {"sha256": check.sha256, "known_weights": check.known.name if check.known else None}
+
+
 def _initial_weights(cfg: DetectorTrainConfig, nc: int) -> tuple[str, dict[str, Any]]:
     """The ``.pt`` ultralytics starts from, and what was imported."""
     import torch
 
     if not cfg.pretrained:
         return cfg.model_yaml, {"pretrained": None}
+    known = pretrained_identity(cfg.pretrained)
     if not _is_original_yolov5(cfg.pretrained):
-        return cfg.pretrained, {"pretrained": cfg.pretrained, "format": "ultralytics"}
+        return cfg.pretrained, {"pretrained": cfg.pretrained, "format": "ultralytics", **known}
     from thoracic.train.yolov5_import import import_yolov5
 
     model, report = import_yolov5(cfg.pretrained, cfg.model_yaml, nc=nc)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     init = cfg.run_dir / "init_imported.pt"
     torch.save({"model": model, "train_args": {}, "date": None, "version": None}, init)
-    info = {"pretrained": cfg.pretrained, "format": "original-yolov5", "sha256": report.sha256,
+    info = {"pretrained": cfg.pretrained, "format": "original-yolov5", **known,
             "matched": report.n_matched, "total": report.total, "summary": report.summary()}
     return str(init), info
 
@@ -158,6 +185,86 @@ def _nc_of(data_yaml: str) -> int:
     raise ConfigError(f"{data_yaml} has no 'nc:' line", path=data_yaml)
 
 
+@dataclass(frozen=True)
+class RunState:
+    """Where a run stands, read from its ``weights/last.pt`` (see :func:`run_state`).
+
+    Attributes
+    ----------
+    state:
+        ``"missing"`` (no ``last.pt``), ``"interrupted"`` (``last.pt`` holds the optimizer and the
+        epoch it stopped after: resumable) or ``"finished"`` (ultralytics' closing step stripped
+        ``last.pt``, marking it ``epoch=-1`` with no optimizer, or every epoch was trained).
+    epoch:
+        Epochs completed according to ``last.pt`` (``None`` when finished or missing).
+    epochs:
+        The epochs the run was set to train (``None`` when unknown).
+    """
+
+    run: Path
+    state: str
+    epoch: int | None = None
+    epochs: int | None = None
+
+    @property
+    def last(self) -> Path:
+        return self.run / "weights" / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.run / "weights" / "best.pt"
+
+
+def run_state(run: str | os.PathLike[str]) -> RunState:
+    """Read ``run/weights/last.pt`` and say whether the run can be resumed (``train`` extra).
+
+    Raises
+    ------
+    CorruptFileError
+        ``last.pt`` is not an ultralytics training checkpoint.
+    """
+    run = Path(run)
+    last = run / "weights" / "last.pt"
+    if not last.is_file():
+        return RunState(run, "missing")
+    from thoracic.train._ultralytics import load_torch, load_ultralytics
+
+    load_ultralytics("resuming a detector run")  # the checkpoint pickles ultralytics' classes
+    torch = load_torch("resuming a detector run")
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as err:  # any unpickling failure means the same to the user
+        raise CorruptFileError(f"not an ultralytics training checkpoint ({type(err).__name__})", path=last) from err
+    if not isinstance(ckpt, Mapping) or "model" not in ckpt:
+        raise CorruptFileError("not an ultralytics training checkpoint (no 'model' inside)", path=last)
+    args = ckpt.get("train_args") or {}
+    epochs = int(args["epochs"]) if isinstance(args, Mapping) and args.get("epochs") else None
+    epoch = int(ckpt.get("epoch", -1) if ckpt.get("epoch") is not None else -1)
+    if epoch < 0 or ckpt.get("optimizer") is None or (epochs is not None and epoch + 1 >= epochs):
+        return RunState(run, "finished", None, epochs)
+    return RunState(run, "interrupted", epoch + 1, epochs)
+
+
+def _finished_summary(state: RunState) -> dict[str, Any]:
+    """The summary of a finished run that was asked to resume (nothing is trained)."""
+    summary: dict[str, Any] = {}
+    saved = state.run / "thoracic_summary.json"
+    if saved.is_file():
+        try:
+            summary = dict(json.loads(saved.read_text()))
+        except (ValueError, TypeError):
+            summary = {}
+    epochs = summary.get("epochs", state.epochs)
+    trained = f" ({epochs} epoch{'' if epochs == 1 else 's'})" if epochs else ""
+    summary.update({
+        "run": str(state.run), "best": str(state.best), "last": str(state.last), "already_finished": True,
+        "message": (f"run {state.run} is already finished{trained}: nothing to "
+                    f"resume. Its best weights are {state.best}. To train again, leave out --resume "
+                    f"(a new --name keeps this run)."),
+    })
+    return summary
+
+
 def train_detector(
     cfg: DetectorTrainConfig,
     *,
@@ -165,12 +272,17 @@ def train_detector(
 ) -> dict[str, Any]:
     """Train (or resume) a detector; returns a summary (paths, epochs, seconds, metrics).
 
+    With ``cfg.resume`` on a finished run nothing is trained: the summary is the run's own, with
+    ``already_finished=True`` and a ``message`` naming the run and its ``best.pt``.
+
     Raises
     ------
     MissingDependencyError
         torch/ultralytics are missing (``pip install 'thoracic[train]'``).
     ConfigError
         Bad settings, or ``resume`` without a ``last.pt``.
+    CorruptFileError
+        ``resume`` and ``last.pt`` is not an ultralytics training checkpoint.
     """
     from thoracic.train._ultralytics import load_ultralytics
 
@@ -180,24 +292,27 @@ def train_detector(
     start = time.time()
     run = cfg.run_dir
     if cfg.resume:
-        last = run / "weights" / "last.pt"
-        if not last.is_file():
-            raise ConfigError(f"nothing to resume: {last} does not exist")
-        model = YOLO(str(last))
-        info: dict[str, Any] = {"resumed_from": str(last)}
+        state = run_state(run)
+        if state.state == "missing":
+            raise ConfigError(f"nothing to resume: {state.last} does not exist (is --out {cfg.out} --name {cfg.name} "
+                              f"the run you mean? Without --resume a new run starts)")
+        if state.state == "finished":
+            return _finished_summary(state)
+        model = YOLO(str(state.last))
+        info: dict[str, Any] = {"resumed_from": str(state.last), "resumed_after_epoch": state.epoch}
         kwargs: dict[str, Any] = {"resume": True}
     else:
         weights, info = _initial_weights(cfg, _nc_of(cfg.data))
         model = YOLO(weights) if weights.endswith(".pt") else YOLO(weights, task="detect")
-        kwargs = dict(
-            data=str(Path(cfg.data).resolve()), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
-            patience=cfg.patience, save_period=cfg.save_period, seed=cfg.seed, deterministic=True,
-            close_mosaic=cfg.close_mosaic, fliplr=cfg.fliplr, mosaic=cfg.mosaic, lr0=cfg.lr0,
-            optimizer=cfg.optimizer, warmup_epochs=cfg.warmup_epochs, nbs=cfg.nbs, freeze=cfg.freeze or None, device=cfg.device, workers=cfg.loader_workers, project=str(Path(cfg.out).resolve()),
-            name=cfg.name, exist_ok=True, plots=cfg.plots, verbose=False, amp=False,
-            hsv_h=0.0, hsv_s=0.0,  # grayscale radiographs
-            cache=cfg.cache or False,
-        )
+        kwargs = {
+            "data": str(Path(cfg.data).resolve()), "epochs": cfg.epochs, "imgsz": cfg.imgsz, "batch": cfg.batch,
+            "patience": cfg.patience, "save_period": cfg.save_period, "seed": cfg.seed, "deterministic": True,
+            "close_mosaic": cfg.close_mosaic, "fliplr": cfg.fliplr, "mosaic": cfg.mosaic, "lr0": cfg.lr0,
+            "optimizer": cfg.optimizer, "warmup_epochs": cfg.warmup_epochs, "nbs": cfg.nbs, "freeze": cfg.freeze or None, "device": cfg.device, "workers": cfg.loader_workers, "project": str(Path(cfg.out).resolve()),
+            "name": cfg.name, "exist_ok": True, "plots": cfg.plots, "verbose": False, "amp": False,
+            "hsv_h": 0.0, "hsv_s": 0.0,  # grayscale radiographs
+            "cache": cfg.cache or False,
+        }
         if cfg.hours is not None:
             kwargs["time"] = cfg.hours
         run.mkdir(parents=True, exist_ok=True)
@@ -221,7 +336,7 @@ def train_detector(
         model.add_callback("on_fit_epoch_end", _cb)
     model.add_callback("on_pretrain_routine_start", _drop_raytune)
     model.train(**kwargs)
-    trainer = model.trainer
+    trainer: Any = model.trainer
     summary = {
         "run": str(run), "best": str(trainer.best), "last": str(trainer.last), "epochs": int(trainer.epochs),
         "seconds": round(time.time() - start, 1), "metrics": {k: float(v) for k, v in (trainer.metrics or {}).items()},
