@@ -381,6 +381,7 @@ def model_with_meta(model: Path, out: Path, chain: object = None, **entries: obj
     onnx.save(proto, str(out))
     return out
 
+
 # --- a tiny YOLO data set (training tests) ----------------------------------------------------------
 def tiny_yolo_set(root: Path) -> Path:
     """8 synthetic 128-px images with one bright box each (class 3), 4 train + 4 val, all 14 names."""
