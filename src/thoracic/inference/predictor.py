@@ -3,7 +3,8 @@
 :class:`Predictor` reads an image once, runs every detector on it (each through its own
 preprocessing chain; with a lung crop when the model asks for one or ``lung_roi`` is set), fuses
 the detectors' boxes with weighted boxes fusion (classes matched by name: every model's outputs
-are VinDr names with Kaggle ids), and applies the normal/abnormal filter: when
+are VinDr names with Kaggle ids; each detector contributes only the classes it was trained on, so
+only those come out, each fused over the detectors trained on it), and applies the normal/abnormal filter: when
 ``P(abnormal) < low`` all boxes are dropped. Boxes are in pixels of the original image.
 The "No finding" score is ``1 - P(abnormal)`` with a classifier, else ``1 -`` the best box score.
 """
