@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
 
-from thoracic.errors import ThoracicError
+from thoracic.errors import ConfigError, ThoracicError
 
-__all__ = ["IGNORED_SUFFIXES", "find_inputs", "sidecar_path"]
+__all__ = ["IGNORED_SUFFIXES", "find_inputs", "no_inputs_message", "sidecar_path"]
 
 #: Files in input folders that are clearly not images and are not reported as failures.
 IGNORED_SUFFIXES = frozenset(
@@ -17,13 +17,25 @@ IGNORED_SUFFIXES = frozenset(
 )
 
 
-def find_inputs(inputs: Iterable[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None) -> list[str]:
-    """Expand files and folders (recursively, sorted) into the list of files to read.
+def find_inputs(inputs: Iterable[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None,
+                *, empty_ok: bool = True) -> list[str]:
+    """Expand files and folders (recursively, sorted) into the list of files to read, each file once.
 
     Hidden files and obvious non-images (csv, txt, json, ...) inside folders are skipped; anything
     else is tried, so broken or mislabelled files are reported instead of silently ignored.
-    Files named explicitly are always tried.
+    Files named explicitly are always tried. A file reached twice (named twice, or named and in a
+    folder named too, or through a linked folder) under one name is listed once, where it was
+    first reached.
+
+    Raises
+    ------
+    ThoracicError
+        An input does not exist.
+    ConfigError
+        Nothing was found and ``empty_ok`` is false (the batch commands: a run over no inputs is a
+        mistake, not a success).
     """
+    inputs = list(inputs)
     excluded = Path(exclude).resolve() if exclude is not None else None
     found: list[str] = []
     for item in inputs:
@@ -42,7 +54,24 @@ def find_inputs(inputs: Iterable[str | os.PathLike[str]], exclude: str | os.Path
             found.append(str(p))
         else:
             raise ThoracicError("no such file or folder", path=str(p))
-    return found
+    seen: set[tuple[str, str]] = set()
+    unique: list[str] = []
+    for f in found:  # one file under one name once (a link with another name is another image id)
+        key = (os.path.realpath(f), os.path.basename(f))
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    if not unique and not empty_ok:
+        raise ConfigError(no_inputs_message(inputs))
+    return unique
+
+
+def no_inputs_message(inputs: Iterable[str | os.PathLike[str]]) -> str:
+    """The error message of a run whose ``inputs`` hold no file to read."""
+    names = [os.fspath(i) for i in inputs]
+    where = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"no input files found in {where or 'the inputs given'} (folders are searched recursively; "
+            "hidden files and .csv, .txt, .json, ... files in them are skipped)")
 
 
 def sidecar_path(pred_path: str | PathLike[str]) -> Path:

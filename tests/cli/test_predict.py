@@ -146,3 +146,43 @@ def test_cli_predicts_one_fold_and_evaluate_scores_it(detector_onnx, tmp_path, c
     assert _predict([*base, "--image-list", str(listed)]) == 2
     assert "2 of the 3 image(s) of some.txt have no input file, e.g. not-there-1, not-there-2" in capsys.readouterr().err
     assert _predict([*base, "--folds", str(folds)]) == 2
+
+
+def test_one_image_reached_twice_is_predicted_once(detector_onnx, pair, tmp_path):
+    # the folder, a file in it, and the same file again through the manifest: one image, its rows once
+    a, _ = pair
+    manifest = tmp_path / "list.txt"
+    manifest.write_text(f"{a}\n{a}\n")
+    out = tmp_path / "preds.csv"
+    assert _predict([str(a.parent), str(a), "--manifest", str(manifest), "--out", str(out),
+                     "--models", str(detector_onnx), str(detector_onnx), "--wbf-iou", "1"]) == 0
+    rows = [tuple(r.values()) for r in read_rows(out)]
+    assert len(rows) == len(set(rows)) > 2
+    assert [r["image_id"] for r in read_rows(sidecar_path(out))] == [a.stem, f"{a.stem}_flipped"]
+
+
+def test_two_files_with_one_image_id_are_refused(detector_onnx, chest_png, tmp_path, capsys):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / chest_png.name).write_bytes(chest_png.read_bytes())
+    assert _predict([str(chest_png), str(other), "--out", str(tmp_path / "p.csv"), "--models", str(detector_onnx)]) == 2
+    assert f"two inputs have the image id {chest_png.stem!r}" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("listing", ["", "# nothing\n\n", "path,image_id\n"])
+def test_an_empty_manifest_is_an_error(detector_onnx, tmp_path, capsys, listing):
+    manifest = tmp_path / "list.csv"
+    manifest.write_text(listing)
+    assert _predict(["--manifest", str(manifest), "--out", str(tmp_path / "p.csv"), "--models", str(detector_onnx)]) == 2
+    err = capsys.readouterr().err
+    assert "the manifest lists no inputs" in err and str(manifest) in err
+
+
+def test_no_inputs_found_is_an_error(detector_onnx, tmp_path, capsys):
+    empty = tmp_path / "scans"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    assert _predict([str(empty), "--out", str(tmp_path / "p.csv"), "--models", str(detector_onnx)]) == 2
+    assert f"no input files found in {empty}" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()

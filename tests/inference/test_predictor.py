@@ -156,3 +156,67 @@ def test_an_exported_image_is_refused_where_it_would_be_preprocessed_again(lung_
     # nothing is applied twice: a model with no steps before its letterbox, or a file with no steps
     assert Predictor.load([lung_models["display"]], use_classifier=False).predict(crop_png).image_id == "lung-roi-512-clahe"
     assert Predictor.load([detector_onnx], use_classifier=False).predict(exported_png["display"]).image_id == "display"
+
+
+def _with_trained(src, out, trained):
+    """A copy of the detector ``src`` whose metadata says it was trained on ``trained`` (``None``:
+    no ``trained_classes`` recorded)."""
+    import json
+    from dataclasses import replace
+
+    onnx = pytest.importorskip("onnx")
+    from thoracic.models.meta import META_KEY, ModelMeta
+    from thoracic.models.runtime import write_meta
+
+    proto = onnx.load(str(src))
+    meta = ModelMeta.from_metadata({e.key: e.value for e in proto.metadata_props})
+    write_meta(proto, replace(meta, trained_classes=tuple(trained or ())))
+    if trained is None:
+        entry = next(e for e in proto.metadata_props if e.key == META_KEY)
+        data = json.loads(entry.value)
+        del data["trained_classes"]
+        entry.value = json.dumps(data)
+    onnx.save(proto, str(out))
+    return out
+
+
+def test_an_ensemble_outputs_only_classes_a_member_was_trained_on(tiny_onnx, chest_png, tmp_path):
+    from thoracic.boxes import weighted_boxes_fusion
+    from thoracic.labels import CLASS_IDS, FINDINGS
+
+    a = _with_trained(tiny_onnx, tmp_path / "a.onnx", FINDINGS[:3])
+    b = _with_trained(tiny_onnx, tmp_path / "b.onnx", FINDINGS[3:5])  # neither knows ILD (FINDINGS[5])
+    cfg = PredictConfig(conf=0.001, max_det=300)
+    raw = OnnxDetector.load(a).predict(chest_png, DetectorConfig(conf=0.001, max_det=300))
+    assert set(raw.class_ids.tolist()) - set(range(5)), "the tiny head scores untrained classes too"
+    ids = {CLASS_IDS[n] for n in FINDINGS[:5]}
+    both = Predictor.load([a, b], config=cfg, use_classifier=False).predict(chest_png)
+    assert len(both.detections) and set(both.detections.class_ids.tolist()) <= ids
+    assert "ILD" not in both.detections.labels
+    # a single model too: only its own classes
+    one = Predictor.load([a], config=cfg, use_classifier=False).predict(chest_png)
+    assert len(one.detections) and set(one.detections.labels) <= set(FINDINGS[:3])
+    # a class one member knows is fused over that member alone (its score is not halved by the other)
+    found = OnnxDetector.load(a).predict(chest_png, cfg.detector_config()).only(range(3))
+    _, alone, _ = weighted_boxes_fusion([found.boxes], [found.scores], [found.class_ids], found.image_size,
+                                        iou_thr=cfg.wbf_iou, clip=True)
+    in_both = np.sort(both.detections.only(range(3)).scores)[::-1]
+    assert len(in_both) > 0
+    np.testing.assert_allclose(in_both, np.sort(alone[alone >= cfg.conf])[::-1][: len(in_both)], atol=1e-6)
+    # a member with no trained classes recorded counts with all its names
+    c = _with_trained(tiny_onnx, tmp_path / "c.onnx", None)
+    assert OnnxDetector.load(c).meta.trained_classes == tuple(FINDINGS)
+    all3 = Predictor.load([a, b, c], config=cfg, use_classifier=False)
+    assert all3.trained_ids()[2] == frozenset(range(14))
+    assert set(all3.predict(chest_png).detections.class_ids.tolist()) - ids
+
+
+def test_identical_boxes_are_written_once(detector_onnx, chest_png):
+    # at wbf_iou 1 nothing fuses: two copies of one model would give every box twice
+    cfg = PredictConfig(conf=0.01, wbf_iou=1.0)
+    two = Predictor.load([detector_onnx, detector_onnx], config=cfg, use_classifier=False).predict(chest_png).detections
+    one = Predictor.load([detector_onnx], config=PredictConfig(conf=0.005), use_classifier=False).predict(chest_png).detections
+    assert len(two) > 0
+    key = np.concatenate([two.class_ids[:, None], two.boxes], axis=1)
+    assert len(np.unique(key, axis=0)) == len(two)
+    assert len(two) <= len(one)

@@ -165,11 +165,11 @@ def convert(
     DuplicateImageIdError
         Two inputs share an image id (before anything is written).
     ConfigError
-        ``out_dir`` holds a conversion made with other settings.
+        ``out_dir`` holds a conversion made with other settings, or the inputs hold no file.
     """
     options = options or ConvertConfig()
     out = Path(out_dir)
-    sources = find_inputs(inputs, exclude=out)
+    sources = find_inputs(inputs, exclude=out, empty_ok=False)
     ids = check_unique_ids(sources)  # id -> source
     out.mkdir(parents=True, exist_ok=True)
     claim_settings(out / "convert.json", options.settings(), "a conversion made with other settings")

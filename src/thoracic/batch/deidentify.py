@@ -92,12 +92,12 @@ def deidentify_files(
     Raises
     ------
     ThoracicError
-        An input does not exist, or the analyzer (``results``) cannot be loaded.
+        An input does not exist, the inputs hold no file, or the analyzer (``results``) cannot be loaded.
     """
     from thoracic.dicom import deidentify_file
 
     options = options or DeidentifyConfig()
-    files = find_inputs(inputs)
+    files = find_inputs(inputs, empty_ok=False)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     analyzer = None

@@ -169,7 +169,13 @@ def write_overlay(pred: ImagePrediction, src: str, out_dir: Path, read: ReadConf
 def read_manifest(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     """``(path, image_id)`` of every input a manifest lists (see ``thoracic predict --manifest``):
     one path per line, or a CSV with a ``path`` (or ``source``) column and an optional ``image_id``
-    column; relative paths start at the manifest's folder."""
+    column; relative paths start at the manifest's folder.
+
+    Raises
+    ------
+    ConfigError
+        The manifest cannot be read, lists nothing, or has a row without a path.
+    """
     from thoracic.io import image_id
 
     manifest = Path(path)
@@ -179,11 +185,13 @@ def read_manifest(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
         raise ConfigError(f"cannot read the manifest: {err.strerror or err}", path=str(manifest)) from err
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
-        return []
+        raise ConfigError("the manifest lists no inputs (it is empty)", path=str(manifest))
     header = next(csv.reader([lines[0]]))
     column = next((c for c in ("path", "source") if c in header), None)
     if column is not None:
         rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
+        if not rows:
+            raise ConfigError("the manifest lists no inputs (it has a header and no rows)", path=str(manifest))
         entries = [(r[column], r.get("image_id") or "") for r in rows]
     else:
         entries = [(line.strip(), "") for line in lines]
@@ -198,17 +206,23 @@ def read_manifest(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
 
 def prediction_inputs(inputs: list[str], manifest: str | os.PathLike[str] | None = None) -> list[tuple[str, str]]:
     """``(path, image_id)`` of files and folders (:func:`thoracic._fs.find_inputs`) and then of the
-    ``manifest`` (:func:`read_manifest`), each file once.
+    ``manifest`` (:func:`read_manifest`), each image once: a file reached twice with one image id
+    (named twice, in a folder named too, listed again in the manifest) is predicted once.
 
     Raises
     ------
     DuplicateImageIdError
-        Two different files have one image id.
+        Two different files have one image id (their rows could not be told apart).
+    ConfigError
+        Nothing to predict: the files and folders hold no file and there is no manifest, or the
+        manifest lists nothing.
     """
-    from thoracic._fs import find_inputs
+    from thoracic._fs import find_inputs, no_inputs_message
     from thoracic.io import image_id
 
     items = [(f, image_id(f)) for f in find_inputs(inputs)] + (read_manifest(manifest) if manifest else [])
+    if not items:
+        raise ConfigError(no_inputs_message(inputs))
     seen: dict[str, str] = {}
     out = []
     for path, iid in items:

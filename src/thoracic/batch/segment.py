@@ -143,12 +143,12 @@ def segment_files(
     DuplicateImageIdError
         Two inputs share an image id (before anything is written).
     ConfigError
-        ``out_dir`` holds masks made with other settings or another model.
+        ``out_dir`` holds masks made with other settings or another model, or the inputs hold no file.
     """
     options = options or SegmentConfig()
     seg = segmenter or LungSegmenter.load(options.model, threads=options.threads)
     out = Path(out_dir)
-    sources = find_inputs(inputs, exclude=out)
+    sources = find_inputs(inputs, exclude=out, empty_ok=False)
     ids = check_unique_ids(sources)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     if options.overlays:

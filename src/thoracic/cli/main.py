@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -140,9 +141,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+#: The exit status of a command whose reader closed its output early (``thoracic ... | head -1``):
+#: 128 + SIGPIPE, as a shell reports a program a broken pipe ended.
+BROKEN_PIPE_STATUS = 141
+
+
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point.
+
+    A reader that closes the output early (``thoracic chains | head -1``) ends the command quietly
+    with :data:`BROKEN_PIPE_STATUS`: what it had written stays written, and no traceback is printed.
+    """
+    try:
+        status = main()
+        sys.stdout.flush()  # a broken pipe shows here when the output fit in the buffer
+    except BrokenPipeError:
+        # the standard way (Python's signal docs): point stdout at devnull so that the flush at
+        # interpreter exit does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(BROKEN_PIPE_STATUS)
+    sys.exit(status)
 
 
 if __name__ == "__main__":  # python -m thoracic.cli.main (services and tests start subprocesses this way)

@@ -113,14 +113,27 @@ def run_detector(args: argparse.Namespace) -> int:
 
 
 def add_classifier_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Options of ``train classifier``; sets ``func=run_classifier``."""
-    p.add_argument("--images-csv", required=True, help="NIH images.csv (image, patient_id, finding_labels)")
-    p.add_argument("--images", required=True, help="image folder (e.g. the images/ of a `dataset export --unboxed include`)")
-    p.add_argument("--folds", required=True, help="folds CSV (image_id, group, fold), e.g. the export's folds.csv")
+    """Options of ``train classifier``; sets ``func=run_classifier``.
+
+    The labels come from one input, as for the ``dataset`` commands (``--vinbigdata``, ``--nih``,
+    ``--coco``, ``--csv``, with ``--images``), or from NIH's ``images.csv`` alone (``--images-csv``).
+    """
+    from thoracic.cli.dataset import _add_input
+
+    _add_input(p)
+    p.add_argument("--images-csv", default=None,
+                   help="NIH images.csv alone (image, patient_id, finding_labels): report labels, no boxes needed")
+    p.add_argument("--folds", default=None,
+                   help="folds CSV (image_id, group, fold), e.g. the export's folds.csv (default: --n-folds "
+                        "patient-grouped folds, written to OUT/folds.csv)")
+    p.add_argument("--n-folds", type=int, default=5, help="folds made without --folds (default 5)")
     p.add_argument("--pretrained", required=True, help="original-YOLOv5 checkpoint (backbone features)")
-    p.add_argument("--out", default="runs/classifier", help="output folder: classifier.onnx, summary.json")
+    p.add_argument("--out", default="runs/classifier", help="output folder: classifier.onnx, labels.csv, summary.json")
     p.add_argument("--val-fold", type=int, default=0)
-    p.add_argument("--chain", default="yolo-512-clahe", help="the chain the images went through (default yolo-512-clahe)")
+    p.add_argument("--chain", default="yolo-512-clahe",
+                   help="the model's chain (default yolo-512-clahe): DICOMs go through it; PNG/JPEG images are taken "
+                        "as already through it (an export's), unless --raw-images")
+    p.add_argument("--raw-images", action="store_true", help="PNG/JPEG images are raw: run the chain on them too")
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--min-sensitivity", type=float, default=0.95, help="abnormal sensitivity kept by the filter threshold")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -129,14 +142,33 @@ def add_classifier_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 
 def run_classifier(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from tqdm import tqdm
 
+    from thoracic.cli.dataset import load_input
+    from thoracic.errors import ConfigError
     from thoracic.train.classifier import ClassifierTrainConfig, train_classifier
 
+    given = [f"--{k}" for k in ("vinbigdata", "nih", "coco", "csv") if getattr(args, k, None)]
+    if not given and not args.images_csv:
+        raise ConfigError("give the labels: --vinbigdata, --nih, --coco, --csv or --images-csv")
+    if args.images_csv:
+        if given:
+            raise ConfigError(f"give --images-csv or {given[0]}, not both")
+        table, labels, fmt = None, args.images_csv, "nih"
+    else:
+        if args.vinbigdata and not args.images and (Path(args.vinbigdata).parent / "train").is_dir():
+            args.images = str(Path(args.vinbigdata).parent / "train")  # VinDr's layout: train/ beside train.csv
+        table = load_input(args)
+        labels = args.vinbigdata or (args.nih[0] if args.nih else None) or args.coco or args.csv
+        fmt = {"--vinbigdata": "vinbigdata", "--nih": "nih", "--coco": "coco", "--csv": "csv"}[given[0]]
+        if table.problems:
+            print(f"{len(table.problems)} row(s) of {labels} refused, e.g. {table.problems[0]}", file=sys.stderr)
     cfg = ClassifierTrainConfig(
-        images_csv=args.images_csv, images=args.images, folds_csv=args.folds, pretrained=args.pretrained,
-        out=args.out, val_fold=args.val_fold, chain=args.chain, imgsz=args.imgsz,
-        min_sensitivity=args.min_sensitivity, threads=args.threads,
+        labels=labels, labels_format=fmt, images=args.images or "", folds_csv=args.folds or "",
+        pretrained=args.pretrained, out=args.out, val_fold=args.val_fold, chain=args.chain, imgsz=args.imgsz,
+        min_sensitivity=args.min_sensitivity, threads=args.threads, raw_images=args.raw_images, n_folds=args.n_folds,
     )
     bar = tqdm(total=0, unit="img", desc="features", dynamic_ncols=True, file=sys.stderr)
 
@@ -145,7 +177,7 @@ def run_classifier(args: argparse.Namespace) -> int:
         bar.update(n - bar.n)
 
     try:
-        summary = train_classifier(cfg, progress=progress)
+        summary = train_classifier(cfg, table=table, progress=progress)
     finally:
         bar.close()
     print(json.dumps(summary, indent=2, sort_keys=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,5 +78,11 @@ class Detections:
     def above(self, conf: float) -> Detections:
         """Boxes scoring at least ``conf``."""
         keep = self.scores >= conf
+        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep], self.image_size, self.feature,
+                          self.feature_transform, self.feature_input)
+
+    def only(self, class_ids: Iterable[int]) -> Detections:
+        """The boxes of the classes ``class_ids`` (Kaggle ids), in order."""
+        keep = np.isin(self.class_ids, np.fromiter(class_ids, dtype=np.int64))
         return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep], self.image_size, self.feature,
                           self.feature_transform, self.feature_input)

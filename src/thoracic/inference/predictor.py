@@ -4,7 +4,8 @@
 preprocessing chain, which crops to the lungs when the model was trained so; ``lung_roi`` crops
 for a model whose chain does not, and is refused for one whose chain does), fuses
 the detectors' boxes with weighted boxes fusion (classes matched by name: every model's outputs
-are VinDr names with Kaggle ids), and applies the normal/abnormal filter: when
+are VinDr names with Kaggle ids; each detector contributes only the classes it was trained on, so
+only those come out, each fused over the detectors trained on it), and applies the normal/abnormal filter: when
 ``P(abnormal) < low`` all boxes are dropped. Boxes are in pixels of the original image.
 The "No finding" score is ``1 - P(abnormal)`` with a classifier, else ``1 -`` the best box score.
 """
@@ -27,6 +28,7 @@ from thoracic.errors import ConfigError
 from thoracic.inference.plan import ReadPlan, read_plan
 from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.read import Source
+from thoracic.labels import CLASS_IDS
 from thoracic.models.registry import model_path
 from thoracic.models.runtime import file_sha256
 from thoracic.preprocess.chain import Chain, Prepared
@@ -292,7 +294,7 @@ class Predictor:
                 if cam is not None:
                     cams.append(cam)
             results.append(found)
-        fused = results[0] if len(results) == 1 else self._fuse(results, (w, h))
+        fused = self._fuse(results, (w, h))
         fused = fused.above(cfg.conf).top(cfg.max_det)
         p_abn = None
         filtered = False
@@ -309,12 +311,59 @@ class Predictor:
             cam = cams[0] if len(cams) == 1 else np.mean(np.stack(cams), axis=0).astype(np.float32)
         return ImagePrediction(any_rg.image_id, fused, p_abn, float(nf), filtered, roi, feats, cam)
 
+    def trained_ids(self) -> list[frozenset[int]]:
+        """The Kaggle ids of the classes each detector was trained on (its metadata's
+        ``trained_classes``; all its names when it records none)."""
+        out = []
+        for det in self.detectors:
+            names = det.meta.trained_classes or det.meta.names
+            out.append(frozenset(CLASS_IDS[n] for n in names if n in CLASS_IDS))
+        return out
+
     def _fuse(self, results: list[Detections], size: tuple[int, int]) -> Detections:
+        """The detectors' boxes fused class by class over the detectors trained on that class.
+
+        A detector's head scores all 14 findings, but the outputs of classes it was not trained
+        on are noise (the shipped detector learnt 7 from NIH data): each detector contributes
+        only its trained classes, so the result holds only classes some detector was trained on,
+        and a class is fused (and its scores averaged) over the detectors that know it.
+        """
         weights = self.config.weights or tuple(1.0 for _ in results)
-        if not any(len(r) for r in results):
+        trained = self.trained_ids()
+        if len(results) == 1:
+            return _unique(results[0].only(trained[0]))
+        groups: dict[tuple[int, ...], list[int]] = {}  # members -> the classes exactly they were trained on
+        for cid in sorted(set().union(*trained)):
+            groups.setdefault(tuple(i for i, t in enumerate(trained) if cid in t), []).append(cid)
+        parts = []
+        for members, classes in groups.items():
+            found = [results[i].only(classes) for i in members]
+            if not any(len(f) for f in found):
+                continue
+            boxes, scores, labels = weighted_boxes_fusion(
+                [f.boxes for f in found], [f.scores for f in found], [f.class_ids for f in found], size,
+                weights=[weights[i] for i in members], iou_thr=self.config.wbf_iou, skip_box_thr=0.0, clip=True,
+            )
+            parts.append(Detections(boxes, scores, labels, size))
+        if not parts:
             return Detections.empty(size)
-        boxes, scores, labels = weighted_boxes_fusion(
-            [r.boxes for r in results], [r.scores for r in results], [r.class_ids for r in results], size,
-            weights=list(weights), iou_thr=self.config.wbf_iou, skip_box_thr=0.0, clip=True,
-        )
-        return Detections(boxes, scores, labels, size)
+        merged = Detections(np.concatenate([p.boxes for p in parts]), np.concatenate([p.scores for p in parts]),
+                            np.concatenate([p.class_ids for p in parts]), size)
+        return _unique(merged.top(len(merged)))
+
+
+def _unique(found: Detections) -> Detections:
+    """``found`` without a box repeated exactly (same class and coordinates; the best score is kept).
+
+    Fusion can leave identical boxes: at ``wbf_iou`` 1 nothing fuses, so two detectors (or a TTA
+    pass) that agree on a box give it twice; a CSV row per box would repeat.
+    """
+    if len(found) < 2:
+        return found
+    key = np.concatenate([found.class_ids[:, None].astype(np.float64), found.boxes.astype(np.float64)], axis=1)
+    _, first = np.unique(key, axis=0, return_index=True)
+    if len(first) == len(found):
+        return found
+    keep = np.sort(first)  # boxes come best first: the first of equal boxes scores best
+    return Detections(found.boxes[keep], found.scores[keep], found.class_ids[keep], found.image_size, found.feature,
+                      found.feature_transform, found.feature_input)

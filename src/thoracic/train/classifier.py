@@ -3,34 +3,57 @@
 A linear probe on the COCO-pretrained YOLOv5n backbone: the original checkpoint is imported
 (:mod:`thoracic.train.yolov5_import`), its layers 0-9 are frozen, and the global averages of
 the outputs of layers 4, 6 and 9 (64 + 128 + 256 channels, strides 8/16/32) are the features. A
-logistic regression (L2, full-batch L-BFGS) on standardized features separates NIH "No Finding"
-images from images with any finding (NIH's report labels: noisy). Standardization and the linear
-layer are folded into one ``nn.Linear``, and backbone + pooling + linear + softmax are exported to
-ONNX with thoracic's metadata. Validation is on one patient-grouped fold; the filter threshold
-``low`` is chosen there (the highest threshold that keeps ``min_sensitivity`` of the abnormal
-validation images above it).
+logistic regression (L2, full-batch L-BFGS) on standardized features separates normal images from
+images with any finding. Standardization and the linear layer are folded into one ``nn.Linear``,
+and backbone + pooling + linear + softmax are exported to ONNX with thoracic's metadata.
+Validation is on one patient-grouped fold; the filter threshold ``low`` is chosen there (the
+highest threshold that keeps ``min_sensitivity`` of the abnormal validation images above it).
+
+The labels come from any table :mod:`thoracic.data` loads (:func:`load_label_table`): VinDr's
+``train.csv``, NIH's ``images.csv`` (or ``Data_Entry_2017.csv``), a plain thoracic CSV or a COCO
+file; :func:`image_labels` derives each image's label from it (the rule is there). The derived
+labels are written to ``labels.csv`` in the output folder.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from thoracic._version import __version__
+from thoracic.data.annotations import Annotations, ImageInfo
 from thoracic.errors import ConfigError
+from thoracic.labels import NIH_TO_VINDR, NO_FINDING
 from thoracic.models.meta import ModelMeta
 from thoracic.models.runtime import write_meta
 from thoracic.preprocess.chain import Chain, get_chain
 
-__all__ = ["ClassifierTrainConfig", "choose_low", "roc_auc", "train_classifier"]
+__all__ = [
+    "LABEL_FORMATS",
+    "ClassifierTrainConfig",
+    "ImageLabel",
+    "choose_low",
+    "image_labels",
+    "load_label_table",
+    "roc_auc",
+    "train_classifier",
+]
 
 FEATURE_LAYERS = (4, 6, 9)
+#: The label tables :func:`load_label_table` reads (``"auto"`` recognizes them).
+LABEL_FORMATS = ("vinbigdata", "nih", "csv", "coco")
+#: The columns of the ``labels.csv`` a run writes: the label of every image it used.
+LABEL_COLUMNS = ("image_id", "group", "fold", "abnormal", "findings", "source")
+#: Raster files are taken as already through the chain (an export's images) unless ``raw_images``.
+_RASTER = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -39,20 +62,25 @@ class ClassifierTrainConfig:
 
     Attributes
     ----------
-    images_csv:
-        NIH ``images.csv`` (``image, patient_id, finding_labels``).
+    labels:
+        The label table (:func:`load_label_table`): VinDr ``train.csv``, NIH ``images.csv``, a
+        plain CSV or a COCO file. With :func:`train_classifier`'s ``table`` it only names the table.
     images:
-        Folder of the images (or of an export's 8-bit PNGs written through ``chain``).
+        Folder of the images (searched recursively). Default: where the table's loader found
+        them (``train/`` beside a VinDr ``train.csv``, ``images/`` beside NIH's ``images.csv``).
     folds_csv:
         ``image_id, group, fold`` (``thoracic dataset split`` or an export's ``folds.csv``).
+        Default: ``n_folds`` patient-grouped folds stratified by finding, written to ``folds.csv``.
     pretrained:
         Original-YOLOv5 checkpoint whose backbone extracts features.
     out:
-        Output folder: ``classifier.onnx``, ``features.npz`` (cache), ``summary.json``.
+        Output folder: ``classifier.onnx``, ``labels.csv``, ``features.npz`` (cache), ``summary.json``.
     val_fold:
         The validation fold.
     chain:
-        Chain that produced ``images`` (recorded; ``letterbox(imgsz)`` is appended for the model).
+        The preprocessing chain of the model (recorded; ``letterbox(imgsz)`` is appended). A DICOM
+        (any file not PNG/JPEG/TIFF), or any file with ``raw_images``, goes through it here; a PNG
+        or JPEG is taken as already through it (the images of a ``dataset export``).
     imgsz:
         Classifier input size.
     l2:
@@ -60,12 +88,20 @@ class ClassifierTrainConfig:
         cross-validation over the training folds (mean AUC); the validation fold is not used.
     min_sensitivity:
         Sensitivity for abnormal images kept when choosing ``low``.
+    labels_format:
+        One of :data:`LABEL_FORMATS`, or ``"auto"`` (from the file).
+    raw_images:
+        PNG/JPEG images are raw too (run the chain on them).
+    n_folds:
+        The number of folds made when there is no ``folds_csv``.
+    images_csv:
+        The former name of ``labels`` for NIH's ``images.csv`` (sets ``labels`` and the format).
     """
 
-    images_csv: str
-    images: str
-    folds_csv: str
-    pretrained: str
+    labels: str = ""
+    images: str = ""
+    folds_csv: str = ""
+    pretrained: str = ""
     out: str = "runs/classifier"
     val_fold: int = 0
     chain: str = "yolo-512-clahe"
@@ -73,12 +109,27 @@ class ClassifierTrainConfig:
     l2: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)
     min_sensitivity: float = 0.95
     threads: int = 1
+    labels_format: str = "auto"
+    raw_images: bool = False
+    n_folds: int = 5
+    images_csv: str = ""
 
     def __post_init__(self) -> None:
-        for f in (self.images_csv, self.folds_csv, self.pretrained):
-            if not Path(f).is_file():
+        if self.images_csv:
+            if self.labels and self.labels != self.images_csv:
+                raise ConfigError("give the label table as labels or images_csv, not both")
+            object.__setattr__(self, "labels", self.images_csv)
+            object.__setattr__(self, "labels_format", "nih")
+        if not self.labels:
+            raise ConfigError("the classifier needs a label table")
+        if not self.pretrained:
+            raise ConfigError("the classifier needs a pretrained original-YOLOv5 checkpoint")
+        if self.labels_format not in ("auto", *LABEL_FORMATS):
+            raise ConfigError.unknown("label table format", self.labels_format, ("auto", *LABEL_FORMATS))
+        for f in (self.labels, self.folds_csv, self.pretrained):
+            if f and not Path(f).is_file():
                 raise ConfigError(f"{f} does not exist")
-        if not Path(self.images).is_dir():
+        if self.images and not Path(self.images).is_dir():
             raise ConfigError(f"image folder {self.images} does not exist")
         if self.imgsz % 32:
             raise ConfigError(f"imgsz must be a multiple of 32, got {self.imgsz}")
@@ -87,6 +138,122 @@ class ClassifierTrainConfig:
             raise ConfigError("l2 needs at least one non-negative penalty")
         if not 0.0 < self.min_sensitivity <= 1.0:
             raise ConfigError("min_sensitivity must lie in (0, 1]")
+        if self.n_folds < 2:
+            raise ConfigError(f"n_folds must be >= 2, got {self.n_folds}")
+
+
+@dataclass(frozen=True)
+class ImageLabel:
+    """The classifier's label of one image.
+
+    Attributes
+    ----------
+    abnormal:
+        1 when the image has a finding (:func:`image_labels`' rule), else 0.
+    group:
+        The patient id, or ``image:<id>`` when unknown (folds keep a group together).
+    findings:
+        The findings named for the image, sorted: VinDr names of the boxes of every reader, and
+        image-level labels (NIH's, mapped to VinDr names where they have one).
+    source:
+        The image file, when the table's loader found it.
+    """
+
+    abnormal: int
+    group: str
+    findings: tuple[str, ...]
+    source: str = ""
+
+
+def image_labels(table: Annotations) -> dict[str, ImageLabel]:
+    """The normal/abnormal label of every image of ``table``.
+
+    The rule: an image is **abnormal** when at least one reader drew a finding on it (a box of
+    any of the 14 findings) or its image-level labels name a finding (NIH's report labels other
+    than "No Finding"); otherwise it is **normal** (every reader said "No finding", or nothing
+    was marked). With several readers (VinDr: three per image) one reader's finding makes the
+    image abnormal even when the others said "No finding": the filter this classifier feeds must
+    keep every image a radiologist saw something on, so disagreement counts as abnormal.
+    ``findings`` lists the names of what was marked, by any reader.
+    """
+    found: dict[str, set[str]] = {iid: set() for iid in table.images}
+    for iid, label in zip(table.image_id.tolist(), table.label.tolist(), strict=True):
+        if label != NO_FINDING:
+            found[iid].add(str(label))
+    out = {}
+    for iid, info in table.images.items():
+        names = found[iid]
+        for raw in info.labels:
+            if raw.strip().lower() not in ("no finding", ""):
+                names.add(NIH_TO_VINDR.get(raw, raw))
+        out[iid] = ImageLabel(int(bool(names)), info.patient_id or f"image:{iid}", tuple(sorted(names)),
+                              info.source or "")
+    return out
+
+
+def _table_format(path: Path) -> str:
+    from thoracic.data.tables import read_header
+
+    if path.suffix.lower() == ".json":
+        return "coco"
+    header = set(read_header(path))
+    if {"class_name", "rad_id"} <= header:
+        return "vinbigdata"
+    if {"image", "finding_labels"} <= header or {"Image Index", "Finding Labels"} <= header:
+        return "nih"
+    if {"image_id", "label"} <= header:
+        return "csv"
+    raise ConfigError(
+        "not a label table thoracic knows: expected VinDr's train.csv (class_name, rad_id), NIH's images.csv "
+        f"(image, finding_labels), a plain CSV (image_id, label, ...) or a COCO .json; found columns {sorted(header)}",
+        path=str(path))
+
+
+def _nih_images(path: Path, images: Path | None) -> Annotations:
+    """NIH's image table alone (no boxes): every image with its patient and report labels."""
+    from thoracic.data.tables import find_images, read_csv, read_header
+    from thoracic.io.ids import image_id
+
+    header = read_header(path)
+    cols = ("image", "finding_labels", "patient_id") if "image" in header else ("Image Index", "Finding Labels", "Patient ID")
+    if images is None and (path.parent / "images").is_dir():
+        images = path.parent / "images"
+    sources = find_images(images) if images is not None else {}
+    header, lines = read_csv(path, cols, what="NIH images")
+    ci, cl, cp = (header.index(c) for c in cols)
+    infos: dict[str, ImageInfo] = {}
+    for _, f in lines:
+        if len(f) <= max(ci, cl, cp):
+            continue
+        iid = image_id(f[ci].strip())
+        labels = tuple(x.strip() for x in f[cl].split("|") if x.strip())
+        infos.setdefault(iid, ImageInfo(iid, patient_id=f[cp].strip() or None, source=sources.get(iid), labels=labels))
+    return Annotations(infos, [], [], np.zeros((0, 4)), name="nih")
+
+
+def load_label_table(path: str | PathLike[str], fmt: str = "auto", *,
+                     images: str | PathLike[str] | None = None) -> tuple[Annotations, str]:
+    """The table ``path`` (and the format it was read as) for :func:`image_labels`.
+
+    ``images`` is the image folder; a VinDr ``train.csv`` finds ``train/`` beside it, NIH's
+    ``images.csv`` ``images/``, by default.
+    """
+    from thoracic import data
+
+    p = Path(path)
+    fmt = _table_format(p) if fmt == "auto" else fmt
+    folder = Path(images) if images else None
+    if fmt == "vinbigdata":
+        if folder is None and (p.parent / "train").is_dir():
+            folder = p.parent / "train"
+        return data.load_vinbigdata(p, images=folder), fmt
+    if fmt == "nih":
+        return _nih_images(p, folder), fmt
+    if fmt == "csv":
+        return data.load_csv(p), fmt
+    if fmt == "coco":
+        return data.load_coco(p), fmt
+    raise ConfigError.unknown("label table format", fmt, LABEL_FORMATS)
 
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -119,19 +286,6 @@ def choose_low(y: np.ndarray, p: np.ndarray, min_sensitivity: float) -> float:
     return float(pos[min(k, len(pos) - 1)])
 
 
-def _labels(images_csv: str) -> dict[str, tuple[int, str]]:
-    import csv
-
-    from thoracic.io.ids import image_id
-
-    out = {}
-    with open(images_csv, newline="") as fh:
-        for row in csv.DictReader(fh):
-            labels = row["finding_labels"].strip()
-            out[image_id(row["image"])] = (0 if labels == "No Finding" else 1, row.get("patient_id", ""))
-    return out
-
-
 def _backbone(cfg: ClassifierTrainConfig):
     import torch
 
@@ -156,15 +310,25 @@ def _backbone(cfg: ClassifierTrainConfig):
     return Features().eval(), report
 
 
-def train_classifier(cfg: ClassifierTrainConfig, *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Extract features, fit, validate, export ``classifier.onnx``; returns the summary."""
+def train_classifier(cfg: ClassifierTrainConfig, *, table: Annotations | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Derive the labels, extract features, fit, validate, export ``classifier.onnx``; returns the summary.
+
+    ``table``: the label table, already loaded (the command line loads it with the ``dataset``
+    commands' input options); default: :func:`load_label_table` of ``cfg.labels``.
+
+    Raises
+    ------
+    ConfigError
+        No image is in the table, the folds and on disk at once; the validation fold is empty.
+    """
     from thoracic.train._ultralytics import load_ultralytics
 
     load_ultralytics("classifier training", threads=cfg.threads)
     import torch
 
-    from thoracic.data.splits import read_folds
-    from thoracic.io.ids import image_id as _iid
+    from thoracic.data.splits import kfold_split, read_folds, write_folds
+    from thoracic.data.tables import find_images
     from thoracic.preprocess.model_input import prepare_8bit
     from thoracic.train.export import with_letterbox
 
@@ -172,30 +336,54 @@ def train_classifier(cfg: ClassifierTrainConfig, *, progress: Callable[[int, int
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps({"thoracic_version": __version__, "config": asdict(cfg)}, indent=2) + "\n")
-    labels = _labels(cfg.images_csv)
-    folds = read_folds(cfg.folds_csv)
-    files = {_iid(p.name): p for p in Path(cfg.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")}
+    fmt = cfg.labels_format
+    if table is None:
+        table, fmt = load_label_table(cfg.labels, cfg.labels_format, images=cfg.images or None)
+    labels = image_labels(table)
+    on_disk = find_images(cfg.images) if cfg.images else {}
+    files = {i: Path(on_disk.get(i) or lab.source) for i, lab in labels.items() if on_disk.get(i) or lab.source}
+    if cfg.folds_csv:
+        folds = read_folds(cfg.folds_csv)
+    else:
+        folds = kfold_split(table.select_images(files), cfg.n_folds)
+        write_folds(folds, table, out / "folds.csv")
     ids = sorted(i for i in labels if i in folds and i in files)
     if not ids:
         raise ConfigError("no image is in the label table, the folds and the image folder at once")
-    # the images are already through cfg.chain when they come from an export: only letterbox here
-    model_chain = with_letterbox(Chain("display"), cfg.imgsz)
+    if not any(folds[i] == cfg.val_fold for i in ids):
+        raise ConfigError(f"validation fold {cfg.val_fold} holds none of the {len(ids)} image(s)")
+    with (out / "labels.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(LABEL_COLUMNS)
+        for i in ids:
+            lab = labels[i]
+            writer.writerow([i, lab.group, folds[i], lab.abnormal, "|".join(lab.findings), str(files[i])])
+    # PNG/JPEG images are already through cfg.chain when they come from an export: only letterbox
+    # them; a DICOM (or any image with raw_images) goes through the model's whole chain
+    prepared_chain = with_letterbox(Chain("display"), cfg.imgsz)
+    full_chain = with_letterbox(get_chain(cfg.chain), cfg.imgsz)
+
+    def chain_of(path: Path) -> Chain:
+        return full_chain if cfg.raw_images or path.suffix.lower() not in _RASTER else prepared_chain
+
     features, report = _backbone(cfg)
     cache = out / "features.npz"
-    if cache.is_file() and list(np.load(cache)["ids"]) == ids:
-        X = np.load(cache)["X"]
+    key = json.dumps([str(chain_of(files[i]).spec()) for i in ids])
+    cached = np.load(cache) if cache.is_file() else None
+    if cached is not None and list(cached["ids"]) == ids and "key" in cached and str(cached["key"]) == key:
+        X = cached["X"]
     else:
         rows = []
         with torch.no_grad():
             for n, iid in enumerate(ids):
-                px = prepare_8bit(model_chain, files[iid]).pixels
+                px = prepare_8bit(chain_of(files[iid]), files[iid]).pixels
                 x = torch.from_numpy(np.ascontiguousarray(np.broadcast_to(px[None, None], (1, 3, cfg.imgsz, cfg.imgsz))))
                 rows.append(features(x)[0].numpy())
                 if progress:
                     progress(n + 1, len(ids))
         X = np.stack(rows).astype(np.float32)
-        np.savez(cache, X=X, ids=np.asarray(ids))
-    y = np.asarray([labels[i][0] for i in ids], dtype=np.float32)
+        np.savez(cache, X=X, ids=np.asarray(ids), key=np.asarray(key))
+    y = np.asarray([labels[i].abnormal for i in ids], dtype=np.float32)
     f = np.asarray([folds[i] for i in ids])
     tr, va = f != cfg.val_fold, f == cfg.val_fold
     mu, sd = X[tr].mean(0), X[tr].std(0) + 1e-6
@@ -252,25 +440,30 @@ def train_classifier(cfg: ClassifierTrainConfig, *, progress: Callable[[int, int
             return torch.softmax(self.head(self.features(x)), dim=1)
 
     onnx_path = out / "classifier.onnx"
-    _export(Classifier().eval(), onnx_path, cfg, get_chain(cfg.chain), low, auc)
+    described = (f"{fmt} labels ({Path(cfg.labels).name}), {len(ids)} images: normal vs a finding by any reader "
+                 "(or image label)")
+    _export(Classifier().eval(), onnx_path, cfg, get_chain(cfg.chain), low, auc, described)
     # the exported model must reproduce the probe on a validation image
     from thoracic.classify.onnx import OnnxClassifier
 
     check = ids[int(np.flatnonzero(va)[0])]
-    p_onnx = OnnxClassifier.load(onnx_path, threads=cfg.threads).p_abnormal(prepare_8bit(model_chain, files[check]))
+    p_onnx = OnnxClassifier.load(onnx_path, threads=cfg.threads).p_abnormal(prepare_8bit(chain_of(files[check]), files[check]))
     p_probe = float(p_val[0])
     summary = {
         "onnx": str(onnx_path), "n_train": int(tr.sum()), "n_val": int(va.sum()),
         "val_abnormal": int(y[va].sum()), "val_auc": auc, "low": low, "val_sensitivity_at_low": sens,
         "val_specificity_at_low": spec, "onnx_check": {"image_id": check, "probe": p_probe, "onnx": p_onnx}, "seconds": round(time.time() - start, 1),
         "import": report.summary(), "features": len(wf), "l2": best_l2, "cv_auc": {str(k): v for k, v in cv.items()},
+        "labels": {"format": fmt, "table": str(cfg.labels), "images": len(ids), "abnormal": int(y.sum()),
+                   "without_file": len(labels) - len(files), "written": str(out / "labels.csv")},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     np.savez(out / "val_predictions.npz", ids=np.asarray(ids)[va], y=y[va], p=p_val)
     return summary
 
 
-def _export(model: Any, path: Path, cfg: ClassifierTrainConfig, chain: Chain, low: float, auc: float) -> None:
+def _export(model: Any, path: Path, cfg: ClassifierTrainConfig, chain: Chain, low: float, auc: float,
+            training_data: str) -> None:
     import onnx
 
     from thoracic.train.export import torch_onnx_export, with_letterbox
@@ -281,7 +474,7 @@ def _export(model: Any, path: Path, cfg: ClassifierTrainConfig, chain: Chain, lo
     meta = ModelMeta(
         kind="classifier", names=("normal", "abnormal"), trained_classes=("normal", "abnormal"),
         chain=with_letterbox(chain, cfg.imgsz), imgsz=cfg.imgsz, thoracic_version=__version__,
-        training_data="NIH ChestX-ray14 subset (../shared/data/nih): 'No Finding' vs any finding label",
+        training_data=training_data,
         architecture="yolov5n backbone (COCO, frozen, layers 0-9) + GAP(4,6,9) + linear",
         extra={"low": low, "val_auc": auc, "val_fold": cfg.val_fold},
     )
