@@ -28,11 +28,11 @@ from thoracic.anatomy.segmenter import (
 )
 
 __all__ = [
-    "PAPER_CHAIN",
     "LungCrop",
     "LungMask",
     "LungRoi",
     "LungSegmenter",
+    "PAPER_CHAIN",
     "RoiConfig",
     "Segmenter",
     "default_segmenter",
