@@ -15,7 +15,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from helpers import ROOT, read_rows, vindr_standin
@@ -40,7 +39,7 @@ def documented_commands() -> list[list[str]]:
     """The ``thoracic ...`` lines of the fenced blocks between the document's markers."""
     text = DOC.read_text()
     part = text.split("<!-- vindr-path: begin -->", 1)[1].split("<!-- vindr-path: end -->", 1)[0]
-    blocks = re.findall(r"```sh\n(.*?)```", part, flags=re.S)
+    blocks = re.findall(r"```sh\n(.*?)```", part, flags=re.DOTALL)
     return [shlex.split(line) for block in blocks for line in block.splitlines() if line.startswith("thoracic ")]
 
 

@@ -105,9 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         segment,
         serve,
         train,
+        train_cv,
         weights,
     )
-    from thoracic.cli import train_cv
     from thoracic.cli import train_detector as td
 
     predict.add_arguments(sub.add_parser("predict", help=predict.HELP))
