@@ -16,7 +16,9 @@ __all__ = [
     "CLASS_IDS",
     "FINDINGS",
     "LABELS",
+    "NIH_IMAGE_TO_VINDR",
     "NIH_TO_VINDR",
+    "NIH_WITHOUT_VINDR",
     "NO_FINDING",
     "NO_FINDING_BOX",
     "NO_FINDING_ID",
@@ -64,6 +66,20 @@ NIH_TO_VINDR: Mapping[str, str] = MappingProxyType(
         "Pneumothorax": "Pneumothorax",
     }
 )
+
+#: NIH ChestX-ray14 image-level labels (``Finding Labels``, report-mined) to VinDr names: the box
+#: findings of :data:`NIH_TO_VINDR` and three more that VinDr names (Consolidation, Pleural_Thickening,
+#: Fibrosis). The labels of :data:`NIH_WITHOUT_VINDR` have no VinDr class.
+NIH_IMAGE_TO_VINDR: Mapping[str, str] = MappingProxyType(
+    {
+        **NIH_TO_VINDR,
+        "Consolidation": "Consolidation",
+        "Pleural_Thickening": "Pleural thickening",
+        "Fibrosis": "Pulmonary fibrosis",
+    }
+)
+#: NIH image-level labels that no VinDr finding matches (still findings: an image with one is abnormal).
+NIH_WITHOUT_VINDR: tuple[str, ...] = ("Edema", "Emphysema", "Hernia")
 
 
 def class_id(name: str) -> int:

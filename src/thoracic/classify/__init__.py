@@ -7,5 +7,6 @@ Training (:mod:`thoracic.train.classifier`) needs torch and is not imported here
 
 from thoracic.classify.onnx import OnnxClassifier
 from thoracic.classify.protocol import Classifier
+from thoracic.classify.types import Classification
 
-__all__ = ["Classifier", "OnnxClassifier"]
+__all__ = ["Classification", "Classifier", "OnnxClassifier"]

@@ -1,8 +1,15 @@
 """The normal/abnormal image classifier on ONNX Runtime (core install: no torch).
 
-The ONNX model takes ``1x3xSxS`` float32 (0..1) and outputs ``probabilities`` (``1x2``:
-P(normal), P(abnormal)). Its metadata (:class:`~thoracic.models.meta.ModelMeta`, kind
-``classifier``) holds the preprocessing chain and, in ``extra["low"]``, the threshold chosen on
+The ONNX model takes ``1x3xSxS`` float32 (0..1) and outputs ``probabilities``, one per name of
+its metadata (:class:`~thoracic.models.meta.ModelMeta`, kind ``classifier``):
+
+- a 2-class model (the linear probe): ``1x2`` softmax, P(normal), P(abnormal);
+- a multi-label model (``extra["output"] == "sigmoid"``, from
+  :mod:`thoracic.train.effnet`): ``1xL`` independent sigmoids, ``abnormal`` and VinDr findings,
+  plus ``features`` (the last feature map) and ``cam_weights`` (the head's ``L x C`` weights) for
+  a class activation map per label (:meth:`Classification.finding_map`).
+
+The metadata holds the preprocessing chain and, in ``extra["low"]``, the threshold chosen on
 validation data for the 2-class filter: below it an image is called normal and its boxes dropped.
 """
 
@@ -13,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from thoracic.classify.types import Classification
 from thoracic.errors import ConfigError
 from thoracic.io.radiograph import ReadConfig
 from thoracic.models.meta import ModelMeta
@@ -31,6 +39,10 @@ class OnnxClassifier(OnnxModel):
     def __init__(self, session: Any, meta: ModelMeta, *, path: str = "", sha256: str = "") -> None:
         super().__init__(session, meta, path=path, sha256=sha256)
         self._abnormal = list(meta.names).index("abnormal") if "abnormal" in meta.names else len(meta.names) - 1
+        outputs = [o.name for o in session.get_outputs()]
+        self._probabilities = "probabilities" if "probabilities" in outputs else outputs[0]
+        cam = str(meta.extra.get("cam_weights", ""))
+        self._maps = (meta.feature_output, cam) if meta.feature_output in outputs and cam in outputs else None
 
     @classmethod
     def load(cls, path: str | PathLike[str], *, threads: int = 2) -> OnnxClassifier:
@@ -48,12 +60,44 @@ class OnnxClassifier(OnnxModel):
             return src
         return prepare_8bit(self.meta.chain, src, read, image_id=image_id)
 
-    def p_abnormal(self, src: ModelSource) -> float:
-        """P(abnormal) of one image (a path, bytes, a Radiograph or a Prepared of this model's chain)."""
-        pixels = model_pixels(self.prepare(src).pixels)
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The name of each output probability (``normal``, ``abnormal``; or ``abnormal`` and findings)."""
+        return tuple(self.meta.names)
+
+    @property
+    def multilabel(self) -> bool:
+        """One independent (sigmoid) probability per label, not a softmax over normal and abnormal."""
+        return self.meta.extra.get("output") == "sigmoid"
+
+    @property
+    def has_maps(self) -> bool:
+        """The model outputs its feature map and head weights (class activation maps per label)."""
+        return self._maps is not None
+
+    def _input_of(self, prepared: Prepared) -> np.ndarray:
+        pixels = model_pixels(prepared.pixels)
         size = self.meta.imgsz
         if pixels.shape[:2] != (size, size):
             raise ConfigError(f"prepared image is {pixels.shape[1]}x{pixels.shape[0]}, the model takes {size}x{size}")
-        x = np.ascontiguousarray(np.broadcast_to(pixels[None, None], (1, 3, size, size)), dtype=np.float32)
-        probs = self.session.run(None, {self._input: x})[0][0]
+        return np.ascontiguousarray(np.broadcast_to(pixels[None, None], (1, 3, size, size)), dtype=np.float32)
+
+    def p_abnormal(self, src: ModelSource) -> float:
+        """P(abnormal) of one image (a path, bytes, a Radiograph or a Prepared of this model's chain)."""
+        probs = self.session.run([self._probabilities], {self._input: self._input_of(self.prepare(src))})[0][0]
         return float(probs[self._abnormal])
+
+    def classify(self, src: ModelSource, *, features: bool = False) -> Classification:
+        """Every probability of one image; with ``features`` also what its class activation maps need
+        (when the model has them: :attr:`has_maps`)."""
+        prepared = self.prepare(src)
+        x = self._input_of(prepared)
+        keep = features and self._maps is not None
+        names = [self._probabilities, *(self._maps if keep and self._maps else ())]
+        out = self.session.run(names, {self._input: x})
+        probs = out[0][0]
+        w, h = prepared.radiograph.original_size
+        return Classification(
+            float(probs[self._abnormal]), dict(zip(self.meta.names, (float(p) for p in probs), strict=True)), (int(w), int(h)),
+            out[1][0] if keep else None, out[2] if keep else None, prepared.to_original if keep else None,
+            self.meta.imgsz if keep else 0)

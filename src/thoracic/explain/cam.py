@@ -1,4 +1,4 @@
-"""Eigen-CAM from a feature map, mapped to original-image pixels."""
+"""Eigen-CAM and class activation maps from a feature map, mapped to original-image pixels."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 from thoracic.errors import ConfigError
 from thoracic.transform import Affine
 
-__all__ = ["blend", "colorize", "eigencam", "to_original"]
+__all__ = ["blend", "class_activation_maps", "colorize", "eigencam", "finding_map", "to_original"]
 
 
 def eigencam(feature: np.ndarray) -> np.ndarray:
@@ -45,6 +45,49 @@ def eigencam(feature: np.ndarray) -> np.ndarray:
     top = float(proj.max())
     cam = proj / top if top > 0 else np.zeros_like(proj)
     return cam.reshape(h, w).astype(np.float32)
+
+
+def class_activation_maps(feature: np.ndarray, weights: np.ndarray, *, normalize: bool = True) -> np.ndarray:
+    """The class activation map of every label: ``CAM_c = ReLU(sum_k w_ck F_k)`` (Zhou et al. 2016).
+
+    ``feature`` is the ``C x h x w`` last feature map of a classifier whose head is one linear
+    layer over its global average (a thoracic multi-label classifier's ``features`` output) and
+    ``weights`` that layer's ``L x C`` weights (its ``cam_weights`` output). The mean of the
+    unclipped map of label ``c`` plus its bias is the label's logit. Returns ``L x h x w``
+    float32; with ``normalize`` each map is divided by its maximum (``[0, 1]``; a map that is
+    nowhere positive is all zeros).
+
+    >>> f = np.zeros((2, 3, 3), np.float32); f[0, 0, 0] = 1.0; f[1, 2, 2] = 1.0
+    >>> cams = class_activation_maps(f, np.array([[1.0, 0.0], [0.0, 2.0]]))
+    >>> cams.shape, float(cams[0, 0, 0]), float(cams[1, 2, 2]), float(cams[1, 0, 0])
+    ((2, 3, 3), 1.0, 1.0, 0.0)
+    """
+    f = np.asarray(feature, dtype=np.float32)
+    w = np.asarray(weights, dtype=np.float32)
+    if f.ndim != 3 or min(f.shape) < 1:
+        raise ConfigError(f"a feature map must be C x h x w, got shape {f.shape}")
+    if w.ndim != 2 or w.shape[1] != f.shape[0]:
+        raise ConfigError(f"head weights must be L x C with C = {f.shape[0]}, got shape {w.shape}")
+    c, h, wd = f.shape
+    cams = np.maximum(w @ np.nan_to_num(f).reshape(c, h * wd), 0.0).reshape(w.shape[0], h, wd)
+    if normalize:
+        top = cams.reshape(len(cams), -1).max(axis=1)
+        cams = np.divide(cams, top[:, None, None], out=np.zeros_like(cams), where=top[:, None, None] > 0)
+    return cams.astype(np.float32, copy=False)
+
+
+def finding_map(feature: np.ndarray, weights: np.ndarray, index: int, input_size: int | tuple[int, int],
+                to_orig: Affine, size: tuple[int, int]) -> np.ndarray:
+    """The class activation map of label ``index`` on the original image (``height x width``, ``[0, 1]``).
+
+    :func:`class_activation_maps` of that label, mapped through the chain's inverse transform
+    with :func:`to_original` (places the model input does not cover are 0).
+    """
+    w = np.asarray(weights)
+    if w.ndim != 2 or not 0 <= int(index) < w.shape[0]:
+        raise ConfigError(f"label index {index} is not one of the head's {w.shape[0] if w.ndim == 2 else 0} labels")
+    cam = class_activation_maps(feature, w[int(index):int(index) + 1])[0]
+    return to_original(cam, input_size, to_orig, size)
 
 
 def to_original(cam: np.ndarray, input_size: int | tuple[int, int], to_orig: Affine,

@@ -9,6 +9,15 @@ and backbone + pooling + linear + softmax are exported to ONNX with thoracic's m
 Validation is on one patient-grouped fold; the filter threshold ``low`` is chosen there (the
 highest threshold that keeps ``min_sensitivity`` of the abnormal validation images above it).
 
+With ``arch`` an EfficientNet-Lite (:data:`thoracic.train.effnet.ARCHS`) the classifier is
+instead fine-tuned end to end from ImageNet weights (:mod:`thoracic.train.effnet`,
+:mod:`thoracic.train.finetune`) with a multi-label head (``abnormal`` and the VinDr findings NIH's
+labels name), on patient-grouped folds: each fold's model scores the images of its held-out
+patients, ``oof.csv`` holds these out-of-fold probabilities of every label for every image, and
+``summary.json`` their ROC-AUC per label with a bootstrap 95% interval over patients. With
+``final`` a model is then trained on all images and exported (thresholds chosen on the
+out-of-fold predictions).
+
 The labels come from any table :mod:`thoracic.data` loads (:func:`load_label_table`): VinDr's
 ``train.csv``, NIH's ``images.csv`` (or ``Data_Entry_2017.csv``), a plain thoracic CSV or a COCO
 file; :func:`image_labels` derives each image's label from it (the rule is there). The derived
@@ -31,23 +40,33 @@ import numpy as np
 from thoracic._version import __version__
 from thoracic.data.annotations import Annotations, ImageInfo
 from thoracic.errors import ConfigError
-from thoracic.labels import NIH_TO_VINDR, NO_FINDING
+from thoracic.labels import NIH_IMAGE_TO_VINDR, NO_FINDING
 from thoracic.models.meta import ModelMeta
 from thoracic.models.runtime import write_meta
 from thoracic.preprocess.chain import Chain, get_chain
+from thoracic.train.augment import AugmentConfig
+from thoracic.train.effnet import ARCHS
+from thoracic.train.export import with_letterbox
+from thoracic.train.finetune import FinetuneConfig
 
 __all__ = [
     "LABEL_FORMATS",
+    "OOF_COLUMNS",
+    "PROBE_ARCH",
     "ClassifierTrainConfig",
     "ImageLabel",
     "choose_low",
     "image_labels",
     "load_label_table",
+    "oof_metrics",
     "roc_auc",
     "train_classifier",
+    "youden_threshold",
 ]
 
 FEATURE_LAYERS = (4, 6, 9)
+#: The ``arch`` of the linear probe on the COCO YOLOv5n backbone (the default).
+PROBE_ARCH = "yolov5n-probe"
 #: The label tables :func:`load_label_table` reads (``"auto"`` recognizes them).
 LABEL_FORMATS = ("vinbigdata", "nih", "csv", "coco")
 #: The columns of the ``labels.csv`` a run writes: the label of every image it used.
@@ -96,6 +115,21 @@ class ClassifierTrainConfig:
         The number of folds made when there is no ``folds_csv``.
     images_csv:
         The former name of ``labels`` for NIH's ``images.csv`` (sets ``labels`` and the format).
+    arch:
+        :data:`PROBE_ARCH` (the linear probe; needs ``pretrained``) or an EfficientNet-Lite
+        (:data:`thoracic.train.effnet.ARCHS`): fine-tuned end to end; ``pretrained`` is then its
+        ImageNet ``.pth`` (default: the installed wheel's). The settings below are the fine-tuning's.
+    epochs, batch, lr, weight_decay, label_smoothing, seed, device:
+        :class:`thoracic.train.finetune.FinetuneConfig`.
+    augment:
+        Augment the training images (:class:`thoracic.train.augment.AugmentConfig`'s defaults).
+    cv_folds:
+        The folds whose held-out images get out-of-fold predictions (each one model trained on the
+        others); empty: every fold.
+    final:
+        After the folds, train on all images and export ``classifier.onnx``.
+    dropout:
+        Dropout before the head.
     """
 
     labels: str = ""
@@ -113,6 +147,29 @@ class ClassifierTrainConfig:
     raw_images: bool = False
     n_folds: int = 5
     images_csv: str = ""
+    arch: str = PROBE_ARCH
+    epochs: int = 12
+    batch: int = 16
+    lr: float = 3e-4
+    weight_decay: float = 1e-2
+    label_smoothing: float = 0.0
+    seed: int = 0
+    device: str = "cpu"
+    augment: bool = True
+    cv_folds: tuple[int, ...] = ()
+    final: bool = True
+    dropout: float = 0.2
+
+    def finetune_config(self) -> FinetuneConfig:
+        """The fine-tuning settings of an EfficientNet-Lite run."""
+        return FinetuneConfig(epochs=self.epochs, batch=self.batch, lr=self.lr, weight_decay=self.weight_decay,
+                              label_smoothing=self.label_smoothing, seed=self.seed, device=self.device,
+                              augment=AugmentConfig() if self.augment else AugmentConfig.off())
+
+    @property
+    def finetunes(self) -> bool:
+        """The run fine-tunes an EfficientNet-Lite (not the linear probe)."""
+        return self.arch != PROBE_ARCH
 
     def __post_init__(self) -> None:
         if self.images_csv:
@@ -122,8 +179,15 @@ class ClassifierTrainConfig:
             object.__setattr__(self, "labels_format", "nih")
         if not self.labels:
             raise ConfigError("the classifier needs a label table")
-        if not self.pretrained:
+        if self.arch not in (PROBE_ARCH, *ARCHS):
+            raise ConfigError.unknown("classifier architecture", self.arch, (PROBE_ARCH, *ARCHS))
+        if not self.pretrained and not self.finetunes:
             raise ConfigError("the classifier needs a pretrained original-YOLOv5 checkpoint")
+        object.__setattr__(self, "cv_folds", tuple(int(k) for k in self.cv_folds))
+        if self.finetunes:
+            self.finetune_config()  # validates the fine-tuning settings
+            if not 0.0 <= self.dropout < 1.0:
+                raise ConfigError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.labels_format not in ("auto", *LABEL_FORMATS):
             raise ConfigError.unknown("label table format", self.labels_format, ("auto", *LABEL_FORMATS))
         for f in (self.labels, self.folds_csv, self.pretrained):
@@ -185,7 +249,7 @@ def image_labels(table: Annotations) -> dict[str, ImageLabel]:
         names = found[iid]
         for raw in info.labels:
             if raw.strip().lower() not in ("no finding", ""):
-                names.add(NIH_TO_VINDR.get(raw, raw))
+                names.add(NIH_IMAGE_TO_VINDR.get(raw, raw))
         out[iid] = ImageLabel(int(bool(names)), info.patient_id or f"image:{iid}", tuple(sorted(names)),
                               info.source or "")
     return out
@@ -310,29 +374,32 @@ def _backbone(cfg: ClassifierTrainConfig):
     return Features().eval(), report
 
 
-def train_classifier(cfg: ClassifierTrainConfig, *, table: Annotations | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Derive the labels, extract features, fit, validate, export ``classifier.onnx``; returns the summary.
+@dataclass(frozen=True, eq=False)
+class _Labelled:
+    """The images of one run: their labels, files and folds (``labels.csv`` written)."""
 
-    ``table``: the label table, already loaded (the command line loads it with the ``dataset``
-    commands' input options); default: :func:`load_label_table` of ``cfg.labels``.
+    out: Path
+    fmt: str
+    labels: dict[str, ImageLabel]
+    files: dict[str, Path]
+    folds: dict[str, int]
+    ids: list[str]
+    chain: Chain
+    raw_images: bool
+    imgsz: int
 
-    Raises
-    ------
-    ConfigError
-        No image is in the table, the folds and on disk at once; the validation fold is empty.
-    """
-    from thoracic.train._ultralytics import load_ultralytics
+    def chain_of(self, path: Path) -> Chain:
+        """PNG/JPEG images are already through the chain when they come from an export: only
+        letterbox them; a DICOM (or any image with ``raw_images``) goes through the whole chain."""
+        if self.raw_images or path.suffix.lower() not in _RASTER:
+            return self.chain
+        return with_letterbox(Chain("display"), self.imgsz)
 
-    load_ultralytics("classifier training", threads=cfg.threads)
-    import torch
 
+def _labelled(cfg: ClassifierTrainConfig, table: Annotations | None) -> _Labelled:
     from thoracic.data.splits import kfold_split, read_folds, write_folds
     from thoracic.data.tables import find_images
-    from thoracic.preprocess.model_input import prepare_8bit
-    from thoracic.train.export import with_letterbox
 
-    start = time.time()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps({"thoracic_version": __version__, "config": asdict(cfg)}, indent=2) + "\n")
@@ -350,22 +417,42 @@ def train_classifier(cfg: ClassifierTrainConfig, *, table: Annotations | None = 
     ids = sorted(i for i in labels if i in folds and i in files)
     if not ids:
         raise ConfigError("no image is in the label table, the folds and the image folder at once")
-    if not any(folds[i] == cfg.val_fold for i in ids):
-        raise ConfigError(f"validation fold {cfg.val_fold} holds none of the {len(ids)} image(s)")
     with (out / "labels.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(LABEL_COLUMNS)
         for i in ids:
             lab = labels[i]
             writer.writerow([i, lab.group, folds[i], lab.abnormal, "|".join(lab.findings), str(files[i])])
-    # PNG/JPEG images are already through cfg.chain when they come from an export: only letterbox
-    # them; a DICOM (or any image with raw_images) goes through the model's whole chain
-    prepared_chain = with_letterbox(Chain("display"), cfg.imgsz)
-    full_chain = with_letterbox(get_chain(cfg.chain), cfg.imgsz)
+    return _Labelled(out, fmt, labels, files, folds, ids, with_letterbox(get_chain(cfg.chain), cfg.imgsz), cfg.raw_images,
+                     cfg.imgsz)
 
-    def chain_of(path: Path) -> Chain:
-        return full_chain if cfg.raw_images or path.suffix.lower() not in _RASTER else prepared_chain
 
+def train_classifier(cfg: ClassifierTrainConfig, *, table: Annotations | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Derive the labels, extract features, fit, validate, export ``classifier.onnx``; returns the summary.
+
+    ``table``: the label table, already loaded (the command line loads it with the ``dataset``
+    commands' input options); default: :func:`load_label_table` of ``cfg.labels``.
+
+    Raises
+    ------
+    ConfigError
+        No image is in the table, the folds and on disk at once; the validation fold is empty.
+    """
+    start = time.time()
+    if cfg.finetunes:
+        return _train_lite(cfg, _labelled(cfg, table), progress, start)
+    from thoracic.train._ultralytics import load_ultralytics
+
+    load_ultralytics("classifier training", threads=cfg.threads)
+    import torch
+
+    from thoracic.preprocess.model_input import prepare_8bit
+
+    run = _labelled(cfg, table)
+    out, fmt, labels, files, folds, ids, chain_of = run.out, run.fmt, run.labels, run.files, run.folds, run.ids, run.chain_of
+    if not any(folds[i] == cfg.val_fold for i in ids):
+        raise ConfigError(f"validation fold {cfg.val_fold} holds none of the {len(ids)} image(s)")
     features, report = _backbone(cfg)
     cache = out / "features.npz"
     key = json.dumps([str(chain_of(files[i]).spec()) for i in ids])
@@ -459,6 +546,142 @@ def train_classifier(cfg: ClassifierTrainConfig, *, table: Annotations | None = 
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     np.savez(out / "val_predictions.npz", ids=np.asarray(ids)[va], y=y[va], p=p_val)
+    return summary
+
+
+#: The columns of ``oof.csv`` before the labels': then ``<label>`` (0/1) and ``p:<label>`` for each.
+OOF_COLUMNS = ("image_id", "group", "fold")
+
+
+def oof_metrics(y: np.ndarray, p: np.ndarray, groups: list[str], labels: tuple[str, ...], *,
+                resamples: int = 1000, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """ROC-AUC per label of out-of-fold probabilities, with a 95% bootstrap interval over patients.
+
+    ``y`` and ``p`` are ``N x L`` (one row per image); ``groups`` the patient of each row: a
+    resample draws patients with replacement and takes all their images, so images of one
+    patient never count as independent. A label without positives or negatives has ``auc``
+    ``nan`` and no interval.
+    """
+    from thoracic.evaluate.bootstrap import bootstrap_intervals, weighted_auc
+
+    names = sorted(set(groups))
+    where = {g: i for i, g in enumerate(names)}
+    index = np.asarray([where[g] for g in groups], dtype=np.int64)
+    out: dict[str, dict[str, Any]] = {}
+    ones = np.ones((1, len(groups)))
+    for j, label in enumerate(labels):
+        yj, pj = y[:, j].astype(bool), p[:, j].astype(np.float64)
+        auc = float(weighted_auc(ones, yj, pj)[0])
+        ci = None
+        if np.isfinite(auc) and names:
+            ci = bootstrap_intervals(len(names), lambda w, yj=yj, pj=pj: {"auc": weighted_auc(w[:, index], yj, pj)},
+                                     resamples=resamples, seed=seed)["auc"]
+        out[label] = {"auc": auc, "ci95": list(ci) if ci else None, "positives": int(yj.sum()), "images": len(yj)}
+    return out
+
+
+def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The threshold maximizing sensitivity + specificity - 1 (0.5 without positives or negatives)."""
+    y = np.asarray(y).astype(bool)
+    p = np.asarray(p, dtype=np.float64)
+    if y.all() or not y.any():
+        return 0.5
+    best, best_j = 0.5, -1.0
+    for t in np.unique(p):
+        j = float((p[y] >= t).mean() + (p[~y] < t).mean() - 1.0)
+        if j > best_j:
+            best, best_j = float(t), j
+    return best
+
+
+def _train_lite(cfg: ClassifierTrainConfig, run: _Labelled, progress: Callable[[int, int], None] | None,
+                start: float) -> dict[str, Any]:
+    """Fine-tune an EfficientNet-Lite on patient-grouped folds: out-of-fold predictions, then the final model."""
+    import torch
+
+    from thoracic.preprocess.model_input import prepare_8bit
+    from thoracic.train.effnet import HEAD_LABELS, build_classifier, export_classifier_onnx
+    from thoracic.train.finetune import fit, predict
+
+    torch.set_num_threads(max(1, int(cfg.threads)))
+    ft = cfg.finetune_config()
+    ids, labels, head = run.ids, run.labels, HEAD_LABELS
+    y = np.asarray([[labels[i].abnormal, *(int(f in labels[i].findings) for f in head[1:])] for i in ids], np.float32)
+    images = np.empty((len(ids), cfg.imgsz, cfg.imgsz), np.uint8)
+    for n, iid in enumerate(ids):
+        px = prepare_8bit(run.chain_of(run.files[iid]), run.files[iid]).pixels
+        images[n] = px if px.dtype == np.uint8 else np.clip(px * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if progress:
+            progress(n + 1, len(ids))
+    fold = np.asarray([run.folds[i] for i in ids])
+    groups = [labels[i].group for i in ids]
+    present = sorted(set(fold.tolist()))
+    cv = list(cfg.cv_folds) or present
+    absent = [k for k in cv if k not in present]
+    if absent:
+        raise ConfigError(f"fold(s) {absent} hold none of the {len(ids)} image(s) (folds: {present})")
+
+    def new_model(seed: int) -> Any:
+        torch.manual_seed(seed)
+        return build_classifier(cfg.arch, head, pretrained=True, imgsz=cfg.imgsz, weights=cfg.pretrained or None,
+                                dropout=cfg.dropout)
+
+    oof = np.full(y.shape, np.nan, np.float32)
+    history: dict[str, list[dict[str, Any]]] = {}
+    pretrained = None
+    for k in cv:
+        tr, va = fold != k, fold == k
+        if tr.sum() < 2:
+            raise ConfigError(f"fold {k}: fewer than two training images")
+        model = new_model(cfg.seed + k)
+        pretrained = model.pretrained
+        history[f"fold{k}"] = fit(model, images[tr], y[tr], ft)
+        oof[va] = predict(model, images[va], batch=max(2, cfg.batch), device=cfg.device)
+        del model
+    scored = ~np.isnan(oof[:, 0])
+    with (run.out / "oof.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*OOF_COLUMNS, *head, *(f"p:{lab}" for lab in head)])
+        for r in np.flatnonzero(scored):
+            writer.writerow([ids[r], groups[r], int(fold[r]), *(int(v) for v in y[r]),
+                             *(f"{float(v):.6f}" for v in oof[r])])
+    metrics = oof_metrics(y[scored], oof[scored], [g for g, s in zip(groups, scored, strict=True) if s], head) \
+        if scored.any() else {}
+    chosen = bool(scored.any() and 0 < y[scored, 0].sum() < scored.sum())
+    low = choose_low(y[scored, 0], oof[scored, 0], cfg.min_sensitivity) if chosen else 0.5
+    thresholds = {lab: youden_threshold(y[scored, j], oof[scored, j]) if scored.any() else 0.5
+                  for j, lab in enumerate(head)}
+    summary: dict[str, Any] = {
+        "arch": cfg.arch, "labels": list(head), "images": len(ids), "folds": cv, "oof_images": int(scored.sum()),
+        "oof_csv": str(run.out / "oof.csv"), "oof": metrics, "low": low, "low_chosen_on_oof": chosen,
+        "thresholds": thresholds, "finetune": {**asdict(ft), "augment": ft.augment.to_dict()}, "history": history,
+        "positives": {lab: int(y[:, j].sum()) for j, lab in enumerate(head)},
+        "label_table": {"format": run.fmt, "table": str(cfg.labels), "written": str(run.out / "labels.csv")},
+    }
+    if cfg.final:
+        model = new_model(cfg.seed + 1000)
+        pretrained = model.pretrained
+        history["final"] = fit(model, images, y, ft)
+        onnx_path = run.out / "classifier.onnx"
+        described = (f"{run.fmt} labels ({Path(cfg.labels).name}), {len(ids)} images: abnormal (a finding by any reader "
+                     f"or image label) and {len(head) - 1} findings, fine-tuned on all folds")
+        export_classifier_onnx(model.cpu(), onnx_path, chain=run.chain, low=low, thresholds=thresholds,
+                               training_data=described,
+                               extra={"oof_auc": {k: v["auc"] for k, v in metrics.items()}, "folds": cv,
+                                      "low_chosen_on_oof": chosen})
+        # the exported model must reproduce the torch model on a training image
+        from thoracic.classify.onnx import OnnxClassifier
+
+        check = ids[0]
+        p_onnx = OnnxClassifier.load(onnx_path, threads=cfg.threads).classify(
+            prepare_8bit(run.chain_of(run.files[check]), run.files[check]))
+        p_torch = predict(model.cpu(), images[:1], batch=1)[0]
+        summary.update(onnx=str(onnx_path), onnx_bytes=onnx_path.stat().st_size, onnx_check={
+            "image_id": check, "torch": float(p_torch[0]), "onnx": p_onnx.p_abnormal,
+            "max_abs_difference": float(np.max(np.abs(p_torch - np.asarray([p_onnx.probabilities[lab] for lab in head]))))})
+    summary["pretrained"] = pretrained.to_dict() if pretrained else None
+    summary["seconds"] = round(time.time() - start, 1)
+    (run.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
 

