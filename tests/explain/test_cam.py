@@ -90,3 +90,50 @@ def test_lung_roi_heatmap_stays_inside_the_lung_square(samples_dir):
     inside = np.zeros_like(hm, dtype=bool)
     inside[max(y0, 0):y1, max(x0, 0):x1] = True
     assert hm[inside].max() > 0.5 and hm[~inside].max() < 0.05
+
+
+def test_class_activation_maps_are_the_relu_of_the_weighted_channels():
+    from thoracic.explain import class_activation_maps
+
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(6, 4, 5)).astype(np.float32)
+    w = rng.normal(size=(3, 6)).astype(np.float32)
+    raw = class_activation_maps(f, w, normalize=False)
+    np.testing.assert_allclose(raw, np.maximum(np.einsum("lc,chw->lhw", w, f), 0), rtol=1e-5, atol=1e-6)
+    cams = class_activation_maps(f, w)
+    assert cams.shape == (3, 4, 5) and cams.dtype == np.float32
+    assert np.allclose(cams.max(axis=(1, 2)), 1.0) and cams.min() >= 0.0
+    assert not np.any(class_activation_maps(f, np.zeros((2, 6))))  # nowhere positive: zeros
+    with pytest.raises(ConfigError, match="L x C"):
+        class_activation_maps(f, np.zeros((2, 5)))
+    with pytest.raises(ConfigError, match="C x h x w"):
+        class_activation_maps(f[0], w)
+
+
+def test_the_numpy_cam_of_the_onnx_outputs_equals_the_torch_cam(lite_classifier, chest_crop_png):
+    """From the exported feature map and head weights, without torch: the torch model's CAM."""
+    import onnxruntime as ort
+    import torch
+
+    from thoracic.explain import class_activation_maps, finding_map
+    from thoracic.preprocess.model_input import model_pixels, prepare_8bit
+
+    model, path = lite_classifier
+    sess = ort.InferenceSession(str(path))
+    from thoracic.models.meta import ModelMeta
+
+    meta = ModelMeta.from_metadata(sess.get_modelmeta().custom_metadata_map)
+    prepared = prepare_8bit(meta.chain, chest_crop_png)
+    x = np.ascontiguousarray(np.broadcast_to(model_pixels(prepared.pixels)[None, None], (1, 3, meta.imgsz, meta.imgsz)),
+                             dtype=np.float32)
+    _, feature, weights = sess.run(None, {"images": x})
+    cams = class_activation_maps(feature[0], weights, normalize=False)
+    with torch.no_grad():
+        ref = model.cams(torch.from_numpy(x))[0].numpy()
+    assert cams.shape == ref.shape == (len(model.labels), meta.imgsz // 32, meta.imgsz // 32)
+    np.testing.assert_allclose(cams, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+    h, w = prepared.radiograph.original_size[::-1]
+    heat = finding_map(feature[0], weights, 0, meta.imgsz, prepared.to_original, (w, h))
+    assert heat.shape == (h, w) and heat.std() > 0.01
+    with pytest.raises(ConfigError, match="label index"):
+        finding_map(feature[0], weights, len(model.labels), meta.imgsz, prepared.to_original, (w, h))
