@@ -68,7 +68,11 @@ def _trim(t: np.ndarray) -> np.ndarray:
 def content_features(pixels: np.ndarray, thumb: int = 24) -> np.ndarray:
     """The feature vector of display pixels (2-D, ``[0, 1]``): a ``thumb`` x ``thumb`` z-scored
     thumbnail of the trimmed image, then ten intensity quantiles (5 % .. 95 %)."""
-    t = _trim(_small(pixels))
+    return _features(_small(pixels), thumb)
+
+
+def _features(small: np.ndarray, thumb: int) -> np.ndarray:
+    t = _trim(small)
     u = cv2.resize(t, (thumb, thumb), interpolation=cv2.INTER_AREA)
     z = (u - u.mean()) / max(float(u.std()), 1e-3)
     q = np.quantile(t, np.linspace(0.05, 0.95, 10))
@@ -129,8 +133,14 @@ class ContentModel:
                 "threshold": self.threshold, "max_colour": self.max_colour, "info": self.info}
 
     def score(self, pixels: np.ndarray) -> float:
-        """How far ``pixels`` lie from frontal chest films (higher = less like one)."""
-        z = (content_features(pixels, self.thumb) - self.mean) / self.scale
+        """How far ``pixels`` lie from frontal chest films (higher = less like one): the lower
+        score of the image and of its negative, so a film whose grey scale is inverted (a
+        MONOCHROME1 header over MONOCHROME2 pixels) is judged by its anatomy, not its polarity."""
+        small = _small(pixels)
+        return min(self._score(_features(small, self.thumb)), self._score(_features(1.0 - small, self.thumb)))
+
+    def _score(self, features: np.ndarray) -> float:
+        z = (features - self.mean) / self.scale
         c = self.components @ z
         resid = z - c @ self.components
         mahalanobis = float(np.sqrt(np.sum(c * c / self.variances) / len(c)))
