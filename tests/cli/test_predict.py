@@ -186,3 +186,25 @@ def test_no_inputs_found_is_an_error(detector_onnx, tmp_path, capsys):
     assert _predict([str(empty), "--out", str(tmp_path / "p.csv"), "--models", str(detector_onnx)]) == 2
     assert f"no input files found in {empty}" in capsys.readouterr().err
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_photo_is_refused_unless_allowed_and_then_flagged(chest_png, tmp_path, capsys):
+    from PIL import Image
+
+    skdata = pytest.importorskip("skimage.data")
+    photo = tmp_path / "coffee.jpg"
+    Image.fromarray(skdata.coffee()).save(photo)
+    out = tmp_path / "p.csv"
+    assert _predict([str(chest_png), str(photo), "--out", str(out)]) == 1  # a refusal counts as a failure
+    status = {r["image_id"]: r for r in read_rows(sidecar_path(out))}
+    assert status[chest_png.stem]["status"] == "ok" and status[chest_png.stem]["flags"] == ""
+    assert status["coffee"]["status"] == "refused"
+    assert "NotChestRadiographError" in status["coffee"]["error"] and "--allow-non-chest" in status["coffee"]["error"]
+    said = capsys.readouterr()
+    assert "refused:" in said.out + said.err
+    assert "coffee" not in {r["image_id"] for r in read_rows(out)}
+
+    out = tmp_path / "q.csv"
+    assert _predict([str(photo), "--out", str(out), "--allow-non-chest"]) == 0
+    row = read_rows(sidecar_path(out))[0]
+    assert row["status"] == "ok" and "content:colour" in row["flags"] and "content:pattern" in row["flags"]

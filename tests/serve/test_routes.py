@@ -6,6 +6,7 @@ import io
 import threading
 import time
 
+import pytest
 from helpers import FIXTURES, SAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -260,6 +261,22 @@ def test_the_service_can_allow_non_chest_images(make_client):
     r = client.post("/v1/analyze", content=dicom_bytes(SAMPLES / "siim_cr_jpeg_baseline.dcm", ViewPosition="LL"),
                     headers=AUTH)
     assert r.status_code == 200 and r.json()["flags"] == ["view:LL"]
+
+
+def _photo_png() -> bytes:
+    from PIL import Image
+
+    skdata = pytest.importorskip("skimage.data")
+    buf = io.BytesIO()
+    Image.fromarray(skdata.coffee()).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_photo_is_422_with_the_reason_and_flagged_when_allowed(client, make_client):
+    body = _error(client.post("/v1/analyze", content=_photo_png(), headers=AUTH), 422, "not_chest_radiograph")
+    assert "coloured" in body["message"] and "allow_non_chest" in body["message"]
+    r = make_client(allow_non_chest=True).post("/v1/analyze", content=_photo_png(), headers=AUTH)
+    assert r.status_code == 200 and any(f.startswith("content:colour") for f in r.json()["flags"])
 
 
 def test_bad_parameters_are_typed_422(client, cr_dicom):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from thoracic._fs import sidecar_path
 from thoracic._version import __version__
 from thoracic.batch.runner import Manifest, write_png
-from thoracic.errors import ConfigError, DuplicateImageIdError
+from thoracic.errors import ConfigError, DuplicateImageIdError, NotChestRadiographError
 from thoracic.labels import CLASS_IDS, NO_FINDING, NO_FINDING_BOX, NO_FINDING_ID
 
 if TYPE_CHECKING:
@@ -38,7 +38,8 @@ __all__ = [
 
 PRED_COLUMNS = ("image_id", "label", "score", "x_min", "y_min", "x_max", "y_max")
 KAGGLE_COLUMNS = ("image_id", "PredictionString")
-IMAGE_COLUMNS = ("image_id", "source", "status", "error", "width", "height", "p_abnormal", "models", "thoracic_version")
+IMAGE_COLUMNS = ("image_id", "source", "status", "error", "width", "height", "p_abnormal", "models", "thoracic_version",
+                 "flags")
 
 
 def _fmt(v: float) -> str:
@@ -128,9 +129,10 @@ class PredictionCsv:
         if pred is not None:
             self._preds.write(*([_kaggle_row(pred)] if self.fmt == "kaggle" else _pred_rows(pred)))
             row.update(status="ok", error="", width=pred.width, height=pred.height,
-                       p_abnormal="" if pred.p_abnormal is None else _fmt(pred.p_abnormal))
-        else:
-            row.update(status="failed", error=" ".join(result.describe_error().split()))  # one line
+                       p_abnormal="" if pred.p_abnormal is None else _fmt(pred.p_abnormal), flags=";".join(pred.flags))
+        else:  # refused: not a frontal chest radiograph (header or pixels); failed: anything else
+            row.update(status="refused" if isinstance(result.error, NotChestRadiographError) else "failed",
+                       error=" ".join(result.describe_error().split()))  # one line
         self._images.write(row)
         if pred is not None:
             self.done.add(result.image_id)

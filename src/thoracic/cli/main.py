@@ -21,6 +21,9 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read non-radiograph modalities, lateral views and other body parts (flagged in outputs)",
     )
+    p.add_argument("--check", action="store_true",
+                   help="also check the pixels: refuse photos, documents, screenshots, CT slices, lateral views and "
+                        "colour images (flagged instead with --allow-non-chest)")
     p.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels (default 64e6)")
 
 
@@ -30,6 +33,7 @@ def _read_options(args: argparse.Namespace):
     return ReadConfig(
         allow_non_chest=args.allow_non_chest,
         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+        check_content=args.check,
     )
 
 

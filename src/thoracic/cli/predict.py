@@ -11,8 +11,10 @@ Writes ``preds.csv`` (``image_id,label,score,x_min,y_min,x_max,y_max``; with ``-
 (:class:`~thoracic.batch.predictions.PredictionCsv`), so a run killed at any moment resumes with
 ``--resume`` without losing or repeating an image. Images are decoded ahead of the models by
 :class:`~thoracic.inference.batch.BatchPredictor`, or spread over a Ray cluster with ``--ray``
-(:mod:`thoracic.inference.ray`); inputs come from folders, files or ``--manifest``. Exit status 1
-if any input failed.
+(:mod:`thoracic.inference.ray`); inputs come from folders, files or ``--manifest``. An input that
+is not a frontal chest radiograph (by its DICOM header or its pixels) is ``refused`` in the
+sidecar, with the reason, unless ``--allow-non-chest`` (then analyzed, its ``flags`` column
+saying why). Exit status 1 if any input failed or was refused.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from thoracic.cli.evaluate import add_selection
-from thoracic.errors import ConfigError, ThoracicError
+from thoracic.errors import ConfigError, NotChestRadiographError, ThoracicError
 
 __all__ = ["HELP", "PROCESS_READERS_FROM", "add_arguments", "main", "run"]
 
@@ -84,7 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "ray://HEAD:10001 (after the inputs, or --ray=ADDRESS; needs thoracic[ray])")
     p.add_argument("--ray-workers", type=int, default=0,
                    help="model replicas on the Ray cluster (default: one per CPU of the cluster)")
-    p.add_argument("--allow-non-chest", action="store_true", help="also read non-chest or lateral images (flagged)")
+    p.add_argument("--allow-non-chest", action="store_true",
+                   help="analyze what the chest check refuses (photos, documents, CT slices, lateral views, colour "
+                        "or non-chest images); flagged in the sidecar's flags column")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -131,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                                    threads=_threads(args, pipeline.n_workers))
     if args.lung_roi:
         _check_lungs()
-    read_opts = ReadConfig(allow_non_chest=args.allow_non_chest)
+    read_opts = ReadConfig(allow_non_chest=args.allow_non_chest, check_content=True)
     failed = n_ok = 0
     with PredictionCsv(args.out, args.format, predictor.model_ids, resume=args.resume) as sink:
         already = len({i for _, i in items} & sink.done)
@@ -162,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     failed += 1
                     what = result.error if isinstance(result.error, ThoracicError) else f"{result.source}: {result.describe_error()}"
-                    bar.write(f"failed: {what}")
+                    bar.write(f"{'refused' if isinstance(result.error, NotChestRadiographError) else 'failed'}: {what}")
                 bar.update(1)
         finally:
             bar.close()

@@ -15,7 +15,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     options = SegmentConfig(
         roi=RoiConfig(margin=args.margin),
-        read=ReadConfig(allow_non_chest=args.allow_non_chest, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS),
+        read=ReadConfig(allow_non_chest=args.allow_non_chest, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+                        check_content=True),
         overlays=args.overlays,
         crop_size=args.size if args.crops else None,
         model=args.model,
@@ -39,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="an ONNX lung model (default: the shipped one)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--allow-non-chest", action="store_true", help="read non-chest inputs anyway (flagged)")
+    p.add_argument("--allow-non-chest", action="store_true", help="segment what the chest check refuses (photos, CT slices, lateral views, ...) anyway (flagged)")
     p.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels (default 64e6)")
     p.set_defaults(func=_cmd_segment)
     return p

@@ -87,6 +87,7 @@ def read_plan(predictor: Predictor, base: ReadConfig | None = None, *, reduced_d
     for norm, wanted in sizes.items():
         target = max(wanted) if reduced_decode and all(s is not None for s in wanted) else None  # type: ignore[type-var]
         options.append((norm, ReadConfig(normalize=norm, percentiles=base.percentiles, target_size=target,
-                                          allow_non_chest=base.allow_non_chest, max_pixels=base.max_pixels)))
+                                          allow_non_chest=base.allow_non_chest, max_pixels=base.max_pixels,
+                                          check_content=base.check_content)))
     return ReadPlan(tuple(options), tuple(chain for chain, crop in models if not crop),
                     complete=not any(crop for _, crop in models))

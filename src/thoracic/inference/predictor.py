@@ -127,6 +127,7 @@ class ImagePrediction:
     roi: tuple[int, int, int, int] | None = None
     features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     heatmap: np.ndarray | None = field(default=None, repr=False)
+    flags: tuple[str, ...] = ()
 
     @property
     def width(self) -> int:
@@ -309,7 +310,8 @@ class Predictor:
         cam = None
         if cams:
             cam = cams[0] if len(cams) == 1 else np.mean(np.stack(cams), axis=0).astype(np.float32)
-        return ImagePrediction(any_rg.image_id, fused, p_abn, float(nf), filtered, roi, feats, cam)
+        flags = tuple(dict.fromkeys(f for rg in radiographs.values() for f in rg.flags))  # --allow-non-chest
+        return ImagePrediction(any_rg.image_id, fused, p_abn, float(nf), filtered, roi, feats, cam, flags)
 
     def trained_ids(self) -> list[frozenset[int]]:
         """The Kaggle ids of the classes each detector was trained on (its metadata's

@@ -42,6 +42,11 @@ class ReadConfig:
         them; the radiograph's ``flags`` then say what was overridden.
     max_pixels:
         Refuse images whose declared rows x columns exceed this (before decoding anything).
+    check_content:
+        Check the pixels too (:mod:`thoracic.io.content`): refuse photos, documents, screenshots,
+        CT slices, lateral views and colour images (or, with ``allow_non_chest``, flag them).
+        Off by default for the library; ``thoracic predict``, ``segment``, ``serve`` and
+        ``dicom-node`` turn it on (``convert`` with ``--check``).
     """
 
     normalize: Normalize = "window"
@@ -49,6 +54,7 @@ class ReadConfig:
     target_size: int | None = None
     allow_non_chest: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    check_content: bool = False
 
     def __post_init__(self) -> None:
         if self.normalize not in _NORMALIZE:
@@ -94,6 +100,9 @@ class Radiograph:
     wrote this PNG through (its ``thoracic-chain`` text chunk), ``None`` for any other image: a
     model whose chain would apply steps again refuses such an image
     (:class:`~thoracic.errors.PreprocessedImageError`).
+
+    ``colour`` is the fraction of a colour raster's pixels whose channels differ (0 for grey
+    images), which the content check (:mod:`thoracic.io.content`) refuses above its limit.
     """
 
     pixels: np.ndarray = field(repr=False)
@@ -118,6 +127,7 @@ class Radiograph:
     phi: Mapping[str, str] = field(default_factory=dict, repr=False)
     dataset: Any = field(default=None, repr=False)
     export_chain: tuple[str, str] | None = None
+    colour: float = 0.0
 
     @property
     def width(self) -> int:

@@ -18,6 +18,7 @@ from thoracic.errors import (
     MultiFrameError,
     UnsupportedFormatError,
 )
+from thoracic.io.content import colour_fraction
 from thoracic.io.radiograph import Radiograph, ReadConfig, check_max_pixels
 from thoracic.io.voi import minmax, percentile_bounds, truncate_8bit, window
 
@@ -70,25 +71,25 @@ def looks_like_raster(head: bytes) -> str | None:
     return None
 
 
-def _gray(im: Image.Image) -> tuple[np.ndarray, int, str]:
-    """Pixels as a 2-D array, their bit depth and the source mode."""
+def _gray(im: Image.Image) -> tuple[np.ndarray, int, str, float]:
+    """Pixels as a 2-D array, their bit depth, the source mode and the colour fraction."""
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L"):
-        return np.asarray(im).astype(np.uint16, copy=False), 16, mode
+        return np.asarray(im).astype(np.uint16, copy=False), 16, mode, 0.0
     if mode == "I":
         arr = np.asarray(im)
         bits = 16 if arr.min() >= 0 and arr.max() <= 65535 else 32
-        return arr, bits, mode
+        return arr, bits, mode, 0.0
     if mode == "F":
-        return np.asarray(im, dtype=np.float32), 32, mode
+        return np.asarray(im, dtype=np.float32), 32, mode, 0.0
     if mode in ("L", "1"):
-        return np.asarray(im.convert("L")), 8, mode
+        return np.asarray(im.convert("L")), 8, mode, 0.0
     if mode in ("LA",):
-        return np.asarray(im.getchannel("L")), 8, mode
+        return np.asarray(im.getchannel("L")), 8, mode, 0.0
     # RGB, RGBA, P, CMYK, YCbCr ...: ITU-R 601 luma, as OpenCV and Pillow compute it
     rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
     luma = rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
-    return luma, 8, mode
+    return luma, 8, mode, colour_fraction(rgb)
 
 
 def read_raster(data: bytes, path: str, image_id: str, options: ReadConfig) -> Radiograph:
@@ -140,7 +141,7 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadConfig) -> R
                 f"the image data cannot be decoded ({type(err).__name__}: {str(err)[:200]}); the file is truncated or damaged",
                 path=path,
             ) from err
-        arr, bits, mode = _gray(im)
+        arr, bits, mode, colour = _gray(im)
         export_chain = _export_chain(im.info.get(CHAIN_TEXT_KEY)) if fmt == "png" else None
     values = arr.astype(np.float32, copy=False)
     vmin, vmax = float(values.min()), float(values.max())
@@ -173,4 +174,5 @@ def read_raster(data: bytes, path: str, image_id: str, options: ReadConfig) -> R
         voi=voi,
         normalize=options.normalize,
         export_chain=export_chain,
+        colour=colour,
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from os import PathLike
 from typing import BinaryIO
 
 from thoracic.errors import ReadError, UnsupportedFormatError
+from thoracic.io.content import check_content
 from thoracic.io.dicom import looks_like_dicom, read_dicom
 from thoracic.io.ids import image_id as _image_id
 from thoracic.io.radiograph import Radiograph, ReadConfig
@@ -65,7 +67,9 @@ def read(src: Source, options: ReadConfig | None = None, *, image_id: str | None
     thoracic.errors.ReadError
         The file cannot be read or decoded (an :class:`OSError`).
     thoracic.errors.InvalidRadiographError
-        It was read but is not a radiograph thoracic analyzes (a :class:`ValueError`).
+        It was read but is not a radiograph thoracic analyzes (a :class:`ValueError`); a
+        :class:`~thoracic.errors.NotChestRadiographError` when its header or (with
+        ``options.check_content``) its pixels say it is not a frontal chest radiograph.
     """
     options = options or ReadConfig()
     data, path = _load(src)
@@ -80,6 +84,10 @@ def read(src: Source, options: ReadConfig | None = None, *, image_id: str | None
         rg = read_raster(data, path, image_id, options)
     else:  # DICOM without the 128-byte preamble (older or hand-made files), or nothing we know
         rg = read_dicom(data, path, image_id, options)
+    if options.check_content:
+        content = check_content(rg.pixels, colour=rg.colour, allow=options.allow_non_chest, path=path)
+        if content:
+            rg = dataclasses.replace(rg, flags=(*rg.flags, *content))
     # technical facts only: never anything from rg.phi or the header's patient/study elements
     log.debug("%s: %s %dx%d %s %s, %s (%s)%s", path, rg.format, rg.original_width, rg.original_height,
               rg.modality or "-", rg.photometric, rg.voi, rg.transfer_syntax or "-",

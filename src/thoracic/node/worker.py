@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 import pydicom
 
-from thoracic.errors import InvalidRadiographError, ReadError, ThoracicError
+from thoracic.errors import InvalidRadiographError, NotChestRadiographError, ReadError, ThoracicError
+from thoracic.io.radiograph import ReadConfig
 from thoracic.node.config import NodeConfig
 from thoracic.node.queue import Job, JobQueue
 from thoracic.node.send import SendError, send_files
@@ -41,6 +42,8 @@ log = logging.getLogger("thoracic.node.worker")
 
 #: Errors that no retry can fix: the image itself is unsuitable.
 _PERMANENT = (InvalidRadiographError, ReadError)
+#: How the node reads: the DICOM header check and the pixel content check (no override).
+_READ = ReadConfig(check_content=True)
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -127,11 +130,13 @@ class Worker:
     def _analyze(self, job: Job) -> bool:
         log.info("%s: analyzing (attempt %d)", job.tag, job.attempts)
         try:
-            analysis = self.analyzer.analyze(job.input_path)
+            analysis = self.analyzer.analyze(job.input_path, read=_READ)
             results = self.build(analysis)
             outputs = self._save(job, results)
-        except _PERMANENT as err:
-            log.warning("%s: failed, the image cannot be analyzed: %s", job.tag, describe_error(err))
+        except _PERMANENT as err:  # no results for it: a refused image gets no SR
+            what = "refused, not a frontal chest radiograph" if isinstance(err, NotChestRadiographError) else \
+                "failed, the image cannot be analyzed"
+            log.warning("%s: %s: %s", job.tag, what, describe_error(err))
             self.queue.fail(job.id, describe_error(err))
             return False
         except (OSError, MemoryError) as err:  # the machine, not the image: worth another try

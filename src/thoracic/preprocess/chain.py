@@ -276,6 +276,7 @@ class Chain:
             target_size=self.decode_size(),
             allow_non_chest=base.allow_non_chest,
             max_pixels=base.max_pixels,
+            check_content=base.check_content,
         )
 
     def run(self, radiograph: Radiograph) -> Prepared:

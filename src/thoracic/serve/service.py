@@ -97,11 +97,9 @@ class Service:
     # -- work done on the worker threads --
     def analyze(self, data: bytes, rid: str, min_score: float, heatmap: bool, lungs: bool,
                 outputs: tuple[str, ...], dicom_min_score: float) -> Entry:
-        read = None
-        if self.settings.allow_non_chest:
-            from thoracic.io.radiograph import ReadConfig
+        from thoracic.io.radiograph import ReadConfig
 
-            read = ReadConfig(allow_non_chest=True)
+        read = ReadConfig(allow_non_chest=self.settings.allow_non_chest, check_content=True)  # 422 when refused
         a = self.analyzer.analyze(data, image_id=rid, read=read, heatmap=heatmap, lungs=lungs)
         is_dicom = a.radiograph.dataset is not None
         if outputs and not is_dicom:  # a DICOM without preamble sniffed as something else

@@ -27,6 +27,7 @@ import numpy as np
 
 from thoracic.anatomy.postprocess import postprocess
 from thoracic.errors import ConfigError, MissingDependencyError
+from thoracic.io.radiograph import ReadConfig
 from thoracic.io.read import read
 from thoracic.models.meta import LungsMeta
 from thoracic.models.runtime import write_meta
@@ -137,7 +138,7 @@ def load_arrays(pairs: Sequence[LungPair], contract: LungsMeta) -> tuple[np.ndar
     w, h = contract.input_size
     images, masks = [], []
     for p in pairs:
-        rg = read(p.image, contract.chain.read_options())
+        rg = read(p.image, contract.chain.read_options(ReadConfig(check_content=False)))  # training films, as given
         images.append(contract.prepare(rg).pixels)
         m = read_mask(p.mask).astype(np.float32)
         if m.shape != rg.pixels.shape:

@@ -1,0 +1,93 @@
+"""The pixel content check (thoracic.io.content): what is refused, what passes, flags, the model file."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from helpers import FIXTURES, SAMPLES
+from PIL import Image, ImageDraw, ImageFont
+
+from thoracic.errors import ConfigError, NotChestRadiographError
+from thoracic.io import ReadConfig, read
+from thoracic.io.content import ContentModel, check_content, load_content_model
+
+CHECK = ReadConfig(check_content=True)
+skdata = pytest.importorskip("skimage.data")
+
+
+def png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def text_page() -> np.ndarray:
+    im = Image.new("L", (850, 1100), 255)
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.load_default(size=22)
+    for i, y in enumerate(range(60, 1040, 34)):
+        draw.text((40, y), f"line {i}: the patient was seen in clinic today, report follows", fill=0, font=font)
+    return np.asarray(im)
+
+
+def checkerboard() -> np.ndarray:
+    yy, xx = np.mgrid[0:512, 0:512]
+    return (((yy // 64) + (xx // 64)) % 2 * 255).astype(np.uint8)
+
+
+NEGATIVES = {
+    "coffee (colour photo)": lambda: skdata.coffee(),
+    "camera (grey photo)": lambda: skdata.camera(),
+    "moon": lambda: skdata.moon(),
+    "text page (PIL)": text_page,
+    "checkerboard": checkerboard,
+    "shepp-logan phantom (CT-like)": lambda: (skdata.shepp_logan_phantom() * 255).astype(np.uint8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEGATIVES))
+def test_what_is_not_a_chest_film_is_refused_with_a_reason(name):
+    data = png(NEGATIVES[name]())
+    with pytest.raises(NotChestRadiographError) as info:
+        read(data, CHECK)
+    assert info.value.reason.startswith("content:") and "--allow-non-chest" in info.value.message
+    rg = read(data, ReadConfig(check_content=True, allow_non_chest=True))  # analyzed, flagged
+    assert any(f.startswith("content:") for f in rg.flags)
+    assert read(data).flags == ()  # the library's default reads without the pixel check
+
+
+def test_a_colour_image_is_refused_for_its_colour():
+    with pytest.raises(NotChestRadiographError) as info:
+        read(png(skdata.astronaut()), CHECK)
+    assert info.value.reason == "content:colour"
+
+
+SAMPLE_FILMS = sorted(p for p in SAMPLES.iterdir() if p.suffix in (".jpg", ".dcm"))
+
+
+def test_chest_films_pass():
+    files = [*SAMPLE_FILMS, *sorted(FIXTURES.glob("*.dcm"))]
+    assert len(files) >= 6
+    for path in files:
+        assert read(path, CHECK).flags == (), path
+
+
+def test_a_grey_film_saved_as_rgb_passes():
+    jpg = next(p for p in SAMPLE_FILMS if p.suffix == ".jpg")
+    rgb = np.stack([np.asarray(Image.open(jpg).convert("L"))] * 3, axis=-1)
+    rg = read(png(rgb), CHECK)
+    assert rg.colour == 0.0 and rg.flags == ()
+
+
+def test_the_score_and_threshold_live_in_the_model_file(tmp_path):
+    model = load_content_model()
+    assert model.threshold > 0 and model.components.shape[1] == model.thumb ** 2 + 10
+    strict = ContentModel.from_dict({**model.to_dict(), "threshold": 0.0})  # everything scores above 0
+    with pytest.raises(NotChestRadiographError):
+        check_content(read(SAMPLE_FILMS[0]).pixels, model=strict)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"thumb": 24}')
+    with pytest.raises(ConfigError):
+        load_content_model(str(bad))
