@@ -95,8 +95,8 @@ class Service:
         )
 
     # -- work done on the worker threads --
-    def analyze(self, data: bytes, rid: str, min_score: float, heatmap: bool, lungs: bool,
-                outputs: tuple[str, ...], dicom_min_score: float) -> Entry:
+    def analyze(self, data: bytes, rid: str, min_score: float | None, heatmap: bool, lungs: bool,
+                outputs: tuple[str, ...], dicom_min_score: float | None) -> Entry:
         read = None
         if self.settings.allow_non_chest:
             from thoracic.io.radiograph import ReadConfig
