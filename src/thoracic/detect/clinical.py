@@ -91,9 +91,11 @@ class OperatingPoints:
         unknown = sorted(k for k in scores if k not in CLASS_IDS)
         if unknown:
             raise ConfigError(f"operating points for unknown finding(s) {unknown}")
-        for name, value in {**scores, "default": float(self.default)}.items():
-            if not 0.0 <= value <= 1.0 or not np.isfinite(value):
+        for name, value in scores.items():
+            if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"an operating point must lie in [0, 1], got {value} for {name}")
+        if not float(self.default) >= 0.0:  # above 1: nothing is shown
+            raise ConfigError(f"a minimum score must not be negative, got {self.default}")
         if not 0.0 <= float(self.merge_iou) <= 1.0:
             raise ConfigError(f"the merge IoU must lie in [0, 1], got {self.merge_iou}")
         object.__setattr__(self, "scores", scores)
