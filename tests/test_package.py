@@ -19,6 +19,7 @@ PUBLIC_MODULES = [
     "thoracic.node.send", "thoracic.node.service", "thoracic.node.worker",
     "thoracic.cli.dataset", "thoracic.cli.dicom_node", "thoracic.cli.predict", "thoracic.cli.train_detector",
     "thoracic.train.cv", "thoracic.cli.train_cv", "thoracic.data.selection", "thoracic.data.sizes",
+    "thoracic.detect.clinical", "thoracic.evaluate.operating_points",
 ]
 
 

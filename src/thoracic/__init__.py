@@ -23,7 +23,7 @@ The subpackages are the floors of the pipeline, each importing only the floors b
 
 >>> import thoracic
 >>> an = thoracic.Analyzer.load(threads=1)                # the shipped models  # doctest: +SKIP
->>> an.analyze("chest.dcm").findings(min_score=0.3)       # doctest: +SKIP
+>>> an.analyze("chest.dcm").findings()                    # above the operating points  # doctest: +SKIP
 """
 
 from thoracic._version import __version__

@@ -23,7 +23,6 @@ __all__ = ["DemoSample", "run_demo", "sample_paths"]
 
 _SAMPLE_SUFFIXES = (".dcm", ".jpg", ".png")
 _BOX_COLOR = (255, 140, 0)  # RGB
-_MIN_SCORE = 0.05  # boxes drawn in the demo (predict writes everything >= its --conf)
 
 
 def sample_paths() -> list[Path]:
@@ -128,11 +127,13 @@ def _process(path: Path, out: Path, truth, predictor) -> DemoSample:
     from thoracic.detect import draw_findings
 
     pred = predictor.predict(rg, heatmap=True)
-    shown = pred.detections.scores >= _MIN_SCORE
+    points = predictor.operating_points  # what a clinician sees (predict's CSV keeps every box >= its --conf)
+    shown = points.select(pred.detections)
     name = f"{iid}_6_findings.png"
-    _write_png(out / name, draw_findings(rg, pred.detections, longest=512, min_score=_MIN_SCORE))
+    _write_png(out / name, draw_findings(rg, shown, longest=512))
     p_abn = "" if pred.p_abnormal is None else f"P(abnormal) {pred.p_abnormal:.2f}"
-    verdict = "classifier filter: normal, boxes dropped" if pred.filtered else f"{int(shown.sum())} box(es) with score >= {_MIN_SCORE}"
+    verdict = ("classifier filter: normal, boxes dropped" if pred.filtered
+               else f"{len(shown)} finding(s) {points.describe()}")
     panels.append((f"findings (shipped NIH detector): {p_abn}; {verdict}", name))
 
     if pred.heatmap is not None:
@@ -149,9 +150,7 @@ def _process(path: Path, out: Path, truth, predictor) -> DemoSample:
         if k in ("format", "width", "height", "photometric", "transfer_syntax", "bits_stored", "window_center", "window_width", "pixel_spacing")
     }
     facts["p_abnormal"] = None if pred.p_abnormal is None else round(pred.p_abnormal, 3)
-    facts["findings"] = [
-        f"{label} {score:.2f}" for label, score in zip(pred.detections.labels, pred.detections.scores.tolist(), strict=True) if score >= _MIN_SCORE
-    ][:8]
+    facts["findings"] = [f"{label} {score:.2f}" for label, score in zip(shown.labels, shown.scores.tolist(), strict=True)][:8]
     facts["lung_fraction"] = round(lungs.lung_fraction, 3)
     facts["lung_square"] = list(lungs.roi.box)
     return DemoSample(iid, path.name, facts, panels, time.perf_counter() - start)

@@ -208,3 +208,41 @@ def test_a_photo_is_refused_unless_allowed_and_then_flagged(chest_png, tmp_path,
     assert _predict([str(photo), "--out", str(out), "--allow-non-chest"]) == 0
     row = read_rows(sidecar_path(out))[0]
     assert row["status"] == "ok" and "content:colour" in row["flags"] and "content:pattern" in row["flags"]
+
+
+def test_cli_overlays_show_the_operating_points_and_the_kaggle_csv_keeps_every_box(detector_onnx, chest_png, tmp_path):
+    """Overlays draw the clinical findings (the model's operating points, or the default without
+    them); the Kaggle CSV is the research output: every box from --conf 0.01, whatever the points."""
+    from helpers import model_with_meta
+
+    from thoracic.detect.clinical import OperatingPoints
+    from thoracic.detect.overlay import draw_findings
+    from thoracic.inference.predictor import Predictor
+    from thoracic.io import read
+
+    plain = model_with_meta(detector_onnx, tmp_path / "plain.onnx", extra={})
+    raw = Predictor.load([plain], use_classifier=False, threads=1).predict(chest_png).detections
+    assert len(raw) >= 2
+    points = {raw.labels[0]: float(raw.scores[0]) - 1e-4}
+    with_points = model_with_meta(detector_onnx, tmp_path / "points.onnx", extra={"operating_points": points})
+    strings = {}
+    for name, model in (("plain", plain), ("points", with_points)):
+        out = tmp_path / f"{name}.csv"
+        assert _predict([str(chest_png), "--out", str(out), "--models", str(model), "--no-classifier",
+                         "--format", "kaggle", "--overlays", str(tmp_path / name), "--threads", "1"]) == 0
+        (row,) = read_rows(out)
+        strings[name] = row["PredictionString"].split()
+    assert strings["plain"] == strings["points"]  # the research output does not know the operating points
+    assert len(strings["points"]) // 6 == len(raw) + 1 > 2  # every box from 0.01, and "No finding"
+    rg = read(chest_png)
+    for name, op in (("points", OperatingPoints(points)), ("plain", OperatingPoints.default_points())):
+        drawn = cv2.imread(str(tmp_path / name / f"{chest_png.stem}.png"))
+        expected = cv2.cvtColor(draw_findings(rg, op.select(raw)), cv2.COLOR_RGB2BGR)
+        np.testing.assert_array_equal(drawn, expected, err_msg=name)
+    assert len(OperatingPoints(points).select(raw)) == 1
+    # --overlay-conf draws every finding from that score instead (merged)
+    assert _predict([str(chest_png), "--out", str(tmp_path / "low.csv"), "--models", str(with_points), "--no-classifier",
+                     "--overlays", str(tmp_path / "low"), "--overlay-conf", "0.01", "--threads", "1"]) == 0
+    drawn = cv2.imread(str(tmp_path / "low" / f"{chest_png.stem}.png"))
+    expected = cv2.cvtColor(draw_findings(rg, OperatingPoints.uniform(0.01).select(raw)), cv2.COLOR_RGB2BGR)
+    np.testing.assert_array_equal(drawn, expected)

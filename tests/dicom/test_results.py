@@ -35,13 +35,12 @@ def case(request, require, sample_analyses, phi_analysis):
 
 
 def _expected(analysis, min_score):
-    det = analysis.prediction.detections
-    keep = det.scores >= min_score
-    boxes = det.boxes[keep].astype(np.float64)
+    """The clinical findings at ``min_score`` (merged: tests/detect/test_clinical.py checks how), clipped."""
+    det = analysis.clinical(min_score)
+    boxes = det.boxes.astype(np.float64)
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, analysis.width)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, analysis.height)
-    labels = [lab for lab, k in zip(det.labels, keep, strict=True) if k]
-    return boxes, det.scores[keep], labels
+    return boxes, det.scores, list(det.labels)
 
 
 @pytest.mark.parametrize("case", CASES, indirect=True)
@@ -239,3 +238,57 @@ def test_invalid_patient_sex_and_impossible_birth_date_are_left_out(require, ana
     for obj in (results.sr, results.gsps, results.seg):
         assert obj.PatientSex == "" and obj.PatientBirthDate == ""
     assert ds.PatientSex == "zebediah"  # the source is not changed
+
+
+# --- the clinical operating points ----------------------------------------------------------------
+def test_sr_and_gsps_hold_only_findings_above_their_operating_points(require, phi_analysis):
+    require("highdicom")
+    from dataclasses import replace
+
+    from thoracic.detect.clinical import OperatingPoints
+
+    # Cardiomegaly 0.91 is below its point, Pneumothorax 0.33 has none; the 0.05 nodule reaches its 0.01
+    points = OperatingPoints({"Cardiomegaly": 0.95, "Pleural effusion": 0.4, "Nodule/Mass": 0.01})
+    results = build_results(replace(phi_analysis, operating_points=points))
+    assert [f.label for f in results.findings] == ["Pleural effusion", "Nodule/Mass"]
+    assert [f["finding"] for f in sr_findings(results.sr)] == [("SCT", "60046008"), ("SCT", "309529002")]
+    assert results.gsps.ContentDescription == "thoracic: 2 finding(s) at the detector's operating points"
+    (annotation,) = results.gsps.GraphicAnnotationSequence
+    assert [t.UnformattedTextValue for t in annotation.TextObjectSequence] == ["Pleural effusion 0.42", "Nodule/Mass 0.05"]
+    # an explicit min_score replaces the points for every finding
+    uniform = build_results(replace(phi_analysis, operating_points=points), min_score=0.3)
+    assert [f.label for f in uniform.findings] == ["Cardiomegaly", "Pleural effusion", "Pneumothorax"]
+    assert uniform.gsps.ContentDescription == f"thoracic: 3 finding(s) with score >= {0.3:g}"
+
+
+def test_a_stack_of_one_finding_is_one_finding_in_the_sr(require, phi_file):
+    require("highdicom")
+    stack = (("Pleural effusion", 0.62, (20.0, 120.0, 90.0, 190.0)),
+             ("Pleural effusion", 0.55, (22.0, 118.0, 92.0, 188.0)),
+             ("Pleural effusion", 0.48, (18.0, 124.0, 88.0, 192.0)),
+             ("Pleural effusion", 0.40, (150.0, 20.0, 200.0, 60.0)))  # another place
+    results = build_results(built_analysis(phi_file, boxes=stack))
+    assert [(f.label, round(f.score, 2)) for f in results.findings] == [("Pleural effusion", 0.62), ("Pleural effusion", 0.4)]
+    assert len(sr_findings(results.sr)) == 2 and len(results.gsps.GraphicAnnotationSequence[0].GraphicObjectSequence) == 2
+    assert results.findings[0].box[0] == pytest.approx((0.62 * 20 + 0.55 * 22 + 0.48 * 18) / (0.62 + 0.55 + 0.48), abs=0.01)
+
+
+def test_the_operating_points_of_the_detector_file_reach_the_sr(require, detector_onnx, tmp_path):
+    """A real analysis with a detector whose metadata holds operating points: the SR holds its clinical findings."""
+    require("highdicom")
+    from helpers import model_with_meta
+
+    from thoracic.inference.analyzer import Analyzer
+
+    raw = Analyzer.load([detector_onnx], lungs=False, threads=1).analyze(SAMPLES / "siim_cr_jpeg_baseline.dcm")
+    det = raw.prediction.detections
+    assert len(det) >= 2
+    best = det.labels[0]
+    points = {best: float(det.scores[0]) - 1e-4}  # the best box's finding from just below its score: one box
+    path = model_with_meta(detector_onnx, tmp_path / "points.onnx", extra={"operating_points": points})
+    analysis = Analyzer.load([path], lungs=False, threads=1).analyze(SAMPLES / "siim_cr_jpeg_baseline.dcm")
+    assert analysis.operating_points.scores == points and analysis.operating_points.source == "model"
+    results = build_results(analysis)
+    assert [f.label for f in results.findings] == [best]
+    assert results.findings[0].score == pytest.approx(float(det.scores[0]))
+    assert len(sr_findings(results.sr)) == 1 < len(det)

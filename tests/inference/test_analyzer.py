@@ -20,8 +20,13 @@ def test_analysis_of_a_dicom(analyzer, samples_dir):
     assert {m["role"]: m["sha256"] for m in d["models"]} == {
         role: file_sha256(model_path(role)) for role in ("detector", "classifier", "lungs")
     }
-    assert len(d["findings"]) == len(a.prediction.detections)
-    assert all(f["box"][0] < f["box"][2] <= a.width and f["box"][1] < f["box"][3] <= a.height for f in d["findings"])
+    # the findings are the clinical ones: the shipped detector's operating points, stacks merged
+    assert a.operating_points.source == "model" and d["operating_points"]["scores"] == a.operating_points.scores
+    assert len(d["findings"]) == len(a.clinical()) <= len(a.prediction.detections)
+    assert all(f["score"] >= a.operating_points.scores[f["label"]] - 1e-6 for f in d["findings"])
+    everything = a.to_dict(min_score=0.0)["findings"]
+    assert len(d["findings"]) < len(everything) <= len(a.prediction.detections)
+    assert all(f["box"][0] < f["box"][2] <= a.width and f["box"][1] < f["box"][3] <= a.height for f in everything)
     assert len(a.findings(min_score=1.01)) == 0
     assert analyzer.model_ids == "+".join(m["sha256"][:12] for m in d["models"])
 

@@ -82,10 +82,12 @@ def test_the_viewer_page_and_its_files_are_served_without_external_references(cl
 def test_analyze_a_dicom_upload(client, cr_dicom):
     from thoracic import __version__
 
-    r = client.post("/v1/analyze", files={"file": ("x.dcm", cr_dicom, "application/dicom")}, headers=AUTH)
+    # min_score low: this film has no finding above the shipped detector's operating points
+    r = client.post("/v1/analyze?min_score=0.05", files={"file": ("x.dcm", cr_dicom, "application/dicom")}, headers=AUTH)
     assert r.status_code == 200, r.text
     a = r.json()
     assert a["dicom"] is True and a["format"] == "dicom"
+    assert a["operating_points"]["source"] == "min_score"
     assert a["image_id"] == a["id"] and len(a["id"]) >= 20  # random, not derived from the file
     assert a["thoracic_version"] == __version__
     assert sorted(m["role"] for m in a["models"]) == ["classifier", "detector", "lungs"]
@@ -340,3 +342,40 @@ def test_a_full_queue_answers_429_with_retry_after_at_once(make_client, analyzer
     assert sorted(x.status_code for x in responses) == [200, 200]
     assert svc.gate.in_flight == 0
     assert client.post("/v1/analyze", content=chest_png, headers=AUTH).status_code == 200
+
+
+# --- the clinical operating points ----------------------------------------------------------------
+def test_the_default_findings_are_those_above_the_detectors_operating_points(make_client, chest_png, detector_onnx,
+                                                                          tmp_path):
+    from helpers import model_with_meta
+
+    from thoracic.detect.clinical import DEFAULT_MIN_SCORE, MERGE_IOU
+    from thoracic.inference.analyzer import Analyzer
+
+    plain = Analyzer.load([model_with_meta(detector_onnx, tmp_path / "plain.onnx", extra={})], lungs=False, threads=1)
+    raw = plain.analyze(chest_png).prediction.detections
+    assert len(raw) >= 2
+    points = {raw.labels[0]: round(float(raw.scores[0]) - 1e-4, 6)}  # the best box's finding only
+    with_points = Analyzer.load([model_with_meta(detector_onnx, tmp_path / "points.onnx",
+                                                 extra={"operating_points": points})], lungs=False, threads=1)
+
+    def post(client, query=""):
+        r = client.post(f"/v1/analyze{query}", content=chest_png, headers={**AUTH, "Content-Type": "image/png"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    a = post(make_client(with_points))
+    assert a["operating_points"] == {"source": "model", "merge_iou": MERGE_IOU, "scores": points}
+    assert [f["label"] for f in a["findings"]] == [raw.labels[0]] and len(raw) > 1
+    assert a["findings"][0]["score"] == pytest.approx(float(raw.scores[0]), abs=1e-6)
+    # min_score: every finding from that score instead, merged all the same
+    low = post(make_client(with_points), "?min_score=0.01")
+    assert low["operating_points"] == {"source": "min_score", "merge_iou": MERGE_IOU, "min_score": 0.01}
+    assert len(low["findings"]) > 1
+    # a model without operating points: the one default
+    d = post(make_client(plain))
+    assert d["operating_points"] == {"source": "default", "merge_iou": MERGE_IOU, "min_score": DEFAULT_MIN_SCORE}
+    assert all(f["score"] >= DEFAULT_MIN_SCORE - 1e-6 for f in d["findings"])
+    expected = [(lab, round(float(s), 6)) for lab, s in zip(raw.labels, raw.scores.tolist(), strict=True)
+                if s >= DEFAULT_MIN_SCORE - 1e-6]
+    assert len(d["findings"]) <= len(expected)  # merged: never more than the boxes above the default

@@ -37,7 +37,8 @@ class DeidentifyConfig:
     results:
         Also analyze each image and write its de-identified SR, GSPS and SEG.
     min_score:
-        Findings in the SR/GSPS scoring at least this (None: :data:`thoracic.dicom.DEFAULT_MIN_SCORE`).
+        The SR/GSPS carry every finding scoring at least this (None: the detector's operating
+        points, :mod:`thoracic.detect.clinical`).
     threads:
         ONNX Runtime threads of the analyzer (``results``).
     """
@@ -127,12 +128,12 @@ def deidentify_files(
 
 
 def _results(analyzer: Any, path: str, out: Path, options: DeidentifyConfig, salt: str) -> dict[str, str]:
-    from thoracic.dicom import DEFAULT_MIN_SCORE, build_results
+    from thoracic.dicom import build_results
 
     analysis = analyzer.analyze(path)
     results = build_results(
         analysis,
-        min_score=DEFAULT_MIN_SCORE if options.min_score is None else options.min_score,
+        min_score=options.min_score,
         deidentify=True,
         salt=salt,
     )  # the header comes with the analysis: no second read of the file

@@ -22,6 +22,7 @@ from thoracic.errors import ConfigError, DuplicateImageIdError, NotChestRadiogra
 from thoracic.labels import CLASS_IDS, NO_FINDING, NO_FINDING_BOX, NO_FINDING_ID
 
 if TYPE_CHECKING:
+    from thoracic.detect.clinical import OperatingPoints
     from thoracic.inference.batch import BatchResult
     from thoracic.inference.predictor import ImagePrediction
     from thoracic.io.radiograph import ReadConfig
@@ -148,16 +149,17 @@ class PredictionCsv:
         self.close()
 
 
-def write_overlay(pred: ImagePrediction, src: str, out_dir: Path, read: ReadConfig, min_score: float) -> None:
-    """Write ``<image_id>.png`` (the boxes scoring at least ``min_score`` drawn on the image) into
-    ``out_dir``, and ``<image_id>_heatmap.png`` when the prediction has a heatmap."""
+def write_overlay(pred: ImagePrediction, src: str, out_dir: Path, read: ReadConfig, points: OperatingPoints) -> None:
+    """Write ``<image_id>.png`` (the clinical findings of ``points`` drawn on the image: each above its
+    operating point, overlapping boxes of one finding merged) into ``out_dir``, and
+    ``<image_id>_heatmap.png`` when the prediction has a heatmap."""
     import cv2
 
     from thoracic.detect.overlay import draw_findings
     from thoracic.io import read as read_file
 
     rg = read_file(src, read, image_id=pred.image_id)
-    rgb = draw_findings(rg, pred.detections, min_score=min_score)
+    rgb = draw_findings(rg, points.select(pred.detections))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_png(out_dir / f"{pred.image_id}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if pred.heatmap is not None:

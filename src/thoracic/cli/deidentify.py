@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from thoracic.detect.clinical import DEFAULT_MIN_SCORE
 from thoracic.errors import ConfigError, MissingDependencyError
 
 __all__ = ["add_parser", "run"]
@@ -39,7 +40,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"file whose first line is the secret salt (else ${SALT_ENV}, else a random one for this run)")
     p.add_argument("--keep-uids", action="store_true", help="keep the original UIDs (the profile's Retain UIDs option)")
     p.add_argument("--results", action="store_true", help="also analyze each image and write its de-identified SR, GSPS and SEG")
-    p.add_argument("--min-score", type=float, default=None, help="findings in the SR/GSPS scoring at least this (default: thoracic.dicom's)")
+    p.add_argument("--min-score", type=float, default=None, help="the SR/GSPS carry every finding scoring at least this (default: each finding above "
+                        f"the detector's operating point, or {DEFAULT_MIN_SCORE:g} for a model without them)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads for --results (default 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

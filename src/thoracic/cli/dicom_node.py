@@ -23,6 +23,8 @@ log = logging.getLogger("thoracic.node")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``dicom-node`` (also used by ``python -m thoracic.node``)."""
+    from thoracic.detect.clinical import DEFAULT_MIN_SCORE
+
     g = p.add_argument_group("listening (C-STORE SCP)")
     g.add_argument("--ae-title", default="THORACIC", help="our AE title (default THORACIC)")
     g.add_argument("--host", default="0.0.0.0", help="address to listen on (default all: 0.0.0.0)")
@@ -53,7 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="detector model (repeat for an ensemble; default: the shipped one)")
     g.add_argument("--classifier", metavar="ONNX", help="normal/abnormal classifier (default: the shipped one)")
     g.add_argument("--min-score", type=float, default=None,
-                   help="leave boxes scoring below this out of the SR and GSPS (default 0.3)")
+                   help="the SR and GSPS carry every finding scoring at least this (default: each finding above "
+                        f"the detector's operating point, or {DEFAULT_MIN_SCORE:g} for a model without them; "
+                        "overlapping boxes of one finding merged)")
     g.add_argument("--workers", type=int, default=1, help="images analyzed at the same time (default 1)")
     g.add_argument("--threads", type=int, default=1, help="CPU threads per model (default 1)")
     p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],

@@ -61,7 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="also predict the mirrored image and fuse (WBF)")
     p.add_argument("--lung-roi", action="store_true", help="detect on the lung crop of the lungs model (boxes mapped back)")
     p.add_argument("--overlays", metavar="DIR", default=None, help="write a PNG with the boxes drawn per image")
-    p.add_argument("--overlay-conf", type=float, default=0.1, help="draw boxes scoring at least this (default 0.1)")
+    p.add_argument("--overlay-conf", type=float, default=None,
+                   help="draw every finding scoring at least this (default: the clinical findings, each above the "
+                        "detector's operating point, overlapping boxes of one finding merged); the CSV keeps --conf")
     p.add_argument("--heatmaps", action="store_true",
                    help="with --overlays: also write <image_id>_heatmap.png, the detector's Eigen-CAM over the image with the boxes")
     p.add_argument("--resume", action="store_true", help="skip images already done with the same models")
@@ -136,6 +138,11 @@ def run(args: argparse.Namespace) -> int:
     if args.lung_roi:
         _check_lungs()
     read_opts = ReadConfig(allow_non_chest=args.allow_non_chest, check_content=True)
+    overlay_points = predictor.operating_points
+    if args.overlay_conf is not None:
+        from thoracic.detect.clinical import OperatingPoints
+
+        overlay_points = OperatingPoints.uniform(args.overlay_conf)
     failed = n_ok = 0
     with PredictionCsv(args.out, args.format, predictor.model_ids, resume=args.resume) as sink:
         already = len({i for _, i in items} & sink.done)
@@ -160,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
                     n_ok += 1
                     if args.overlays:
                         try:
-                            write_overlay(result.prediction, result.source, Path(args.overlays), read_opts, args.overlay_conf)
+                            write_overlay(result.prediction, result.source, Path(args.overlays), read_opts, overlay_points)
                         except (ThoracicError, OSError) as err:
                             bar.write(f"overlay failed: {result.source}: {err}")
                 else:

@@ -12,11 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from thoracic.detect.clinical import DEFAULT_MIN_SCORE
+
 __all__ = ["DEFAULT_MIN_SCORE", "DEFAULT_SERIES_NUMBER", "OBJECTS", "Finding", "ResultContext"]
-
-
-#: Boxes below this score are left out of the DICOM objects (a viewer shows every box it gets).
-DEFAULT_MIN_SCORE = 0.1
 
 
 #: Series numbers of the SR, GSPS and SEG (the source's series are usually small numbers).
@@ -42,7 +40,9 @@ class ResultContext:
 
     ``source`` is the source image's header (pydicom, without pixel data, already de-identified
     when asked for); ``models`` maps a role (``detector``, ``classifier``, ``lungs``) to
-    ``(name, sha256)``.
+    ``(name, sha256)``; ``selection`` says which boxes the findings are (``"with score >= 0.3"``,
+    ``"at the detector's operating points"``; :meth:`OperatingPoints.describe
+    <thoracic.detect.clinical.OperatingPoints.describe>`).
     """
 
     source: Any
@@ -55,7 +55,7 @@ class ResultContext:
     thoracic_version: str
     manufacturer: str
     institution_name: str | None
-    min_score: float
+    selection: str
     window: tuple[float, float] | None = None
 
     @property

@@ -83,7 +83,7 @@ def build_gsps(ctx: ResultContext, series_number: int, instance_number: int) -> 
         referenced_images=[source],
         **ctx.instance(series_number, instance_number),
         content_label="THORACIC",
-        content_description=f"thoracic: {len(ctx.findings)} finding(s) with score >= {ctx.min_score:g}",
+        content_description=f"thoracic: {len(ctx.findings)} finding(s) {ctx.selection}"[:64],
         graphic_annotations=annotations or None,
         graphic_layers=[layer],
         institution_name=ctx.institution_name,

@@ -51,8 +51,9 @@ class DicomResults:
     seg:
         The lung segmentation, or ``None`` when the analysis has no lung mask (or not asked for).
     findings:
-        The boxes the SR and GSPS carry (score at least ``min_score``, best first, clipped to
-        the image).
+        The boxes the SR and GSPS carry (the analysis's clinical findings: each above its
+        operating point, or ``min_score`` when given, overlapping boxes of one finding merged;
+        best first, clipped to the image).
     """
 
     sr: Dataset | None = field(default=None, repr=False)
@@ -91,13 +92,14 @@ def _highdicom():
     return highdicom
 
 
-def _findings(analysis: Analysis, min_score: float, max_findings: int) -> tuple[Finding, ...]:
-    """The boxes to report, best first, clipped to the image (a DICOM coordinate cannot leave it)."""
-    det = analysis.prediction.detections
+def _findings(analysis: Analysis, min_score: float | None, max_findings: int) -> tuple[Finding, ...]:
+    """The clinical findings (:meth:`Analysis.clinical <thoracic.inference.analyzer.Analysis.clinical>`),
+    best first, clipped to the image (a DICOM coordinate cannot leave it)."""
+    det = analysis.clinical(min_score)
     w, h = float(analysis.width), float(analysis.height)
     out = []
     for box, score, cid in zip(det.boxes.tolist(), det.scores.tolist(), det.class_ids.tolist(), strict=True):
-        if score < min_score or not 0 <= int(cid) < len(FINDINGS) or not np.all(np.isfinite(box)):
+        if not 0 <= int(cid) < len(FINDINGS) or not np.all(np.isfinite(box)):
             continue
         x0, y0, x1, y1 = (min(max(float(v), 0.0), lim) for v, lim in zip(box, (w, h, w, h), strict=True))
         if x1 <= x0 or y1 <= y0:
@@ -132,7 +134,7 @@ def _source_header(analysis: Analysis, source: Any) -> Any:
 def build_results(
     analysis: Analysis,
     *,
-    min_score: float = DEFAULT_MIN_SCORE,
+    min_score: float | None = None,
     max_findings: int = 100,
     objects: Iterable[str] = OBJECTS,
     series_number: int = DEFAULT_SERIES_NUMBER,
@@ -150,7 +152,10 @@ def build_results(
     analysis:
         The result of :meth:`thoracic.inference.analyzer.Analyzer.analyze` on a DICOM file.
     min_score:
-        Boxes scoring below this are left out of the SR and the GSPS.
+        ``None`` (default): the SR and GSPS carry the analysis's clinical findings, each finding
+        above the operating point stored in the detector's metadata (every finding at
+        :data:`DEFAULT_MIN_SCORE` for a model without them), overlapping boxes of one finding
+        merged (:mod:`thoracic.detect.clinical`). A score: every finding from this score instead.
     max_findings:
         At most this many boxes (the best ones).
     objects:
@@ -189,7 +194,7 @@ def build_results(
     for kind in kinds:
         if kind not in OBJECTS:
             raise ConfigError.unknown("DICOM result object", str(kind), OBJECTS)
-    if not 0.0 <= float(min_score) <= 1.0:
+    if min_score is not None and not 0.0 <= float(min_score) <= 1.0:
         raise ConfigError(f"min_score must lie in [0, 1], got {min_score}")
     if max_findings < 0:
         raise ConfigError(f"max_findings must not be negative, got {max_findings}")
@@ -211,7 +216,7 @@ def build_results(
     pred = analysis.prediction
     ctx = ResultContext(
         source=header,
-        findings=_findings(analysis, float(min_score), int(max_findings)),
+        findings=_findings(analysis, None if min_score is None else float(min_score), int(max_findings)),
         p_abnormal=None if pred.p_abnormal is None else float(pred.p_abnormal),
         no_finding_score=float(pred.no_finding_score),
         filtered=bool(pred.filtered),
@@ -220,7 +225,7 @@ def build_results(
         thoracic_version=str(analysis.thoracic_version),
         manufacturer=manufacturer,
         institution_name=institution_name,
-        min_score=float(min_score),
+        selection=analysis.points(None if min_score is None else float(min_score)).describe(),
         window=_window(analysis.radiograph),
     )
     sr = sr_mod.build_sr(ctx, series_number, instance_number) if "sr" in kinds else None

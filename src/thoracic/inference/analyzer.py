@@ -31,6 +31,8 @@ import numpy as np
 
 from thoracic._version import __version__
 from thoracic.anatomy.segmenter import LungMask, LungSegmenter
+from thoracic.detect.clinical import OperatingPoints
+from thoracic.detect.types import Detections
 from thoracic.inference.predictor import ImagePrediction, ModelInfo, PredictConfig, Predictor
 from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.read import Source
@@ -59,6 +61,9 @@ class Analysis:
         Eigen-CAM of the detectors (``float32`` ``[0, 1]`` at the original size), or ``None``.
     models:
         The model files used (detectors, classifier, lungs).
+    operating_points:
+        What the clinical outputs show of ``prediction.detections`` (:meth:`clinical`): the
+        detector's operating points, or the default.
     """
 
     image_id: str
@@ -69,6 +74,7 @@ class Analysis:
     models: tuple[ModelInfo, ...] = ()
     thoracic_version: str = __version__
     seconds: float = 0.0
+    operating_points: OperatingPoints = field(default_factory=OperatingPoints.default_points)
 
     @property
     def width(self) -> int:
@@ -82,19 +88,30 @@ class Analysis:
     def is_dicom(self) -> bool:
         return self.radiograph.dataset is not None
 
-    def findings(self, min_score: float = 0.0) -> list[dict[str, Any]]:
-        """The boxes scoring at least ``min_score``: label, class id, score, ``box`` ``[x0, y0, x1, y1]``."""
-        det = self.prediction.detections
+    def points(self, min_score: float | None = None) -> OperatingPoints:
+        """The operating points of the clinical outputs: the analysis's own, or ``min_score`` for
+        every finding when given."""
+        return self.operating_points if min_score is None else OperatingPoints.uniform(min_score)
+
+    def clinical(self, min_score: float | None = None) -> Detections:
+        """The findings a clinician sees (:meth:`OperatingPoints.select
+        <thoracic.detect.clinical.OperatingPoints.select>`): each finding above its operating point
+        (or above ``min_score`` when given), overlapping boxes of one finding merged."""
+        return self.points(min_score).select(self.prediction.detections)
+
+    def findings(self, min_score: float | None = None) -> list[dict[str, Any]]:
+        """The findings of :meth:`clinical`: label, class id, score, ``box`` ``[x0, y0, x1, y1]``."""
+        det = self.clinical(min_score)
         out = []
         for label, cid, score, box in zip(det.labels, det.class_ids.tolist(), det.scores.tolist(),
                                           det.boxes.tolist(), strict=True):
-            if score >= min_score:
-                out.append({"label": label, "class_id": int(cid), "score": round(float(score), 6),
-                            "box": [round(float(v), 2) for v in box]})
+            out.append({"label": label, "class_id": int(cid), "score": round(float(score), 6),
+                        "box": [round(float(v), 2) for v in box]})
         return out
 
-    def to_dict(self, min_score: float = 0.0) -> dict[str, Any]:
-        """A JSON-able summary (no patient data: only ids, sizes, findings and model identities)."""
+    def to_dict(self, min_score: float | None = None) -> dict[str, Any]:
+        """A JSON-able summary (no patient data: only ids, sizes, findings and model identities);
+        ``findings`` are those of :meth:`clinical`, ``operating_points`` says which were applied."""
         p = self.prediction
         roi = None
         if self.lungs is not None:
@@ -106,6 +123,7 @@ class Analysis:
             "height": self.height,
             "format": self.radiograph.format,
             "findings": self.findings(min_score),
+            "operating_points": self.points(min_score).to_dict(),
             "p_abnormal": None if p.p_abnormal is None else round(float(p.p_abnormal), 6),
             "no_finding_score": round(float(p.no_finding_score), 6),
             "filtered": bool(p.filtered),
@@ -174,4 +192,5 @@ class Analyzer:
             heatmap=prediction.heatmap,
             models=self.models,
             seconds=time.perf_counter() - t0,
+            operating_points=self.predictor.operating_points,
         )

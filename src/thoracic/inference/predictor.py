@@ -22,6 +22,7 @@ import numpy as np
 from thoracic.anatomy.segmenter import LungCrop, LungSegmenter, default_segmenter
 from thoracic.boxes import weighted_boxes_fusion
 from thoracic.classify.onnx import OnnxClassifier
+from thoracic.detect.clinical import OperatingPoints
 from thoracic.detect.onnx import DetectorConfig, OnnxDetector
 from thoracic.detect.types import Detections
 from thoracic.errors import ConfigError
@@ -207,6 +208,12 @@ class Predictor:
     def model_ids(self) -> str:
         """The sha256 prefixes of the model files used, joined with ``+`` (classifier last)."""
         return ModelInfo.ids(self.models)
+
+    @property
+    def operating_points(self) -> OperatingPoints:
+        """What the clinical outputs show of this predictor's findings: the detector's operating
+        points from its metadata (the default for a model without them, or an ensemble)."""
+        return OperatingPoints.of([d.meta for d in self.detectors])
 
     @property
     def low(self) -> float | None:

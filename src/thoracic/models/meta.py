@@ -36,7 +36,8 @@ from thoracic.labels import CLASS_IDS, FINDINGS
 from thoracic.preprocess.chain import LUNG_ROI_STEP, Chain, Prepared, Step
 from thoracic.preprocess.intensity import zscore
 
-__all__ = ["LUNGS_META_KEY", "META_KEY", "MODEL_KINDS", "NORMALIZATIONS", "LungsMeta", "ModelMeta", "legacy_crop_chain"]
+__all__ = ["LUNGS_META_KEY", "META_KEY", "MODEL_KINDS", "NORMALIZATIONS", "OPERATING_POINTS_KEY", "LungsMeta", "ModelMeta",
+           "legacy_crop_chain"]
 
 #: The ``metadata_props`` key of a detector's or classifier's JSON.
 META_KEY = "thoracic"
@@ -48,6 +49,8 @@ NORMALIZATIONS = ("zscore", "unit")
 #: The provenance fields; a lungs model stores them inside its ``info`` with ``extra``.
 _PROVENANCE = ("architecture", "thoracic_version", "training_data")
 _NOUNS = {"lungs": "lungs model"}
+#: The ``extra`` entry of a detector's per-finding operating points (finding name -> score).
+OPERATING_POINTS_KEY = "operating_points"
 
 
 def _plain(value: Any) -> Any:
@@ -111,8 +114,8 @@ class ModelMeta:
     thoracic_version, training_data, architecture:
         Provenance.
     extra:
-        Other parameters (a classifier's filter threshold ``low``, a lungs model's training
-        licences, ...).
+        Other parameters (a classifier's filter threshold ``low``, a detector's
+        ``operating_points``, a lungs model's training licences, ...).
     """
 
     #: The ``metadata_props`` key this form is stored under.
@@ -157,6 +160,20 @@ class ModelMeta:
         unknown = [n for n in self.trained_classes if n not in self.names]
         if unknown:
             raise ConfigError(f"trained classes {unknown} are not among the model's names")
+        self._check_operating_points()
+
+    def _check_operating_points(self) -> None:
+        points = self.extra.get(OPERATING_POINTS_KEY)
+        if points is None:
+            return
+        if not isinstance(points, Mapping):
+            raise ConfigError(f"{OPERATING_POINTS_KEY} must map finding names to scores, got {type(points).__name__}")
+        untrained = sorted(str(n) for n in points if n not in (self.trained_classes or self.names))
+        if untrained:
+            raise ConfigError(f"operating points for findings the model was not trained on: {untrained}")
+        for name, value in points.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+                raise ConfigError(f"the operating point of {name} must be a score in [0, 1], got {value!r}")
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -172,6 +189,12 @@ class ModelMeta:
     def class_ids(self) -> tuple[int, ...]:
         """Kaggle class id of each output index (detectors; -1 for a name outside the schema)."""
         return tuple(CLASS_IDS.get(n, -1) for n in self.names)
+
+    @property
+    def operating_points(self) -> dict[str, float]:
+        """A detector's per-finding operating points (finding name -> the score from which the
+        clinical outputs show it; empty when the file has none). See :mod:`thoracic.detect.clinical`."""
+        return {str(k): float(v) for k, v in dict(self.extra.get(OPERATING_POINTS_KEY) or {}).items()}
 
     @property
     def info(self) -> dict[str, Any]:

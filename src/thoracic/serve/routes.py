@@ -21,7 +21,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import ClientDisconnect
 
 from thoracic._version import __version__
-from thoracic.dicom import DEFAULT_MIN_SCORE
 from thoracic.errors import ThoracicError
 from thoracic.serve.errors import ApiError, from_thoracic
 from thoracic.serve.schemas import ERRORS, UPLOAD_BODY, AnalyzeResponse, HealthResponse, ModelsResponse
@@ -32,8 +31,6 @@ from thoracic.serve.upload import check_headers, read_upload
 __all__ = ["add_routes", "authorized", "current_service"]
 
 log = logging.getLogger("thoracic.serve")
-
-_DICOM_MIN_SCORE = DEFAULT_MIN_SCORE  # thoracic.dicom's display threshold, not a validated operating point
 
 bearer = HTTPBearer(auto_error=False, description="the token given to `thoracic serve`")
 
@@ -95,14 +92,21 @@ async def models(svc: Service = Depends(authorized)) -> dict[str, Any]:
 async def analyze(
     request: Request,
     svc: Service = Depends(authorized),
-    min_score: float = Query(0.0, ge=0.0, le=1.0, description="leave out findings scoring below this"),
+    min_score: float | None = Query(None, ge=0.0, le=1.0,
+                                    description="show every finding from this score instead of the detector's "
+                                                "operating points (default: the operating points)"),
     heatmap: bool = Query(True, description="compute the Eigen-CAM heatmap"),
     lungs: bool = Query(True, description="segment the lungs (lung square and lungs.png)"),
     outputs: str = Query("", description="DICOM results to make now: sr,gsps,seg (or dicom); DICOM uploads only"),
-    dicom_min_score: float = Query(_DICOM_MIN_SCORE, ge=0.0, le=1.0,
-                                   description="leave out findings below this from the SR and GSPS"),
+    dicom_min_score: float | None = Query(None, ge=0.0, le=1.0,
+                                          description="the SR and GSPS carry every finding from this score instead "
+                                                      "of the detector's operating points (default: the operating points)"),
 ) -> JSONResponse:
     """Analyze one radiograph: findings, lung square, heatmap and model identities.
+
+    `findings` are the clinical findings: each finding above the operating point stored in the
+    detector's metadata (a model without them: every finding from `thoracic.detect.clinical.DEFAULT_MIN_SCORE`), overlapping boxes of
+    one finding merged; `operating_points` says which were applied.
 
     The image is the multipart field `file` or the raw body (DICOM, PNG, JPEG, TIFF). Answers
     413 beyond the upload limit, 415/400 for files that cannot be read, 422 for images that

@@ -53,7 +53,10 @@ class AnalyzeResponse(BaseModel):
     width: int
     height: int
     format: str
-    findings: list[FindingModel]
+    findings: list[FindingModel] = Field(description="the clinical findings: each above its operating point, "
+                                                     "overlapping boxes of one finding merged")
+    operating_points: dict[str, Any] = Field(description="which findings are shown: source (model, default or "
+                                                         "min_score), scores per finding or min_score, merge_iou")
     p_abnormal: float | None
     no_finding_score: float
     filtered: bool

@@ -95,8 +95,8 @@ class Service:
         )
 
     # -- work done on the worker threads --
-    def analyze(self, data: bytes, rid: str, min_score: float, heatmap: bool, lungs: bool,
-                outputs: tuple[str, ...], dicom_min_score: float) -> Entry:
+    def analyze(self, data: bytes, rid: str, min_score: float | None, heatmap: bool, lungs: bool,
+                outputs: tuple[str, ...], dicom_min_score: float | None) -> Entry:
         from thoracic.io.radiograph import ReadConfig
 
         read = ReadConfig(allow_non_chest=self.settings.allow_non_chest, check_content=True)  # 422 when refused

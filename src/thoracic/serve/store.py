@@ -47,7 +47,7 @@ class Entry:
     analysis:
         The full analysis, kept for DICOM uploads until their DICOM results are made.
     dicom_min_score:
-        Findings below this score are left out of the SR and GSPS.
+        The SR and GSPS carry every finding from this score (``None``: the detector's operating points).
     """
 
     id: str
@@ -55,7 +55,7 @@ class Entry:
     is_dicom: bool
     files: dict[str, bytes] = field(default_factory=dict)
     analysis: Any = None
-    dicom_min_score: float = 0.3
+    dicom_min_score: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def nbytes(self) -> int:
