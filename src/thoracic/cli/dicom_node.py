@@ -56,8 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="leave boxes scoring below this out of the SR and GSPS (default 0.3)")
     g.add_argument("--workers", type=int, default=1, help="images analyzed at the same time (default 1)")
     g.add_argument("--threads", type=int, default=1, help="CPU threads per model (default 1)")
-    p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                   help="log level (default INFO); logs never contain patient data")
+    p.add_argument("--log-level", default=None, type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="log level, in either case (default INFO); logs never contain patient data")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

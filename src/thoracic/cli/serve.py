@@ -48,8 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--models", nargs="+", metavar="ONNX", default=(),
                    help="detector ONNX files fused by WBF (default: the shipped detector)")
     p.add_argument("--allow-non-chest", action="store_true", help="analyze lateral and non-chest images too (flagged)")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info",
-                   help="log level of the service (default info: one line per request, no patient data)")
+    p.add_argument("--log-level", type=str.lower, choices=["debug", "info", "warning", "error"], default="info",
+                   help="log level of the service, in either case (default info: one line per request, no patient data)")
     p.set_defaults(func=run)
     return p
 
