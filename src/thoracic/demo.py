@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from thoracic._draw import draw_boxes, label_px, line_px
 from thoracic._version import __version__
 from thoracic.errors import ThoracicError
 from thoracic.io import image_id, read
@@ -23,6 +24,8 @@ __all__ = ["DemoSample", "run_demo", "sample_paths"]
 
 _SAMPLE_SUFFIXES = (".dcm", ".jpg", ".png")
 _BOX_COLOR = (255, 140, 0)  # RGB
+_SIDE = 768  # longest side of the pictures written (click one on the page to see it whole)
+_SHOWN = 480  # longest side at which the page shows them
 
 
 def sample_paths() -> list[Path]:
@@ -52,19 +55,18 @@ class DemoSample:
     error: str = ""
 
 
-def _thumb(gray: np.ndarray, size: int = 384) -> np.ndarray:
+def _thumb(gray: np.ndarray, size: int = _SIDE) -> np.ndarray:
     h, w = gray.shape[:2]
-    scale = size / max(h, w)
+    scale = min(1.0, size / max(h, w))
     return cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def _draw_boxes(gray_u8: np.ndarray, boxes, scale: float) -> np.ndarray:
     rgb = cv2.cvtColor(gray_u8, cv2.COLOR_GRAY2RGB)
-    for label, x0, y0, x1, y1 in boxes:
-        p0 = (round(x0 * scale), round(y0 * scale))
-        p1 = (round(x1 * scale), round(y1 * scale))
-        cv2.rectangle(rgb, p0, p1, _BOX_COLOR, 2)
-        cv2.putText(rgb, label, (p0[0] + 3, max(12, p0[1] - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, _BOX_COLOR, 1, cv2.LINE_AA)
+    side = max(rgb.shape[:2])
+    px, thick = label_px(side, _SHOWN), line_px(side, _SHOWN)
+    draw_boxes(rgb, [((x0 * scale, y0 * scale, x1 * scale, y1 * scale), label, _BOX_COLOR) for label, x0, y0, x1, y1 in boxes],
+               px=px, thick=thick)
     return rgb
 
 
@@ -75,7 +77,7 @@ def _write_png(path: Path, img: np.ndarray) -> None:
         raise OSError(f"cannot write {path}")
 
 
-def _histogram(pixels: np.ndarray, width: int = 384, height: int = 120) -> np.ndarray:
+def _histogram(pixels: np.ndarray, width: int = _SHOWN, height: int = 150) -> np.ndarray:
     hist = np.bincount(to_uint8(pixels).ravel(), minlength=256).astype(np.float64)
     hist /= max(hist.max(), 1)
     canvas = np.full((height, width, 3), 255, np.uint8)
@@ -113,7 +115,7 @@ def _process(path: Path, out: Path, truth, predictor) -> DemoSample:
 
     lungs = default_segmenter().segment(rg)
     name = f"{iid}_4_lungs.png"
-    _write_png(out / name, overlay(rg, lungs, max_side=384))
+    _write_png(out / name, overlay(rg, lungs, max_side=_SIDE, shown=_SHOWN))
     caption = f"lungs (UNet): {lungs.lung_fraction:.0%} of the image, lung square"
     panels.append((caption + (f" - fallback: {lungs.roi.fallback_reason}" if lungs.fallback else ""), name))
 
@@ -130,7 +132,7 @@ def _process(path: Path, out: Path, truth, predictor) -> DemoSample:
     points = predictor.operating_points  # what a clinician sees (predict's CSV keeps every box >= its --conf)
     shown = points.select(pred.detections)
     name = f"{iid}_6_findings.png"
-    _write_png(out / name, draw_findings(rg, shown, longest=512))
+    _write_png(out / name, draw_findings(rg, shown, longest=_SIDE, shown=_SHOWN))
     p_abn = "" if pred.p_abnormal is None else f"P(abnormal) {pred.p_abnormal:.2f}"
     verdict = ("classifier filter: normal, boxes dropped" if pred.filtered
                else f"{len(shown)} finding(s) {points.describe()}")
@@ -156,14 +158,80 @@ def _process(path: Path, out: Path, truth, predictor) -> DemoSample:
     return DemoSample(iid, path.name, facts, panels, time.perf_counter() - start)
 
 
+def _number(v: float, digits: int = 3) -> str:
+    """``128`` for 128.0, ``0.168`` for 0.16800000001: no trailing zeros, no float noise."""
+    text = f"{float(v):.{digits}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _findings_text(findings: list[str]) -> str:
+    """``Pleural effusion 0.14 (8 boxes), Nodule/Mass 0.36`` from ``["Pleural effusion 0.14", ...]``
+    (best score first, boxes of one finding counted)."""
+    best: dict[str, tuple[float, int]] = {}
+    for item in findings:
+        label, _, score = item.rpartition(" ")
+        top, n = best.get(label, (0.0, 0))
+        best[label] = (max(top, float(score)), n + 1)
+    parts = [f"{label} {top:.2f}" + (f" ({n} boxes)" if n > 1 else "")
+             for label, (top, n) in sorted(best.items(), key=lambda kv: -kv[1][0])]
+    return ", ".join(parts) if parts else "none at the detector's operating points"
+
+
+def _fact_rows(facts: dict, seconds: float) -> list[tuple[str, str]]:
+    """The facts of one sample as ``(name, value)`` text for the page: units, rounded numbers,
+    plain lists; a value the image does not have is left out, never shown as ``None``."""
+    rows: list[tuple[str, str]] = []
+
+    def add(name: str, value: object) -> None:
+        if value is not None and value != "":
+            rows.append((name, str(value)))
+
+    f = facts
+    add("format", f.get("format"))
+    if f.get("width") and f.get("height"):
+        add("size", f"{f['width']} × {f['height']} pixels")
+    add("photometric", f.get("photometric"))
+    add("transfer syntax", f.get("transfer_syntax"))
+    add("bits stored", f.get("bits_stored"))
+    if f.get("window_center") is not None and f.get("window_width") is not None:
+        add("window", f"center {_number(f['window_center'])}, width {_number(f['window_width'])}")
+    spacing = f.get("pixel_spacing")
+    if spacing:
+        values = spacing if isinstance(spacing, list | tuple) else [spacing]
+        add("pixel spacing", " × ".join(_number(v) for v in values) + " mm")
+    p = f.get("p_abnormal")
+    add("P(abnormal)", "n/a (no classifier)" if p is None else f"{p:.2f}")
+    if "findings" in f:
+        add("findings", _findings_text(list(f["findings"])))
+    if f.get("lung_fraction") is not None:
+        add("lungs", f"{f['lung_fraction']:.0%} of the image")
+    if f.get("lung_square"):
+        x0, y0, x1, y1 = (int(v) for v in f["lung_square"])
+        add("lung square", f"{x1 - x0} × {y1 - y0} pixels from ({x0}, {y0})")
+    add("time", f"{seconds:.2f} s")
+    return rows
+
+
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;background:#f6f7f9;color:#1b1f24}
 h1{margin:0 0 4px}.sub{color:#57606a;margin:0 0 20px}
 .sample{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:16px;margin-bottom:18px}
 .panels{display:flex;flex-wrap:wrap;gap:14px}.panel{text-align:center;font-size:13px;color:#57606a}
-.panel img{display:block;max-width:384px;border:1px solid #d0d7de;background:#000}
+.panel{max-width:SHOWNpx}.panel img{display:block;max-width:100%;max-height:SHOWNpx;border:1px solid #d0d7de;background:#000;cursor:zoom-in}
+#zoom{position:fixed;inset:0;background:rgba(0,0,0,.88);display:flex;align-items:center;justify-content:center;cursor:zoom-out}
+#zoom[hidden]{display:none}#zoom img{max-width:96vw;max-height:96vh;background:#000}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}td{padding:2px 10px 2px 0}td:first-child{color:#57606a}
 .err{color:#b42318}
+""".replace("SHOWN", str(_SHOWN))
+
+#: Click a picture to see it whole (fit to the window); click again or press Escape to close.
+_ZOOM_JS = """
+const zoom = document.getElementById('zoom'), big = zoom.querySelector('img');
+document.querySelectorAll('a.zoom').forEach((a) => a.addEventListener('click', (ev) => {
+  ev.preventDefault(); big.src = a.href; big.alt = a.querySelector('img').alt; zoom.hidden = false;
+}));
+zoom.addEventListener('click', () => { zoom.hidden = true; });
+document.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') zoom.hidden = true; });
 """
 
 
@@ -184,14 +252,16 @@ def _render(samples: list[DemoSample]) -> str:
         if s.error:
             parts.append(f"<p class='err'>{html.escape(s.error)}</p></div>")
             continue
-        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in s.facts.items())
-        parts.append(f"<table>{rows}<tr><td>time</td><td>{s.seconds:.2f} s</td></tr></table><div class='panels'>")
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in _fact_rows(s.facts, s.seconds))
+        parts.append(f"<table>{rows}</table><div class='panels'>")
         for caption, name in s.panels:
+            src, alt = html.escape(name), html.escape(caption)
             parts.append(
-                f"<div class='panel'><img src='{html.escape(name)}' alt='{html.escape(caption)}'>{html.escape(caption)}</div>"
+                f"<div class='panel'><a class='zoom' href='{src}' title='click to enlarge'><img src='{src}' alt='{alt}'></a>{alt}</div>"
             )
         parts.append("</div></div>")
-    parts.append("</body></html>")
+    parts.append("<div id='zoom' hidden><img alt=''></div>")
+    parts.append(f"<script>{_ZOOM_JS}</script></body></html>")
     return "\n".join(parts)
 
 

@@ -97,3 +97,14 @@ def test_a_second_node_on_the_same_spool_is_refused(tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr
     assert "the spool is in use by another process" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("given", ["debug", "DEBUG", "Debug"])
+def test_the_log_level_takes_either_case(tmp_path, given):
+    assert parse("--spool", str(tmp_path), "--log-level", given).log_level == "DEBUG"
+
+
+def test_an_unknown_log_level_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse("--spool", str(tmp_path), "--log-level", "verbose")
+    assert exit_.value.code == 2 and "--log-level" in capsys.readouterr().err

@@ -50,3 +50,15 @@ def test_a_taken_port_is_a_clear_error_before_the_models_load(capsys):
         port = taken.getsockname()[1]
         assert main(["serve", "--port", str(port), "--token", "t"]) == 2
     assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given", ["debug", "DEBUG", "Debug"])
+def test_the_log_level_takes_either_case(given):
+    assert _parse("--log-level", given).log_level == "debug"
+    assert _parse().log_level == "info"
+
+
+def test_an_unknown_log_level_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _parse("--log-level", "verbose")
+    assert exit_.value.code == 2 and "--log-level" in capsys.readouterr().err

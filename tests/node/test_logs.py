@@ -45,3 +45,14 @@ def test_uids_become_digests_everywhere_but_standard_ones_stay(captured):
     assert "1.2.826.0.1.3680043.8.498.12345" not in text and redact_uids("1.2.826.0.1.3680043.8.498.12345") in text
     assert "1.2.840.10008.5.1.4.1.1.88.34" in text
     assert "2.25.3298" not in text and "'quoted' stays" in text
+
+
+def test_network_addresses_stay_readable(captured):
+    """``0.0.0.0`` and ``1.2.3.4`` have a UID's shape, yet they are where the node listens or who called."""
+    log = logging.getLogger("thoracic.node.test")
+    log.warning("listening on %s:%d as AE %s", "0.0.0.0", 11112, "THORACIC")
+    log.warning("association from AE %r at %s accepted", "CR1", "2.1.0.7")
+    log.warning("study %s", "1.2.3.4.5")
+    text = captured.getvalue()
+    assert "listening on 0.0.0.0:11112 as AE THORACIC" in text and "at 2.1.0.7 accepted" in text
+    assert "1.2.3.4.5" not in text  # five components: a UID

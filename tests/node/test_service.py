@@ -212,3 +212,15 @@ def _attempts(spool: Path) -> int:
     finally:
         db.close()
     return row[0] or 0
+
+
+def test_the_node_logs_where_it_listens_plainly_and_takes_a_lowercase_log_level(tmp_path):
+    from node_helpers import NODE_AE
+
+    node = NodeProcess(tmp_path / "spool", tmp_path / "node.log",
+                       ["--host", "0.0.0.0", "--log-level", "debug", "--stowrs", "http://127.0.0.1:9/dicom-web"])
+    node.start()
+    assert node.stop() == 0
+    log = node.log_text()
+    assert f"INFO thoracic.node: listening on 0.0.0.0:{node.port} as AE {NODE_AE}; results to " in log
+    assert "error: argument --log-level" not in log  # "debug" was taken

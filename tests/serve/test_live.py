@@ -233,3 +233,60 @@ def test_the_viewer_draws_the_boxes_in_headless_chromium(live, require, tmp_path
     if os.environ.get("THORACIC_UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists():
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+
+
+# the analysis answer with boxes on every edge and corner added (in original-image pixels), so
+# that the viewer's own drawing code is what places their labels
+EDGE_FINDINGS = """
+const realFetch = window.fetch;
+window.fetch = async (url, opts) => {
+  const r = await realFetch(url, opts);
+  if (!String(url).endsWith('/v1/analyze') || !r.ok) return r;
+  const res = await r.json();
+  const W = res.width, H = res.height;
+  const boxes = [[W - 40, 0, W, 40], [0, H - 30, 80, H], [W - 60, H - 60, W, H], [0, 0, W, H],
+                 [0, H / 2 - 20, 40, H / 2 + 20], [W / 2 - 20, 0, W / 2 + 20, 90]];
+  res.findings = boxes.map((box, i) => ({label: 'Interstitial lung disease', class_id: i, score: 0.9 - i / 100, box}))
+    .concat(res.findings);
+  return new Response(JSON.stringify(res), {status: 200, headers: {'Content-Type': 'application/json'}});
+};
+"""
+
+
+def test_the_viewer_keeps_labels_inside_the_canvas_and_readable(live, require, tmp_path, monkeypatch):
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chrome(require, tmp_path, monkeypatch)
+    try:
+        driver.get(live.url + "/")
+        driver.execute_script(EDGE_FINDINGS)
+        driver.find_element(By.ID, "token").send_keys(LIVE_TOKEN)
+        driver.find_element(By.ID, "file").send_keys(str(SAMPLES / "00000377_004.jpg"))
+        driver.find_element(By.ID, "analyze").click()
+        status = driver.find_element(By.ID, "status")
+        WebDriverWait(driver, 90).until(lambda d: status.get_attribute("data-state") in ("done", "error"))
+        assert status.get_attribute("data-state") == "done", status.text
+        canvas = driver.find_element(By.ID, "canvas")
+        w, h, shown = driver.execute_script(
+            "const c = document.getElementById('canvas'); return [c.width, c.height, c.clientWidth];")
+        tags = json.loads(canvas.get_attribute("data-labels"))
+        assert len(tags) == int(canvas.get_attribute("data-boxes")) >= 6
+        for x, y, tw, th in tags:
+            assert 0 <= x and x + tw <= w + 0.01 and 0 <= y and y + th <= h + 0.01, (x, y, tw, th, w, h)
+            assert th * shown / w >= 14  # text and padding at least 14 screen pixels tall
+        for i, a in enumerate(tags[:6]):  # the edge boxes' labels do not cover each other
+            for b in tags[i + 1:6]:
+                assert min(a[0] + a[2], b[0] + b[2]) <= max(a[0], b[0]) or min(a[1] + a[3], b[1] + b[3]) <= max(a[1], b[1])
+        # shown smaller (a narrow window), the labels grow in canvas pixels to stay readable
+        driver.set_window_size(900, 860)
+        WebDriverWait(driver, 10).until(lambda d: d.execute_script(
+            "return document.getElementById('canvas').clientWidth") < shown)
+        shown2 = driver.execute_script("return document.getElementById('canvas').clientWidth")
+        tags2 = json.loads(canvas.get_attribute("data-labels"))
+        assert all(th * shown2 / w >= 14 for _, _, _, th in tags2)
+        assert driver.save_screenshot(str(tmp_path / "edges.png"))
+    finally:
+        driver.quit()

@@ -34,6 +34,14 @@ def test_health_needs_no_token_and_names_the_models(client):
     assert body["in_flight"] == 0 and body["capacity"] == 1 + 8
 
 
+def test_v1_health_answers_like_health(client):
+    a, b = client.get("/health"), client.get("/v1/health")  # no token for either
+    assert b.status_code == a.status_code == 200
+    assert b.json() == a.json()
+    assert b.headers["content-type"] == a.headers["content-type"]
+    assert "/v1/health" in client.get("/openapi.json").json()["paths"]
+
+
 def test_models_lists_the_three_models_with_the_files_sha256_and_cards(client):
     from thoracic.models import model_card, model_path
     from thoracic.models.runtime import file_sha256

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from thoracic._draw import draw_label, label_px, line_px
 from thoracic.anatomy.segmenter import LungMask, default_segmenter
 from thoracic.io.radiograph import Radiograph
 from thoracic.preprocess.intensity import to_uint8
@@ -16,11 +17,13 @@ _ROI = (255, 200, 0)
 _FALLBACK = (255, 64, 64)
 
 
-def overlay(radiograph: Radiograph | np.ndarray, lungs: LungMask, *, max_side: int | None = None) -> np.ndarray:
+def overlay(radiograph: Radiograph | np.ndarray, lungs: LungMask, *, max_side: int | None = None,
+            shown: int | None = None) -> np.ndarray:
     """An RGB ``uint8`` picture: the image, a tinted mask with its outline, the lung square.
 
     The square is drawn in red with the fallback reason when the mask was not used.
-    ``max_side`` shrinks the picture (the drawing is made at that size).
+    ``max_side`` shrinks the picture (the drawing is made at that size); ``shown`` is the longest
+    side it will be displayed at, so that the label stays readable (:func:`thoracic._draw.label_px`).
     """
     pixels = radiograph.pixels if isinstance(radiograph, Radiograph) else np.asarray(radiograph, np.float32)
     w, h = lungs.image_size
@@ -38,19 +41,19 @@ def overlay(radiograph: Radiograph | np.ndarray, lungs: LungMask, *, max_side: i
     lung = mask > 0
     tint = np.array(_MASK, np.float32)
     rgb[lung] = (0.75 * rgb[lung] + 0.25 * tint).astype(np.uint8)
-    thick = max(1, round(max(rgb.shape[:2]) / 400))
+    thick = line_px(max(rgb.shape[:2]), shown)
     contours, _ = cv2.findContours(lung.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(rgb, contours, -1, _MASK, thick)
     x0, y0, x1, y1 = (round(v * scale) for v in lungs.roi.box)
     color = _FALLBACK if lungs.fallback else _ROI
     cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), color, thick)
     label = f"lungs {lungs.lung_fraction:.0%}" + (f" - fallback: {lungs.roi.fallback_reason}" if lungs.fallback else "")
-    font = max(0.4, rgb.shape[1] / 1400)
-    cv2.putText(rgb, label, (8, int(28 * font) + 4), cv2.FONT_HERSHEY_SIMPLEX, font, color, max(1, thick), cv2.LINE_AA)
+    h_rgb, w_rgb = rgb.shape[:2]
+    draw_label(rgb, label, (0, 0, w_rgb, h_rgb), color, px=label_px(max(h_rgb, w_rgb), shown))
     return rgb
 
 
-def demo_panel(radiograph: Radiograph, *, max_side: int = 768) -> np.ndarray:
+def demo_panel(radiograph: Radiograph, *, max_side: int = 768, shown: int | None = None) -> np.ndarray:
     """Segment with the shipped model and draw the mask outline and the lung square (RGB ``uint8``)."""
     lungs = default_segmenter().segment(radiograph)
-    return overlay(radiograph, lungs, max_side=max_side)
+    return overlay(radiograph, lungs, max_side=max_side, shown=shown)

@@ -276,7 +276,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     _add_input(p)
     p.set_defaults(func=_cmd_check)
 
-    p = sub.add_parser("fuse", help="consensus boxes of several readers; prints per-class counts before/after")
+    p = sub.add_parser("fuse", help="fuse the boxes of several readers into consensus boxes (counts per class before and after)")
     _add_input(p)
     p.add_argument("--method", choices=FUSION_METHODS, default="wbf", help="wbf (default), nms, or all (keep every reader)")
     fusion_flags(p)
@@ -284,7 +284,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--counts", help="per-class counts CSV (default: <out>_counts.csv)")
     p.set_defaults(func=_cmd_fuse)
 
-    p = sub.add_parser("split", help="K folds stratified on findings and grouped by patient")
+    p = sub.add_parser("split", help="split the images into K folds, stratified on findings and grouped by patient")
     _add_input(p)
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     p.add_argument("--seed", type=int, default=0)
@@ -308,7 +308,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("stats", help="label distribution, box sizes, readers, agreement: CSV, Markdown and PNG figures")
+    p = sub.add_parser("stats", help="describe a table: labels, box sizes, readers and agreement (CSV, Markdown, PNG figures)")
     _add_input(p)
     p.add_argument("--out", required=True, help="output folder (e.g. docs/dataset)")
     p.add_argument("--iou-thr", type=float, default=0.4, help="IoU for reader agreement (default 0.4)")

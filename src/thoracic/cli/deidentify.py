@@ -33,7 +33,7 @@ SALT_ENV = "THORACIC_DEID_SALT"
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``deidentify`` to the ``thoracic`` subcommands."""
-    p = subparsers.add_parser("deidentify", help="de-identified copies of DICOM files (basic profile), optionally with SR/GSPS/SEG")
+    p = subparsers.add_parser("deidentify", help="write de-identified copies of DICOM files (basic profile), optionally with SR, GSPS and SEG")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="DICOM files or folders (searched recursively)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--salt-file", default=None,

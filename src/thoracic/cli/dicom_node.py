@@ -14,9 +14,14 @@ import logging
 import os
 from typing import Any
 
-__all__ = ["HELP", "add_arguments", "add_parser", "build_config", "run"]
+__all__ = ["DESCRIPTION", "HELP", "add_arguments", "add_parser", "build_config", "run"]
 
-HELP = "run a DICOM node: receive CR/DX images by C-STORE, send back SR + GSPS + SEG"
+HELP = "run a DICOM node that sends back SR, GSPS and SEG for the CR/DX images it receives"
+DESCRIPTION = f"""{HELP[0].upper()}{HELP[1:]}.
+
+Modalities (or a PACS routing rule) send CR/DX images by C-STORE; each is queued on disk,
+analyzed, and its SR + GSPS + SEG go to the configured PACS by C-STORE and/or STOW-RS.
+See docs/clinic/node.md."""
 
 log = logging.getLogger("thoracic.node")
 
@@ -60,13 +65,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "overlapping boxes of one finding merged)")
     g.add_argument("--workers", type=int, default=1, help="images analyzed at the same time (default 1)")
     g.add_argument("--threads", type=int, default=1, help="CPU threads per model (default 1)")
-    p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                   help="log level (default INFO); logs never contain patient data")
+    p.add_argument("--log-level", default=None, type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="log level, in either case (default INFO); logs never contain patient data")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``dicom-node`` subcommand to ``thoracic``'s subparsers."""
-    p = subparsers.add_parser("dicom-node", help=HELP, description=__doc__,
+    p = subparsers.add_parser("dicom-node", help=HELP, description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)

@@ -39,7 +39,7 @@ def add_selection(p: argparse.ArgumentParser, what: str) -> None:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``evaluate`` and ``report`` on the ``thoracic`` subparsers."""
-    p = sub.add_parser("evaluate", help="score predictions against truth: mAP, COCO mAP, P/R/F1, AUC, FROC, CIs")
+    p = sub.add_parser("evaluate", help="score predictions against truth: mAP, precision/recall/F1, AUC, FROC, confidence intervals")
     _common(p, required=True)
     p.add_argument("--iou", type=float, default=0.4, help="a match needs IoU above this (default 0.4, the Kaggle metric)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="score cut for precision/recall/F1 (default 0.5)")
@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--title", default="thoracic evaluation", help="title of report.html")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("report", help="one self-contained HTML page with the metrics, plots and sample overlays")
+    p = sub.add_parser("report", help="write one self-contained HTML page with the metrics, plots and sample overlays")
     p.add_argument("--metrics", required=True, help="an evaluate output folder or its metrics.json")
     _common(p, required=False)
     p.add_argument("--images", default=None, help="folder of images for overlays (needs --pred and --truth)")

@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("convert", help="radiographs (DICOM/PNG/JPEG) to 8-bit PNGs with a manifest")
+    p = sub.add_parser("convert", help="convert radiographs (DICOM, PNG, JPEG) to 8-bit PNGs with a manifest")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders (searched recursively)")
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
     p.add_argument("--size", type=int, default=None, help="resize the longest side to N pixels (aspect kept)")
@@ -122,7 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
     td.add_classifier_arguments(targets.add_parser("classifier", help=td.CLASSIFIER_HELP))
     train_cv.add_arguments(targets.add_parser("cv", help=train_cv.HELP))
     td.add_export_arguments(sub.add_parser("export-detector", help=td.EXPORT_HELP))
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand without a description its one-line help as one: ``thoracic X --help``
+    then opens with a sentence ("Detect findings on radiographs ... to a CSV.")."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, sub in action.choices.items():
+            text = helps.get(name)
+            if sub.description is None and text:
+                sub.description = f"{text[0].upper()}{text[1:]}."
+            _describe(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

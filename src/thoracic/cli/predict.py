@@ -31,7 +31,7 @@ from thoracic.errors import ConfigError, NotChestRadiographError, ThoracicError
 
 __all__ = ["HELP", "PROCESS_READERS_FROM", "add_arguments", "main", "run"]
 
-HELP = "detect findings on radiographs (DICOM/PNG/JPEG) and write a CSV"
+HELP = "detect findings on radiographs (DICOM, PNG, JPEG) and write them to a CSV"
 #: ``--readers-in auto`` decodes in processes from this many images on: they cost ~0.4 s to start
 #: and win ~10% on 2 cores (the JPEG, JPEG-LS and JPEG 2000 decoders hold the GIL).
 PROCESS_READERS_FROM = 64
@@ -213,7 +213,7 @@ def _check_lungs() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``predict`` standalone (tests call this in-process)."""
-    parser = add_arguments(argparse.ArgumentParser(prog="thoracic predict", description=HELP))
+    parser = add_arguments(argparse.ArgumentParser(prog="thoracic predict", description=f"{HELP[0].upper()}{HELP[1:]}."))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -30,7 +30,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``segment`` to the ``thoracic`` subcommands."""
-    p = subparsers.add_parser("segment", help="lung masks (0/255 PNGs at the original size) and masks.csv")
+    p = subparsers.add_parser("segment", help="segment the lungs: mask PNGs at the original size and a masks.csv")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders (searched recursively)")
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
     p.add_argument("--overlays", action="store_true", help="also write overlays/<image_id>.png (mask outline, lung square)")

@@ -22,14 +22,14 @@ from thoracic.errors import ConfigError, MissingDependencyError
 
 __all__ = ["HELP", "add_parser", "resolve_token", "run"]
 
-HELP = "HTTP API (POST /v1/analyze) and web viewer for radiographs"
+HELP = "run the HTTP API and the web viewer"
 TOKEN_ENV = "THORACIC_TOKEN"
 log = logging.getLogger("thoracic.serve")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``serve`` subcommand to ``subparsers`` and return its parser."""
-    p = subparsers.add_parser("serve", help=HELP, description=HELP)
+    p = subparsers.add_parser("serve", help=HELP)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes the service: put TLS in front)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 takes a free one)")
@@ -48,8 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--models", nargs="+", metavar="ONNX", default=(),
                    help="detector ONNX files fused by WBF (default: the shipped detector)")
     p.add_argument("--allow-non-chest", action="store_true", help="analyze lateral and non-chest images too (flagged)")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info",
-                   help="log level of the service (default info: one line per request, no patient data)")
+    p.add_argument("--log-level", type=str.lower, choices=["debug", "info", "warning", "error"], default="info",
+                   help="log level of the service, in either case (default info: one line per request, no patient data)")
     p.set_defaults(func=run)
     return p
 

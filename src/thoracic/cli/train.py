@@ -52,9 +52,9 @@ def add_parser(subparsers):
     Returns the ``train`` command's own subparsers, so other models add their targets beside
     ``lungs``: ``targets = train.add_parser(sub); targets.add_parser("detector", ...)``.
     """
-    p = subparsers.add_parser("train", help="train a model (needs the train extra: pip install 'thoracic[train]')")
+    p = subparsers.add_parser("train", help="train a model (needs pip install 'thoracic[train]')")
     targets = p.add_subparsers(dest="target", metavar="MODEL", title="models")
-    t = targets.add_parser("lungs", help="the lung segmentation UNet (as shipped in thoracic/models/lungs)")
+    t = targets.add_parser("lungs", help="train the lung segmentation UNet (the shipped lungs model)")
     t.add_argument("--data", required=True, help="lung data set folder with pairs.csv, images/, masks/")
     t.add_argument("--out", required=True, help="output folder: checkpoint (resumes), lungs.onnx, log, summary")
     t.add_argument("--epochs", type=int, default=60)

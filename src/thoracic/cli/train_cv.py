@@ -17,7 +17,7 @@ from typing import Any
 
 __all__ = ["HELP", "add_arguments", "run"]
 
-HELP = "cross-validate a detector: export, train every fold, predict each fold's original images, score (resumable)"
+HELP = "cross-validate a detector: train every fold, predict its held-out images and score them (resumable)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -33,9 +33,9 @@ __all__ = [
     "run_export",
 ]
 
-DETECTOR_HELP = "a YOLO detector on a `thoracic dataset export` YOLO data set (ultralytics, offline, resumable)"
-CLASSIFIER_HELP = ("the normal/abnormal classifier: a linear probe on the COCO YOLOv5n backbone, or (--arch "
-                   "efficientnet-liteN) a multi-label EfficientNet-Lite fine-tuned from ImageNet with out-of-fold predictions")
+DETECTOR_HELP = "train a YOLO detector on a data set written by thoracic dataset export (offline, resumable)"
+CLASSIFIER_HELP = ("train the normal/abnormal classifier: a linear probe on the YOLOv5n backbone, or (--arch "
+                   "efficientnet-liteN) a multi-label EfficientNet-Lite fine-tuned from ImageNet")
 EXPORT_HELP = "export an ultralytics detector checkpoint to ONNX with thoracic's metadata"
 
 

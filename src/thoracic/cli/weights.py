@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = ["HELP", "add_parser"]
 
-HELP = "the starting weights for training: where to get each, sha256, licence (`weights check FILE` identifies a file)"
+HELP = "list the starting weights for training: where to get each, its sha256 and licence"
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -44,7 +44,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``weights`` (list) and ``weights check FILE...`` to the ``thoracic`` subcommands."""
-    p = subparsers.add_parser("weights", help=HELP, description=HELP)
+    p = subparsers.add_parser("weights", help=HELP)
     sub = p.add_subparsers(dest="weights_command", metavar="ACTION")
     c = sub.add_parser("check", help="identify weights files by sha256 (exit 1 when one is unknown)")
     c.add_argument("files", nargs="+", metavar="FILE", help="a .pt/.pth file (or the wheel that carries one)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from thoracic._draw import draw_boxes, label_px, line_px
 from thoracic.detect.types import Detections
 from thoracic.io.radiograph import Radiograph
 from thoracic.preprocess.geometry import resize_longest
@@ -16,10 +17,13 @@ _COLORS = [(255, 140, 0), (0, 200, 255), (255, 60, 60), (80, 220, 80), (200, 100
 
 
 def draw_findings(radiograph: Radiograph, detections: Detections, *, longest: int = 1024,
-                  min_score: float = 0.0) -> np.ndarray:
+                  min_score: float = 0.0, shown: int | None = None) -> np.ndarray:
     """An RGB ``uint8`` image of ``radiograph`` (longest side at most ``longest``) with labelled boxes.
 
-    Boxes are in original pixels (``detections``); they are scaled to the drawn size here.
+    Boxes are in original pixels (``detections``); they are scaled to the drawn size here. Every
+    label lies whole inside the image, at least :func:`thoracic._draw.label_px` pixels tall (``shown``:
+    the longest side the picture will be displayed at, when smaller than the picture). The best
+    scores get the best label places and are drawn on top.
     """
     pixels = radiograph.pixels
     w0, h0 = radiograph.original_size
@@ -27,14 +31,11 @@ def draw_findings(radiograph: Radiograph, detections: Detections, *, longest: in
         pixels, _ = resize_longest(pixels, longest)
     rgb = cv2.cvtColor(to_uint8(pixels), cv2.COLOR_GRAY2RGB)
     sx, sy = rgb.shape[1] / w0, rgb.shape[0] / h0
-    thick = max(1, round(max(rgb.shape[:2]) / 400))
-    for label, score, box, cid in zip(detections.labels, detections.scores.tolist(), detections.boxes.tolist(),
-                                      detections.class_ids.tolist(), strict=True):
-        if score < min_score:
-            continue
-        color = _COLORS[int(cid) % len(_COLORS)]
-        x0, y0, x1, y1 = int(round(box[0] * sx)), int(round(box[1] * sy)), int(round(box[2] * sx)), int(round(box[3] * sy))
-        cv2.rectangle(rgb, (x0, y0), (x1, y1), color, thick)
-        cv2.putText(rgb, f"{label} {score:.2f}", (x0 + 2, max(14, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4 * thick + 0.1, color, thick, cv2.LINE_AA)
+    side = max(rgb.shape[:2])
+    px, thick = label_px(side, shown), line_px(side, shown)
+    rows = [(s, lab, box, cid) for lab, s, box, cid in zip(detections.labels, detections.scores.tolist(),
+            detections.boxes.tolist(), detections.class_ids.tolist(), strict=True) if s >= min_score]
+    items = [((box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), f"{label} {score:.2f}", _COLORS[int(cid) % len(_COLORS)])
+             for score, label, box, cid in sorted(rows, key=lambda r: -r[0])]
+    draw_boxes(rgb, items, px=px, thick=thick)
     return rgb

@@ -8,7 +8,8 @@ handlers (with :func:`logging.captureWarnings` so warnings pass through them too
 
 - rewrites any UID outside the DICOM standard's own root ``1.2.840.10008`` (SOP classes and
   transfer syntaxes stay readable) as ``uid#<10 hex>``, the same digest for the same UID, so
-  lines can still be correlated;
+  lines can still be correlated; IPv4 addresses (four numbers up to 255, as ``0.0.0.0`` or
+  ``1.2.3.4``) stay readable;
 - replaces quoted text in pydicom's records and in warnings by ``'<value>'``.
 """
 
@@ -26,9 +27,15 @@ _STANDARD = "1.2.840.10008."
 _QUOTED = re.compile(r"(?P<q>['\"]).*?(?P=q)")
 
 
+def _is_ipv4(text: str) -> bool:
+    """Four numbers of 0 to 255: a network address (a UID has more components or larger ones)."""
+    parts = text.split(".")
+    return len(parts) == 4 and all(int(p) <= 255 for p in parts)
+
+
 def _digest(match: re.Match[str]) -> str:
     uid = match.group(0)
-    if uid.startswith(_STANDARD):
+    if uid.startswith(_STANDARD) or _is_ipv4(uid):
         return uid
     return "uid#" + hashlib.sha256(uid.encode()).hexdigest()[:10]
 
@@ -40,6 +47,8 @@ def redact_uids(text: str) -> str:
     'CT 1.2.840.10008.5.1.4.1.1.2 instance uid#6dadc91b85 from 127.0.0.1'
     >>> redact_uids("SR 2.25.329800735698586629295641978511506172918, pynetdicom 3.0.4, Orthanc 1.10.1")
     'SR uid#09df196145, pynetdicom 3.0.4, Orthanc 1.10.1'
+    >>> redact_uids("listening on 0.0.0.0:11112; association from 2.1.0.7 port 4242; study 1.2.3.4.5")
+    'listening on 0.0.0.0:11112; association from 2.1.0.7 port 4242; study uid#b8b9f26c0d'
     """
     return _UID.sub(_digest, text)
 

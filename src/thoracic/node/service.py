@@ -76,11 +76,12 @@ class DicomNode:
                 f"cannot listen on {cfg.host}:{cfg.port} ({err.strerror or type(err).__name__}); "
                 "choose another --port/--host or stop the service that uses it"
             ) from err
+        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         log.info(
-            "DICOM node %r listening on %s:%d; results to %s",
-            cfg.ae_title,
-            cfg.host,
+            "listening on %s:%d as AE %s; results to %s",
+            host,
             self.server.server_address[1],
+            cfg.ae_title,
             ", ".join(d.name for d in cfg.destinations),
         )
 

@@ -13,7 +13,7 @@ from typing import Any
 from thoracic.data.annotations import Annotations
 from thoracic.evaluate.evaluate import markdown_summary
 from thoracic.report import plots
-from thoracic.report.overlays import sample_overlays
+from thoracic.report.overlays import SHOWN_SIDE, sample_overlays
 
 __all__ = ["SECTIONS", "render_report", "write_report"]
 
@@ -24,9 +24,9 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
-.overlays{display:flex;flex-wrap:wrap;gap:12px}.overlays figure{margin:0;width:360px}
+.overlays{display:flex;flex-wrap:wrap;gap:12px}.overlays figure{margin:0}
 figcaption{font-size:12px;word-break:break-all}.note{color:#555;font-size:13px}pre{background:#f6f6f6;padding:8px;overflow:auto}
-"""
+""" + f".overlays figure{{width:{SHOWN_SIDE}px}}"
 
 
 def _img(png: bytes, alt: str) -> str:

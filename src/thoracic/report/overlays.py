@@ -7,17 +7,20 @@ from os import PathLike
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from thoracic._draw import draw_boxes, label_px, line_px
 from thoracic.data.annotations import Annotations
 from thoracic.errors import ThoracicError
 from thoracic.labels import NO_FINDING
 
-__all__ = ["IMAGE_SUFFIXES", "draw_overlay", "find_image", "pick_samples", "sample_overlays"]
+__all__ = ["IMAGE_SUFFIXES", "SHOWN_SIDE", "draw_overlay", "find_image", "pick_samples", "sample_overlays"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff")
 TRUTH_COLOR = (40, 200, 70)
 PRED_COLOR = (230, 40, 40)
+#: Longest side, in screen pixels, of an overlay as the report shows it.
+SHOWN_SIDE = 480
 
 
 def find_image(image_id: str, folder: str | PathLike[str] | None, source: str | None = None) -> Path | None:
@@ -34,23 +37,30 @@ def find_image(image_id: str, folder: str | PathLike[str] | None, source: str | 
 
 def draw_overlay(
     pixels: np.ndarray, truth: list[tuple[str, np.ndarray]], preds: list[tuple[str, float, np.ndarray]],
-    scale: float, max_side: int = 768,
+    scale: float, max_side: int = 768, shown: int | None = SHOWN_SIDE,
 ) -> bytes:
-    """PNG of the gray image (``[0, 1]`` floats) with boxes; ``scale`` maps box to pixel coordinates."""
-    img = Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8)).convert("RGB")
-    f = min(1.0, max_side / max(img.size))
+    """PNG of the gray image (``[0, 1]`` floats) with boxes; ``scale`` maps box to pixel coordinates.
+
+    Truth labels sit above their boxes, predicted ones below, each whole inside the image and
+    readable with the picture shown ``shown`` pixels on its longest side (the report's size).
+    """
+    import cv2
+
+    gray = (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+    f = min(1.0, max_side / max(gray.shape[:2]))
     if f < 1.0:
-        img = img.resize((round(img.width * f), round(img.height * f)), Image.Resampling.BILINEAR)
-    draw = ImageDraw.Draw(img)
+        size = (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    rgb = np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    side = max(rgb.shape[:2])
+    px, thick = label_px(side, shown), line_px(side, shown)
     k = scale * f
-    for label, box in truth:
-        draw.rectangle([float(v) * k for v in box], outline=TRUTH_COLOR, width=2)
-        draw.text((float(box[0]) * k + 2, float(box[1]) * k + 2), label, fill=TRUTH_COLOR)
-    for label, score, box in preds:
-        draw.rectangle([float(v) * k for v in box], outline=PRED_COLOR, width=2)
-        draw.text((float(box[0]) * k + 2, float(box[3]) * k - 12), f"{label} {score:.2f}", fill=PRED_COLOR)
+    taken = draw_boxes(rgb, [([float(v) * k for v in box], label, TRUTH_COLOR) for label, box in truth], px=px, thick=thick)
+    ranked = sorted(preds, key=lambda p: -p[1])
+    draw_boxes(rgb, [([float(v) * k for v in box], f"{label} {score:.2f}", PRED_COLOR) for label, score, box in ranked],
+               px=px, thick=thick, where="below", taken=taken)
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
+    Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 

@@ -18,6 +18,8 @@ from thoracic.errors import MissingDependencyError
 __all__ = [
     "confusion_plot",
     "distribution_plot",
+    "froc_figure",
+    "froc_operating_points",
     "froc_plot",
     "pr_plot",
     "roc_plot",
@@ -97,25 +99,69 @@ def roc_plot(curves: Mapping[str, Any], metrics: Mapping[str, Any]) -> bytes:
     return _png(fig)
 
 
-def froc_plot(curves: Mapping[str, Any], metrics: Mapping[str, Any]) -> bytes:
-    """FROC: lesion sensitivity against false positives per image (log scale)."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    f = curves["froc"]
-    x, y = _a(f["fppi"]), _a(f["sensitivity"])
-    ok = x > 0
-    ax.plot(x[ok], y[ok], lw=1.5, label="curve")
+def froc_operating_points(curves: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[tuple[str, float, float]]:
+    """``(name, false positives per image, sensitivity)`` of the points the FROC plot marks: the
+    reported rates (the step curve's value at each rate) and the score threshold's operating point
+    (finding boxes scoring at least ``prf.score_threshold``), when the metrics have it."""
     fr = metrics["froc"]
-    rates, sens = fr["rates"], [np.nan if s is None else s for s in fr["sensitivity"]]
-    ax.plot(rates, sens, "o", color="C3", label=f"reported points (mean {fr['mean']:.3f})" if fr["mean"] is not None else "points")
+    out = [(f"{r:g} FP/image", float(r), float(s)) for r, s in zip(fr["rates"], fr["sensitivity"], strict=True)
+           if s is not None]
+    micro = metrics.get("prf", {}).get("micro_findings") or {}
+    images = metrics.get("images")
+    if images and micro.get("recall") is not None and micro.get("fp") is not None:
+        t = metrics["prf"]["score_threshold"]
+        out.append((f"score ≥ {t:g}", micro["fp"] / images, float(micro["recall"])))
+    return out
+
+
+def froc_figure(curves: Mapping[str, Any], metrics: Mapping[str, Any]):
+    """The FROC figure (matplotlib): the curve as the step function the metrics read (the best
+    sensitivity at or below each false-positive rate), the reported rates on it (dots) and the score
+    threshold's operating point (a star, annotated), all on the curve.
+
+    Each marker's line carries a ``gid``: ``froc-curve``, ``froc-rates`` and ``froc-threshold``.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    f = curves["froc"]
+    fr = metrics["froc"]
+    rates = [float(r) for r in fr["rates"]]
+    points = froc_operating_points(curves, metrics)
+    xs = [x for _, x, _ in points if x > 0] + rates
+    left, right = min(xs) / 2, max(xs) * 2
+    x, y = _a(f["fppi"]), _a(f["sensitivity"])
+    ok = np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size:  # from the left edge (fppi 0 on a log axis) to the right edge, as a step function
+        x = np.r_[np.maximum(x, left), right]
+        y = np.r_[y, y[-1]]
+    ax.plot(x, y, lw=1.5, drawstyle="steps-post", label="curve", gid="froc-curve")
+    at_rates = [(xx, yy) for name, xx, yy in points if not name.startswith("score")]
+    if at_rates:
+        mean = fr.get("mean")
+        ax.plot(*zip(*at_rates, strict=True), "o", color="C3", ms=6, gid="froc-rates",
+                label=f"reported rates (mean sensitivity {mean:.3f})" if mean is not None else "reported rates")
+    for name, xx, yy in points:
+        if name.startswith("score"):
+            shown_x = max(xx, left)
+            ax.plot([shown_x], [yy], "*", color="C2", ms=14, mec="k", mew=0.6, gid="froc-threshold",
+                    label=f"operating point: {name}")
+            ax.annotate(f"{yy:.2f} at {xx:.2f} FP/image", (shown_x, yy), textcoords="offset points",
+                        xytext=(8, -14), fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlim(min(rates) / 2, max(rates) * 2)
+    ax.set_xlim(left, right)
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("false positives per image"), ax.set_ylabel("sensitivity (finding boxes)")
     ax.set_title(f"FROC at IoU > {metrics['iou']}", fontsize=10)
-    ax.grid(alpha=0.3, which="both"), ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both"), ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    return _png(fig)
+    return fig
+
+
+def froc_plot(curves: Mapping[str, Any], metrics: Mapping[str, Any]) -> bytes:
+    """FROC: lesion sensitivity against false positives per image (log scale), with its operating
+    points on the curve (:func:`froc_figure`)."""
+    return _png(froc_figure(curves, metrics))
 
 
 def confusion_plot(curves: Mapping[str, Any]) -> bytes:

@@ -3,7 +3,7 @@
 Routes (all JSON errors are ``{"error": {"type": ..., "message": ...}}``):
 
 - ``GET /``: the viewer (a static page; it asks for the token and sends it as a Bearer header).
-- ``GET /health``: liveness, version, loaded models and load (no token needed).
+- ``GET /health`` (also ``GET /v1/health``): liveness, version, loaded models and load (no token needed).
 - ``GET /v1/models``: each model's role, file, sha256, classes and model card.
 - ``POST /v1/analyze``: a DICOM, PNG, JPEG or TIFF (multipart field ``file`` or the raw body)
   to findings; ``outputs=sr,gsps,seg`` also makes the DICOM results of a DICOM upload.

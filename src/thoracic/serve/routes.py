@@ -228,6 +228,8 @@ _DICOMS = (
 def add_routes(app: FastAPI) -> None:
     """Register the API's routes on ``app`` (paths, response models and OpenAPI details)."""
     app.get("/health", response_model=HealthResponse, tags=["service"])(health)
+    # the same answer under the API's prefix, for clients that put every call under /v1
+    app.get("/v1/health", response_model=HealthResponse, tags=["service"], name="health_v1")(health)
     app.get("/v1/models", response_model=ModelsResponse, responses=ERRORS, tags=["models"])(models)
     app.post("/v1/analyze", response_model=AnalyzeResponse, responses=ERRORS, openapi_extra=UPLOAD_BODY,
              tags=["analysis"])(analyze)

@@ -1,6 +1,7 @@
 // thoracic viewer: upload a radiograph to /v1/analyze and draw the findings on a canvas.
-// Plain JS, no external resources. The canvas carries data-boxes (boxes drawn), data-heatmap
-// (on/off) and the status line data-state (idle/loading/done/error) for tests and tools.
+// Plain JS, no external resources. The canvas carries data-boxes (boxes drawn), data-labels (the
+// label tags drawn, JSON [[x, y, width, height], ...] in canvas pixels, best score first),
+// data-heatmap (on/off) and the status line data-state (idle/loading/done/error) for tests and tools.
 "use strict";
 
 (function () {
@@ -8,6 +9,7 @@
     "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
     "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#aaffc3",
   ];
+  const MIN_TEXT_PX = 14;  // smallest label text on screen, CSS pixels
   const $ = (id) => document.getElementById(id);
   const canvas = $("canvas");
   const ctx = canvas.getContext("2d");
@@ -50,6 +52,32 @@
     return parseFloat($("min-score").value);
   }
 
+  // Where a label tag [x, y, width, height] goes for a box [x0, y0, x1, y1] on a w x h canvas: above
+  // the box, else just inside its top, else below it, else inside its bottom, else further down its
+  // side; always whole inside the canvas, covering as little of the tags already placed as it can.
+  function placeLabel(box, tw, th, w, h, taken) {
+    const [x0, y0, , y1] = box;
+    tw = Math.min(tw, w);
+    th = Math.min(th, h);
+    const x = Math.min(Math.max(x0, 0), w - tw);
+    const ys = [];
+    if (y0 - th >= 0) ys.push(y0 - th);
+    ys.push(y0);
+    if (y1 + th <= h) ys.push(y1);
+    ys.push(y1 - th);
+    for (let y = y0 + th; y < y1 - th; y += th) ys.push(y);
+    let best = null;
+    for (const y of ys) {
+      const yy = Math.min(Math.max(y, 0), h - th);
+      const covered = taken.reduce((sum, t) =>
+        sum + Math.max(0, Math.min(x + tw, t[0] + t[2]) - Math.max(x, t[0])) *
+              Math.max(0, Math.min(yy + th, t[1] + t[3]) - Math.max(yy, t[1])), 0);
+      if (best === null || covered < best.covered) best = { covered, tag: [x, yy, tw, th] };
+      if (covered === 0) break;
+    }
+    return best.tag;
+  }
+
   function draw() {
     const res = state.result;
     if (!res || !state.image) return;
@@ -77,28 +105,39 @@
       ctx.restore();
     }
     let drawn = 0;
+    const tags = [];
     if ($("show-boxes").checked) {
-      const font = Math.max(12, Math.round(w / 45));
+      // text at least MIN_TEXT_PX on screen however much the page shrinks the canvas, and ~1/45 of it
+      const shrink = w / Math.max(1, canvas.clientWidth || w);
+      const font = Math.round(Math.max(w / 45, MIN_TEXT_PX * Math.max(1, shrink)));
+      const pad = Math.max(2, Math.round(font / 6));
       ctx.font = font + "px sans-serif";
       ctx.textBaseline = "top";
-      // lowest scores first so the best boxes end up on top
-      const shown = res.findings.filter((f) => f.score >= minScore()).slice().reverse();
-      for (const f of shown) {
-        const [x0, y0, x1, y1] = f.box.map((v) => v * scale);
-        const c = colour(f.class_id);
-        ctx.lineWidth = Math.max(2, w / 250);
-        ctx.strokeStyle = c;
-        ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+      // best scores first: they get the best label places and are drawn last, on top
+      const shown = res.findings.filter((f) => f.score >= minScore());
+      const items = shown.map((f) => {
+        const box = f.box.map((v) => v * scale);
         const text = f.label + " " + f.score.toFixed(2);
-        const tw = ctx.measureText(text).width + 6;
-        const ty = y0 - font - 4 >= 0 ? y0 - font - 4 : y0;
-        ctx.fillStyle = c;
-        ctx.fillRect(x0, ty, tw, font + 4);
+        const tag = placeLabel(box, ctx.measureText(text).width + 2 * pad, font + 2 * pad, w, h, tags);
+        tags.push(tag);
+        return { box, text, tag, c: colour(f.class_id) };
+      });
+      ctx.lineWidth = Math.max(2, w / 250);
+      for (const it of items.slice().reverse()) {
+        const [x0, y0, x1, y1] = it.box;
+        ctx.strokeStyle = it.c;
+        ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+      }
+      for (const it of items.slice().reverse()) {
+        const [tx, ty, tw, th] = it.tag;
+        ctx.fillStyle = it.c;
+        ctx.fillRect(tx, ty, tw, th);
         ctx.fillStyle = "#000";
-        ctx.fillText(text, x0 + 3, ty + 2);
+        ctx.fillText(it.text, tx + pad, ty + pad, tw - 2 * pad);
         drawn += 1;
       }
     }
+    canvas.dataset.labels = JSON.stringify(tags.map((t) => t.map((v) => Math.round(v * 10) / 10)));
     canvas.dataset.boxes = String(drawn);
     fillTable();
     const n = res.findings.length;
@@ -202,6 +241,7 @@
   $("token").value = sessionStorage.getItem("thoracic-token") || "";
   $("upload-form").addEventListener("submit", analyze);
   for (const id of ["show-boxes", "show-heatmap", "show-lungs", "show-roi"]) $(id).addEventListener("change", draw);
+  window.addEventListener("resize", draw);  // label size follows the size the canvas is shown at
   $("min-score").addEventListener("input", () => { $("min-score-value").textContent = minScore().toFixed(2); draw(); });
   version();
 })();
