@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from thoracic.cli._args import COUNT, FRACTION, IN_DIR, IN_FILE, IN_PATH, OUT_DIR, OUT_FILE
 from thoracic.errors import ThoracicError
 
 __all__ = ["add_parser", "add_selection", "cmd_evaluate", "cmd_report", "load_inputs"]
@@ -18,10 +19,10 @@ FUSIONS = ("wbf", "nms", "all", "none")
 
 
 def _common(p: argparse.ArgumentParser, *, required: bool) -> None:
-    p.add_argument("--pred", required=required, help="predictions CSV (image_id,label,score,x_min,y_min,x_max,y_max)")
-    p.add_argument("--truth", required=required,
+    p.add_argument("--pred", type=IN_FILE, required=required, help="predictions CSV (image_id,label,score,x_min,y_min,x_max,y_max)")
+    p.add_argument("--truth", type=IN_FILE, required=required,
                    help="truth CSV (image_id,label,x_min,y_min,x_max,y_max[,reader]) or Kaggle's train.csv")
-    p.add_argument("--sizes", default=None, help="CSV with image_id,width,height (e.g. Kaggle's train_meta)")
+    p.add_argument("--sizes", type=IN_FILE, default=None, help="CSV with image_id,width,height (e.g. Kaggle's train_meta)")
     p.add_argument("--fusion", choices=FUSIONS, default="wbf",
                    help="how several truth readers become one truth: wbf (default), nms, all (keep every reader's "
                         "boxes, one 'No finding' per normal image) or none (the rows as they are)")
@@ -29,11 +30,11 @@ def _common(p: argparse.ArgumentParser, *, required: bool) -> None:
 
 def add_selection(p: argparse.ArgumentParser, what: str) -> None:
     """``--folds FILE --fold K`` and ``--image-list FILE`` (:mod:`thoracic.data.selection`), shared with ``predict``."""
-    p.add_argument("--folds", metavar="FILE", default=None,
+    p.add_argument("--folds", type=IN_FILE, metavar="FILE", default=None,
                    help=f"with --fold: {what} of one fold of this folds CSV (image_id,...,fold, as written by "
                         "'thoracic dataset split' and 'dataset export')")
-    p.add_argument("--fold", metavar="K", type=int, default=None, help="the fold of --folds")
-    p.add_argument("--image-list", metavar="FILE", default=None,
+    p.add_argument("--fold", metavar="K", type=COUNT, default=None, help="the fold of --folds")
+    p.add_argument("--image-list", type=IN_FILE, metavar="FILE", default=None,
                    help=f"{what} listed in FILE: one image id or path per line (or a CSV with an image_id column)")
 
 
@@ -41,29 +42,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``evaluate`` and ``report`` on the ``thoracic`` subparsers."""
     p = sub.add_parser("evaluate", help="score predictions against truth: mAP, COCO mAP, P/R/F1, AUC, FROC, CIs")
     _common(p, required=True)
-    p.add_argument("--iou", type=float, default=0.4, help="a match needs IoU above this (default 0.4, the Kaggle metric)")
-    p.add_argument("--score-threshold", type=float, default=0.5, help="score cut for precision/recall/F1 (default 0.5)")
-    p.add_argument("--abnormal-threshold", type=float, default=0.5, help="P(abnormal) cut for image accuracy (default 0.5)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the images (0: no intervals)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--iou", type=FRACTION, default=0.4, help="a match needs IoU above this (default 0.4, the Kaggle metric)")
+    p.add_argument("--score-threshold", type=FRACTION, default=0.5, help="score cut for precision/recall/F1 (default 0.5)")
+    p.add_argument("--abnormal-threshold", type=FRACTION, default=0.5, help="P(abnormal) cut for image accuracy (default 0.5)")
+    p.add_argument("--bootstrap", type=COUNT, default=1000, help="bootstrap resamples of the images (0: no intervals)")
+    p.add_argument("--seed", type=COUNT, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--no-coco", action="store_true", help="skip COCO mAP (which needs pycocotools)")
     add_selection(p, "score only the truth images")
     p.add_argument("--all-truth", action="store_true",
                    help="also score the truth images (of --fold/--image-list) that were not predicted, as misses "
                         "(default: only the images in the predictions file and its sidecar are scored)")
-    p.add_argument("--out", required=True, help="output folder: metrics.json, metrics.md, curves.json")
+    p.add_argument("--out", type=OUT_DIR, required=True, help="output folder: metrics.json, metrics.md, curves.json")
     p.add_argument("--report", action="store_true", help="also write report.html (plots and overlays) into --out")
-    p.add_argument("--images", default=None, help="folder of images (<image_id>.png/.jpg/.dcm) for overlays in the report")
+    p.add_argument("--images", type=IN_DIR, default=None, help="folder of images (<image_id>.png/.jpg/.dcm) for overlays in the report")
     p.add_argument("--title", default="thoracic evaluation", help="title of report.html")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("report", help="one self-contained HTML page with the metrics, plots and sample overlays")
-    p.add_argument("--metrics", required=True, help="an evaluate output folder or its metrics.json")
+    p.add_argument("--metrics", type=IN_PATH, required=True, help="an evaluate output folder or its metrics.json")
     _common(p, required=False)
-    p.add_argument("--images", default=None, help="folder of images for overlays (needs --pred and --truth)")
-    p.add_argument("--samples", type=int, default=6, help="number of overlay images (default 6)")
+    p.add_argument("--images", type=IN_DIR, default=None, help="folder of images for overlays (needs --pred and --truth)")
+    p.add_argument("--samples", type=COUNT, default=6, help="number of overlay images (default 6)")
     p.add_argument("--title", default="thoracic evaluation", help="title of the page")
-    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.add_argument("--out", type=OUT_FILE, required=True, help="the HTML file to write")
     p.set_defaults(func=cmd_report)
 
 
