@@ -1,7 +1,8 @@
 """``thoracic evaluate`` and ``thoracic report``.
 
 Wire into the main parser with ``add_parser(sub)``; each handler returns an exit code: 0 on
-success (problems with the inputs are listed, not fatal), 2 on input that cannot be scored.
+success (problems with the inputs are listed, not fatal), 2 on input that cannot be scored, a
+label outside the schema included (``--label-map FILE`` maps or drops such labels).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from thoracic.cli._args import COUNT, FRACTION, IN_DIR, IN_FILE, IN_PATH, OUT_DIR, OUT_FILE
 from thoracic.errors import ThoracicError
 
-__all__ = ["add_parser", "add_selection", "cmd_evaluate", "cmd_report", "load_inputs"]
+__all__ = ["add_parser", "add_selection", "check_labels", "cmd_evaluate", "cmd_report", "load_inputs"]
 
 FUSIONS = ("wbf", "nms", "all", "none")
 
@@ -23,6 +24,9 @@ def _common(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--truth", type=IN_FILE, required=required,
                    help="truth CSV (image_id,label,x_min,y_min,x_max,y_max[,reader]) or Kaggle's train.csv")
     p.add_argument("--sizes", type=IN_FILE, default=None, help="CSV with image_id,width,height (e.g. Kaggle's train_meta)")
+    p.add_argument("--label-map", type=IN_FILE, metavar="FILE", default=None,
+                   help="CSV from,to: maps labels of --truth/--pred to the 14 VinDr findings or 'No finding' "
+                        "(an empty 'to' drops them); a label outside the schema is an error without it")
     p.add_argument("--fusion", choices=FUSIONS, default="wbf",
                    help="how several truth readers become one truth: wbf (default), nms, all (keep every reader's "
                         "boxes, one 'No finding' per normal image) or none (the rows as they are)")
@@ -68,18 +72,50 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
-def _read(truth_path: str, pred_path: str | None, sizes_path: str | None):
-    """Truth as read (unfused), predictions or ``None``, and the sizes and their problems."""
+def _read(truth_path: str, pred_path: str | None, sizes_path: str | None, label_map_path: str | None = None):
+    """Truth as read (unfused), predictions or ``None``, and the sizes and their problems.
+
+    Raises ``ConfigError`` when either table has a label outside the schema (:func:`check_labels`).
+    """
     from thoracic.data.tables import read_image_sizes
-    from thoracic.evaluate.tables import read_predictions, read_truth
+    from thoracic.evaluate.tables import read_label_map, read_predictions, read_truth
 
     sizes = None
     extra: list = []
     if sizes_path:
         sizes, extra = read_image_sizes(sizes_path)
-    truth = read_truth(truth_path, sizes=sizes)
-    preds = read_predictions(pred_path, sizes=sizes) if pred_path else None
+    label_map = read_label_map(label_map_path) if label_map_path else None
+    truth = read_truth(truth_path, sizes=sizes, label_map=label_map)
+    preds = read_predictions(pred_path, sizes=sizes, label_map=label_map) if pred_path else None
+    check_labels(truth, preds)
     return truth, preds, extra
+
+
+#: How many unknown labels the error lists by name.
+_SHOWN_LABELS = 10
+
+
+def check_labels(truth, preds) -> None:
+    """Refuse tables with labels outside the schema: a one-line ``ConfigError`` naming each with its
+    row counts in the truth and the predictions, and ``--label-map FILE`` to map them."""
+    from thoracic.errors import ConfigError
+    from thoracic.evaluate.tables import unknown_labels
+
+    counts = {"truth": unknown_labels(truth), "predictions": unknown_labels(preds) if preds is not None else {}}
+    labels = sorted(set(counts["truth"]) | set(counts["predictions"]),
+                    key=lambda k: (-(counts["truth"].get(k, 0) + counts["predictions"].get(k, 0)), k))
+    if not labels:
+        return
+    parts = []
+    for label in labels[:_SHOWN_LABELS]:
+        where = ", ".join(f"{side} {c[label]}" for side, c in counts.items() if c.get(label))
+        parts.append(f"{label!r} ({where} rows)")
+    if len(labels) > _SHOWN_LABELS:
+        parts.append(f"and {len(labels) - _SHOWN_LABELS} more")
+    raise ConfigError(
+        f"{len(labels)} label(s) outside the schema (the 14 VinDr findings and 'No finding'): {', '.join(parts)}; "
+        "map them with --label-map FILE (a CSV from,to; an empty 'to' drops a label; see docs/evaluation/README.md)"
+    )
 
 
 def _fuse(truth, fusion: str, extra, notes: list[str]):
@@ -97,9 +133,10 @@ def _fuse(truth, fusion: str, extra, notes: list[str]):
     return truth
 
 
-def load_inputs(truth_path: str, pred_path: str | None, sizes_path: str | None, fusion: str):
+def load_inputs(truth_path: str, pred_path: str | None, sizes_path: str | None, fusion: str,
+                label_map: str | None = None):
     """Read truth (fused as asked) and predictions; returns ``(truth, preds_or_None, notes)``."""
-    truth, preds, extra = _read(truth_path, pred_path, sizes_path)
+    truth, preds, extra = _read(truth_path, pred_path, sizes_path, label_map)
     notes: list[str] = []
     return _fuse(truth, fusion, extra, notes), preds, notes
 
@@ -116,7 +153,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from thoracic.evaluate.scope import score_scope
 
         selection = image_selection(folds=args.folds, fold=args.fold, image_list=args.image_list)
-        truth, preds, extra = _read(args.truth, args.pred, args.sizes)
+        truth, preds, extra = _read(args.truth, args.pred, args.sizes, args.label_map)
         scope = score_scope(truth, preds, selection=selection, all_truth=args.all_truth)
         for line in scope.notes:
             print(line, file=sys.stderr)
@@ -170,7 +207,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         truth = preds = None
         if args.truth:
-            truth, preds, _ = load_inputs(args.truth, args.pred, args.sizes, args.fusion)
+            truth, preds, _ = load_inputs(args.truth, args.pred, args.sizes, args.fusion, args.label_map)
         out = write_report(render_report(metrics, curves, truth, preds, args.images, args.samples, args.title), args.out)
     except ThoracicError as err:
         print(f"error: {err}", file=sys.stderr)
