@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pydicom
 import pytest
@@ -65,3 +66,15 @@ def test_the_same_salt_gives_the_same_files_and_keep_uids_is_refused_with_result
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     assert main(["deidentify", str(inputs), "--out", str(tmp_path / "d"), "--salt-file", str(empty)]) == 2
+
+
+def test_a_folder_de_identified_with_other_settings_is_refused(inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["deidentify", str(inputs / "second.dcm"), "--out", str(out), "-q"]
+    assert main(argv) == 0
+    assert main(argv) == 0  # the same settings: again
+    capsys.readouterr()
+    assert main([*argv, "--keep-uids"]) == 2
+    err = capsys.readouterr().err
+    assert "keep_uids was false, now true" in err and "deidentify.json" in err, err
+    assert sorted(json.loads((out / "deidentify.json").read_text())["settings"]) == ["keep_uids", "min_score", "results"]

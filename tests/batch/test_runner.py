@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from helpers import work_or_die
 
-from thoracic.batch.runner import Manifest, claim_settings, replacing, run_isolated, write_png, write_text
+from thoracic.batch.runner import (
+    Manifest,
+    claim_settings,
+    replacing,
+    run_isolated,
+    settings_differences,
+    write_png,
+    write_text,
+)
 from thoracic.errors import ConfigError
 
 COLUMNS = ("image_id", "status", "out_file")
@@ -24,9 +32,26 @@ def test_same_settings_resume_other_settings_are_refused(tmp_path):
     doc = claim_settings(path, {"size": (512, 512), "chain": "a"}, made_with, {"extra": 1})
     assert doc["settings"] == {"size": [512, 512], "chain": "a"} and doc["extra"] == 1 and doc["thoracic_version"]
     claim_settings(path, {"chain": "a", "size": [512, 512]}, "a run made with other settings")  # as read back: equal
-    with pytest.raises(ConfigError, match=r"holds a run made with other settings \(see .*run.json\); use another --out"):
+    with pytest.raises(ConfigError, match=r"holds a run made with other settings \(see .*run.json\): "
+                                          r"chain was 'a', now 'b'; use another --out"):
         claim_settings(path, {"chain": "b", "size": [512, 512]}, "a run made with other settings")
     assert '"chain": "a"' in path.read_text()  # the refused run wrote nothing
+    # every difference is named, nested keys dotted; the advice is the caller's
+    with pytest.raises(ConfigError, match=r": chain was 'a', now 'c'; size was \[512, 512\], now \[256, 256\]; "
+                                          r"tta is new \(true\); start afresh$"):
+        claim_settings(path, {"chain": "c", "size": [256, 256], "tta": True}, made_with, advice="start afresh")
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read the settings file"):
+        claim_settings(path, {"chain": "a"}, made_with)
+
+
+def test_settings_differences_name_each_changed_leaf():
+    before = {"conf": 0.01, "read": {"normalize": "window", "max_pixels": 64}, "models": ["d 1"], "low": None}
+    now = {"conf": 0.01, "read": {"normalize": "minmax", "max_pixels": 64}, "models": ["d 2"], "low": 0.3}
+    assert settings_differences(before, now) == [
+        "low was null, now 0.3", "models was ['d 1'], now ['d 2']", "read.normalize was 'window', now 'minmax'"]
+    assert settings_differences(before, before) == []
+    assert settings_differences({"a": 1}, {}) == ["a was 1, now not set"]
 
 
 # --- the manifest and resume ----------------------------------------------------------------------

@@ -98,8 +98,9 @@ def test_segmentation_works_without_torch_and_training_names_the_extra(tmp_path)
         train.add_parser(sub)
         args = parser.parse_args(["segment", {str(SAMPLES / "00000377_004.jpg")!r}, "--out", {str(tmp_path / "o")!r}, "-q"])
         assert args.func(args) == 0
-        for call in (lambda: build_unet(), lambda: parser.parse_args(["train", "lungs", "--data", "d", "--out", "o"]).func(
-                parser.parse_args(["train", "lungs", "--data", "d", "--out", "o"]))):
+        data = {str(tmp_path)!r}  # an existing folder: --data is checked while parsing
+        for call in (lambda: build_unet(), lambda: parser.parse_args(["train", "lungs", "--data", data, "--out", "o"]).func(
+                parser.parse_args(["train", "lungs", "--data", data, "--out", "o"]))):
             try:
                 call()
             except MissingDependencyError as err:

@@ -8,10 +8,10 @@ import json
 import cv2
 import numpy as np
 import pytest
-from helpers import FIXTURES, TORCH, read_rows, run_without, vindr_standin
+from helpers import FIXTURES, TORCH, model_with_meta, read_rows, run_without, vindr_standin
 
 from thoracic._fs import sidecar_path
-from thoracic.batch.predictions import IMAGE_COLUMNS, PRED_COLUMNS
+from thoracic.batch.predictions import IMAGE_COLUMNS, PRED_COLUMNS, settings_path
 from thoracic.cli.evaluate import add_parser
 from thoracic.cli.predict import main
 from thoracic.detect import OnnxDetector
@@ -69,7 +69,7 @@ def test_cli_heatmap_overlays_with_the_shipped_detector(chest_png, tmp_path):
     assert _predict([str(chest_png), "--out", str(tmp_path / "q.csv"), "--overlays", str(ov), "--heatmaps", "--ray"]) == 2
 
 
-def test_cli_resume_and_kaggle_format(detector_onnx, chest_png, pair, tmp_path):
+def test_cli_resume_and_kaggle_format(detector_onnx, chest_png, pair, tmp_path, capsys):
     out = tmp_path / "sub.csv"
     base = ["--out", str(out), "--models", str(detector_onnx), "--format", "kaggle"]
     assert _predict([str(chest_png), *base]) == 0
@@ -81,9 +81,37 @@ def test_cli_resume_and_kaggle_format(detector_onnx, chest_png, pair, tmp_path):
     assert out.read_text().startswith(first)  # the first image was not predicted again
     assert rows[1]["PredictionString"].split()[-6:-4][0] == "14"
     assert len(read_rows(sidecar_path(out))) == 2
-    # other models: everything is predicted again
-    assert _predict([str(chest_png), *base, "--resume", "--tta"]) == 0  # same files, same models -> nothing to do
-    assert len(read_rows(out)) == 2
+    # other settings: refused, naming what changed, the table left as it was
+    table = out.read_text()
+    assert _predict([str(chest_png), *base, "--resume", "--tta"]) == 2
+    assert "tta was false, now true" in capsys.readouterr().err
+    assert out.read_text() == table
+
+
+def test_resume_continues_only_a_table_of_the_same_settings(detector_onnx, chest_png, pair, tmp_path, capsys):
+    out = tmp_path / "preds.csv"
+    base = ["--out", str(out), "--models", str(detector_onnx), "--conf", "0.05"]
+    assert _predict([str(chest_png), *base]) == 0
+    written = json.loads(settings_path(out).read_text())["settings"]
+    assert (written["conf"], written["tta"], written["format"], written["max_det"]) == (0.05, False, "rows", 100)
+    table, side = out.read_text(), sidecar_path(out).read_text()
+    other = model_with_meta(detector_onnx, tmp_path / "other.onnx", training_data="another detector")
+    for extra, named in ((["--conf", "0.25"], "conf was 0.05, now 0.25"), (["--tta"], "tta was false, now true"),
+                         (["--iou", "0.5"], "iou was 0.7, now 0.5"), (["--max-det", "5"], "max_det was 100, now 5"),
+                         (["--lung-roi"], "lung_roi was false, now true"), (["--models", str(other)], "models was [")):
+        capsys.readouterr()
+        assert _predict([str(chest_png), str(pair[0]), *base, *extra, "--resume"]) == 2, extra
+        err = capsys.readouterr().err
+        assert named in err and f"see {settings_path(out)}" in err and "run without --resume" in err, err
+        assert out.read_text() == table and sidecar_path(out).read_text() == side
+    # the same settings: only the new image is predicted
+    assert _predict([str(chest_png), str(pair[0]), *base, "--resume"]) == 0
+    assert out.read_text().startswith(table)
+    assert [r["image_id"] for r in read_rows(sidecar_path(out))] == [chest_png.stem, "a"]
+    # without --resume a fresh table, with this run's settings
+    assert _predict([str(chest_png), *base, "--conf", "0.25"]) == 0
+    assert json.loads(settings_path(out).read_text())["settings"]["conf"] == 0.25
+    assert [r["image_id"] for r in read_rows(sidecar_path(out))] == [chest_png.stem]
 
 
 def test_default_models_are_used_without_model_options(chest_png, tmp_path):

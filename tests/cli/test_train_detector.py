@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 
-def test_cli_handlers_parse():
+def test_cli_handlers_parse(tmp_path, monkeypatch):
     import argparse
 
     from thoracic.cli import predict
     from thoracic.cli import train_detector as td
+
+    monkeypatch.chdir(tmp_path)  # input files and folders are checked while parsing: make them here
+    for name in ("d.yaml", "i.csv", "f.csv", "w.pt", "best.pt"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "im").mkdir()
 
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd")

@@ -24,7 +24,7 @@ from thoracic.evaluate import (
     read_truth,
     write_results,
 )
-from thoracic.evaluate.tables import problem_kind
+from thoracic.evaluate.tables import problem_kind, read_label_map, unknown_labels
 from thoracic.report import SECTIONS, render_report
 
 PRED_HEADER = "image_id,label,score,x_min,y_min,x_max,y_max\n"
@@ -67,6 +67,36 @@ def test_read_predictions_lists_bad_rows(tmp_path):
     assert t.images["b"].source == "/x/b.png" and t.images["b"].width == 100
     bad = next(p for p in t.problems if problem_kind(p) == "unknown label")
     assert bad.line == 5 and bad.image_id == "a" and "Heart attack" in bad.message
+
+
+def test_a_label_map_renames_or_drops_labels_before_the_checks(tmp_path):
+    rows = ("a,Effusion,10,10,20,20\na,Effusion,30,30,40,40\nb,Other disease,1,1,5,5\nb,Nodule/Mass,1,1,5,5\n"
+            "c,Heart attack,1,1,2,2\n")
+    truth = write(tmp_path / "truth.csv", TRUTH_HEADER + rows)
+    plain = read_truth(truth)
+    assert unknown_labels(plain) == {"Effusion": 2, "Other disease": 1, "Heart attack": 1}
+    assert set(plain.images) == {"a", "b", "c"}  # images of refused rows stay images
+    label_map = read_label_map(write(tmp_path / "map.csv", "from , to\nEffusion,Pleural effusion\n"
+                                     "Other disease,\nNodule/Mass,Nodule/Mass\n"))
+    assert label_map == {"Effusion": "Pleural effusion", "Other disease": None, "Nodule/Mass": "Nodule/Mass"}
+    mapped = read_truth(truth, label_map=label_map)
+    assert mapped.label.tolist() == ["Pleural effusion", "Pleural effusion", "Nodule/Mass"]
+    assert unknown_labels(mapped) == {"Heart attack": 1}  # not in the map: still unknown
+    assert kinds(mapped) == {"dropped by label map": 1, "unknown label": 1}
+    preds = write(tmp_path / "preds.csv", PRED_HEADER + "a,Effusion,0.5,10,10,20,20\na,No finding,0.5,0,0,1,1\n")
+    assert read_predictions(preds, label_map=label_map).label.tolist() == ["Pleural effusion", "No finding"]
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("from,to\nEffusion,Pleural efusion\n", (r"map.csv:2: 'Effusion' is mapped to an unknown label 'Pleural efusion'; "
+                                              r"did you mean 'Pleural effusion'\?")),
+    ("from,to\n,Cardiomegaly\n", "needs a 'from' label"),
+    ("from,to\nMass,Nodule/Mass\nMass,\n", r"map.csv:3: 'Mass' is mapped twice \('Nodule/Mass' and None\)"),
+    ("source,target\nMass,Nodule/Mass\n", "from"),
+])
+def test_a_wrong_label_map_is_refused(tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match):
+        read_label_map(write(tmp_path / "map.csv", text))
 
 
 def test_read_truth_both_layouts(tmp_path):
@@ -258,11 +288,17 @@ def test_cli_evaluate_writes_metrics_and_report(files, tmp_path, capsys, require
     require("matplotlib")
     truth, preds = files
     out = tmp_path / "out"
+    # a label outside the schema: nothing is scored until --label-map maps or drops it
+    assert cli("evaluate", "--pred", str(preds), "--truth", str(truth), "--out", str(out), "--no-coco") == 2
+    err = capsys.readouterr().err
+    assert "1 label(s) outside the schema" in err and "'Not a label' (predictions 1 rows)" in err, err
+    assert "map them with --label-map FILE" in err and not out.exists()
+    mapped = ["--label-map", str(write(tmp_path / "map.csv", "from,to\nNot a label,\n"))]
     rc = cli("evaluate", "--pred", str(preds), "--truth", str(truth), "--out", str(out), "--bootstrap", "30",
-             "--no-coco", "--report")
+             "--no-coco", "--report", *mapped)
     assert rc == 0
     printed = capsys.readouterr()
-    assert "Kaggle mAP@0.4" in printed.out and "unknown label 1" in printed.err
+    assert "Kaggle mAP@0.4" in printed.out and "dropped by label map 1" in printed.err
     # "d" was not predicted: left out (--all-truth scores it as a miss); "zz" is not in the truth
     assert "1 truth image(s) were not predicted; scored 3; --all-truth scores them as misses" in printed.err
     assert "warning: 1 of the 4 predicted image(s) are not in the truth, e.g. zz" in printed.err
@@ -276,16 +312,38 @@ def test_cli_evaluate_writes_metrics_and_report(files, tmp_path, capsys, require
     assert (out / "metrics.md").read_text().startswith("# Evaluation (3 images")
     assert_self_contained((out / "report.html").read_text())
     assert cli("evaluate", "--pred", str(preds), "--truth", str(truth), "--out", str(tmp_path / "every"), "--bootstrap",
-               "0", "--no-coco", "--all-truth") == 0
+               "0", "--no-coco", "--all-truth", *mapped) == 0
     every = json.loads((tmp_path / "every" / "metrics.json").read_text())
     assert every["images"] == 4
     assert every["map"] == pytest.approx(kaggle_map(table(TRUTH), table(PREDS, scored=True)).map)
     # unfused: every reader's box counts, so recall halves
     rc = cli("evaluate", "--pred", str(preds), "--truth", str(truth), "--out", str(tmp_path / "raw"), "--bootstrap", "0",
-             "--no-coco", "--fusion", "none")
+             "--no-coco", "--fusion", "none", *mapped)
     assert rc == 0
     raw = json.loads((tmp_path / "raw" / "metrics.json").read_text())
     assert raw["ap"]["Cardiomegaly"] == 0.5
+
+
+def test_cli_refuses_labels_outside_the_schema_and_counts_them(tmp_path, capsys):
+    from thoracic.cli.main import main
+
+    truth = write(tmp_path / "truth.csv", TRUTH_HEADER + "a,Effusion,10,10,20,20\na,Effusion,30,30,40,40\n"
+                  "b,No finding,,,,\nc,Mass,1,1,5,5\n")
+    preds = write(tmp_path / "preds.csv", PRED_HEADER + "a,Effusion,0.9,10,10,20,20\na,No finding,0.1,0,0,1,1\n"
+                  "b,No finding,0.9,0,0,1,1\nc,Nodule/Mass,0.8,1,1,5,5\nc,No finding,0.2,0,0,1,1\n")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--pred", str(preds), "--truth", str(truth), "--out", str(out), "--no-coco"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [("error: 2 label(s) outside the schema (the 14 VinDr findings and 'No finding'): 'Effusion' "
+                    "(truth 2, predictions 1 rows), 'Mass' (truth 1 rows); map them with --label-map FILE (a CSV "
+                    "from,to; an empty 'to' drops a label; see docs/evaluation/README.md)")]
+    assert not out.exists()
+    label_map = write(tmp_path / "map.csv", "from,to\nEffusion,Pleural effusion\nMass,Nodule/Mass\n")
+    assert main(["evaluate", "--pred", str(preds), "--truth", str(truth), "--out", str(out), "--no-coco",
+                 "--bootstrap", "0", "--label-map", str(label_map)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_truth"]["Pleural effusion"] == 2 and m["ap"]["Nodule/Mass"] == 1.0
+    assert "unknown label" not in m["problem_counts"]
 
 
 def test_cli_bad_input_exits_2(tmp_path, capsys):
@@ -293,22 +351,31 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     rc = cli("evaluate", "--pred", str(bad), "--truth", str(bad), "--out", str(tmp_path / "o"))
     assert rc == 2
     assert "missing column" in capsys.readouterr().err
-    assert cli("report", "--metrics", str(tmp_path / "nothing"), "--out", str(tmp_path / "r.html")) == 2
+    with pytest.raises(SystemExit, match="2"):  # no such metrics: a usage error (tests/cli/test_args.py)
+        cli("report", "--metrics", str(tmp_path / "nothing"), "--out", str(tmp_path / "r.html"))
+    (tmp_path / "bad.json").write_text("{not json")
+    assert cli("report", "--metrics", str(tmp_path / "bad.json"), "--out", str(tmp_path / "r.html")) == 2
 
 
-def test_cli_report_from_metrics_dir_with_overlays(files, tmp_path, require):
+def test_cli_report_from_metrics_dir_with_overlays(files, tmp_path, require, capsys):
     require("matplotlib")
     from PIL import Image
 
     truth, preds = files
     out = tmp_path / "out"
-    assert cli("evaluate", "--pred", str(preds), "--truth", str(truth), "--out", str(out), "--bootstrap", "0", "--no-coco") == 0
+    mapped = ["--label-map", str(write(tmp_path / "map.csv", "from,to\nNot a label,\n"))]
+    assert cli("evaluate", "--pred", str(preds), "--truth", str(truth), "--out", str(out), "--bootstrap", "0", "--no-coco",
+               *mapped) == 0
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray(np.tile(np.arange(320, dtype=np.uint8)[None, :] // 2, (320, 1))).save(images / "a.png")
     html = tmp_path / "report.html"
-    assert cli("report", "--metrics", str(out), "--pred", str(preds), "--truth", str(truth), "--images", str(images),
-               "--out", str(html)) == 0
+    report = ["report", "--metrics", str(out), "--pred", str(preds), "--truth", str(truth), "--images", str(images),
+              "--out", str(html)]
+    capsys.readouterr()
+    assert cli(*report) == 2  # the report's tables are read as evaluate reads them
+    assert "'Not a label' (predictions 1 rows)" in capsys.readouterr().err and not html.exists()
+    assert cli(*report, *mapped) == 0
     text = html.read_text()
     assert_self_contained(text)
     assert "<figcaption>a</figcaption>" in text

@@ -87,6 +87,7 @@ def test_train_lungs_command_end_to_end(tmp_path, require, capsys):
     assert seg.contract.input_size == (32, 32) and seg.contract.threshold == 0.6
     assert seg.contract.info["training_licences"] == ["CC BY 4.0"]  # the eval_nc row is never used
     assert "onnx_max_abs_diff" in capsys.readouterr().out
+    (tmp_path / "nowhere").mkdir()  # a folder without pairs.csv (a missing one stops at parsing)
     bad = parser.parse_args(["train", "lungs", "--data", str(tmp_path / "nowhere"), "--out", str(out)])
     with pytest.raises(ConfigError, match="pairs.csv"):
         bad.func(bad)

@@ -5,7 +5,8 @@ Each file is de-identified with the DICOM basic application level confidentialit
 ``results`` the image is also analyzed and its results are written de-identified with the same
 salt, so they refer to the de-identified image and share its new study. ``out/deidentify.csv``
 (:data:`MANIFEST_COLUMNS`) lists each output with its status, row by row; it never names the
-input files (their names may carry patient data).
+input files (their names may carry patient data). ``out/deidentify.json`` holds the settings: a
+folder de-identified with others is refused, so it never mixes kept and replaced UIDs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from thoracic._fs import find_inputs
-from thoracic.batch.runner import BatchSummary, Manifest
+from thoracic.batch.runner import BatchSummary, Manifest, claim_settings
 from thoracic.errors import ThoracicError
 
 __all__ = ["DeidentifyConfig", "DeidentifyResult", "DeidentifySummary", "MANIFEST_COLUMNS", "deidentify_files"]
@@ -94,13 +95,19 @@ def deidentify_files(
     ------
     ThoracicError
         An input does not exist, the inputs hold no file, or the analyzer (``results``) cannot be loaded.
+    ConfigError
+        ``out_dir`` holds files de-identified with other settings (``deidentify.json``: keep_uids,
+        results, min_score; the salt is a secret and is not written anywhere).
     """
-    from thoracic.dicom import deidentify_file
+    from thoracic.dicom import DEFAULT_MIN_SCORE, deidentify_file
 
     options = options or DeidentifyConfig()
     files = find_inputs(inputs, empty_ok=False)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    settings = {"keep_uids": options.keep_uids, "results": options.results,
+                "min_score": DEFAULT_MIN_SCORE if options.min_score is None else options.min_score}
+    claim_settings(out / "deidentify.json", settings, "files de-identified with other settings")
     analyzer = None
     if options.results:
         from thoracic.inference.analyzer import Analyzer

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from thoracic._fs import sidecar_path
 from thoracic._version import __version__
-from thoracic.batch.runner import Manifest, write_png
+from thoracic.batch.runner import Manifest, claim_settings, read_settings, write_png
 from thoracic.errors import ConfigError, DuplicateImageIdError, NotChestRadiographError
 from thoracic.labels import CLASS_IDS, NO_FINDING, NO_FINDING_BOX, NO_FINDING_ID
 
 if TYPE_CHECKING:
     from thoracic.detect.clinical import OperatingPoints
     from thoracic.inference.batch import BatchResult
-    from thoracic.inference.predictor import ImagePrediction
+    from thoracic.inference.predictor import ImagePrediction, Predictor
     from thoracic.io.radiograph import ReadConfig
 
 __all__ = [
@@ -33,7 +36,9 @@ __all__ = [
     "PRED_COLUMNS",
     "PredictionCsv",
     "prediction_inputs",
+    "prediction_settings",
     "read_manifest",
+    "settings_path",
     "write_overlay",
 ]
 
@@ -69,6 +74,33 @@ def _kaggle_row(pred: Any) -> dict[str, str]:
     return {"image_id": pred.image_id, "PredictionString": " ".join(parts)}
 
 
+def settings_path(pred_path: str | os.PathLike[str]) -> Path:
+    """The settings file of a predictions CSV: ``preds.csv`` -> ``preds.settings.json`` beside it
+    (the stem as :func:`~thoracic._fs.sidecar_path` takes it)."""
+    side = sidecar_path(pred_path)
+    return side.with_name(side.name[: -len(".images.csv")] + ".settings.json")
+
+
+def prediction_settings(predictor: Predictor, read: ReadConfig | None = None, *,
+                        reduced_decode: bool = True) -> dict[str, Any]:
+    """What decides the rows of a prediction run, for :class:`PredictionCsv` (resuming requires the same).
+
+    Every field of the predictor's :class:`~thoracic.inference.predictor.PredictConfig` (``conf``,
+    ``iou``, ``max_det``, ``tta``, ``weights``, ``wbf_iou``, ``lung_roi``, ...), the filter threshold
+    in effect (``low``: the classifier's own when not given), each model file (role, file, sha256
+    prefix: its chain and classes come with it), how the images are read, and whether JPEG 2000 is
+    decoded at a reduced resolution. Not the image selection, workers, threads or device.
+    """
+    from thoracic.io.radiograph import ReadConfig
+
+    config = asdict(predictor.config)
+    config["low"] = predictor.low
+    config["models"] = [f"{m.role} {m.file} {m.sha256[:12]}" for m in predictor.models]
+    config["read"] = read_settings(read or ReadConfig())
+    config["reduced_decode"] = reduced_decode
+    return json.loads(json.dumps(config, default=str))
+
+
 class PredictionCsv:
     """``preds.csv`` and its sidecar, written one image at a time so that a run can be killed anytime.
 
@@ -88,18 +120,34 @@ class PredictionCsv:
         The model ids of this run (:attr:`Predictor.model_ids <thoracic.inference.predictor.Predictor.model_ids>`).
     resume:
         Keep the images already done with the same models (else start both files afresh).
+    settings:
+        What decides the rows (:func:`prediction_settings`), kept in :func:`settings_path` beside
+        the table: with ``resume`` a table written with other settings is refused (naming what
+        changed), never continued; without it the file is replaced. ``None``: no settings file.
+
+    Raises
+    ------
+    ConfigError
+        With ``resume``: the table was written in another format or with other settings.
     """
 
     def __init__(
-        self, out: str | os.PathLike[str], fmt: str = "rows", models: str = "", *, resume: bool = False
+        self, out: str | os.PathLike[str], fmt: str = "rows", models: str = "", *, resume: bool = False,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         if fmt not in ("rows", "kaggle"):
             raise ConfigError.unknown("prediction format", fmt, ("rows", "kaggle"))
         self.out = Path(out)
         self.side = sidecar_path(self.out)
+        self.settings_file = settings_path(self.out)
         self.fmt, self.models = fmt, models
         self.columns = KAGGLE_COLUMNS if fmt == "kaggle" else PRED_COLUMNS
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        if settings is not None:
+            if not (resume and (self.out.exists() or self.side.exists())):
+                self.settings_file.unlink(missing_ok=True)  # a fresh table: its settings are this run's
+            claim_settings(self.settings_file, {"format": fmt, **settings}, f"{self.out.name} made with other settings",
+                           advice="use another --out, or run without --resume to start over")
         preds, images = Manifest(self.out, self.columns), Manifest(self.side, IMAGE_COLUMNS)
         kept_preds: list[dict[str, str]] = []
         kept_images: list[dict[str, str]] = []

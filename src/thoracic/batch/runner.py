@@ -49,6 +49,7 @@ __all__ = [
     "read_settings",
     "replacing",
     "run_isolated",
+    "settings_differences",
     "write_png",
     "write_text",
 ]
@@ -127,7 +128,8 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 # --- the settings file ----------------------------------------------------------------------------
 def claim_settings(
-    path: str | os.PathLike[str], settings: Mapping[str, Any], made_with: str, extra: Mapping[str, Any] | None = None
+    path: str | os.PathLike[str], settings: Mapping[str, Any], made_with: str, extra: Mapping[str, Any] | None = None,
+    *, advice: str = "use another --out, or delete it to start over",
 ) -> dict[str, Any]:
     """Check that the settings file ``path`` (beside the outputs) holds ``settings``, then write it.
 
@@ -138,7 +140,7 @@ def claim_settings(
     ----------
     made_with:
         What the folder holds when the settings differ, for the message: ``"{folder} holds
-        {made_with} (see {path}); ..."``.
+        {made_with} (see {path}): {what changed}; {advice}"``.
 
     Returns
     -------
@@ -153,14 +155,46 @@ def claim_settings(
     file = Path(path)
     settings = json.loads(json.dumps(settings))  # as they read back (tuples become lists)
     if file.exists():
-        previous = json.loads(file.read_text()).get("settings")
+        try:
+            previous = json.loads(file.read_text()).get("settings")
+        except (OSError, ValueError, AttributeError) as err:
+            raise ConfigError(f"cannot read the settings file {file} ({err}); delete it to start over") from err
         if previous != settings:
+            changed = "; ".join(settings_differences(previous, settings))
             raise ConfigError(
-                f"{file.parent} holds {made_with} (see {file}); use another --out folder, or delete it to start over"
+                f"{file.parent} holds {made_with} (see {file}): {changed}; {advice}"
             )
     doc = {"thoracic_version": __version__, **(extra or {}), "settings": settings}
     write_text(file, json.dumps(doc, indent=2, sort_keys=True))
     return doc
+
+
+def settings_differences(before: Any, now: Any, prefix: str = "") -> list[str]:
+    """What changed between two settings documents, one ``"key was A, now B"`` per leaf (dotted keys).
+
+    >>> settings_differences({"conf": 0.01, "read": {"normalize": "window"}, "tta": False},
+    ...                      {"conf": 0.25, "read": {"normalize": "minmax"}, "tta": False})
+    ['conf was 0.01, now 0.25', "read.normalize was 'window', now 'minmax'"]
+    """
+    if isinstance(before, Mapping) and isinstance(now, Mapping):
+        out: list[str] = []
+        for key in sorted(set(before) | set(now), key=str):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in before:
+                out.append(f"{name} is new ({_show(now[key])})")
+            elif key not in now:
+                out.append(f"{name} was {_show(before[key])}, now not set")
+            else:
+                out += settings_differences(before[key], now[key], name)
+        return out
+    if before == now:
+        return []
+    return [f"{prefix or 'settings'} was {_show(before)}, now {_show(now)}"]
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (bool, type(None))) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def read_settings(read: ReadConfig) -> dict[str, Any]:

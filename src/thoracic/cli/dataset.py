@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from thoracic.cli._args import COUNT, FOLDS, FRACTION, IN_DIR, IN_FILE, OUT_DIR, OUT_FILE
 from thoracic.errors import ConfigError
 
 __all__ = ["add_parser", "load_input"]
@@ -30,15 +31,15 @@ _MAX_PROBLEMS = 20
 
 def _add_input(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input (exactly one)")
-    g.add_argument("--vinbigdata", metavar="TRAIN_CSV", help="VinBigData train.csv[.gz]")
-    g.add_argument("--meta", metavar="META_CSV",
+    g.add_argument("--vinbigdata", type=IN_FILE, metavar="TRAIN_CSV", help="VinBigData train.csv[.gz]")
+    g.add_argument("--meta", type=IN_FILE, metavar="META_CSV",
                    help="with --vinbigdata: image sizes (image_id,width,height,...); optional, they are read "
                         "from the images' headers otherwise (and win over them when given)")
-    g.add_argument("--nih", nargs=2, metavar=("IMAGES_CSV", "BOXES_CSV"),
+    g.add_argument("--nih", type=IN_FILE, nargs=2, metavar=("IMAGES_CSV", "BOXES_CSV"),
                    help="NIH: images.csv boxes.csv, or Data_Entry_2017.csv BBox_List_2017.csv")
-    g.add_argument("--coco", metavar="JSON", help="a COCO detection file")
-    g.add_argument("--csv", metavar="CSV", help="a plain table (image_id,label,x_min,y_min,x_max,y_max[,reader,score,width,height,patient_id])")
-    g.add_argument("--images", metavar="DIR",
+    g.add_argument("--coco", type=IN_FILE, metavar="JSON", help="a COCO detection file")
+    g.add_argument("--csv", type=IN_FILE, metavar="CSV", help="a plain table (image_id,label,x_min,y_min,x_max,y_max[,reader,score,width,height,patient_id])")
+    g.add_argument("--images", type=IN_DIR, metavar="DIR",
                    help="folder with the image files (searched recursively; --vinbigdata: default train/ beside train.csv)")
     p.add_argument("--clip", action="store_true",
                    help="clip boxes that extend outside their image (or are negative) to it, and say how many; "
@@ -268,8 +269,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
     def fusion_flags(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--iou-thr", type=float, default=0.4, help="IoU above which boxes are one finding (default 0.4)")
-        p.add_argument("--skip-box-thr", type=float, default=0.0, help="WBF: ignore boxes scoring below this (default 0)")
+        p.add_argument("--iou-thr", type=FRACTION, default=0.4, help="IoU above which boxes are one finding (default 0.4)")
+        p.add_argument("--skip-box-thr", type=FRACTION, default=0.0, help="WBF: ignore boxes scoring below this (default 0)")
         p.add_argument("--conf-type", choices=CONF_TYPES, default="avg", help="WBF confidence (default avg)")
 
     p = sub.add_parser("check", help="load a table, print its counts and every refused row (exit 1 if any)")
@@ -280,38 +281,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     _add_input(p)
     p.add_argument("--method", choices=FUSION_METHODS, default="wbf", help="wbf (default), nms, or all (keep every reader)")
     fusion_flags(p)
-    p.add_argument("--out", required=True, help="the fused table (plain CSV)")
-    p.add_argument("--counts", help="per-class counts CSV (default: <out>_counts.csv)")
+    p.add_argument("--out", type=OUT_FILE, required=True, help="the fused table (plain CSV)")
+    p.add_argument("--counts", type=OUT_FILE, help="per-class counts CSV (default: <out>_counts.csv)")
     p.set_defaults(func=_cmd_fuse)
 
     p = sub.add_parser("split", help="split the images into K folds, stratified on findings and grouped by patient")
     _add_input(p)
-    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="folds CSV (image_id,group,fold)")
+    p.add_argument("--folds", type=FOLDS, default=5, help="number of folds (default 5)")
+    p.add_argument("--seed", type=COUNT, default=0)
+    p.add_argument("--out", type=OUT_FILE, required=True, help="folds CSV (image_id,group,fold)")
     p.set_defaults(func=_cmd_split)
 
     p = sub.add_parser("export", help="write a YOLO or COCO training set through a preprocessing chain")
     _add_input(p)
     p.add_argument("--format", choices=["yolo", "coco"], default="yolo")
     p.add_argument("--chain", default="yolo-512-clahe", help="named chain or spec (see `thoracic chains`; default yolo-512-clahe)")
-    p.add_argument("--out", required=True, help="output folder (re-running resumes)")
-    p.add_argument("--folds", type=int, default=0, help="make K patient-grouped stratified folds (data_<k>.yaml each)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the folds")
-    p.add_argument("--folds-csv", help="use the folds of `thoracic dataset split` instead")
+    p.add_argument("--out", type=OUT_DIR, required=True, help="output folder (re-running resumes)")
+    p.add_argument("--folds", type=COUNT, default=0, help="make K patient-grouped stratified folds (data_<k>.yaml each)")
+    p.add_argument("--seed", type=COUNT, default=0, help="seed of the folds")
+    p.add_argument("--folds-csv", type=IN_FILE, help="use the folds of `thoracic dataset split` instead")
     p.add_argument("--fuse", choices=["auto", "none", *FUSION_METHODS], default="auto",
                    help="fuse readers first (auto: wbf when images have several readers)")
     fusion_flags(p)
     p.add_argument("--unboxed", choices=["skip", "include"], default="skip",
                    help="images with findings but no boxes: skip (default) or write them unlabelled (unboxed.txt)")
-    p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per core)")
+    p.add_argument("--workers", type=COUNT, default=0, help="worker processes (default: one per core)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("stats", help="describe a table: labels, box sizes, readers and agreement (CSV, Markdown, PNG figures)")
     _add_input(p)
-    p.add_argument("--out", required=True, help="output folder (e.g. docs/dataset)")
-    p.add_argument("--iou-thr", type=float, default=0.4, help="IoU for reader agreement (default 0.4)")
+    p.add_argument("--out", type=OUT_DIR, required=True, help="output folder (e.g. docs/dataset)")
+    p.add_argument("--iou-thr", type=FRACTION, default=0.4, help="IoU for reader agreement (default 0.4)")
     p.add_argument("--no-figures", action="store_true", help="tables only (no matplotlib needed)")
     p.set_defaults(func=_cmd_stats)
     return parser

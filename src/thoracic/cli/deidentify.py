@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from thoracic.detect.clinical import DEFAULT_MIN_SCORE
+from thoracic.cli._args import FRACTION, IN_FILE, OUT_DIR, POSITIVE
 from thoracic.errors import ConfigError, MissingDependencyError
 
 __all__ = ["add_parser", "run"]
@@ -35,14 +36,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``deidentify`` to the ``thoracic`` subcommands."""
     p = subparsers.add_parser("deidentify", help="write de-identified copies of DICOM files (basic profile), optionally with SR, GSPS and SEG")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="DICOM files or folders (searched recursively)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--salt-file", default=None,
+    p.add_argument("--out", type=OUT_DIR, required=True, help="output folder")
+    p.add_argument("--salt-file", type=IN_FILE, default=None,
                    help=f"file whose first line is the secret salt (else ${SALT_ENV}, else a random one for this run)")
     p.add_argument("--keep-uids", action="store_true", help="keep the original UIDs (the profile's Retain UIDs option)")
     p.add_argument("--results", action="store_true", help="also analyze each image and write its de-identified SR, GSPS and SEG")
-    p.add_argument("--min-score", type=float, default=None, help="the SR/GSPS carry every finding scoring at least this (default: each finding above "
+    p.add_argument("--min-score", type=FRACTION, default=None, help="the SR/GSPS carry every finding scoring at least this (default: each finding above "
                         f"the detector's operating point, or {DEFAULT_MIN_SCORE:g} for a model without them)")
-    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads for --results (default 2)")
+    p.add_argument("--threads", type=POSITIVE, default=2, help="ONNX Runtime threads for --results (default 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -72,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--results refers to the image by its new UIDs; use it without --keep-uids")
     if args.results and importlib.util.find_spec("highdicom") is None:  # before any file is written
         raise MissingDependencyError.for_feature("thoracic deidentify --results", "highdicom", "dicom")
+    from thoracic._fs import find_inputs
+
+    find_inputs(args.inputs, empty_ok=False)  # a missing input or an empty folder: one line, before any note
     salt, origin = _salt(args)
     if origin == "random":
         print(f"note: no --salt-file or ${SALT_ENV}: pseudonyms and new UIDs hold within this run only", file=sys.stderr)

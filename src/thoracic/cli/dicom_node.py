@@ -14,6 +14,8 @@ import logging
 import os
 from typing import Any
 
+from thoracic.cli._args import FRACTION, NON_NEGATIVE, OUT_DIR, PEER_PORT, PORT, POSITIVE
+
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "add_parser", "build_config", "run"]
 
 HELP = "run a DICOM node that sends back SR, GSPS and SEG for the CR/DX images it receives"
@@ -33,17 +35,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("listening (C-STORE SCP)")
     g.add_argument("--ae-title", default="THORACIC", help="our AE title (default THORACIC)")
     g.add_argument("--host", default="0.0.0.0", help="address to listen on (default all: 0.0.0.0)")
-    g.add_argument("--port", type=int, default=11112, help="DICOM port (default 11112)")
+    g.add_argument("--port", type=PORT, default=11112, help="DICOM port (default 11112)")
     g.add_argument("--allow-ae", action="append", default=[], metavar="AE",
                    help="a calling AE title allowed to send (repeat; default: any)")
     g.add_argument("--no-secondary-capture", action="store_true",
                    help="refuse Secondary Capture images (accepted by default when Modality is CR/DX)")
     g = p.add_argument_group("queue")
-    g.add_argument("--spool", required=True, help="folder of the persistent queue (created; keep it between runs)")
-    g.add_argument("--queue-size", type=int, default=100,
+    g.add_argument("--spool", type=OUT_DIR, required=True, help="folder of the persistent queue (created; keep it between runs)")
+    g.add_argument("--queue-size", type=POSITIVE, default=100,
                    help="images waiting or in work before C-STORE answers out of resources (default 100)")
-    g.add_argument("--max-attempts", type=int, default=5, help="tries of a transient failure (default 5)")
-    g.add_argument("--backoff", type=float, default=5.0,
+    g.add_argument("--max-attempts", type=POSITIVE, default=5, help="tries of a transient failure (default 5)")
+    g.add_argument("--backoff", type=NON_NEGATIVE, default=5.0,
                    help="seconds before the first retry, doubled each time (default 5)")
     g.add_argument("--keep-files", action="store_true", help="keep images and results of finished jobs in the spool")
     g.add_argument("--status", action="store_true",
@@ -51,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("results destination (at least one)")
     g.add_argument("--dest-ae", help="AE title of the PACS receiving the results by C-STORE")
     g.add_argument("--dest-host", help="its host")
-    g.add_argument("--dest-port", type=int, help="its DICOM port")
+    g.add_argument("--dest-port", type=PEER_PORT, help="its DICOM port")
     g.add_argument("--stowrs", metavar="URL", help="DICOMweb root receiving the results by STOW-RS (POST URL/studies)")
     g.add_argument("--stowrs-token", help="bearer token for STOW-RS (or env THORACIC_STOWRS_TOKEN)")
     g.add_argument("--stowrs-user", help="user for STOW-RS basic auth (password in env THORACIC_STOWRS_PASSWORD)")
@@ -59,12 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detector", action="append", default=[], metavar="ONNX",
                    help="detector model (repeat for an ensemble; default: the shipped one)")
     g.add_argument("--classifier", metavar="ONNX", help="normal/abnormal classifier (default: the shipped one)")
-    g.add_argument("--min-score", type=float, default=None,
+    g.add_argument("--min-score", type=FRACTION, default=None,
                    help="the SR and GSPS carry every finding scoring at least this (default: each finding above "
                         f"the detector's operating point, or {DEFAULT_MIN_SCORE:g} for a model without them; "
                         "overlapping boxes of one finding merged)")
-    g.add_argument("--workers", type=int, default=1, help="images analyzed at the same time (default 1)")
-    g.add_argument("--threads", type=int, default=1, help="CPU threads per model (default 1)")
+    g.add_argument("--workers", type=POSITIVE, default=1, help="images analyzed at the same time (default 1)")
+    g.add_argument("--threads", type=POSITIVE, default=1, help="CPU threads per model (default 1)")
     p.add_argument("--log-level", default=None, type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="log level, in either case (default INFO); logs never contain patient data")
 

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from thoracic._version import __version__
+from thoracic.cli._args import COUNT, OUT_DIR, POSITIVE, Parser, one_line
 from thoracic.cli._progress import finish, run_batch
 from thoracic.errors import ThoracicError
 
@@ -24,7 +25,7 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", action="store_true",
                    help="also check the pixels: refuse photos, documents, screenshots, CT slices, lateral views and "
                         "colour images (flagged instead with --allow-non-chest)")
-    p.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels (default 64e6)")
+    p.add_argument("--max-pixels", type=POSITIVE, default=None, help="refuse images with more pixels (default 64e6)")
 
 
 def _read_options(args: argparse.Namespace):
@@ -71,7 +72,7 @@ def _cmd_chains(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="thoracic",
         description="Localize and classify thoracic abnormalities on chest radiographs.",
     )
@@ -81,19 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="convert radiographs (DICOM, PNG, JPEG) to 8-bit PNGs with a manifest")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders (searched recursively)")
-    p.add_argument("--out", required=True, help="output folder (re-running resumes)")
-    p.add_argument("--size", type=int, default=None, help="resize the longest side to N pixels (aspect kept)")
+    p.add_argument("--out", required=True, type=OUT_DIR, help="output folder (re-running resumes)")
+    p.add_argument("--size", type=POSITIVE, default=None, help="resize the longest side to N pixels (aspect kept)")
     p.add_argument("--normalize", choices=["window", "minmax", "percentile"], default="window",
                    help="window: the file's VOI/window (default); minmax: the Kaggle recipe; percentile: 0.5-99.5%%")
     p.add_argument("--clahe", action="store_true", help="contrast-limited adaptive histogram equalization")
     p.add_argument("--chain", default=None, help="a named preprocessing chain or a spec (see `thoracic chains`)")
-    p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per core)")
+    p.add_argument("--workers", type=COUNT, default=0, help="worker processes (default: one per core)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_read_options(p)
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("demo", help="run thoracic on the bundled sample radiographs and write an HTML page")
-    p.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
+    p.add_argument("--out", default="demo-output", type=OUT_DIR, help="output folder (default: demo-output)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("chains", help="list the named preprocessing chains")
@@ -142,7 +143,10 @@ def _describe(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # a usage error (one line, exit 2), --help or --version
+        return stop.code if isinstance(stop.code, int) else 2
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
@@ -153,7 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ThoracicError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader left: run() ends quietly
+        raise
+    except OSError as err:  # a path the argument checks could not foresee (a full disk, a lost mount)
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"error: {err.strerror or one_line(err)}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

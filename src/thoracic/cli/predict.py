@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from thoracic.cli._args import COUNT, FRACTION, IN_FILE, OUT_DIR, OUT_FILE, POSITIVE, POSITIVE_FLOAT, Parser
 from thoracic.cli.evaluate import add_selection
 from thoracic.errors import ConfigError, NotChestRadiographError, ThoracicError
 
@@ -40,39 +41,41 @@ PROCESS_READERS_FROM = 64
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``predict`` options to ``p`` and set ``func=run``."""
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="files or folders (searched recursively)")
-    p.add_argument("--manifest", metavar="FILE", default=None,
+    p.add_argument("--manifest", type=IN_FILE, metavar="FILE", default=None,
                    help="a list of inputs: one path per line, or a CSV with a path (or source) column and an "
                         "optional image_id column; relative paths start at the manifest's folder")
     add_selection(p, "predict only the inputs")
-    p.add_argument("--out", required=True, help="predictions CSV (a sidecar <stem>.images.csv is written beside it)")
+    p.add_argument("--out", type=OUT_FILE, required=True, help="predictions CSV (a sidecar <stem>.images.csv is written beside it)")
     p.add_argument("--format", choices=["rows", "kaggle"], default="rows",
                    help="rows: one box per row (default); kaggle: the competition's submission format")
-    p.add_argument("--conf", type=float, default=0.01, help="keep boxes scoring at least this (default 0.01)")
-    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU of each detector (default 0.7, as ultralytics)")
-    p.add_argument("--max-det", type=int, default=100, help="at most this many boxes per image (default 100)")
+    p.add_argument("--conf", type=FRACTION, default=0.01, help="keep boxes scoring at least this (default 0.01)")
+    p.add_argument("--iou", type=FRACTION, default=0.7, help="NMS IoU of each detector (default 0.7, as ultralytics)")
+    p.add_argument("--max-det", type=POSITIVE, default=100, help="at most this many boxes per image (default 100)")
     p.add_argument("--models", nargs="+", metavar="ONNX", default=None,
                    help="detector ONNX files fused by WBF (default: the shipped detector)")
-    p.add_argument("--weights", nargs="+", type=float, default=None, help="one WBF weight per --models file")
-    p.add_argument("--wbf-iou", type=float, default=0.55, help="IoU of the WBF fusion (models and TTA; default 0.55)")
+    p.add_argument("--weights", nargs="+", type=POSITIVE_FLOAT, default=None, help="one WBF weight per --models file")
+    p.add_argument("--wbf-iou", type=FRACTION, default=0.55, help="IoU of the WBF fusion (models and TTA; default 0.55)")
     p.add_argument("--classifier", default=None, help="normal/abnormal ONNX (default: the shipped one with the shipped detector)")
     p.add_argument("--no-classifier", action="store_true", help="no 2-class filter")
-    p.add_argument("--low", type=float, default=None,
+    p.add_argument("--low", type=FRACTION, default=None,
                    help="drop all boxes of images with P(abnormal) below this (default: the classifier's validated threshold)")
     p.add_argument("--tta", action="store_true", help="also predict the mirrored image and fuse (WBF)")
     p.add_argument("--lung-roi", action="store_true", help="detect on the lung crop of the lungs model (boxes mapped back)")
-    p.add_argument("--overlays", metavar="DIR", default=None, help="write a PNG with the boxes drawn per image")
-    p.add_argument("--overlay-conf", type=float, default=None,
+    p.add_argument("--overlays", type=OUT_DIR, metavar="DIR", default=None, help="write a PNG with the boxes drawn per image")
+    p.add_argument("--overlay-conf", type=FRACTION, default=None,
                    help="draw every finding scoring at least this (default: the clinical findings, each above the "
                         "detector's operating point, overlapping boxes of one finding merged); the CSV keeps --conf")
     p.add_argument("--heatmaps", action="store_true",
                    help="with --overlays: also write <image_id>_heatmap.png, the detector's Eigen-CAM over the image with the boxes")
-    p.add_argument("--resume", action="store_true", help="skip images already done with the same models")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--resume", action="store_true",
+                   help="skip images already done; refused when the table was written with other settings "
+                        "(<out stem>.settings.json)")
+    p.add_argument("--threads", type=POSITIVE, default=None,
                    help="ONNX Runtime threads per model (default: cores / --workers)")
-    p.add_argument("--readers", type=int, default=0, help="images decoded ahead of the models at once (default: one per core)")
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--readers", type=COUNT, default=0, help="images decoded ahead of the models at once (default: one per core)")
+    p.add_argument("--workers", type=COUNT, default=0,
                    help="images run through the models at once (default: one per core)")
-    p.add_argument("--prefetch", type=int, default=0,
+    p.add_argument("--prefetch", type=COUNT, default=0,
                    help="prepared images waiting for the models, at most (default 0: 16 when they are the models' "
                         "inputs only, 4 with --lung-roi, where the decoded images wait)")
     p.add_argument("--readers-in", choices=["auto", "threads", "processes"], default="auto",
@@ -86,7 +89,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on a Ray cluster with Ray Data: a local one without ADDRESS, else e.g. HEAD:6379 or "
                         "ray://HEAD:10001 (after the inputs, or --ray=ADDRESS; needs thoracic[ray])")
-    p.add_argument("--ray-workers", type=int, default=0,
+    p.add_argument("--ray-workers", type=COUNT, default=0,
                    help="model replicas on the Ray cluster (default: one per CPU of the cluster)")
     p.add_argument("--allow-non-chest", action="store_true",
                    help="analyze what the chest check refuses (photos, documents, CT slices, lateral views, colour "
@@ -108,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     """The ``predict`` handler (returns the exit status)."""
     from tqdm import tqdm
 
-    from thoracic.batch.predictions import PredictionCsv, prediction_inputs, write_overlay
+    from thoracic.batch.predictions import PredictionCsv, prediction_inputs, prediction_settings, write_overlay
     from thoracic.inference.batch import BatchPredictor, PipelineConfig
     from thoracic.inference.predictor import PredictConfig, Predictor
     from thoracic.io.radiograph import ReadConfig
@@ -144,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
 
         overlay_points = OperatingPoints.uniform(args.overlay_conf)
     failed = n_ok = 0
-    with PredictionCsv(args.out, args.format, predictor.model_ids, resume=args.resume) as sink:
+    settings = prediction_settings(predictor, read_opts, reduced_decode=pipeline.reduced_decode)
+    with PredictionCsv(args.out, args.format, predictor.model_ids, resume=args.resume, settings=settings) as sink:
         already = len({i for _, i in items} & sink.done)
         todo = [(f, i) for f, i in items if i not in sink.done]
         if args.ray is not None:
@@ -159,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         bar = tqdm(total=len(todo), unit="img", desc="predict", disable=args.quiet or None, dynamic_ncols=True,
                    file=sys.stderr)
         if already:
-            bar.write(f"resuming: {already} image(s) already done with the same models")
+            bar.write(f"resuming: {already} image(s) already done with the same settings")
         try:
             for result in results:
                 sink.write(result)
@@ -213,7 +217,7 @@ def _check_lungs() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``predict`` standalone (tests call this in-process)."""
-    parser = add_arguments(argparse.ArgumentParser(prog="thoracic predict", description=f"{HELP[0].upper()}{HELP[1:]}."))
+    parser = add_arguments(Parser(prog="thoracic predict", description=f"{HELP[0].upper()}{HELP[1:]}."))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

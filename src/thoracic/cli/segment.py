@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from thoracic.cli._args import FRACTION, IN_FILE, OUT_DIR, POSITIVE
+
 __all__ = ["add_parser"]
 
 
@@ -32,15 +34,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``segment`` to the ``thoracic`` subcommands."""
     p = subparsers.add_parser("segment", help="segment the lungs: mask PNGs at the original size and a masks.csv")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders (searched recursively)")
-    p.add_argument("--out", required=True, help="output folder (re-running resumes)")
+    p.add_argument("--out", type=OUT_DIR, required=True, help="output folder (re-running resumes)")
     p.add_argument("--overlays", action="store_true", help="also write overlays/<image_id>.png (mask outline, lung square)")
     p.add_argument("--crops", action="store_true", help="also write crops/<image_id>.png: the lung square, resized")
-    p.add_argument("--size", type=int, default=512, help="side of the lung-square crops (default 512)")
-    p.add_argument("--margin", type=float, default=0.05, help="lung square margin per side, fraction of its side (default 0.05)")
-    p.add_argument("--model", default=None, help="an ONNX lung model (default: the shipped one)")
-    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    p.add_argument("--size", type=POSITIVE, default=512, help="side of the lung-square crops (default 512)")
+    p.add_argument("--margin", type=FRACTION, default=0.05, help="lung square margin per side, fraction of its side (default 0.05)")
+    p.add_argument("--model", type=IN_FILE, default=None, help="an ONNX lung model (default: the shipped one)")
+    p.add_argument("--threads", type=POSITIVE, default=2, help="ONNX Runtime threads (default 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--allow-non-chest", action="store_true", help="segment what the chest check refuses (photos, CT slices, lateral views, ...) anyway (flagged)")
-    p.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels (default 64e6)")
+    p.add_argument("--max-pixels", type=POSITIVE, default=None, help="refuse images with more pixels (default 64e6)")
     p.set_defaults(func=_cmd_segment)
     return p

