@@ -69,4 +69,4 @@ def test_findings_read_as_one_line_best_first_with_counts():
     found = ["Nodule/Mass 0.36", "Pleural effusion 0.14", "Pleural effusion 0.13", "Nodule/Mass 0.08", "Pleural effusion 0.05"]
     assert _findings_text(found) == "Nodule/Mass 0.36 (2 boxes), Pleural effusion 0.14 (3 boxes)"
     assert _findings_text(["Cardiomegaly 0.12"]) == "Cardiomegaly 0.12"
-    assert _findings_text([]).startswith("none scoring")
+    assert _findings_text([]).startswith("none above")

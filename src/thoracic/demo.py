@@ -174,7 +174,7 @@ def _findings_text(findings: list[str]) -> str:
         best[label] = (max(top, float(score)), n + 1)
     parts = [f"{label} {top:.2f}" + (f" ({n} boxes)" if n > 1 else "")
              for label, (top, n) in sorted(best.items(), key=lambda kv: -kv[1][0])]
-    return ", ".join(parts) if parts else "none at the detector's operating points"
+    return ", ".join(parts) if parts else "none above the operating points"
 
 
 def _fact_rows(facts: dict, seconds: float) -> list[tuple[str, str]]:

@@ -88,7 +88,7 @@ def test_train_export_predict_never_touch_the_network(tmp_path, require):
     import subprocess
     import sys
 
-    from helpers import ROOT, tiny_yolo_set
+    from helpers import ROOT, SAMPLES, tiny_yolo_set
 
     data = tiny_yolo_set(tmp_path / "set")
     runs, run = tmp_path / "runs", tmp_path / "runs" / "t"
@@ -100,7 +100,7 @@ def test_train_export_predict_never_touch_the_network(tmp_path, require):
         train,
         [*train, "--resume"],
         ["export-detector", str(run / "weights" / "best.pt"), "--out", str(onnx), "--chain", "display"],
-        ["predict", str(tmp_path / "set" / "images" / "im4.png"), "--models", str(onnx), "--no-classifier",
+        ["predict", str(SAMPLES / "00000377_004.jpg"), "--models", str(onnx), "--no-classifier",
          "--out", str(preds), "--threads", "1", "--readers", "1", "-q"],
     ]
     log = tmp_path / "network.log"
