@@ -5,7 +5,8 @@ downloaded); they need torch and ultralytics (the ``train`` extra): they skip lo
 and fail in CI. ``detector_onnx``/``classifier_onnx`` are the shipped models when the package has
 them, else tiny ones; tests that only need *a* model use them and run on a core install.
 ``lite_classifier`` is a multi-label EfficientNet-Lite0 classifier at 128 px (ImageNet backbone
-from the train extra's wheel, random positive head), as torch module and exported ONNX.
+from the train extra's wheel, random positive head), as torch module and exported ONNX;
+``lite_analyzer`` an Analyzer of ``detector_onnx`` with it.
 """
 
 from __future__ import annotations
@@ -201,6 +202,14 @@ def lite_classifier(tmp_path_factory):
                                   chain=with_letterbox(get_chain("display"), LITE_SIZE), low=0.3, thresholds=thresholds,
                                   training_data="random head (test)")
     return model, path
+
+
+@pytest.fixture(scope="session")
+def lite_analyzer(detector_onnx, lite_classifier):
+    """An Analyzer of ``detector_onnx`` and the ``lite_classifier`` (multi-label, with maps), no lungs model."""
+    from thoracic.inference.analyzer import Analyzer
+
+    return Analyzer.load([detector_onnx], lite_classifier[1], lungs=False, threads=1)
 
 
 # --- images ----------------------------------------------------------------------------------------

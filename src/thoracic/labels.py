@@ -7,6 +7,7 @@ and ids, so results of different models can be fused by name.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -24,6 +25,7 @@ __all__ = [
     "NO_FINDING_ID",
     "class_id",
     "class_name",
+    "label_slug",
     "nih_to_vindr",
 ]
 
@@ -99,6 +101,18 @@ def class_name(cid: int) -> str:
     if not 0 <= int(cid) < len(LABELS):
         raise ConfigError(f"class id must be 0..{len(LABELS) - 1}, got {cid}")
     return LABELS[int(cid)]
+
+
+def label_slug(name: str) -> str:
+    """A label as a column or file name: lower case, each run of other characters one ``_``.
+
+    The per-finding columns of a predictions sidecar (``p_<slug>``) and the per-finding heatmap
+    files (``<image_id>_heatmap_<slug>.png``) use it; the 14 findings' slugs are distinct.
+
+    >>> label_slug("Nodule/Mass"), label_slug("Aortic enlargement"), label_slug("ILD")
+    ('nodule_mass', 'aortic_enlargement', 'ild')
+    """
+    return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
 
 
 def nih_to_vindr(finding: str) -> str:

@@ -61,3 +61,33 @@ def test_finding_maps_have_the_image_shape(lite_classifier, chest_crop_png):
         assert 0.0 <= heat.min() and heat.max() <= 1.0 and heat.std() > 0.01  # non-constant
     with pytest.raises(ConfigError, match="unknown classifier label"):
         result.finding_map("Hernia")
+
+
+def test_a_classification_pickles_and_draws_its_maps_at_any_size(lite_classifier, chest_png):
+    import pickle
+
+    import cv2
+
+    from thoracic.classify import OnnxClassifier
+
+    _, path = lite_classifier
+    clf = OnnxClassifier.load(path, threads=1)
+    assert clf.thresholds == {label: pytest.approx(0.25 + 0.05 * i) for i, label in enumerate(clf.labels)}
+    result = clf.classify(chest_png, features=True)
+    back = pickle.loads(pickle.dumps(result))  # results cross processes (Ray)
+    assert dict(back.probabilities) == dict(result.probabilities) and back.has_maps
+    full = result.finding_map("Cardiomegaly")
+    np.testing.assert_array_equal(back.finding_map("Cardiomegaly"), full)
+    h, w = full.shape
+    small = result.finding_map("Cardiomegaly", (w // 4, h // 4))
+    assert small.shape == (h // 4, w // 4) and small.dtype == np.float32
+    # drawn at the smaller size directly, it is the full-size map scaled down
+    scaled = cv2.resize(full, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    assert np.abs(small - scaled).mean() < 0.02 and np.corrcoef(small.ravel(), scaled.ravel())[0, 1] > 0.99
+    assert result.finding_map("Cardiomegaly", (w, h)).shape == (h, w)
+
+
+def test_a_two_class_classifier_stores_no_thresholds(classifier_onnx):
+    from thoracic.classify import OnnxClassifier
+
+    assert OnnxClassifier.load(classifier_onnx, threads=1).thresholds == {}

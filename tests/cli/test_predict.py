@@ -274,3 +274,89 @@ def test_cli_overlays_show_the_operating_points_and_the_kaggle_csv_keeps_every_b
     drawn = cv2.imread(str(tmp_path / "low" / f"{chest_png.stem}.png"))
     expected = cv2.cvtColor(draw_findings(rg, OperatingPoints.uniform(0.01).select(raw)), cv2.COLOR_RGB2BGR)
     np.testing.assert_array_equal(drawn, expected)
+
+
+def test_the_sidecar_has_one_probability_column_per_finding(detector_onnx, classifier_onnx, lite_classifier, chest_png,
+                                                              tmp_path):
+    from thoracic.batch.predictions import FINDING_COLUMNS
+    from thoracic.classify import OnnxClassifier
+    from thoracic.labels import label_slug
+
+    # after the columns that were there before, one p_<finding> per VinDr finding, in class-id order
+    assert IMAGE_COLUMNS[:10] == ("image_id", "source", "status", "error", "width", "height", "p_abnormal", "models",
+                                  "thoracic_version", "flags")
+    assert IMAGE_COLUMNS[10:] == FINDING_COLUMNS == tuple(f"p_{label_slug(f)}" for f in FINDINGS)
+    assert FINDING_COLUMNS[8] == "p_nodule_mass" and len(set(FINDING_COLUMNS)) == 14
+    _, lite = lite_classifier
+    out = tmp_path / "lite.csv"
+    assert _predict([str(chest_png), "--out", str(out), "--models", str(detector_onnx), "--classifier", str(lite)]) == 0
+    row = read_rows(sidecar_path(out))[0]
+    want = OnnxClassifier.load(lite, threads=1).classify(chest_png)
+    assert float(row["p_abnormal"]) == pytest.approx(want.p_abnormal, rel=1e-5)
+    for finding, column in zip(FINDINGS, FINDING_COLUMNS, strict=True):
+        if finding in want.findings:
+            assert float(row[column]) == pytest.approx(want.findings[finding], rel=1e-5), finding
+        else:  # the head has no output for it
+            assert row[column] == "", finding
+    # a 2-class classifier: the columns are there, empty; every other column as before
+    two = tmp_path / "two.csv"
+    assert _predict([str(chest_png), "--out", str(two), "--models", str(detector_onnx), "--classifier",
+                     str(classifier_onnx)]) == 0
+    row = read_rows(sidecar_path(two))[0]
+    assert list(row) == list(IMAGE_COLUMNS) and all(row[c] == "" for c in FINDING_COLUMNS)
+    assert row["status"] == "ok" and 0.0 <= float(row["p_abnormal"]) <= 1.0
+
+
+def test_heatmaps_of_a_multilabel_classifier_per_finding(detector_onnx, classifier_onnx, lite_classifier, chest_png,
+                                                         tmp_path, capsys):
+    from thoracic.classify import OnnxClassifier
+    from thoracic.labels import label_slug
+
+    _, lite = lite_classifier
+    clf = OnnxClassifier.load(lite, threads=1)
+    probs = clf.classify(chest_png).findings
+    base = [str(chest_png), "--models", str(detector_onnx), "--heatmaps"]
+
+    def maps(folder) -> set[str]:
+        return {p.name for p in folder.glob(f"{chest_png.stem}_heatmap_*.png")}
+
+    # default: the findings at or above their thresholds. The fixture's random head is sure of every
+    # finding, so a copy stores thresholds that make it a choice: Pleural effusion's is out of reach,
+    # and a finding without one is taken at 0.5
+    assert min(probs.values()) > 0.5
+    extra = dict(clf.meta.extra)
+    extra["thresholds"] = {"abnormal": 0.3, "Cardiomegaly": 0.0, "Pleural effusion": 1.5}
+    picky = model_with_meta(lite, tmp_path / "picky.onnx", extra=extra)
+    ov = tmp_path / "above"
+    assert _predict([*base, "--classifier", str(picky), "--out", str(tmp_path / "a.csv"), "--overlays", str(ov)]) == 0
+    assert maps(ov) == {f"{chest_png.stem}_heatmap_{label_slug(k)}.png" for k in probs if k != "Pleural effusion"}
+    assert (ov / f"{chest_png.stem}_heatmap.png").is_file()  # the detector's Eigen-CAM as before
+    # named findings (names or slugs), whatever their probability; each a different map over the same overlay
+    ov = tmp_path / "named"
+    assert _predict([*base, "--classifier", str(lite), "--out", str(tmp_path / "n.csv"), "--overlays", str(ov),
+                     "--heatmap-findings", "cardiomegaly, Pleural effusion,abnormal"]) == 0
+    assert maps(ov) == {f"{chest_png.stem}_heatmap_{s}.png" for s in ("cardiomegaly", "pleural_effusion", "abnormal")}
+    boxes = cv2.imread(str(ov / f"{chest_png.stem}.png"))
+    a, b = (cv2.imread(str(ov / f"{chest_png.stem}_heatmap_{s}.png")) for s in ("cardiomegaly", "pleural_effusion"))
+    assert a.shape == b.shape == boxes.shape and np.abs(a.astype(int) - b.astype(int)).mean() > 1
+    assert (np.abs(a.astype(int) - boxes.astype(int)).max(axis=2) > 20).mean() > 0.01  # the map shows
+    ov = tmp_path / "all"
+    assert _predict([*base, "--classifier", str(lite), "--out", str(tmp_path / "l.csv"), "--overlays", str(ov),
+                     "--heatmap-findings", "all"]) == 0
+    assert len(maps(ov)) == len(clf.labels)
+    # a 2-class classifier: the Eigen-CAM only, as before; asking it for finding maps is an error
+    ov = tmp_path / "two"
+    assert _predict([*base, "--classifier", str(classifier_onnx), "--out", str(tmp_path / "t.csv"), "--overlays",
+                     str(ov)]) == 0
+    assert maps(ov) == set() and sorted(p.name for p in ov.iterdir()) == [f"{chest_png.stem}.png",
+                                                                          f"{chest_png.stem}_heatmap.png"]
+    capsys.readouterr()
+    assert _predict([*base, "--classifier", str(classifier_onnx), "--out", str(tmp_path / "u.csv"), "--overlays",
+                     str(ov), "--heatmap-findings", "cardiomegaly"]) == 2
+    assert "no per-finding maps" in capsys.readouterr().err
+    assert _predict([*base, "--classifier", str(lite), "--out", str(tmp_path / "v.csv"), "--overlays", str(ov),
+                     "--heatmap-findings", "hernia"]) == 2
+    assert "hernia" in capsys.readouterr().err.lower()
+    assert _predict([str(chest_png), "--models", str(detector_onnx), "--classifier", str(lite), "--out",
+                     str(tmp_path / "w.csv"), "--heatmap-findings", "all"]) == 2
+    assert "give --heatmaps too" in capsys.readouterr().err

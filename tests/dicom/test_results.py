@@ -292,3 +292,57 @@ def test_the_operating_points_of_the_detector_file_reach_the_sr(require, detecto
     assert [f.label for f in results.findings] == [best]
     assert results.findings[0].score == pytest.approx(float(det.scores[0]))
     assert len(sr_findings(results.sr)) == 1 < len(det)
+
+
+def _image_groups(sr) -> dict[tuple[str, str], float | None]:
+    """(scheme, code) of each image-level group's finding type -> its Probability, read back with highdicom."""
+    import highdicom as hd
+
+    doc = hd.sr.Comprehensive3DSR.from_dataset(sr)
+    out = {}
+    for group in doc.content.get_image_measurement_groups():
+        prob = [m for m in group.get_measurements() if m.name.value == "122157"]
+        out[(group.finding_type.scheme_designator, group.finding_type.value)] = float(prob[0].value) if prob else None
+    return out
+
+
+PROBABILITIES = {"Cardiomegaly": 0.8123456, "Pleural effusion": 0.25, "Nodule/Mass": 0.0312}
+
+
+def test_a_multilabel_classifier_puts_each_finding_probability_in_the_sr(require, phi_file, tmp_path):
+    import dataclasses
+
+    from thoracic.dicom import finding_code
+
+    require("highdicom")
+    base = built_analysis(phi_file)
+    analysis = dataclasses.replace(
+        base, prediction=dataclasses.replace(base.prediction, finding_probabilities=PROBABILITIES))
+    results = build_results(analysis)
+    path = results.save(tmp_path)["sr"]
+    assert dciodvfy_unexplained(path) == []
+    sr = pydicom.dcmread(path)
+    groups = _image_groups(sr)
+    abnormal = ("SCT", "263654008")
+    assert groups.pop(abnormal) == pytest.approx(0.87)  # the image's P(abnormal) group, as before
+    want = {(finding_code(k).scheme_designator, finding_code(k).value): round(v, 6) for k, v in PROBABILITIES.items()}
+    assert groups == want
+    # the boxes' groups are the same as without the probabilities
+    assert [f["finding"] for f in sr_findings(sr)] == [f["finding"] for f in sr_findings(build_results(base).sr)]
+    assert "image Cardiomegaly" in all_text(sr)
+
+
+def test_a_two_class_classifier_sr_has_one_image_group(require, phi_analysis):
+    require("highdicom")
+    assert list(_image_groups(build_results(phi_analysis).sr)) == [("SCT", "263654008")]
+
+
+def test_the_sr_of_a_multilabel_analysis_of_a_dicom(require, lite_analyzer, tmp_path):
+    require("highdicom")
+    a = lite_analyzer.analyze(SAMPLES / "siim_cr_jpeg_baseline.dcm", heatmap=False)
+    assert list(a.prediction.finding_probabilities) == list(lite_analyzer.predictor.classifier.labels[1:])
+    path = build_results(a, objects=("sr",)).save(tmp_path)["sr"]
+    assert dciodvfy_unexplained(path) == []
+    groups = _image_groups(pydicom.dcmread(path))
+    got = {finding_label(*code): p for code, p in groups.items() if finding_label(*code)}
+    assert got == {k: pytest.approx(v, abs=1e-6) for k, v in a.prediction.finding_probabilities.items()}

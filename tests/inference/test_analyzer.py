@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_analysis_of_a_dicom(analyzer, samples_dir):
     from thoracic.models import model_path
@@ -35,3 +37,34 @@ def test_analysis_of_a_png_has_no_dicom_header(analyzer, samples_dir):
     a = analyzer.analyze((samples_dir / "00001437_012.jpg").read_bytes(), image_id="upload", lungs=False, heatmap=False)
     assert not a.is_dicom and a.image_id == "upload" and a.lungs is None and a.heatmap is None
     assert a.to_dict()["lung_roi"] is None and a.to_dict()["heatmap"] is False
+
+
+#: The keys of an analysis summary: those of a 2-class classifier (unchanged), and ``classifier``
+#: added by a multi-label one.
+SUMMARY_KEYS = {"image_id", "width", "height", "format", "findings", "operating_points", "p_abnormal",
+                "no_finding_score", "filtered", "lung_roi", "heatmap", "flags", "models", "thoracic_version", "seconds"}
+
+
+def test_a_two_class_classifier_summary_is_unchanged(analyzer, samples_dir):
+    a = analyzer.analyze(samples_dir / "00001437_012.jpg", lungs=False)
+    assert set(a.to_dict()) == SUMMARY_KEYS and a.classifier_findings() is None
+    assert a.prediction.finding_probabilities == {} and a.finding_thresholds == {}
+
+
+def test_a_multilabel_classifier_summary_lists_each_finding(lite_analyzer, lite_classifier, samples_dir):
+    from thoracic.classify import OnnxClassifier
+
+    src = samples_dir / "00001437_012.jpg"
+    clf = OnnxClassifier.load(lite_classifier[1], threads=1)
+    want = clf.classify(src)
+    d = json.loads(json.dumps(lite_analyzer.analyze(src).to_dict()))
+    assert set(d) == SUMMARY_KEYS | {"classifier"}
+    c = d["classifier"]
+    assert list(c["findings"]) == list(clf.labels[1:])
+    assert c["findings"] == {k: pytest.approx(v, abs=1e-6) for k, v in want.findings.items()}
+    assert c["thresholds"] == {k: pytest.approx(clf.thresholds[k]) for k in clf.labels[1:]}
+    assert c["maps"] == ["abnormal", *clf.labels[1:]] and d["heatmap"] is True
+    assert d["p_abnormal"] == pytest.approx(want.p_abnormal, abs=1e-6)
+    # no heatmap asked for: the probabilities, and no maps
+    d = lite_analyzer.analyze(src, heatmap=False).to_dict()
+    assert d["classifier"]["maps"] == [] and d["classifier"]["findings"] == c["findings"]

@@ -220,3 +220,41 @@ def test_identical_boxes_are_written_once(detector_onnx, chest_png):
     key = np.concatenate([two.class_ids[:, None], two.boxes], axis=1)
     assert len(np.unique(key, axis=0)) == len(two)
     assert len(two) <= len(one)
+
+
+def test_a_multilabel_classifier_adds_per_finding_probabilities_and_maps(detector_onnx, lite_classifier, chest_png):
+    import pickle
+
+    from thoracic.classify import OnnxClassifier
+
+    _, path = lite_classifier
+    clf = OnnxClassifier.load(path, threads=1)
+    want = clf.classify(chest_png)
+    pred = Predictor([OnnxDetector.load(detector_onnx, threads=1)], clf).predict(chest_png)
+    assert pred.p_abnormal == pytest.approx(want.p_abnormal, abs=1e-6)
+    assert list(pred.finding_probabilities) == list(clf.labels[1:])  # the head's findings, in its order
+    assert pred.finding_probabilities == pytest.approx(want.findings, abs=1e-6)
+    # without a heatmap nothing of the maps is kept, and the prediction pickles (Ray)
+    assert pred.classification is None and pred.map_labels == ()
+    with pytest.raises(ConfigError, match="no per-finding maps"):
+        pred.finding_map("Cardiomegaly")
+    assert pickle.loads(pickle.dumps(pred)).finding_probabilities == pred.finding_probabilities
+    hot = Predictor([OnnxDetector.load(detector_onnx, threads=1)], clf).predict(chest_png, heatmap=True)
+    assert hot.map_labels == ("abnormal", *clf.labels[1:]) and hot.heatmap is not None
+    heat = hot.finding_map("Pleural effusion")
+    assert heat.shape == hot.heatmap.shape == (hot.height, hot.width) and heat.max() == pytest.approx(1.0, abs=0.01)
+    np.testing.assert_allclose(heat, want_map := clf.classify(chest_png, features=True).finding_map("Pleural effusion"))
+    assert want_map.std() > 0.01
+    back = pickle.loads(pickle.dumps(hot))
+    np.testing.assert_array_equal(back.finding_map("Pleural effusion"), heat)
+    with pytest.raises(ConfigError, match="unknown finding map"):
+        hot.finding_map("Hernia")
+
+
+def test_a_two_class_classifier_adds_nothing(detector_onnx, classifier_onnx, chest_png):
+    from thoracic.classify import OnnxClassifier
+
+    pred = Predictor([OnnxDetector.load(detector_onnx, threads=1)],
+                     OnnxClassifier.load(classifier_onnx, threads=1)).predict(chest_png, heatmap=True)
+    assert pred.p_abnormal is not None and pred.heatmap is not None
+    assert pred.finding_probabilities == {} and pred.classification is None and pred.map_labels == ()

@@ -44,7 +44,16 @@ class LiveServer:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """``thoracic serve --port 0`` at DEBUG in a subprocess; the URL is read from its first line."""
-    tmp = tmp_path_factory.mktemp("serve")
+    yield from _serve(tmp_path_factory.mktemp("serve"))
+
+
+@pytest.fixture(scope="module")
+def live_lite(tmp_path_factory, lite_classifier):
+    """The same with the multi-label ``lite_classifier`` (``--classifier``) beside the shipped detector."""
+    yield from _serve(tmp_path_factory.mktemp("serve-lite"), "--classifier", str(lite_classifier[1]))
+
+
+def _serve(tmp: Path, *extra: str):
     token_file = tmp / "token"
     token_file.write_text(LIVE_TOKEN + "\n")
     log = tmp / "server.log"
@@ -52,7 +61,7 @@ def live(tmp_path_factory):
     env.pop("THORACIC_TOKEN", None)
     cmd = [*server_command(), "--port", "0", "--token-file", str(token_file),
            "--log-level", "debug", "--max-upload-mb", "4", "--threads", "1", "--queue", "4",
-           "--upload-timeout", "1.5"]
+           "--upload-timeout", "1.5", *extra]
     with log.open("w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=tmp)
     try:
@@ -223,6 +232,10 @@ def test_the_viewer_draws_the_boxes_in_headless_chromium(live, require, tmp_path
         assert driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
 
+        # a 2-class classifier: no per-finding list, no heatmap picker
+        assert not driver.find_element(By.ID, "classifier-findings-box").is_displayed()
+        assert not driver.find_element(By.ID, "heatmap-source-box").is_displayed()
+
         # a DICOM upload offers its SR, GSPS and SEG
         assert analyze(LIVE_TOKEN, "siim_cr_jpeg_baseline.dcm") == "done", status.text
         links = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#downloads a")]
@@ -290,3 +303,65 @@ def test_the_viewer_keeps_labels_inside_the_canvas_and_readable(live, require, t
         assert driver.save_screenshot(str(tmp_path / "edges.png"))
     finally:
         driver.quit()
+
+
+def test_the_viewer_lists_the_classifier_findings_and_shows_the_picked_map(live_lite, require, tmp_path, monkeypatch):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    driver = _chrome(require, tmp_path, monkeypatch)
+    try:
+        driver.get(live_lite.url + "/")
+        driver.find_element(By.ID, "token").send_keys(LIVE_TOKEN)
+        driver.find_element(By.ID, "file").send_keys(str(SAMPLES / "00000377_004.jpg"))
+        driver.find_element(By.ID, "analyze").click()
+        status = driver.find_element(By.ID, "status")
+        WebDriverWait(driver, 90).until(lambda d: status.get_attribute("data-state") in ("done", "error"))
+        assert status.get_attribute("data-state") == "done", status.text
+        r = httpx.post(live_lite.url + "/v1/analyze?heatmap=false&lungs=false", timeout=60,
+                       content=(SAMPLES / "00000377_004.jpg").read_bytes(),
+                       headers={"Authorization": f"Bearer {LIVE_TOKEN}", "Content-Type": "image/jpeg"})
+        findings = r.json()["classifier"]["findings"]  # the same film's, analyzed again
+        # under P(abnormal): every finding of the classifier, most probable first
+        assert driver.find_element(By.ID, "classifier-findings-box").is_displayed()
+        items = driver.find_elements(By.CSS_SELECTOR, "#classifier-findings li")
+        shown = [li.get_attribute("data-label") for li in items]
+        assert sorted(shown) == sorted(findings)
+        probs = [findings[k] for k in shown]
+        assert probs == sorted(probs, reverse=True)
+        assert all(f"{findings[k]:.3f}" in li.text for k, li in zip(shown, items, strict=True))
+        # the picker: the detector's Eigen-CAM, abnormal, then the findings
+        picker = Select(driver.find_element(By.ID, "heatmap-source"))
+        assert driver.find_element(By.ID, "heatmap-source-box").is_displayed()
+        assert [o.get_attribute("value") for o in picker.options] == ["", "abnormal", *shown]
+        canvas = driver.find_element(By.ID, "canvas")
+        for box in ("show-boxes", "show-roi"):
+            driver.find_element(By.ID, box).click()  # only the radiograph and the heatmap are left
+        assert driver.execute_script(COLOURED) == 0
+        # a click on a finding shows its map
+        label = shown[-1]
+        items[-1].find_element(By.TAG_NAME, "button").click()
+        WebDriverWait(driver, 30).until(lambda d: canvas.get_attribute("data-heatmap-source") == label)
+        assert canvas.get_attribute("data-heatmap") == "on" and picker.first_selected_option.get_attribute("value") == label
+        finding_map = driver.execute_script(PIXELS)
+        assert driver.execute_script(COLOURED) > 100
+        # the picker back to the detector: another picture
+        picker.select_by_value("")
+        WebDriverWait(driver, 30).until(lambda d: canvas.get_attribute("data-heatmap-source") == "detector")
+        assert driver.execute_script(PIXELS) != finding_map
+        picker.select_by_value(shown[0])
+        WebDriverWait(driver, 30).until(lambda d: canvas.get_attribute("data-heatmap-source") == shown[0])
+        assert driver.execute_script(COLOURED) > 100
+    finally:
+        driver.quit()
+
+
+#: A digest of the canvas pixels (to tell two pictures apart).
+PIXELS = """
+const c = document.getElementById('canvas');
+const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+let h = 0;
+for (let i = 0; i < d.length; i += 97) h = (h * 31 + d[i]) % 1000000007;
+return h;
+"""
+

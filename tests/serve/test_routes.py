@@ -387,3 +387,49 @@ def test_the_default_findings_are_those_above_the_detectors_operating_points(mak
     expected = [(lab, round(float(s), 6)) for lab, s in zip(raw.labels, raw.scores.tolist(), strict=True)
                 if s >= DEFAULT_MIN_SCORE - 1e-6]
     assert len(d["findings"]) <= len(expected)  # merged: never more than the boxes above the default
+
+
+# --- a multi-label classifier: per-finding probabilities and heatmaps ---------------------------------
+def test_a_multilabel_classifier_answers_each_finding_and_serves_its_maps(make_client, lite_analyzer, chest_png):
+    import numpy as np
+
+    client = make_client(lite_analyzer)
+    r = client.post("/v1/analyze", content=chest_png, headers={**AUTH, "Content-Type": "image/png"})
+    assert r.status_code == 200, r.text
+    a = r.json()
+    labels = list(lite_analyzer.predictor.classifier.labels)
+    c = a["classifier"]
+    assert list(c["findings"]) == labels[1:] and all(0.0 <= p <= 1.0 for p in c["findings"].values())
+    assert set(c["thresholds"]) == set(labels[1:]) and c["maps"] == labels
+    assert a["links"]["heatmap_finding"] == f"/v1/results/{a['id']}/heatmap.png?finding={{label}}"
+    w, h = a["display"]["width"], a["display"]["height"]
+    eigen = png_pixels(client.get(a["links"]["heatmap"], headers=AUTH).content)
+    maps = {}
+    for label in ("Cardiomegaly", "pleural_effusion", "abnormal"):  # a name, a slug, abnormal
+        r = client.get(a["links"]["heatmap"], params={"finding": label}, headers=AUTH)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+        maps[label] = png_pixels(r.content)
+        assert maps[label].shape == (h, w, 4) and maps[label][..., 3].std() > 1  # a transparent overlay that shows
+    assert np.abs(maps["Cardiomegaly"].astype(int) - maps["pleural_effusion"].astype(int)).mean() > 1
+    assert np.abs(maps["Cardiomegaly"].astype(int) - eigen.astype(int)).mean() > 1
+    # the same again: rendered once and kept
+    again = client.get(a["links"]["heatmap_finding"].replace("{label}", "Cardiomegaly"), headers=AUTH)
+    np.testing.assert_array_equal(png_pixels(again.content), maps["Cardiomegaly"])
+    body = _error(client.get(a["links"]["heatmap"], params={"finding": "Hernia"}, headers=AUTH), 404, "not_available")
+    assert "Cardiomegaly" in body["message"]
+    assert client.get(f"/v1/results/{a['id']}", headers=AUTH).json() == a
+    # no heatmap asked for: the probabilities without maps
+    r = client.post("/v1/analyze?heatmap=false", content=chest_png, headers={**AUTH, "Content-Type": "image/png"})
+    b = r.json()
+    assert b["classifier"]["maps"] == [] and "heatmap_finding" not in b["links"]
+    assert b["classifier"]["findings"] == c["findings"]
+    _error(client.get(f"/v1/results/{b['id']}/heatmap.png", params={"finding": "Cardiomegaly"}, headers=AUTH), 404,
+           "not_available")
+
+
+def test_a_two_class_classifier_answers_as_before(client, chest_png):
+    r = client.post("/v1/analyze", content=chest_png, headers={**AUTH, "Content-Type": "image/png"})
+    a = r.json()
+    assert r.status_code == 200 and "classifier" not in a and set(a["links"]) == {"self", "image", "heatmap", "lungs"}
+    _error(client.get(a["links"]["heatmap"], params={"finding": "Cardiomegaly"}, headers=AUTH), 404, "not_available")
+    assert client.get(a["links"]["heatmap"], headers=AUTH).status_code == 200

@@ -2,7 +2,9 @@
 
 ``preds.csv`` holds ``image_id,label,score,x_min,y_min,x_max,y_max`` (:data:`PRED_COLUMNS`; with
 the ``kaggle`` format ``image_id,PredictionString``) and the sidecar ``<out stem>.images.csv``
-one row per image (:data:`IMAGE_COLUMNS`). :class:`PredictionCsv` appends and flushes them per
+one row per image (:data:`IMAGE_COLUMNS`: the image's status and P(abnormal), then
+:data:`FINDING_COLUMNS`, ``p_<finding>``: a multi-label classifier's probability of each of the 14
+VinDr findings, in VinDr's class order, empty where the classifier has no output for it). :class:`PredictionCsv` appends and flushes them per
 image (:class:`~thoracic.batch.runner.Manifest`), so a run killed at any moment resumes without
 losing or repeating an image.
 """
@@ -13,7 +15,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +24,7 @@ from thoracic._fs import sidecar_path
 from thoracic._version import __version__
 from thoracic.batch.runner import Manifest, claim_settings, read_settings, write_png
 from thoracic.errors import ConfigError, DuplicateImageIdError, NotChestRadiographError
-from thoracic.labels import CLASS_IDS, NO_FINDING, NO_FINDING_BOX, NO_FINDING_ID
+from thoracic.labels import CLASS_IDS, FINDINGS, NO_FINDING, NO_FINDING_BOX, NO_FINDING_ID, label_slug
 
 if TYPE_CHECKING:
     from thoracic.detect.clinical import OperatingPoints
@@ -31,10 +33,13 @@ if TYPE_CHECKING:
     from thoracic.io.radiograph import ReadConfig
 
 __all__ = [
+    "FINDING_COLUMNS",
     "IMAGE_COLUMNS",
     "KAGGLE_COLUMNS",
     "PRED_COLUMNS",
     "PredictionCsv",
+    "heatmap_findings",
+    "maps_to_write",
     "prediction_inputs",
     "prediction_settings",
     "read_manifest",
@@ -44,8 +49,12 @@ __all__ = [
 
 PRED_COLUMNS = ("image_id", "label", "score", "x_min", "y_min", "x_max", "y_max")
 KAGGLE_COLUMNS = ("image_id", "PredictionString")
+#: The sidecar's per-finding probability columns: ``p_`` and the finding's slug
+#: (:func:`~thoracic.labels.label_slug`: ``p_aortic_enlargement`` ... ``p_nodule_mass`` ...
+#: ``p_pulmonary_fibrosis``), one per VinDr finding in class-id order, whatever the classifier.
+FINDING_COLUMNS = tuple(f"p_{label_slug(f)}" for f in FINDINGS)
 IMAGE_COLUMNS = ("image_id", "source", "status", "error", "width", "height", "p_abnormal", "models", "thoracic_version",
-                 "flags")
+                 "flags", *FINDING_COLUMNS)
 
 
 def _fmt(v: float) -> str:
@@ -179,6 +188,7 @@ class PredictionCsv:
             self._preds.write(*([_kaggle_row(pred)] if self.fmt == "kaggle" else _pred_rows(pred)))
             row.update(status="ok", error="", width=pred.width, height=pred.height,
                        p_abnormal="" if pred.p_abnormal is None else _fmt(pred.p_abnormal), flags=";".join(pred.flags))
+            row.update({f"p_{label_slug(k)}": _fmt(v) for k, v in pred.finding_probabilities.items() if k in FINDINGS})
         else:  # refused: not a frontal chest radiograph (header or pixels); failed: anything else
             row.update(status="refused" if isinstance(result.error, NotChestRadiographError) else "failed",
                        error=" ".join(result.describe_error().split()))  # one line
@@ -197,10 +207,71 @@ class PredictionCsv:
         self.close()
 
 
-def write_overlay(pred: ImagePrediction, src: str, out_dir: Path, read: ReadConfig, points: OperatingPoints) -> None:
+#: The default of :func:`heatmap_findings`: each finding whose probability reaches its threshold.
+ABOVE_THRESHOLD = "above"
+#: The threshold of a finding whose classifier stores none.
+DEFAULT_FINDING_THRESHOLD = 0.5
+
+
+def heatmap_findings(spec: str, labels: Sequence[str], *, has_maps: bool) -> tuple[str, ...] | None:
+    """Which per-finding maps ``predict --heatmaps`` writes (``--heatmap-findings SPEC``).
+
+    ``above`` (default): for each image, the findings whose probability reaches their threshold
+    (``None`` is returned: the choice is per image, :func:`maps_to_write`); ``all``: ``abnormal``
+    and every finding of the classifier; ``none``; or a comma-separated list of labels (VinDr
+    names or their slugs, e.g. ``cardiomegaly,pleural_effusion``; ``abnormal`` too), whatever
+    their probability. ``labels`` are the classifier's; ``has_maps`` whether it makes maps.
+
+    Raises
+    ------
+    ConfigError
+        Labels or ``all`` asked of a classifier without per-finding maps (a 2-class one), or a label
+        the classifier does not have.
+    """
+    spec = spec.strip()
+    if spec.lower() == ABOVE_THRESHOLD:
+        return None
+    if spec.lower() == "none":
+        return ()
+    mapped = [k for k in labels if k == "abnormal" or k in FINDINGS]
+    if not has_maps or len(mapped) < 2:
+        raise ConfigError(f"--heatmap-findings {spec}: the classifier has no per-finding maps (a multi-label "
+                          "classifier with its feature map and head weights has them)")
+    if spec.lower() == "all":
+        return tuple(mapped)
+    by_name = {**{label_slug(k): k for k in mapped}, **{k.lower(): k for k in mapped}}
+    out = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        label = by_name.get(part.lower()) or by_name.get(label_slug(part))
+        if label is None:
+            raise ConfigError.unknown("finding of the classifier", part, mapped)
+        out.append(label)
+    if not out:
+        raise ConfigError("--heatmap-findings names no finding: give labels, all, above or none")
+    return tuple(dict.fromkeys(out))
+
+
+def maps_to_write(pred: ImagePrediction, chosen: Sequence[str] | None, thresholds: Mapping[str, float]) -> list[str]:
+    """The labels of ``pred``'s per-finding maps to write: ``chosen`` (:func:`heatmap_findings`), or
+    with ``None`` the findings whose probability reaches their threshold (``thresholds``, else
+    :data:`DEFAULT_FINDING_THRESHOLD`), most probable first."""
+    available = set(pred.map_labels)
+    if chosen is not None:
+        return [k for k in chosen if k in available]
+    above = [(v, k) for k, v in pred.finding_probabilities.items()
+             if k in available and v >= thresholds.get(k, DEFAULT_FINDING_THRESHOLD)]
+    return [k for _, k in sorted(above, key=lambda t: -t[0])]
+
+
+def write_overlay(pred: ImagePrediction, src: str, out_dir: Path, read: ReadConfig, points: OperatingPoints,
+                  maps: Sequence[str] = ()) -> None:
     """Write ``<image_id>.png`` (the clinical findings of ``points`` drawn on the image: each above its
-    operating point, overlapping boxes of one finding merged) into ``out_dir``, and
-    ``<image_id>_heatmap.png`` when the prediction has a heatmap."""
+    operating point, overlapping boxes of one finding merged) into ``out_dir``,
+    ``<image_id>_heatmap.png`` when the prediction has a heatmap, and
+    ``<image_id>_heatmap_<slug>.png`` with the classifier's map of each label of ``maps``
+    (:func:`maps_to_write`; :func:`~thoracic.labels.label_slug` of the label)."""
     import cv2
 
     from thoracic.detect.overlay import draw_findings
@@ -216,6 +287,12 @@ def write_overlay(pred: ImagePrediction, src: str, out_dir: Path, read: ReadConf
         # the heatmap at the overlay's size (draw_findings may have scaled the image down)
         cam = cv2.resize(pred.heatmap, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA)
         write_png(out_dir / f"{pred.image_id}_heatmap.png", cv2.cvtColor(blend(rgb, cam, alpha=0.5), cv2.COLOR_RGB2BGR))
+    for label in maps:
+        from thoracic.explain import blend
+
+        cam = pred.finding_map(label, (rgb.shape[1], rgb.shape[0]))
+        write_png(out_dir / f"{pred.image_id}_heatmap_{label_slug(label)}.png",
+                  cv2.cvtColor(blend(rgb, cam, alpha=0.5), cv2.COLOR_RGB2BGR))
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[tuple[str, str]]:

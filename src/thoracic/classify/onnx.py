@@ -71,6 +71,12 @@ class OnnxClassifier(OnnxModel):
         return self.meta.extra.get("output") == "sigmoid"
 
     @property
+    def thresholds(self) -> dict[str, float]:
+        """Each label's operating threshold stored with the model (``extra["thresholds"]``; empty when none)."""
+        thr = self.meta.extra.get("thresholds") or {}
+        return {str(k): float(v) for k, v in thr.items()} if isinstance(thr, dict) else {}
+
+    @property
     def has_maps(self) -> bool:
         """The model outputs its feature map and head weights (class activation maps per label)."""
         return self._maps is not None

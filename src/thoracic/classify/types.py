@@ -50,6 +50,11 @@ class Classification:
     def __post_init__(self) -> None:
         object.__setattr__(self, "probabilities", MappingProxyType({str(k): float(v) for k, v in self.probabilities.items()}))
 
+    def __reduce__(self) -> tuple[type[Classification], tuple[object, ...]]:
+        # a mappingproxy does not pickle: rebuild from a plain dict (results cross processes, e.g. on Ray)
+        return (type(self), (self.p_abnormal, dict(self.probabilities), self.image_size, self.feature, self.cam_weights,
+                             self.feature_transform, self.feature_input))
+
     @property
     def findings(self) -> dict[str, float]:
         """The probability of each VinDr finding the model has an output for (empty for a 2-class model)."""
@@ -60,8 +65,11 @@ class Classification:
         """A class activation map per label can be made (:meth:`finding_map`)."""
         return self.feature is not None and self.cam_weights is not None and self.feature_transform is not None
 
-    def finding_map(self, label: str) -> np.ndarray:
+    def finding_map(self, label: str, size: tuple[int, int] | None = None) -> np.ndarray:
         """The class activation map of ``label`` on the original image (``height x width``, ``[0, 1]``).
+
+        ``size`` ``(width, height)`` gives the map at that size instead (the original image
+        scaled to it, e.g. a display image), computed there directly rather than resized.
 
         Raises
         ------
@@ -78,4 +86,9 @@ class Classification:
             raise ConfigError.unknown("classifier label", label, names)
         from thoracic.explain import finding_map
 
-        return finding_map(f, w, names.index(label), self.feature_input, t, self.image_size)
+        if size is None or tuple(size) == tuple(self.image_size):
+            return finding_map(f, w, names.index(label), self.feature_input, t, self.image_size)
+        (ow, oh), (sw, sh) = self.image_size, (int(size[0]), int(size[1]))
+        if min(ow, oh, sw, sh) < 1:
+            raise ConfigError(f"cannot scale a {ow}x{oh} image's map to {sw}x{sh}")
+        return finding_map(f, w, names.index(label), self.feature_input, t.then(Affine(sw / ow, sh / oh)), (sw, sh))

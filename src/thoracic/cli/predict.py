@@ -66,7 +66,13 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="draw every finding scoring at least this (default: the clinical findings, each above the "
                         "detector's operating point, overlapping boxes of one finding merged); the CSV keeps --conf")
     p.add_argument("--heatmaps", action="store_true",
-                   help="with --overlays: also write <image_id>_heatmap.png, the detector's Eigen-CAM over the image with the boxes")
+                   help="with --overlays: also write <image_id>_heatmap.png, the detector's Eigen-CAM over the image with the "
+                        "boxes, and with a multi-label classifier <image_id>_heatmap_<finding>.png, its class activation "
+                        "map of each finding of --heatmap-findings")
+    p.add_argument("--heatmap-findings", metavar="SPEC", default=None,
+                   help="with --heatmaps and a multi-label classifier, the findings whose maps are written: above "
+                        "(default: each finding whose probability reaches its threshold), all, none, or labels "
+                        "separated by commas (names or snake_case, e.g. cardiomegaly,pleural_effusion; abnormal too)")
     p.add_argument("--resume", action="store_true",
                    help="skip images already done; refused when the table was written with other settings "
                         "(<out stem>.settings.json)")
@@ -111,7 +117,15 @@ def run(args: argparse.Namespace) -> int:
     """The ``predict`` handler (returns the exit status)."""
     from tqdm import tqdm
 
-    from thoracic.batch.predictions import PredictionCsv, prediction_inputs, prediction_settings, write_overlay
+    from thoracic.batch.predictions import (
+        ABOVE_THRESHOLD,
+        PredictionCsv,
+        heatmap_findings,
+        maps_to_write,
+        prediction_inputs,
+        prediction_settings,
+        write_overlay,
+    )
     from thoracic.inference.batch import BatchPredictor, PipelineConfig
     from thoracic.inference.predictor import PredictConfig, Predictor
     from thoracic.io.radiograph import ReadConfig
@@ -133,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--heatmaps draws into the --overlays folder: give --overlays DIR too")
     if args.heatmaps and args.ray is not None:
         raise ConfigError("--heatmaps is not available with --ray (run the overlays without --ray)")
+    if args.heatmap_findings is not None and not args.heatmaps:
+        raise ConfigError("--heatmap-findings chooses the maps of --heatmaps: give --heatmaps too")
     pipeline = PipelineConfig(readers=args.readers, workers=args.workers, prefetch=args.prefetch,
                               reduced_decode=not args.full_decode, heatmap=args.heatmaps)
     with onnx_device(args.device):
@@ -140,6 +156,14 @@ def run(args: argparse.Namespace) -> int:
                                    threads=_threads(args, pipeline.n_workers))
     if args.lung_roi:
         _check_lungs()
+    chosen_maps: tuple[str, ...] | None = ()
+    thresholds: dict[str, float] = {}
+    if args.heatmaps and predictor.classifier is not None:
+        clf = predictor.classifier
+        chosen_maps = heatmap_findings(args.heatmap_findings or ABOVE_THRESHOLD, clf.labels, has_maps=clf.has_maps)
+        thresholds = clf.thresholds
+    elif args.heatmap_findings not in (None, ABOVE_THRESHOLD, "none"):
+        raise ConfigError(f"--heatmap-findings {args.heatmap_findings}: no classifier runs (per-finding maps are its)")
     read_opts = ReadConfig(allow_non_chest=args.allow_non_chest, check_content=True)
     overlay_points = predictor.operating_points
     if args.overlay_conf is not None:
@@ -171,7 +195,8 @@ def run(args: argparse.Namespace) -> int:
                     n_ok += 1
                     if args.overlays:
                         try:
-                            write_overlay(result.prediction, result.source, Path(args.overlays), read_opts, overlay_points)
+                            write_overlay(result.prediction, result.source, Path(args.overlays), read_opts, overlay_points,
+                                          maps_to_write(result.prediction, chosen_maps, thresholds))
                         except (ThoracicError, OSError) as err:
                             bar.write(f"overlay failed: {result.source}: {err}")
                 else:

@@ -48,6 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="seconds an upload may take to arrive; 408 after (default 60)")
     p.add_argument("--models", nargs="+", metavar="ONNX", default=(),
                    help="detector ONNX files fused by WBF (default: the shipped detector)")
+    p.add_argument("--classifier", type=IN_FILE, metavar="ONNX", default=None,
+                   help="normal/abnormal classifier (default: the shipped one with the shipped detector); a "
+                        "multi-label one adds per-finding probabilities and heatmaps")
     p.add_argument("--allow-non-chest", action="store_true", help="analyze lateral and non-chest images too (flagged)")
     p.add_argument("--log-level", type=str.lower, choices=["debug", "info", "warning", "error"], default="info",
                    help="log level of the service, in either case (default info: one line per request, no patient data)")
@@ -116,10 +119,11 @@ def run(args: argparse.Namespace) -> int:
         upload_timeout=args.upload_timeout,
         models=tuple(args.models),
         allow_non_chest=args.allow_non_chest,
+        classifier=args.classifier,
     )
     sock = _bind(args.host, args.port)  # fail fast on a taken port, before loading the models
     try:
-        analyzer = Analyzer.load(settings.models, threads=settings.threads)
+        analyzer = Analyzer.load(settings.models, settings.classifier, threads=settings.threads)
     except BaseException:
         sock.close()
         raise

@@ -7,7 +7,7 @@ Shared by :mod:`.sr`, :mod:`.gsps` and :mod:`.seg`; :mod:`.results` builds it fr
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,8 @@ class ResultContext:
     when asked for); ``models`` maps a role (``detector``, ``classifier``, ``lungs``) to
     ``(name, sha256)``; ``selection`` says which boxes the findings are (``"with score >= 0.3"``,
     ``"at the detector's operating points"``; :meth:`OperatingPoints.describe
-    <thoracic.detect.clinical.OperatingPoints.describe>`).
+    <thoracic.detect.clinical.OperatingPoints.describe>`); ``finding_probabilities`` a multi-label
+    classifier's image-level probability of each finding (empty otherwise).
     """
 
     source: Any
@@ -57,6 +58,7 @@ class ResultContext:
     institution_name: str | None
     selection: str
     window: tuple[float, float] | None = None
+    finding_probabilities: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def width(self) -> int:

@@ -227,6 +227,7 @@ def build_results(
         institution_name=institution_name,
         selection=analysis.points(None if min_score is None else float(min_score)).describe(),
         window=_window(analysis.radiograph),
+        finding_probabilities=dict(getattr(pred, "finding_probabilities", None) or {}),
     )
     sr = sr_mod.build_sr(ctx, series_number, instance_number) if "sr" in kinds else None
     gsps = gsps_mod.build_gsps(ctx, series_number + 1, instance_number) if "gsps" in kinds else None

@@ -10,6 +10,9 @@ Content tree (``Comprehensive 3D SR``)::
        ├─ Measurement group (TID 1501, image level): finding "Abnormal",
        │    Probability = P(abnormal) (when a classifier ran),
        │    CAD Processing and Findings Summary = with / without findings
+       ├─ with a multi-label classifier, one Measurement group (TID 1501, image level) per finding
+       │    of its head: tracking id "image <label>", finding type (codes.FINDING_CODES), finding
+       │    category, algorithm, Probability = the classifier's image-level probability
        └─ one Measurement group (TID 1410) per box: tracking id "finding-N <label>",
             finding type (codes.FINDING_CODES), finding category, algorithm (thoracic + sha256s),
             SCOORD closed POLYLINE (the box) on the source image, Certainty of Finding = score
@@ -97,6 +100,22 @@ def _image_group(ctx: ResultContext, hd: Any, source_image: Any, algorithm: Any)
     )
 
 
+def _image_finding_groups(ctx: ResultContext, hd: Any, source_image: Any, algorithm: Any) -> list[Any]:
+    """One image-level group per finding a multi-label classifier scored (none for a 2-class one)."""
+    return [
+        hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"image {label}"[:64]),
+            finding_type=finding_code(label).code(),
+            finding_category=REPORT_CODES["finding_category"].code(),
+            algorithm_id=algorithm,
+            measurements=[hd.sr.Measurement(name=REPORT_CODES["p_abnormal"].code(), value=round(float(p), 6),
+                                             unit=REPORT_CODES["score_unit"].code())],
+            source_images=[source_image],
+        )
+        for label, p in ctx.finding_probabilities.items()
+    ]
+
+
 def _finding_group(i: int, f: Finding, hd: Any, source: Any, algorithm: Any):
     region = hd.sr.ImageRegion(
         graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
@@ -157,7 +176,7 @@ def build_sr(ctx: ResultContext, series_number: int, instance_number: int) -> Da
         referenced_sop_class_uid=source.SOPClassUID,
         referenced_sop_instance_uid=source.SOPInstanceUID,
     )
-    groups = [_image_group(ctx, hd, source_image, algorithm)]
+    groups = [_image_group(ctx, hd, source_image, algorithm), *_image_finding_groups(ctx, hd, source_image, algorithm)]
     groups += [_finding_group(i, f, hd, source, algorithm) for i, f in enumerate(ctx.findings, 1)]
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=_observer(ctx, hd)),

@@ -22,7 +22,7 @@ True
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
@@ -64,6 +64,9 @@ class Analysis:
     operating_points:
         What the clinical outputs show of ``prediction.detections`` (:meth:`clinical`): the
         detector's operating points, or the default.
+    finding_thresholds:
+        A multi-label classifier's operating threshold of each finding (its metadata's
+        ``thresholds``; empty without them).
     """
 
     image_id: str
@@ -75,6 +78,7 @@ class Analysis:
     thoracic_version: str = __version__
     seconds: float = 0.0
     operating_points: OperatingPoints = field(default_factory=OperatingPoints.default_points)
+    finding_thresholds: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def width(self) -> int:
@@ -109,15 +113,32 @@ class Analysis:
                         "box": [round(float(v), 2) for v in box]})
         return out
 
+    def classifier_findings(self) -> dict[str, Any] | None:
+        """A multi-label classifier's image-level findings: ``findings`` (label -> probability, in
+        the model's order), ``thresholds`` (label -> operating threshold, those the model stores)
+        and ``maps`` (the labels with a class activation map, ``abnormal`` first; empty when no
+        heatmap was made). ``None`` with a 2-class classifier or none."""
+        p = self.prediction
+        if not p.finding_probabilities:
+            return None
+        return {
+            "findings": {k: round(float(v), 6) for k, v in p.finding_probabilities.items()},
+            "thresholds": {k: round(float(self.finding_thresholds[k]), 6) for k in p.finding_probabilities
+                           if k in self.finding_thresholds},
+            "maps": list(p.map_labels),
+        }
+
     def to_dict(self, min_score: float | None = None) -> dict[str, Any]:
         """A JSON-able summary (no patient data: only ids, sizes, findings and model identities);
-        ``findings`` are those of :meth:`clinical`, ``operating_points`` says which were applied."""
+        ``findings`` are those of :meth:`clinical`, ``operating_points`` says which were applied.
+        With a multi-label classifier it has ``classifier`` too (:meth:`classifier_findings`); the
+        summary of a 2-class classifier has no such key."""
         p = self.prediction
         roi = None
         if self.lungs is not None:
             roi = {"box": [int(v) for v in self.lungs.roi.box], "fallback": bool(self.lungs.fallback),
                    "lung_fraction": round(float(self.lungs.lung_fraction), 6)}
-        return {
+        out: dict[str, Any] = {
             "image_id": self.image_id,
             "width": self.width,
             "height": self.height,
@@ -134,6 +155,10 @@ class Analysis:
             "thoracic_version": self.thoracic_version,
             "seconds": round(float(self.seconds), 4),
         }
+        clf = self.classifier_findings()
+        if clf is not None:
+            out["classifier"] = clf
+        return out
 
 
 class Analyzer:
@@ -193,4 +218,5 @@ class Analyzer:
             models=self.models,
             seconds=time.perf_counter() - t0,
             operating_points=self.predictor.operating_points,
+            finding_thresholds=clf.thresholds if (clf := self.predictor.classifier) is not None else {},
         )

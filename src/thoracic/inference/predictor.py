@@ -22,6 +22,7 @@ import numpy as np
 from thoracic.anatomy.segmenter import LungCrop, LungSegmenter, default_segmenter
 from thoracic.boxes import weighted_boxes_fusion
 from thoracic.classify.onnx import OnnxClassifier
+from thoracic.classify.types import Classification
 from thoracic.detect.clinical import OperatingPoints
 from thoracic.detect.onnx import DetectorConfig, OnnxDetector
 from thoracic.detect.types import Detections
@@ -118,7 +119,13 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class ImagePrediction:
-    """The result for one image; ``heatmap`` (when asked for) is ``height x width`` float32 in [0, 1]."""
+    """The result for one image; ``heatmap`` (when asked for) is ``height x width`` float32 in [0, 1].
+
+    ``finding_probabilities`` are a multi-label classifier's image-level probabilities of each
+    VinDr finding it has an output for, in its label order (empty with a 2-class classifier or
+    none). ``classification`` is the classifier's result with its feature map, kept when a heatmap
+    was asked for and the classifier makes class activation maps (:meth:`finding_map`).
+    """
 
     image_id: str
     detections: Detections
@@ -129,10 +136,36 @@ class ImagePrediction:
     features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     heatmap: np.ndarray | None = field(default=None, repr=False)
     flags: tuple[str, ...] = ()
+    finding_probabilities: Mapping[str, float] = field(default_factory=dict)
+    classification: Classification | None = field(default=None, repr=False)
 
     @property
     def width(self) -> int:
         return self.detections.image_size[0]
+
+    @property
+    def map_labels(self) -> tuple[str, ...]:
+        """The labels :meth:`finding_map` can draw: ``abnormal`` and each finding of
+        :attr:`finding_probabilities` (none without a kept :attr:`classification` with maps)."""
+        c = self.classification
+        if c is None or not c.has_maps or not self.finding_probabilities:
+            return ()
+        return tuple(k for k in ("abnormal", *self.finding_probabilities) if k in c.probabilities)
+
+    def finding_map(self, label: str, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The classifier's class activation map of ``label`` (one of :attr:`map_labels`) on the
+        original image, or at ``size`` ``(width, height)`` (``height x width`` float32 in [0, 1]).
+
+        Raises :class:`~thoracic.errors.ConfigError` when the prediction kept no maps (no heatmap
+        asked for, or a classifier without them) or the label is not one of them.
+        """
+        labels = self.map_labels
+        if not labels or self.classification is None:
+            raise ConfigError("no per-finding maps: predict with heatmaps, with a multi-label classifier that "
+                              "outputs its feature map and head weights")
+        if label not in labels:
+            raise ConfigError.unknown("finding map", label, labels)
+        return self.classification.finding_map(label, size)
 
     @property
     def height(self) -> int:
@@ -248,7 +281,9 @@ class Predictor:
         """Predict one image (a path, bytes or a :class:`Radiograph`).
 
         ``features`` keeps each detector's feature map; ``heatmap`` adds the mean Eigen-CAM of
-        the detectors at the original size (:mod:`thoracic.explain`).
+        the detectors at the original size (:mod:`thoracic.explain`) and, with a multi-label
+        classifier that makes class activation maps, keeps what its per-finding maps need
+        (:meth:`ImagePrediction.finding_map`).
         """
         return self.predict_read(self.read(src, image_id, read), features=features, heatmap=heatmap)
 
@@ -306,9 +341,15 @@ class Predictor:
         fused = fused.above(cfg.conf).top(cfg.max_det)
         p_abn = None
         filtered = False
+        per_finding: dict[str, float] = {}
+        kept: Classification | None = None
         if self.classifier is not None:
-            rg = radiographs.get(self.classifier.meta.chain.normalize) or any_rg
-            p_abn = self.classifier.p_abnormal(inputs.get(self.classifier.meta.chain, rg))
+            clf = self.classifier
+            rg = radiographs.get(clf.meta.chain.normalize) or any_rg
+            maps = heatmap and clf.has_maps
+            result = clf.classify(inputs.get(clf.meta.chain, rg), features=maps)
+            p_abn, per_finding = result.p_abnormal, result.findings
+            kept = result if maps and per_finding else None
             low = self.low
             if low is not None and p_abn < low:
                 fused = Detections.empty((w, h))
@@ -318,7 +359,7 @@ class Predictor:
         if cams:
             cam = cams[0] if len(cams) == 1 else np.mean(np.stack(cams), axis=0).astype(np.float32)
         flags = tuple(dict.fromkeys(f for rg in radiographs.values() for f in rg.flags))  # --allow-non-chest
-        return ImagePrediction(any_rg.image_id, fused, p_abn, float(nf), filtered, roi, feats, cam, flags)
+        return ImagePrediction(any_rg.image_id, fused, p_abn, float(nf), filtered, roi, feats, cam, flags, per_finding, kept)
 
     def trained_ids(self) -> list[frozenset[int]]:
         """The Kaggle ids of the classes each detector was trained on (its metadata's

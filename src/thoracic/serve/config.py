@@ -5,7 +5,7 @@
 (8388608, 6)
 >>> s
 ServeConfig(token='***', max_upload_mb=8.0, concurrency=2, queue=4, results=32, results_mb=512.0,
-              threads=1, retry_after_max=60, upload_timeout=60.0, models=(), allow_non_chest=False)
+              threads=1, retry_after_max=60, upload_timeout=60.0, models=(), allow_non_chest=False, classifier=None)
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ class ServeConfig:
         Detector ONNX files (default: the shipped detector).
     allow_non_chest:
         Analyze lateral views and non-chest images too (flagged) instead of answering 422.
+    classifier:
+        The normal/abnormal classifier ONNX (default: the shipped one with the shipped detector);
+        a multi-label one adds per-finding probabilities and heatmaps to every result.
     """
 
     token: str | None = field(default=None, repr=False)
@@ -61,11 +64,14 @@ class ServeConfig:
     upload_timeout: float = 60.0
     models: tuple[str, ...] = ()
     allow_non_chest: bool = False
+    classifier: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_upload_mb", float(self.max_upload_mb))
         object.__setattr__(self, "results_mb", float(self.results_mb))
         object.__setattr__(self, "models", tuple(str(m) for m in self.models))
+        if self.classifier is not None:
+            object.__setattr__(self, "classifier", str(self.classifier))
         if self.token is not None and not self.token.strip():
             raise ConfigError("the API token is empty; give a token or none at all")
         if not self.max_upload_mb > 0:
@@ -85,7 +91,8 @@ class ServeConfig:
         return (
             f"ServeConfig(token={shown}, max_upload_mb={self.max_upload_mb}, concurrency={self.concurrency}, "
             f"queue={self.queue}, results={self.results}, results_mb={self.results_mb}, threads={self.threads}, "
-            f"retry_after_max={self.retry_after_max}, upload_timeout={self.upload_timeout}, models={self.models}, allow_non_chest={self.allow_non_chest})"
+            f"retry_after_max={self.retry_after_max}, upload_timeout={self.upload_timeout}, models={self.models}, allow_non_chest={self.allow_non_chest}, "
+            f"classifier={self.classifier!r})"
         )
 
     @property

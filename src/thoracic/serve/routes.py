@@ -180,6 +180,25 @@ def _png_route(name: str, what: str) -> Callable[..., Awaitable[Response]]:
     return route
 
 
+async def heatmap(
+    rid: str,
+    svc: Service = Depends(authorized),
+    finding: str | None = Query(None, description="the classifier's class activation map of this label (one of the "
+                                                  "result's classifier.maps: a finding's name or snake_case, or "
+                                                  "abnormal) instead of the detector's Eigen-CAM"),
+) -> Response:
+    """The heatmap as a transparent colour overlay (PNG) at the display size (`display` of the result):
+    the detector's Eigen-CAM, or with `finding` the multi-label classifier's map of that finding."""
+    entry = _entry(svc, rid)
+    if finding is None:
+        data = entry.files.get("heatmap.png")
+        if data is None:
+            raise ApiError(404, "not_available", "this result has no heatmap (it was not asked for or not made)")
+    else:
+        data = await asyncio.to_thread(svc.finding_heatmap, entry, finding)
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
 def _dicom_route(kind: str, what: str) -> Callable[..., Awaitable[Response]]:
     """The download of the DICOM result ``kind`` of a result, built on first request."""
 
@@ -235,8 +254,9 @@ def add_routes(app: FastAPI) -> None:
              tags=["analysis"])(analyze)
     app.get("/v1/results/{rid}", response_model=AnalyzeResponse, responses=ERRORS, tags=["results"])(result)
     for name, what in _PNGS:
+        route = heatmap if name == "heatmap.png" else _png_route(name, what)
         app.get(f"/v1/results/{{rid}}/{name}", responses={200: {"content": {"image/png": {}}}, **ERRORS},
-                response_class=Response, tags=["results"], name=name.split(".")[0])(_png_route(name, what))
+                response_class=Response, tags=["results"], name=name.split(".")[0])(route)
     for kind, what in _DICOMS:
         app.get(f"/v1/results/{{rid}}/{kind}", responses={200: {"content": {"application/dicom": {}}}, **ERRORS},
                 response_class=Response, tags=["results"], name=kind)(_dicom_route(kind, what))

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 __all__ = [
     "AnalyzeResponse",
+    "ClassifierFindings",
     "ERRORS",
     "ErrorDetail",
     "ErrorResponse",
@@ -47,6 +48,14 @@ class ModelInfoModel(BaseModel):
     sha256: str
 
 
+class ClassifierFindings(BaseModel):
+    findings: dict[str, float] = Field(description="image-level probability of each VinDr finding of a multi-label "
+                                                   "classifier's head, in its label order")
+    thresholds: dict[str, float] = Field(description="the operating threshold of each finding stored with the model")
+    maps: list[str] = Field(description="labels whose class activation map heatmap.png?finding=LABEL serves "
+                                        "(abnormal first; empty when no heatmap was made)")
+
+
 class AnalyzeResponse(BaseModel):
     id: str = Field(description="random result id for the download routes")
     image_id: str
@@ -58,6 +67,8 @@ class AnalyzeResponse(BaseModel):
     operating_points: dict[str, Any] = Field(description="which findings are shown: source (model, default or "
                                                          "min_score), scores per finding or min_score, merge_iou")
     p_abnormal: float | None
+    classifier: ClassifierFindings | None = Field(
+        None, description="a multi-label classifier's image-level findings; absent with a 2-class classifier")
     no_finding_score: float
     filtered: bool
     lung_roi: dict[str, Any] | None

@@ -118,11 +118,40 @@ class Service:
             links.update({kind: f"{base}/{kind}" for kind in DICOM_OBJECTS})
         summary = {"id": rid, **summary, "dicom": is_dicom,
                    "display": {"width": size[0], "height": size[1]}, "links": links}
+        pred = getattr(a, "prediction", None)
+        maps = _slim_prediction(pred) if getattr(pred, "map_labels", ()) else None
+        if maps is not None:  # the classifier's map of one label: ?finding=<label or its slug>
+            links["heatmap_finding"] = f"{base}/heatmap.png?finding={{label}}"
         entry = Entry(rid, summary, is_dicom, files, analysis=_slim(a) if is_dicom else None,
-                      dicom_min_score=dicom_min_score)
+                      dicom_min_score=dicom_min_score, maps=maps)
         if outputs:
             self._build_dicom(entry)
         return entry
+
+    def finding_heatmap(self, entry: Entry, finding: str) -> bytes:
+        """The PNG of the classifier's map of ``finding`` (a label of the result's ``classifier.maps``,
+        or its slug) at the display size, rendered once and kept with the result."""
+        from thoracic.labels import label_slug
+
+        maps = entry.maps
+        labels = tuple(getattr(maps, "map_labels", ()))
+        if not labels:
+            raise ApiError(404, "not_available", "this result has no per-finding heatmaps (they need a multi-label "
+                                                 "classifier with maps, and heatmap=true)")
+        by_name = {**{label_slug(k): k for k in labels}, **{k.lower(): k for k in labels}}
+        label = by_name.get(finding.strip().lower()) or by_name.get(label_slug(finding))
+        if label is None:
+            raise ApiError(404, "not_available", f"this result has no heatmap of {finding!r}; it has "
+                                                 + ", ".join(labels))
+        name = f"heatmap-{label_slug(label)}.png"
+        with entry.lock:
+            data = entry.files.get(name)
+            if data is None:
+                display = entry.summary.get("display") or {}
+                size = (int(display.get("width", 0)), int(display.get("height", 0)))
+                data = entry.files[name] = heatmap_png(maps.finding_map(label, size), size)
+        self.store.resize(entry)
+        return data
 
     def build_dicom(self, entry: Entry) -> None:
         self._build_dicom(entry)
@@ -161,6 +190,15 @@ def _slim(a: Any) -> Any:
         return dataclasses.replace(a, radiograph=radiograph, prediction=prediction, heatmap=None)
     except (TypeError, ValueError):  # not the dataclasses we know: keep it whole
         return a
+
+
+def _slim_prediction(prediction: Any) -> Any:
+    """The prediction without its pixel-sized arrays (heatmap, detector feature maps): what its
+    per-finding maps need (the classifier's small feature map) and its boxes."""
+    try:
+        return dataclasses.replace(prediction, heatmap=None, features={})
+    except (TypeError, ValueError):
+        return prediction
 
 
 def not_dicom(fmt: str) -> ApiError:

@@ -48,6 +48,10 @@ class Entry:
         The full analysis, kept for DICOM uploads until their DICOM results are made.
     dicom_min_score:
         The SR and GSPS carry every finding from this score (``None``: the detector's operating points).
+    maps:
+        What the classifier's per-finding heatmaps are drawn from (the prediction, with its
+        ``map_labels`` and ``finding_map``), when it makes them; each is rendered on first
+        request into ``files`` (``heatmap-<label slug>.png``).
     """
 
     id: str
@@ -56,6 +60,7 @@ class Entry:
     files: dict[str, bytes] = field(default_factory=dict)
     analysis: Any = None
     dicom_min_score: float | None = None
+    maps: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def nbytes(self) -> int:
@@ -70,6 +75,9 @@ class Entry:
             ):
                 if isinstance(arr, np.ndarray):
                     n += arr.nbytes
+        feature = getattr(getattr(self.maps, "classification", None), "feature", None)
+        if isinstance(feature, np.ndarray):
+            n += feature.nbytes
         return n
 
 

@@ -1,7 +1,10 @@
 // thoracic viewer: upload a radiograph to /v1/analyze and draw the findings on a canvas.
 // Plain JS, no external resources. The canvas carries data-boxes (boxes drawn), data-labels (the
 // label tags drawn, JSON [[x, y, width, height], ...] in canvas pixels, best score first),
-// data-heatmap (on/off) and the status line data-state (idle/loading/done/error) for tests and tools.
+// data-heatmap (on/off), data-heatmap-source (detector, or the classifier label whose map is shown)
+// and the status line data-state (idle/loading/done/error) for tests and tools. With a multi-label
+// classifier the summary lists its findings under P(abnormal), most probable first (bold: at or above
+// the finding's threshold); a click on one, or the "heatmap of" picker, shows that finding's map.
 "use strict";
 
 (function () {
@@ -13,7 +16,7 @@
   const $ = (id) => document.getElementById(id);
   const canvas = $("canvas");
   const ctx = canvas.getContext("2d");
-  const state = { result: null, image: null, heatmap: null, lungs: null, urls: [] };
+  const state = { result: null, image: null, heatmap: null, lungs: null, urls: [], heatmaps: {}, source: "" };
 
   function colour(classId) {
     return PALETTE[((classId % PALETTE.length) + PALETTE.length) % PALETTE.length];
@@ -95,6 +98,7 @@
       ctx.restore();
     }
     canvas.dataset.heatmap = heat ? "on" : "off";
+    canvas.dataset.heatmapSource = state.source || "detector";
     if ($("show-roi").checked && res.lung_roi) {
       const [x0, y0, x1, y1] = res.lung_roi.box.map((v) => v * scale);
       ctx.save();
@@ -183,6 +187,64 @@
     }
   }
 
+  // the classifier's findings under P(abnormal), most probable first, and the heatmap picker
+  function showClassifier(res) {
+    const clf = res.classifier || null;
+    const list = $("classifier-findings");
+    list.replaceChildren();
+    const select = $("heatmap-source");
+    while (select.options.length > 1) select.remove(1);
+    const maps = clf && res.links.heatmap_finding ? clf.maps : [];
+    for (const id of ["classifier-findings-title", "classifier-findings-box"]) $(id).hidden = !clf;
+    $("heatmap-source-box").hidden = maps.length === 0;
+    if (!clf) return;
+    const sorted = Object.entries(clf.findings).sort((a, b) => b[1] - a[1]);
+    const order = maps.includes("abnormal") ? ["abnormal"] : [];
+    for (const [label, p] of sorted) {
+      const li = document.createElement("li");
+      li.dataset.label = label;
+      const threshold = clf.thresholds[label];
+      if (threshold !== undefined && p >= threshold) li.classList.add("above");
+      const name = document.createElement(maps.includes(label) ? "button" : "span");
+      name.textContent = label;
+      if (maps.includes(label)) {
+        name.type = "button";
+        name.title = "show the classifier's map of " + label;
+        name.addEventListener("click", () => { select.value = label; $("show-heatmap").checked = true; pickHeatmap(); });
+        order.push(label);
+      }
+      const value = document.createElement("span");
+      value.textContent = p.toFixed(3) + (threshold !== undefined ? " / " + threshold.toFixed(2) : "");
+      li.append(name, value);
+      list.appendChild(li);
+    }
+    for (const label of order) {
+      const opt = document.createElement("option");
+      opt.value = label;
+      opt.textContent = label + " (classifier)";
+      select.appendChild(opt);
+    }
+  }
+
+  async function pickHeatmap() {
+    const res = state.result;
+    const label = $("heatmap-source").value;
+    if (!res) return;
+    try {
+      if (!(label in state.heatmaps)) {
+        const url = res.links.heatmap_finding.replace("{label}", encodeURIComponent(label));
+        state.heatmaps[label] = await fetchBitmap(url);
+      }
+      if (state.result !== res) return;  // another image was analyzed meanwhile
+      state.heatmap = state.heatmaps[label];
+      state.source = label;
+      for (const li of $("classifier-findings").children) li.classList.toggle("shown", li.dataset.label === label);
+      draw();
+    } catch (e) {
+      setStatus("Heatmap failed: " + e.message, "error");
+    }
+  }
+
   async function download(url, name) {
     try {
       const r = await fetch(url, { headers: headers(), cache: "no-store" });
@@ -220,8 +282,10 @@
         res.links.heatmap ? fetchBitmap(res.links.heatmap) : null,
         res.links.lungs ? fetchBitmap(res.links.lungs) : null,
       ]);
-      Object.assign(state, { result: res, image, heatmap, lungs });
+      Object.assign(state, { result: res, image, heatmap, lungs, heatmaps: { "": heatmap }, source: "" });
+      $("heatmap-source").value = "";
       showSummary(res);
+      showClassifier(res);
       draw();
       setStatus("Done: " + $("shown").textContent + ".", "done");
     } catch (e) {
@@ -242,6 +306,7 @@
   $("upload-form").addEventListener("submit", analyze);
   for (const id of ["show-boxes", "show-heatmap", "show-lungs", "show-roi"]) $(id).addEventListener("change", draw);
   window.addEventListener("resize", draw);  // label size follows the size the canvas is shown at
+  $("heatmap-source").addEventListener("change", pickHeatmap);
   $("min-score").addEventListener("input", () => { $("min-score-value").textContent = minScore().toFixed(2); draw(); });
   version();
 })();
