@@ -207,7 +207,7 @@ class ShiftResult:
     def markdown(self) -> str:
         """The table: one row per condition, the mAPs, the drop, then AP per finding."""
         labels = sorted({lab for r in self.rows.values() for lab in r["per_class_ap"] if lab != NO_FINDING})
-        head = ["condition", "Kaggle mAP@0.4", "drop", "findings mAP", "findings drop", *labels, "failed"]
+        head = ["condition", "Kaggle mAP@0.4", "change", "findings mAP", "findings change", *labels, "failed"]
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, r in self.rows.items():
             ap = r["per_class_ap"]
@@ -306,7 +306,6 @@ def shift_test(
                 else:
                     if pixels is None:
                         pixels = read(src)
-                    h, w = pixels.shape[:2]
                     shifted = render_shift(c, pixels, box[finding], seed=seed, key=iid)
                     box = box.copy()
                     box[finding] = shifted.boxes

@@ -45,7 +45,7 @@ def intensity_config(strength: float) -> AugmentConfig:
         return AugmentConfig.off()
     d = AugmentConfig()
     g0, g1 = d.gamma
-    lo_q = int(round(d.jpeg_quality[1] - (d.jpeg_quality[1] - d.jpeg_quality[0]) * min(s, 1.5)))
+    lo_q = round(d.jpeg_quality[1] - (d.jpeg_quality[1] - d.jpeg_quality[0]) * min(s, 1.5))
     return replace(
         d,
         p_geometry=0.0,  # ultralytics moves the boxes with its own geometry
