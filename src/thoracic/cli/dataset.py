@@ -4,6 +4,7 @@ Wire into the main parser with ``dataset.add_parser(sub)``. Every sub-command ta
 
     --vinbigdata train.csv[.gz] [--meta train_meta.csv.gz]
     --nih images.csv boxes.csv          (or Data_Entry_2017.csv BBox_List_2017.csv)
+          [--chestxdet chestxdet_boxes.csv] (ChestX-Det's boxes on the same images: a second reader)
     --coco annotations.json
     --csv table.csv
 
@@ -37,6 +38,9 @@ def _add_input(p: argparse.ArgumentParser) -> None:
                         "from the images' headers otherwise (and win over them when given)")
     g.add_argument("--nih", type=IN_FILE, nargs=2, metavar=("IMAGES_CSV", "BOXES_CSV"),
                    help="NIH: images.csv boxes.csv, or Data_Entry_2017.csv BBox_List_2017.csv")
+    g.add_argument("--chestxdet", type=IN_FILE, metavar="CHESTXDET_CSV",
+                   help="with --nih: ChestX-Det radiologists' boxes on the same images (chestxdet_boxes.csv), "
+                        "a second reader: readers 'nih' and 'chestxdet', fused per class by WBF where both read an image")
     g.add_argument("--coco", type=IN_FILE, metavar="JSON", help="a COCO detection file")
     g.add_argument("--csv", type=IN_FILE, metavar="CSV", help="a plain table (image_id,label,x_min,y_min,x_max,y_max[,reader,score,width,height,patient_id])")
     g.add_argument("--images", type=IN_DIR, metavar="DIR",
@@ -70,8 +74,11 @@ def load_input(args: argparse.Namespace):
                                    on_sizes=_say_sizes)
         args.images = str(images) if images is not None else None
         return ann
+    if getattr(args, "chestxdet", None) and not args.nih:
+        raise ConfigError("--chestxdet goes with --nih (its boxes are on the NIH images)")
     if args.nih:
-        return data.load_nih(args.nih[0], args.nih[1], images=args.images)
+        ann = data.load_nih(args.nih[0], args.nih[1], images=args.images)
+        return data.load_chestxdet(args.chestxdet, ann) if getattr(args, "chestxdet", None) else ann
     if args.coco:
         return data.load_coco(args.coco)
     return data.load_csv(args.csv)

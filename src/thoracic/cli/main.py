@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         predict,
         segment,
         serve,
+        shift,
         train,
         train_cv,
         weights,
@@ -116,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     from thoracic.cli import train_detector as td
 
     predict.add_arguments(sub.add_parser("predict", help=predict.HELP))
-    for module in (dataset, evaluate, segment, serve, dicom_node, deidentify, weights):
+    for module in (dataset, evaluate, shift, segment, serve, dicom_node, deidentify, weights):
         module.add_parser(sub)
     targets = train.add_parser(sub)  # the `train` command's models, beside `lungs`:
     td.add_arguments(targets.add_parser("detector", help=td.DETECTOR_HELP))

@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--threads", type=POSITIVE, default=1, help="torch CPU threads (default 1)")
     g.add_argument("--workers", type=COUNT, default=None, help="data-loader processes (default 0 on the CPU, 8 on a GPU)")
     g.add_argument("--hours", type=POSITIVE_FLOAT, default=None, help="wall-clock budget per fold (ultralytics' time)")
+    from thoracic.cli.train_detector import _augment_flags
+
+    _augment_flags(g)
     p.add_argument("--conf", type=FRACTION, default=0.01, help="out-of-fold predictions: lowest score kept (default 0.01)")
     p.add_argument("--max-det", type=POSITIVE, default=100, help="out-of-fold predictions: boxes per image (default 100)")
     p.add_argument("--bootstrap", type=COUNT, default=1000, help="bootstrap resamples of the pooled intervals (default 1000)")
@@ -72,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
         detector["workers"] = args.workers
     if args.hours is not None:
         detector["hours"] = args.hours
+    if args.intensity_aug:  # only when asked: earlier runs' cv_config.json stay the same
+        detector["intensity_aug"] = args.intensity_aug
+    if args.degrees:
+        detector["degrees"] = args.degrees
     cfg = CrossValConfig(out=args.out, folds=args.folds, test_fold=args.test_fold, seed=args.seed, chain=args.chain,
                          fuse=args.fuse, fuse_iou=args.fuse_iou, detector=detector, conf=args.conf,
                          max_det=args.max_det, bootstrap=args.bootstrap, workers=args.export_workers)

@@ -81,11 +81,21 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--cache", choices=["ram", "disk"], default="", help="cache decoded images in RAM or on disk")
     p.add_argument("--hours", type=POSITIVE_FLOAT, default=None,
                    help="wall-clock budget: after the first epoch, train as many epochs as fit (ultralytics' time)")
+    _augment_flags(p)
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run OUT/NAME from its weights/last.pt (a finished run: says so, trains nothing)")
     p.add_argument("--export-onnx", type=OUT_FILE, default=None, metavar="PATH", help="export best.pt to this ONNX file when done")
     p.set_defaults(func=run_detector)
     return p
+
+
+def _augment_flags(p: argparse.ArgumentParser) -> None:
+    """``--intensity-aug`` and ``--degrees`` (also on ``train cv``)."""
+    p.add_argument("--intensity-aug", type=NON_NEGATIVE, default=0.0, metavar="STRENGTH",
+                   help="grey-level augmentation for other devices' films (window, gamma, contrast, CLAHE, blur, "
+                        "noise, JPEG quality) at this strength in [0, 2]: 1 the default ranges, 0 off (default)")
+    p.add_argument("--degrees", type=NON_NEGATIVE, default=0.0,
+                   help="random rotation up to this many degrees (ultralytics' own geometry; default 0, modest: 5)")
 
 
 def run_detector(args: argparse.Namespace) -> int:
@@ -97,7 +107,7 @@ def run_detector(args: argparse.Namespace) -> int:
         close_mosaic=args.close_mosaic, patience=args.patience, threads=args.threads, device=args.device,
         seed=args.seed, resume=args.resume, freeze=args.freeze, nbs=args.nbs, warmup_epochs=args.warmup_epochs,
         optimizer=args.optimizer, lr0=args.lr0, mosaic=args.mosaic, workers=args.workers, cache=args.cache,
-        hours=args.hours,
+        hours=args.hours, intensity_aug=args.intensity_aug, degrees=args.degrees,
     )
 
     def on_epoch(row: Mapping[str, Any]) -> None:

@@ -1,13 +1,14 @@
 """Data sets and annotations: the label schema, loaders, fusion of readers, export, splits, statistics.
 
 Loaders (:func:`load_vinbigdata`, :func:`load_nih`, :func:`load_coco`, :func:`load_csv`) return
-one :class:`Annotations` table; :func:`fuse_readers` makes consensus boxes;
+one :class:`Annotations` table (:func:`load_chestxdet` adds ChestX-Det's boxes to NIH's as a second reader); :func:`fuse_readers` makes consensus boxes;
 (:func:`thoracic.batch.export_dataset` writes YOLO or COCO training sets from it through a preprocessing chain);
 :func:`header_sizes` reads image sizes from the files (cached); :func:`kfold_split` makes patient-grouped stratified folds; :func:`compute_stats` and
 :func:`write_stats` describe a table.
 """
 
 from thoracic.data.annotations import Annotations, ImageInfo, Problem
+from thoracic.data.chestxdet import CHESTXDET_TO_VINDR, CHESTXDET_WITHOUT_VINDR, load_chestxdet
 from thoracic.data.coco import coco_categories, coco_document, load_coco
 from thoracic.data.csvtable import CSV_COLUMNS, load_csv, write_csv
 from thoracic.data.fusion import (
@@ -47,6 +48,8 @@ from thoracic.labels import (
 __all__ = [
     "Agreement",
     "Annotations",
+    "CHESTXDET_TO_VINDR",
+    "CHESTXDET_WITHOUT_VINDR",
     "CLASS_IDS",
     "CSV_COLUMNS",
     "ClassStats",
@@ -77,6 +80,7 @@ __all__ = [
     "header_sizes",
     "image_groups",
     "kfold_split",
+    "load_chestxdet",
     "load_coco",
     "load_csv",
     "load_nih",

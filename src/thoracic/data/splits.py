@@ -6,6 +6,10 @@ and of image-level labels that map to VinDr names (NIH's report labels such as "
 ``iterstrat.ml_stratifiers.MultilabelStratifiedKFold`` (package ``iterative-stratification``,
 the ``data`` extra) assigns groups to folds; images inherit their group's fold, so no patient is
 ever in two folds. Deterministic for a given seed.
+
+Rows of the readers in :data:`UNSTRATIFIED_READERS` (ChestX-Det's second reading of 40 NIH images)
+do not stratify: adding them to an NIH table keeps NIH's folds, so a fold a model was validated on
+stays the same fold.
 """
 
 from __future__ import annotations
@@ -18,13 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from thoracic.data.annotations import Annotations
+from thoracic.data.chestxdet import CHESTXDET_READER
 from thoracic.data.tables import PathLike, read_csv
 from thoracic.errors import ConfigError, MissingDependencyError
 from thoracic.labels import CLASS_IDS, LABELS, NIH_TO_VINDR, NO_FINDING
 
-__all__ = ["FOLD_COLUMNS", "group_of", "kfold_split", "read_folds", "write_folds"]
+__all__ = ["FOLD_COLUMNS", "UNSTRATIFIED_READERS", "group_of", "kfold_split", "read_folds", "write_folds"]
 
 FOLD_COLUMNS = ("image_id", "group", "fold")
+#: Readers whose rows do not stratify the folds (a second reading of part of a data set).
+UNSTRATIFIED_READERS = frozenset({CHESTXDET_READER})
 
 
 def group_of(ann: Annotations) -> dict[str, str]:
@@ -36,8 +43,9 @@ def _label_matrix(ann: Annotations, groups: Mapping[str, str]) -> tuple[list[str
     names = sorted(set(groups.values()))
     row = {g: i for i, g in enumerate(names)}
     y = np.zeros((len(names), len(LABELS)), dtype=np.int8)
-    for iid, label in zip(ann.image_id.tolist(), ann.label.tolist(), strict=True):
-        y[row[groups[iid]], CLASS_IDS[label]] = 1
+    for iid, label, reader in zip(ann.image_id.tolist(), ann.label.tolist(), ann.reader.tolist(), strict=True):
+        if reader not in UNSTRATIFIED_READERS:
+            y[row[groups[iid]], CLASS_IDS[label]] = 1
     for iid, info in ann.images.items():
         for raw in info.labels:
             mapped = NIH_TO_VINDR.get(raw, raw if raw in CLASS_IDS else None)

@@ -70,6 +70,14 @@ class DetectorTrainConfig:
     hours:
         A wall-clock budget in hours (ultralytics' ``time``): after the first epoch the number of
         epochs is set to what fits, and the learning-rate schedule follows it; ``None``: ``epochs``.
+    intensity_aug:
+        Strength of the grey-level augmentation for other devices' films (window, gamma,
+        contrast, CLAHE on some images, blur, noise, JPEG quality; :mod:`thoracic.train.detector_aug`),
+        in ``[0, 2]``: 1 the default ranges, 0 (the default) off, so earlier runs' commands train
+        what they trained.
+    degrees:
+        ultralytics' random rotation in degrees (its other geometry, scale 0.5, translate 0.1 and
+        flips, is on anyway); 0 (the default) none, 5 a modest tilt.
     """
 
     data: str
@@ -98,6 +106,8 @@ class DetectorTrainConfig:
     workers: int | None = None
     cache: str = ""
     hours: float | None = None
+    intensity_aug: float = 0.0
+    degrees: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.model.endswith((".yaml", ".yml")) and self.model not in _MODELS:
@@ -114,6 +124,11 @@ class DetectorTrainConfig:
             raise ConfigError.unknown("image cache", self.cache, ("", "ram", "disk"))
         if self.hours is not None and not self.hours > 0:
             raise ConfigError("hours must be > 0")
+        from thoracic.train.detector_aug import intensity_config  # numpy and cv2 only
+
+        intensity_config(self.intensity_aug)  # raises ConfigError outside [0, 2]
+        if not 0.0 <= self.degrees <= 45.0:
+            raise ConfigError(f"degrees must lie in [0, 45], got {self.degrees}")
 
     @property
     def loader_workers(self) -> int:
@@ -301,6 +316,8 @@ def train_detector(
         model = YOLO(str(state.last))
         info: dict[str, Any] = {"resumed_from": str(state.last), "resumed_after_epoch": state.epoch}
         kwargs: dict[str, Any] = {"resume": True}
+        saved = _saved_config(run)  # the interrupted run's own augmentation, not this call's
+        aug, aug_seed = float(saved.get("intensity_aug", 0.0)), int(saved.get("seed", cfg.seed))
     else:
         weights, info = _initial_weights(cfg, _nc_of(cfg.data))
         model = YOLO(weights) if weights.endswith(".pt") else YOLO(weights, task="detect")
@@ -311,8 +328,10 @@ def train_detector(
             "optimizer": cfg.optimizer, "warmup_epochs": cfg.warmup_epochs, "nbs": cfg.nbs, "freeze": cfg.freeze or None, "device": cfg.device, "workers": cfg.loader_workers, "project": str(Path(cfg.out).resolve()),
             "name": cfg.name, "exist_ok": True, "plots": cfg.plots, "verbose": False, "amp": False,
             "hsv_h": 0.0, "hsv_s": 0.0,  # grayscale radiographs
+            "degrees": cfg.degrees,
             "cache": cfg.cache or False,
         }
+        aug, aug_seed = cfg.intensity_aug, cfg.seed
         if cfg.hours is not None:
             kwargs["time"] = cfg.hours
         run.mkdir(parents=True, exist_ok=True)
@@ -335,15 +354,35 @@ def train_detector(
 
         model.add_callback("on_fit_epoch_end", _cb)
     model.add_callback("on_pretrain_routine_start", _drop_raytune)
-    model.train(**kwargs)
+    if aug > 0:
+        from thoracic.train.detector_aug import detector_trainer
+
+        model.train(trainer=detector_trainer(aug, aug_seed), **kwargs)
+    else:
+        model.train(**kwargs)
     trainer: Any = model.trainer
     summary = {
         "run": str(run), "best": str(trainer.best), "last": str(trainer.last), "epochs": int(trainer.epochs),
         "seconds": round(time.time() - start, 1), "metrics": {k: float(v) for k, v in (trainer.metrics or {}).items()},
-        "init": info,
+        "init": info, "intensity_aug": aug, "intensity_aug_in_pipeline": _has_intensity_step(trainer),
     }
     (run / "thoracic_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
+
+
+def _has_intensity_step(trainer: Any) -> bool:
+    """Whether the training images went through :class:`~thoracic.train.detector_aug.IntensityAugment`."""
+    dataset = getattr(getattr(trainer, "train_loader", None), "dataset", None)
+    steps = getattr(getattr(dataset, "transforms", None), "transforms", None) or []
+    return any(type(t).__name__ == "IntensityAugment" for t in steps)
+
+
+def _saved_config(run: Path) -> dict[str, Any]:
+    """The ``config`` of a run's ``thoracic_train.json`` (empty when missing or unreadable)."""
+    try:
+        return dict(json.loads((run / "thoracic_train.json").read_text()).get("config") or {})
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _drop_raytune(trainer: Any) -> None:
