@@ -292,3 +292,29 @@ def test_the_operating_points_of_the_detector_file_reach_the_sr(require, detecto
     assert [f.label for f in results.findings] == [best]
     assert results.findings[0].score == pytest.approx(float(det.scores[0]))
     assert len(sr_findings(results.sr)) == 1 < len(det)
+
+
+def test_an_image_analyzed_despite_the_content_check_says_so_in_its_sr(require, analyzer, tmp_path):
+    """--allow-non-chest: the SR carries a Comment naming the flags; a chest film's SR carries none."""
+    require("highdicom")
+    from helpers import build_dicom
+
+    from thoracic.errors import NotChestRadiographError
+    from thoracic.io import ReadConfig
+
+    yy, xx = np.mgrid[0:256, 0:256]
+    path = tmp_path / "board.dcm"  # a CR chest PA header over a checkerboard
+    path.write_bytes(build_dicom((((yy // 32) + (xx // 32)) % 2 * 255).astype(np.uint8)))
+    with pytest.raises(NotChestRadiographError):
+        analyzer.analyze(path, read=ReadConfig(check_content=True))
+    analysis = analyzer.analyze(path, read=ReadConfig(check_content=True, allow_non_chest=True))
+    flags = analysis.radiograph.flags
+    assert flags and all(f.startswith("content:") for f in flags)
+    results = build_results(analysis, objects=["sr"])
+    comments = [item for item in results.sr.iterall() if item.keyword == "TextValue"]
+    assert len(comments) == 1 and "Flagged" in comments[0].value and flags[0] in comments[0].value
+    for saved in results.save(tmp_path / "out").values():
+        assert dciodvfy_errors(saved) == []
+    film = analyzer.analyze(SAMPLES / "siim_cr_jpeg_baseline.dcm", read=ReadConfig(check_content=True))
+    assert film.radiograph.flags == ()
+    assert not any(item.keyword == "TextValue" for item in build_results(film, objects=["sr"]).sr.iterall())
