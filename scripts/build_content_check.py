@@ -148,7 +148,8 @@ def natural_images() -> Iterator[np.ndarray]:
         yield _grey(np.asarray(Image.open(sample / name).convert("RGB")))
     import gzip
 
-    mri = np.frombuffer(gzip.open(sample / "s1045.ima.gz").read(), np.uint16).reshape(256, 256)
+    with gzip.open(sample / "s1045.ima.gz") as fh:
+        mri = np.frombuffer(fh.read(), np.uint16).reshape(256, 256)
     yield _grey(mri)
     for npz, key in (("jacksboro_fault_dem.npz", "elevation"), ("topobathy.npz", "topo")):
         with np.load(sample / npz) as data:
@@ -223,7 +224,7 @@ def synthetic(rng: np.random.Generator) -> np.ndarray:
         return (((xx if rng.integers(2) else yy) * k).astype(np.int32) % 2).astype(np.float32)
     if kind == 5:  # checkerboard
         k = int(rng.integers(2, 40))
-        return ((((xx * k).astype(np.int32) + (yy * k).astype(np.int32)) % 2)).astype(np.float32)
+        return (((xx * k).astype(np.int32) + (yy * k).astype(np.int32)) % 2).astype(np.float32)
     if kind == 6:  # blobs
         a = np.zeros((n, n), np.float32)
         for _ in range(int(rng.integers(1, 12))):

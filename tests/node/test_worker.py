@@ -80,7 +80,7 @@ def test_an_image_refused_by_its_pixels_gets_no_sr_and_is_logged_and_counted(set
     from helpers import dicom_dataset
     from pydicom.uid import generate_uid
 
-    config, queue, worker = setup
+    _, queue, worker = setup
     yy, xx = np.mgrid[0:512, 0:512]
     board = (((yy // 64) + (xx // 64)) % 2 * 255).astype(np.uint8)
     path = tmp_path / "board.dcm"

@@ -119,8 +119,8 @@ def _shape_features(small: np.ndarray, aspect: float) -> np.ndarray:
     gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
     mag = np.sqrt(gx * gx + gy * gy)
     angle = np.mod(np.arctan2(gy, gx), np.pi)
-    hist = np.bincount(np.minimum((angle / np.pi * 8).astype(np.int64), 7).ravel(), weights=mag.ravel(), minlength=8)
-    hist = hist / max(float(hist.sum()), 1e-6)
+    weights = np.bincount(np.minimum((angle / np.pi * 8).astype(np.int64), 7).ravel(), weights=mag.ravel(), minlength=8)
+    hist = weights / max(float(weights.sum()), 1e-6)
     tsd = max(float(t.std()), 1e-3)
     lap = float(np.abs(cv2.Laplacian(t, cv2.CV_32F)).mean()) / tsd
     q = np.quantile(t, np.linspace(0.05, 0.95, 10))
