@@ -11,10 +11,13 @@ the model was not built on), ``nih-all`` (all 1,040), ``lungseg`` (all 205, port
 included), ``dicom`` (``../shared/data/dicom`` and the bundled samples). Not frontal chest films,
 which should be refused (target: >= 95 %): ``ood-ct`` and ``ood-lateral`` (``../shared/data/ood``:
 validation only, never used to build the model), and our own negatives made here:
-``skimage`` (scikit-image's bundled images, as they are, rotated and cropped), ``pages`` (text
-rendered with PIL), ``screens`` (the project's own screenshots and synthetic UI), ``synthetic``
-(checkerboards, noise, gradients), ``rotated`` (NIH validation films turned 90 degrees) and
-``half`` (one half of an NIH validation film, stretched: one lung, as a lateral shows).
+``skimage`` (scikit-image's bundled images the model was not built on, as they are, rotated and
+cropped), ``pages`` (text rendered with PIL), ``screens`` (the project's own screenshots and
+synthetic UI), ``synthetic`` (checkerboards, noise, gradients), ``rotated`` (NIH validation films
+turned 90 degrees), ``half`` (one half of an NIH validation film, stretched: one lung, as a
+lateral shows), ``one-lung`` (an NIH validation film cut to one lung) and ``upside-down`` (NIH
+validation films turned 180 degrees). These are made with other seeds and other images than the
+training negatives of ``scripts/build_content_check.py``, but by similar recipes.
 
 Cost: the check's time per image (median, on the uncompressed RG1 DICOM's pixels, 1841x1955)
 against P1, a warm ``Predictor.predict`` of the same DICOM with the shipped models (median).
@@ -38,13 +41,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "src"))
 
-from build_content_check import nih_split
+from build_content_check import SKIMAGE_TRAIN, nih_split
 
 from thoracic.errors import NotChestRadiographError
 from thoracic.io import ReadConfig, read
 from thoracic.io.content import check_content
 
 CHECK = ReadConfig(check_content=True)  # what predict, segment, serve and the node read with
+#: scikit-image's bundled images that the model was not built on (it saw SKIMAGE_TRAIN).
+SKIMAGE_HELD_OUT = tuple(n for n in ("astronaut", "brick", "camera", "cat", "chelsea", "checkerboard", "clock", "coffee",
+                                     "coins", "colorwheel", "grass", "gravel", "horse", "hubble_deep_field",
+                                     "immunohistochemistry", "logo", "microaneurysms", "moon", "page", "retina", "rocket",
+                                     "shepp_logan_phantom", "text", "cell") if n not in SKIMAGE_TRAIN)
 WORDS = ("the", "patient", "was", "seen", "in", "clinic", "today", "and", "reports", "improvement", "after",
          "treatment", "chest", "radiograph", "shows", "no", "acute", "findings", "lorem", "ipsum", "report", "page")
 
@@ -81,9 +89,7 @@ def negatives(shared: Path) -> Iterator[tuple[str, str, bytes]]:
     import skimage.data as sk
 
     rng = np.random.default_rng(1)
-    for name in ("astronaut", "brick", "camera", "cat", "chelsea", "checkerboard", "clock", "coffee", "coins",
-                 "colorwheel", "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "logo",
-                 "microaneurysms", "moon", "page", "retina", "rocket", "shepp_logan_phantom", "text", "cell"):
+    for name in SKIMAGE_HELD_OUT:
         a = np.asarray(getattr(sk, name)())
         a = (a * 255).astype(np.uint8) if a.dtype != np.uint8 else a
         a = a[..., :3] if a.ndim == 3 else a
@@ -108,6 +114,11 @@ def negatives(shared: Path) -> Iterator[tuple[str, str, bytes]]:
         yield "rotated", p.name, png(np.rot90(a, 1 if hash(p.name) % 2 else 3).copy())
         half = a[:, : a.shape[1] // 2] if len(p.name) % 2 else a[:, a.shape[1] // 2:]
         yield "half", p.name, png(np.asarray(Image.fromarray(half).resize((a.shape[1], a.shape[0]))))
+        h, w = a.shape
+        lung = a[h // 10: h * 85 // 100, w // 20: w // 2] if len(p.name) % 2 else a[h // 10: h * 85 // 100, w // 2: w * 95 // 100]
+        yield "one-lung", p.name, png(np.ascontiguousarray(lung))
+    for p in val[50:100]:
+        yield "upside-down", p.name, png(np.rot90(np.asarray(Image.open(p).convert("L")), 2).copy())
 
 
 def positives(shared: Path) -> Iterator[tuple[str, str, Path]]:

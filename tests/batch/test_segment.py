@@ -48,12 +48,12 @@ def test_segment_writes_masks_overlays_crops_and_table(tmp_path, inputs, capsys)
     columns, rows = read_table(out / "masks.csv")
     assert tuple(columns) == MASK_COLUMNS
     assert columns == ["image_id", "status", "error", "width", "height", "lung_fraction",
-                       "roi_x_min", "roi_y_min", "roi_x_max", "roi_y_max", "fallback"]
+                       "roi_x_min", "roi_y_min", "roi_x_max", "roi_y_max", "fallback", "flags"]
     by_id = {r["image_id"]: r for r in rows}
     assert by_id["broken"]["status"] == "failed" and by_id["broken"]["error"]
     for image_id in ("00000377_004", "siim_cr_jpeg_baseline"):
         row = by_id[image_id]
-        assert row["status"] == "ok" and row["fallback"] == ""
+        assert row["status"] == "ok" and row["fallback"] == "" and row["flags"] == ""
         mask = cv2.imread(str(out / "masks" / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
         assert mask.shape == (int(row["height"]), int(row["width"])) and mask.dtype == np.uint8
         assert set(np.unique(mask)) == {0, 255}
@@ -115,3 +115,27 @@ def test_segmentation_works_without_torch_and_training_names_the_extra(tmp_path)
     proc = run_without(TORCH, script, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("OK")
+
+
+def test_what_is_not_a_chest_film_is_refused_not_failed_unless_allowed(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "00000377_004.jpg", folder / "film.jpg")
+    film = cv2.imread(str(SAMPLES / "00000377_004.jpg"), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(folder / "turned.png"), np.rot90(film).copy())  # a film turned 90 degrees
+    yy, xx = np.mgrid[0:256, 0:256]
+    cv2.imwrite(str(folder / "board.png"), (((yy // 32) + (xx // 32)) % 2 * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    assert run("segment", str(folder), "--out", str(out), "-q") == 1  # refused counts as failed
+    by_id = {r["image_id"]: r for r in read_table(out / "masks.csv")[1]}
+    assert by_id["film"]["status"] == "ok"
+    for image_id in ("turned", "board"):
+        assert by_id[image_id]["status"] == "refused", by_id[image_id]
+        assert by_id[image_id]["error"].startswith("NotChestRadiographError")
+        assert not (out / "masks" / f"{image_id}.png").exists()
+    assert "2 failed (2 refused: not a frontal chest radiograph)" in capsys.readouterr().out
+    allowed = tmp_path / "allowed"
+    assert run("segment", str(folder), "--out", str(allowed), "--allow-non-chest", "-q") == 0
+    by_id = {r["image_id"]: r for r in read_table(allowed / "masks.csv")[1]}
+    assert [by_id[i]["status"] for i in ("film", "turned", "board")] == ["ok"] * 3
+    assert by_id["film"]["flags"] == "" and all(by_id[i]["flags"].startswith("content:") for i in ("turned", "board"))

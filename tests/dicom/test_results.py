@@ -346,3 +346,29 @@ def test_the_sr_of_a_multilabel_analysis_of_a_dicom(require, lite_analyzer, tmp_
     groups = _image_groups(pydicom.dcmread(path))
     got = {finding_label(*code): p for code, p in groups.items() if finding_label(*code)}
     assert got == {k: pytest.approx(v, abs=1e-6) for k, v in a.prediction.finding_probabilities.items()}
+
+
+def test_an_image_analyzed_despite_the_content_check_says_so_in_its_sr(require, analyzer, tmp_path):
+    """--allow-non-chest: the SR carries a Comment naming the flags; a chest film's SR carries none."""
+    require("highdicom")
+    from helpers import build_dicom
+
+    from thoracic.errors import NotChestRadiographError
+    from thoracic.io import ReadConfig
+
+    yy, xx = np.mgrid[0:256, 0:256]
+    path = tmp_path / "board.dcm"  # a CR chest PA header over a checkerboard
+    path.write_bytes(build_dicom((((yy // 32) + (xx // 32)) % 2 * 255).astype(np.uint8)))
+    with pytest.raises(NotChestRadiographError):
+        analyzer.analyze(path, read=ReadConfig(check_content=True))
+    analysis = analyzer.analyze(path, read=ReadConfig(check_content=True, allow_non_chest=True))
+    flags = analysis.radiograph.flags
+    assert flags and all(f.startswith("content:") for f in flags)
+    results = build_results(analysis, objects=["sr"])
+    notes = [str(e.value) for e in results.sr.iterall() if e.keyword == "TextValue" and "Flagged" in str(e.value)]
+    assert len(notes) == 1 and flags[0] in notes[0]
+    for saved in results.save(tmp_path / "out").values():
+        assert dciodvfy_errors(saved) == []
+    film = analyzer.analyze(SAMPLES / "siim_cr_jpeg_baseline.dcm", read=ReadConfig(check_content=True))
+    assert film.radiograph.flags == ()
+    assert "Flagged" not in all_text(build_results(film, objects=["sr"]).sr)

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from thoracic.errors import ConfigError, NotChestRadiographError
 from thoracic.io import ReadConfig, read
-from thoracic.io.content import ContentModel, check_content, load_content_model
+from thoracic.io.content import SHAPE_FEATURES, ContentModel, check_content, load_content_model, shape_features
 
 CHECK = ReadConfig(check_content=True)
 skdata = pytest.importorskip("skimage.data")
@@ -81,12 +81,60 @@ def test_a_grey_film_saved_as_rgb_passes():
     assert rg.colour == 0.0 and rg.flags == ()
 
 
+def film() -> np.ndarray:
+    jpg = next(p for p in SAMPLE_FILMS if p.suffix == ".jpg")
+    return np.asarray(Image.open(jpg).convert("L"))
+
+
+TRANSFORMED = {  # a frontal film made into something that is not one
+    "turned 90 degrees": lambda a: np.rot90(a).copy(),
+    "upside down": lambda a: np.rot90(a, 2).copy(),
+    "left half, stretched": lambda a: np.asarray(Image.fromarray(a[:, : a.shape[1] // 2]).resize(a.shape[::-1])),
+    "one lung": lambda a: a[a.shape[0] // 10: a.shape[0] * 85 // 100, a.shape[1] // 2: a.shape[1] * 95 // 100].copy(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMED))
+def test_a_turned_halved_or_cut_film_is_refused_by_the_classifier(name):
+    with pytest.raises(NotChestRadiographError) as info:
+        read(png(TRANSFORMED[name](film())), CHECK)
+    assert info.value.reason in ("content:pattern", "content:class") and "P(chest)" in info.value.message
+    flags = read(png(TRANSFORMED[name](film())), ReadConfig(check_content=True, allow_non_chest=True)).flags
+    assert any(f.startswith("content:class=") for f in flags), flags
+
+
+def test_an_inverted_film_passes_and_a_mirrored_one_too():
+    a = film()
+    for variant in (255 - a, a[:, ::-1].copy()):
+        assert read(png(variant), CHECK).flags == ()
+    score, p_chest = load_content_model().assess(read(png(a)).pixels)
+    assert 0 < score < load_content_model().threshold and load_content_model().min_p_chest < p_chest <= 1
+
+
+def test_the_classifier_features_have_the_documented_length():
+    for shape in ((300, 200), (64, 640), (16, 16)):
+        f = shape_features(np.random.default_rng(0).random(shape, dtype=np.float32))
+        assert f.shape == (SHAPE_FEATURES,) and np.isfinite(f).all()
+    flat = shape_features(np.full((100, 100), 0.5, np.float32))  # nothing to trim, no contrast: no NaN
+    assert np.isfinite(flat).all()
+
+
 def test_the_score_and_threshold_live_in_the_model_file(tmp_path):
     model = load_content_model()
     assert model.threshold > 0 and model.components.shape[1] == model.thumb ** 2 + 10
+    assert 0 < model.min_p_chest < 1 and model.lr_weights.shape == (SHAPE_FEATURES,)
     strict = ContentModel.from_dict({**model.to_dict(), "threshold": 0.0})  # everything scores above 0
-    with pytest.raises(NotChestRadiographError):
+    with pytest.raises(NotChestRadiographError) as info:
         check_content(read(SAMPLE_FILMS[0]).pixels, model=strict)
+    assert info.value.reason == "content:pattern"
+    strict = ContentModel.from_dict({**model.to_dict(), "min_p_chest": 1.0})  # nothing is that sure
+    with pytest.raises(NotChestRadiographError) as info:
+        check_content(read(SAMPLE_FILMS[0]).pixels, model=strict)
+    assert info.value.reason == "content:class"
+    one_class = {k: v for k, v in model.to_dict().items() if not k.startswith("lr_") and k != "min_p_chest"}
+    assert ContentModel.from_dict(one_class).assess(read(SAMPLE_FILMS[0]).pixels)[1] == 1.0  # a v1 file: no classifier
+    with pytest.raises(ConfigError):
+        ContentModel.from_dict({**model.to_dict(), "lr_weights": [1.0, 2.0]})
     bad = tmp_path / "bad.json"
     bad.write_text('{"thumb": 24}')
     with pytest.raises(ConfigError):

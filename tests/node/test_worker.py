@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pydicom
 import pytest
 from node_helpers import NODE_AE, free_port, make_copy
@@ -72,3 +73,24 @@ def test_a_destination_down_is_retried_then_the_job_fails_with_its_results_kept(
     retried = _add(queue, image, [m.sha256 for m in analyzer.models])
     assert retried == job_id and queue.get(job_id).state == "sending"
     assert queue.get(job_id).outputs == job.outputs
+
+
+def test_an_image_refused_by_its_pixels_gets_no_sr_and_is_logged_and_counted(setup, tmp_path, analyzer, caplog):
+    """A header that says CR chest PA over pixels that are not a chest film: refused by the pixel check."""
+    from helpers import dicom_dataset
+    from pydicom.uid import generate_uid
+
+    _, queue, worker = setup
+    yy, xx = np.mgrid[0:512, 0:512]
+    board = (((yy // 64) + (xx // 64)) % 2 * 255).astype(np.uint8)
+    path = tmp_path / "board.dcm"
+    dicom_dataset(board, uids=(generate_uid(), generate_uid(), generate_uid())).save_as(path, enforce_file_format=True)
+    job_id = _add(queue, path, [m.sha256 for m in analyzer.models])
+    with caplog.at_level(logging.INFO, logger="thoracic"):
+        worker.process(queue.claim())
+    job = queue.get(job_id)
+    assert job.state == "failed" and job.error.startswith("NotChestRadiographError") and "pixels" in job.error
+    assert job.outputs == () and not job.results_dir.exists()  # no SR, GSPS or SEG
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("refused, not a frontal chest radiograph" in m for m in said) == 1
+    assert queue.counts()["failed"] == 1 and queue.claim() is None  # counted, never retried

@@ -1,7 +1,8 @@
 """Batch lung segmentation of files and folders: mask PNGs, optional overlays and ``masks.csv``.
 
 Resumes (inputs already segmented with the same settings and model are skipped), never stops on
-one bad file, and writes one ``masks.csv`` row per input. Runs in one process: the ONNX session
+one bad file, and writes one ``masks.csv`` row per input: ``ok``, ``refused`` (not a frontal
+chest radiograph, as ``predict`` says it) or ``failed``. Runs in one process: the ONNX session
 already uses the cores.
 """
 
@@ -21,7 +22,7 @@ from thoracic.anatomy.overlay import overlay
 from thoracic.anatomy.roi import RoiConfig
 from thoracic.anatomy.segmenter import LungSegmenter
 from thoracic.batch.runner import BatchSummary, Manifest, ManifestRow, claim_settings, read_settings, write_png
-from thoracic.errors import ConfigError, ThoracicError, internal_error_message
+from thoracic.errors import ConfigError, NotChestRadiographError, ThoracicError, internal_error_message
 from thoracic.io.ids import check_unique_ids
 from thoracic.io.radiograph import ReadConfig
 from thoracic.preprocess.intensity import to_uint8
@@ -41,6 +42,7 @@ MASK_COLUMNS = (
     "roi_x_max",
     "roi_y_max",
     "fallback",
+    "flags",
 )
 
 
@@ -72,7 +74,7 @@ class SegmentResult(ManifestRow):
     """One ``masks.csv`` row. ``fallback`` is empty, or why the ROI is the full image."""
 
     image_id: str
-    status: str  # ok | failed
+    status: str  # ok | refused (not a frontal chest radiograph) | failed
     error: str = ""
     width: int | None = None
     height: int | None = None
@@ -82,11 +84,13 @@ class SegmentResult(ManifestRow):
     roi_x_max: int | None = None
     roi_y_max: int | None = None
     fallback: str = ""
+    flags: str = ""  # what --allow-non-chest let through (``content:pattern=...``), ``;``-separated
 
 
 @dataclass
 class SegmentSummary(BatchSummary):
     segmented: int = 0
+    refused: int = 0  # not a frontal chest radiograph (also counted in ``failed``)
     fallbacks: int = 0
     skipped: int = 0
     table: str = ""
@@ -117,7 +121,10 @@ def _segment_one(seg: LungSegmenter, source: str, image_id: str, out: Path, opti
             roi_x_max=x1,
             roi_y_max=y1,
             fallback=lungs.roi.fallback_reason,
+            flags=";".join(rg.flags),
         )
+    except NotChestRadiographError as err:
+        return SegmentResult(image_id=image_id, status="refused", error=f"{type(err).__name__}: {err}")
     except ThoracicError as err:
         return SegmentResult(image_id=image_id, status="failed", error=f"{type(err).__name__}: {err}")
     except Exception as err:  # noqa: BLE001 - one bad file never stops the batch
@@ -173,8 +180,9 @@ def segment_files(
         for source, image_id in todo:
             result = _segment_one(seg, source, image_id, out, options)
             rows.write(result.row())
-            if result.status == "failed":
+            if result.status != "ok":  # refused or failed: both count as failed (the exit status)
                 summary.failed += 1
+                summary.refused += result.status == "refused"
             else:
                 summary.segmented += 1
                 summary.fallbacks += bool(result.fallback)

@@ -26,7 +26,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     )
     summary = run_batch("segment", args, segment_files, args.inputs, args.out, options, done="segmented")
     line = (f"{summary.segmented} segmented ({summary.fallbacks} fell back to the full image), "
-            f"{summary.skipped} already done, {summary.failed} failed; table: {summary.table}")
+            f"{summary.skipped} already done, {summary.failed} failed ({summary.refused} refused: not a frontal chest "
+            f"radiograph); table: {summary.table}")
     return finish(summary, line, "the error column of masks.csv")
 
 

@@ -230,6 +230,8 @@ def build_results(
         finding_probabilities=dict(getattr(pred, "finding_probabilities", None) or {}),
     )
     sr = sr_mod.build_sr(ctx, series_number, instance_number) if "sr" in kinds else None
+    if sr is not None:
+        sr_mod.note_flags(sr, analysis.radiograph.flags)
     gsps = gsps_mod.build_gsps(ctx, series_number + 1, instance_number) if "gsps" in kinds else None
     seg = seg_mod.build_seg(ctx, series_number + 2, instance_number) if "seg" in kinds and mask is not None else None
     if deidentify:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 from thoracic.dicom.context import Finding, ResultContext
 
-__all__ = ["box_polyline", "build_sr"]
+__all__ = ["box_polyline", "build_sr", "note_flags"]
 
 
 def box_polyline(box: tuple[float, float, float, float]) -> np.ndarray:
@@ -201,3 +201,23 @@ def build_sr(ctx: ResultContext, series_number: int, instance_number: int) -> Da
     sr.SoftwareVersions = ctx.software_version
     sr.ManufacturerModelName = "thoracic"
     return sr
+
+
+def note_flags(sr: Dataset, flags: tuple[str, ...] | list[str]) -> None:
+    """Say in ``sr`` that its image was flagged (read with ``allow_non_chest``: the content or
+    header check would have refused it): a TEXT "Comment" (DCM 121106) in the image-level
+    measurement group, naming the flags (``content:pattern=4.71``, ...). Nothing for no flags."""
+    if not flags:
+        return
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    note = hd.sr.TextContentItem(
+        name=codes.DCM.Comment,
+        value=("Flagged: the image may not be a frontal chest radiograph; analyzed anyway (allow non-chest). "
+               "Flags: " + ", ".join(flags))[:1024],
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    measurements = next(item for item in sr.ContentSequence
+                        if item.ConceptNameCodeSequence[0].CodeValue == "126010")  # Imaging Measurements
+    measurements.ContentSequence[0].ContentSequence.append(note)  # the image-level group

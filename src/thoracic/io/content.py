@@ -6,15 +6,20 @@ raster image was before it became grey:
 
 - **colour**: more than :attr:`ContentModel.max_colour` of the pixels carry colour (a photo, a
   screenshot, a figure); a radiograph saved as RGB has equal channels.
-- **pattern**: the image, with uniform borders trimmed, shrunk to a 24 x 24 thumbnail (per-image
-  z-scored) and ten intensity quantiles, lies far from the frontal chest films the model was
-  built on: the Mahalanobis distance in the first principal components plus the residual outside
-  them, each over its median on the training films. Natural photos, pages, screenshots, CT slices
-  and lateral views score high.
+- **pattern** (one-class): the image, with uniform borders trimmed, shrunk to a 24 x 24 thumbnail
+  (per-image z-scored) and ten intensity quantiles, lies far from the frontal chest films the
+  model was built on: the Mahalanobis distance in the first principal components plus the
+  residual outside them, each over its median on the training films. Natural photos, pages,
+  screenshots, CT slices and lateral views score high.
+- **class** (discriminative): a logistic regression on :func:`shape_features` (thumbnails at two
+  scales, column and row profiles, where the brightest vertical band lies, symmetry, edge
+  orientations, fine detail, quantiles, aspect), trained on frontal films against negatives made
+  for it (photos, pages, screens, synthetic images, and frontal films turned, halved or cut to one
+  lung), gives P(chest); refused below the model's ``min_p_chest``.
 
 The model is a JSON of coefficients, ``models/content/content.json`` (built by
 ``scripts/build_content_check.py``; its card is ``models/content/MODEL_CARD.md``), read once per
-process: no ONNX Runtime, about a millisecond per image.
+process: no ONNX Runtime, a few milliseconds per image.
 
 >>> import numpy as np
 >>> rows, cols = np.mgrid[0:256, 0:256]
@@ -37,12 +42,14 @@ from thoracic.errors import ConfigError, NotChestRadiographError
 
 __all__ = [
     "CONTENT_MODEL_PATH",
+    "SHAPE_FEATURES",
     "ContentModel",
     "check_content",
     "colour_fraction",
     "content_features",
     "content_score",
     "load_content_model",
+    "shape_features",
 ]
 
 #: The shipped coefficients (package data beside the ONNX models; read as a file, nothing imported).
@@ -79,6 +86,58 @@ def _features(small: np.ndarray, thumb: int) -> np.ndarray:
     return np.concatenate([z.ravel(), q]).astype(np.float32)
 
 
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / max(float(np.sqrt((a * a).sum() * (b * b).sum())), 1e-6))
+
+
+def shape_features(pixels: np.ndarray) -> np.ndarray:
+    """The classifier's features of display pixels (2-D, ``[0, 1]``); see :func:`_shape_features`."""
+    return _shape_features(_small(pixels), pixels.shape[1] / max(pixels.shape[0], 1))
+
+
+def _shape_features(small: np.ndarray, aspect: float) -> np.ndarray:
+    """What tells a frontal chest film from a page, a CT slice, a rotated or halved film: the
+    trimmed image as z-scored thumbnails (16 x 16 and 8 x 8), its column and row profiles (the
+    mediastinum is a bright vertical band near the middle), where the brightest column and row
+    lie, left-right and top-bottom symmetry, a histogram of edge orientations, the amount of fine
+    detail, intensity quantiles, and the aspect ratios of the image and of its trimmed content."""
+    t = _trim(small)
+    th, tw = t.shape
+    u = cv2.resize(t, (32, 32), interpolation=cv2.INTER_AREA)
+    sd = max(float(u.std()), 1e-3)
+    z = (u - u.mean()) / sd
+    z16 = cv2.resize(z, (16, 16), interpolation=cv2.INTER_AREA)
+    z8 = cv2.resize(z, (8, 8), interpolation=cv2.INTER_AREA)
+    col = z[6:26].mean(axis=0)
+    row = z[:, 6:26].mean(axis=1)
+    smooth = np.array([0.25, 0.5, 0.25], dtype=np.float32)
+    cs, rs = np.convolve(col, smooth, mode="same"), np.convolve(row, smooth, mode="same")
+    cpos, rpos = float(np.argmax(cs[2:-2]) + 2) / 31, float(np.argmax(rs[2:-2]) + 2) / 31
+    g = cv2.resize(t, (64, 64), interpolation=cv2.INTER_AREA)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    mag = np.sqrt(gx * gx + gy * gy)
+    angle = np.mod(np.arctan2(gy, gx), np.pi)
+    weights = np.bincount(np.minimum((angle / np.pi * 8).astype(np.int64), 7).ravel(), weights=mag.ravel(), minlength=8)
+    hist = weights / max(float(weights.sum()), 1e-6)
+    tsd = max(float(t.std()), 1e-3)
+    lap = float(np.abs(cv2.Laplacian(t, cv2.CV_32F)).mean()) / tsd
+    q = np.quantile(t, np.linspace(0.05, 0.95, 10))
+    scalars = [
+        cpos, abs(cpos - 0.5), float(cs.max()), rpos, abs(rpos - 0.5), float(rs.max()),
+        _corr(z, z[:, ::-1]), _corr(z, z[::-1]), float(np.abs(z - z[:, ::-1]).mean()), float(np.abs(z - z[::-1]).mean()),
+        float(mag.mean()) / tsd, float((mag > 4 * tsd).mean()), lap,
+        float(t.std()), float((t < 0.02).mean()), float((t > 0.98).mean()),
+        float(np.log(max(aspect, 1e-3))), float(np.log(tw / th)), th * tw / small.size,
+    ]
+    return np.concatenate([z16.ravel(), z8.ravel(), col, row, hist, q, scalars]).astype(np.float32)
+
+
+#: How many features :func:`shape_features` returns.
+SHAPE_FEATURES = 256 + 64 + 32 + 32 + 8 + 10 + 19
+
+
 def colour_fraction(rgb: np.ndarray) -> float:
     """Fraction of pixels (on a 128 x 128 copy) whose channels differ by more than 24 of 255.
 
@@ -90,10 +149,18 @@ def colour_fraction(rgb: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class ContentModel:
-    """The coefficients of the content check and its operating point (see the module docstring).
+    """The coefficients of the content check and its operating points (see the module docstring).
 
-    ``score = mahalanobis / mahalanobis_median + residual / residual_median``; an image scoring
-    above ``threshold`` is not a frontal chest radiograph.
+    Two parts, each with its own threshold; an image is refused when either says so:
+
+    - one-class (``pattern``): ``score = mahalanobis / mahalanobis_median + residual /
+      residual_median``, refused above ``threshold``;
+    - discriminative (``class``): ``P(chest)`` of a logistic regression on :func:`shape_features`,
+      refused below ``min_p_chest``.
+
+    Both are judged on the image and on its negative and the more chest-like answer kept, so a
+    film whose grey scale is inverted (a MONOCHROME1 header over MONOCHROME2 pixels) is judged by
+    its anatomy, not its polarity.
     """
 
     thumb: int
@@ -106,36 +173,61 @@ class ContentModel:
     threshold: float
     max_colour: float
     info: dict
+    lr_mean: np.ndarray | None = None
+    lr_scale: np.ndarray | None = None
+    lr_weights: np.ndarray | None = None
+    lr_bias: float = 0.0
+    min_p_chest: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict) -> ContentModel:
         try:
             arr = {k: np.asarray(data[k], dtype=np.float32) for k in ("mean", "scale", "components", "variances")}
+            lr = ({k: np.asarray(data[k], dtype=np.float32) for k in ("lr_mean", "lr_scale", "lr_weights")}
+                  if "lr_weights" in data else {})
             model = cls(thumb=int(data["thumb"]), **arr,
                         mahalanobis_median=float(data["mahalanobis_median"]),
                         residual_median=float(data["residual_median"]),
                         threshold=float(data["threshold"]), max_colour=float(data["max_colour"]),
-                        info=dict(data.get("info", {})))
+                        info=dict(data.get("info", {})), **lr,
+                        lr_bias=float(data.get("lr_bias", 0.0)), min_p_chest=float(data.get("min_p_chest", 0.0)))
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"not a thoracic content check model: {err}") from err
         n = model.thumb * model.thumb + 10
         if model.mean.shape != (n,) or model.components.ndim != 2 or model.components.shape[1] != n:
             raise ConfigError("not a thoracic content check model: coefficient shapes do not match")
+        if model.lr_weights is not None and not (
+                model.lr_weights.shape == model.lr_mean.shape == model.lr_scale.shape == (SHAPE_FEATURES,)):  # type: ignore[union-attr]
+            raise ConfigError("not a thoracic content check model: the classifier's shapes do not match")
         return model
 
     def to_dict(self) -> dict:
         def r(a: np.ndarray) -> list:
-            return np.round(a.astype(np.float64), 5).tolist()
+            return np.round(a.astype(np.float64), 6).tolist()
 
-        return {"format": "thoracic-content/1", "thumb": self.thumb, "mean": r(self.mean), "scale": r(self.scale),
-                "components": r(self.components), "variances": r(self.variances),
-                "mahalanobis_median": self.mahalanobis_median, "residual_median": self.residual_median,
-                "threshold": self.threshold, "max_colour": self.max_colour, "info": self.info}
+        out = {"format": "thoracic-content/2", "thumb": self.thumb, "mean": r(self.mean), "scale": r(self.scale),
+               "components": r(self.components), "variances": r(self.variances),
+               "mahalanobis_median": self.mahalanobis_median, "residual_median": self.residual_median,
+               "threshold": self.threshold, "max_colour": self.max_colour}
+        if self.lr_weights is not None and self.lr_mean is not None and self.lr_scale is not None:
+            out.update(lr_mean=r(self.lr_mean), lr_scale=r(self.lr_scale), lr_weights=r(self.lr_weights),
+                       lr_bias=self.lr_bias, min_p_chest=self.min_p_chest)
+        out["info"] = self.info
+        return out
+
+    def assess(self, pixels: np.ndarray) -> tuple[float, float]:
+        """``(score, p_chest)`` of display pixels: the one-class score (higher = less like a
+        frontal chest film) and the classifier's P(chest) (1.0 for a model without one)."""
+        small = _small(pixels)
+        aspect = pixels.shape[1] / max(pixels.shape[0], 1)
+        score = min(self._score(_features(small, self.thumb)), self._score(_features(1.0 - small, self.thumb)))
+        if self.lr_weights is None:
+            return score, 1.0
+        p = max(self._p_chest(_shape_features(small, aspect)), self._p_chest(_shape_features(1.0 - small, aspect)))
+        return score, p
 
     def score(self, pixels: np.ndarray) -> float:
-        """How far ``pixels`` lie from frontal chest films (higher = less like one): the lower
-        score of the image and of its negative, so a film whose grey scale is inverted (a
-        MONOCHROME1 header over MONOCHROME2 pixels) is judged by its anatomy, not its polarity."""
+        """The one-class score of ``pixels`` (see :meth:`assess`)."""
         small = _small(pixels)
         return min(self._score(_features(small, self.thumb)), self._score(_features(1.0 - small, self.thumb)))
 
@@ -146,6 +238,11 @@ class ContentModel:
         mahalanobis = float(np.sqrt(np.sum(c * c / self.variances) / len(c)))
         residual = float(np.sqrt(np.mean(resid * resid)))
         return mahalanobis / self.mahalanobis_median + residual / self.residual_median
+
+    def _p_chest(self, features: np.ndarray) -> float:
+        assert self.lr_weights is not None and self.lr_mean is not None and self.lr_scale is not None
+        logit = float(((features - self.lr_mean) / self.lr_scale) @ self.lr_weights) + self.lr_bias
+        return float(1.0 / (1.0 + np.exp(-np.clip(logit, -50.0, 50.0))))
 
 
 @lru_cache(maxsize=4)
@@ -168,8 +265,9 @@ def check_content(pixels: np.ndarray, *, colour: float = 0.0, allow: bool = Fals
                   model: ContentModel | None = None) -> tuple[str, ...]:
     """Refuse pixels that are not a frontal chest radiograph (unless ``allow``); the flags of what was overridden.
 
-    Flags: ``content:colour`` (``colour``, the :func:`colour_fraction`, above the model's limit) and
-    ``content:pattern`` (the score above the threshold), each as ``tag=value``.
+    Flags: ``content:colour`` (``colour``, the :func:`colour_fraction`, above the model's limit),
+    ``content:pattern`` (the one-class score above its threshold) and ``content:class`` (the
+    classifier's P(chest) below its minimum), each as ``tag=value``.
 
     Raises
     ------
@@ -181,11 +279,15 @@ def check_content(pixels: np.ndarray, *, colour: float = 0.0, allow: bool = Fals
     if colour > model.max_colour:
         problems.append((f"content:colour={colour:.2f}",
                          f"{colour:.0%} of its pixels are coloured; radiographs are grey (a photo, a screenshot?)"))
-    score = model.score(pixels)
+    score, p_chest = model.assess(pixels)
     if score > model.threshold:
         problems.append((f"content:pattern={score:.2f}",
                          (f"its pixels do not look like a frontal chest radiograph (score {score:.2f} > "
                           f"{model.threshold:.2f}: a photo, a document, a CT slice, a lateral view?)")))
+    if p_chest < model.min_p_chest:
+        problems.append((f"content:class={p_chest:.3f}",
+                         (f"its pixels are not laid out as a frontal chest radiograph (P(chest) {p_chest:.3f} < "
+                          f"{model.min_p_chest:.3f}: a turned, halved or cropped film, a lateral view, a page?)")))
     if problems and not allow:
         raise NotChestRadiographError(
             "; ".join(msg for _, msg in problems) + ". Use allow_non_chest (--allow-non-chest) to analyze it anyway",
