@@ -152,6 +152,19 @@ def _chrome(require, tmp_path, monkeypatch):
     return webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
 
 
+def _analyze(driver, sample: str) -> None:
+    """Give the token and a bundled sample to the open viewer, click analyze, and wait for it to finish."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element(By.ID, "token").send_keys(LIVE_TOKEN)
+    driver.find_element(By.ID, "file").send_keys(str(SAMPLES / sample))
+    driver.find_element(By.ID, "analyze").click()
+    status = driver.find_element(By.ID, "status")
+    WebDriverWait(driver, 90).until(lambda d: status.get_attribute("data-state") in ("done", "error"))
+    assert status.get_attribute("data-state") == "done", status.text
+
+
 COLOURED = """
 const c = document.getElementById('canvas');
 const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -276,12 +289,7 @@ def test_the_viewer_keeps_labels_inside_the_canvas_and_readable(live, require, t
     try:
         driver.get(live.url + "/")
         driver.execute_script(EDGE_FINDINGS)
-        driver.find_element(By.ID, "token").send_keys(LIVE_TOKEN)
-        driver.find_element(By.ID, "file").send_keys(str(SAMPLES / "00000377_004.jpg"))
-        driver.find_element(By.ID, "analyze").click()
-        status = driver.find_element(By.ID, "status")
-        WebDriverWait(driver, 90).until(lambda d: status.get_attribute("data-state") in ("done", "error"))
-        assert status.get_attribute("data-state") == "done", status.text
+        _analyze(driver, "00000377_004.jpg")
         canvas = driver.find_element(By.ID, "canvas")
         w, h, shown = driver.execute_script(
             "const c = document.getElementById('canvas'); return [c.width, c.height, c.clientWidth];")
@@ -312,12 +320,7 @@ def test_the_viewer_lists_the_classifier_findings_and_shows_the_picked_map(live_
     driver = _chrome(require, tmp_path, monkeypatch)
     try:
         driver.get(live_lite.url + "/")
-        driver.find_element(By.ID, "token").send_keys(LIVE_TOKEN)
-        driver.find_element(By.ID, "file").send_keys(str(SAMPLES / "00000377_004.jpg"))
-        driver.find_element(By.ID, "analyze").click()
-        status = driver.find_element(By.ID, "status")
-        WebDriverWait(driver, 90).until(lambda d: status.get_attribute("data-state") in ("done", "error"))
-        assert status.get_attribute("data-state") == "done", status.text
+        _analyze(driver, "00000377_004.jpg")
         r = httpx.post(live_lite.url + "/v1/analyze?heatmap=false&lungs=false", timeout=60,
                        content=(SAMPLES / "00000377_004.jpg").read_bytes(),
                        headers={"Authorization": f"Bearer {LIVE_TOKEN}", "Content-Type": "image/jpeg"})
