@@ -53,23 +53,24 @@ def _input(session: Any) -> tuple[str, np.ndarray]:
     return inp.name, np.random.default_rng(0).random(shape, dtype=np.float32)
 
 
+def has_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def forward_variants(kind: str, threads: int) -> list[tuple[str, Callable[[], list[np.ndarray]]]]:
     import openvino as ov
 
     from thoracic.models.registry import model_path
-    from thoracic.models.runtime import load_model, onnx_backend, onnx_session, resolve_precision
+    from thoracic.models.runtime import load_model, onnx_backend, onnx_session
 
     path = model_path(kind)
     ort = onnx_session(path, threads)
     name, x = _input(ort)
     feeds = {name: x}
     rows: list[tuple[str, Callable[[], list[np.ndarray]]]] = [("onnxruntime f32", lambda: ort.run(None, feeds))]
-    precisions = ["f32"]
-    try:
-        resolve_precision("openvino", "bf16")
-        precisions.append("bf16")
-    except Exception:  # noqa: BLE001 - a CPU without bf16: f32 only
-        pass
+    precisions = ["f32", "bf16"] if has_bf16() else ["f32"]
     for precision in precisions:
         with onnx_backend("openvino", precision):
             m = load_model(path, kind, threads=threads)
@@ -93,18 +94,13 @@ def p1_variants(threads: int, work: Path) -> list[tuple[str, Callable[[], Any]]]
     import pydicom
 
     from thoracic.inference.predictor import Predictor
-    from thoracic.models.runtime import onnx_backend, resolve_precision
+    from thoracic.models.runtime import onnx_backend
 
     ds = pydicom.dcmread(SAMPLES / "RG1_J2KI.dcm")
     ds.decompress()
     dcm = work / "rg1_uncompressed.dcm"
     ds.save_as(dcm)
-    combos = [("onnxruntime", "f32"), ("openvino", "f32")]
-    try:
-        resolve_precision("openvino", "bf16")
-        combos.append(("openvino", "bf16"))
-    except Exception:  # noqa: BLE001
-        pass
+    combos = [("onnxruntime", "f32"), ("openvino", "f32")] + ([("openvino", "bf16")] if has_bf16() else [])
     rows: list[tuple[str, Callable[[], Any]]] = []
     for backend, precision in combos:
         with onnx_backend(backend, precision):
@@ -140,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-p1", action="store_true")
     args = ap.parse_args(argv)
-    import openvino as ov
     import onnxruntime
+    import openvino as ov
 
     core = ov.Core()
     print(f"openvino {ov.__version__}, onnxruntime {onnxruntime.__version__}, "

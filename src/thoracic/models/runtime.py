@@ -35,8 +35,8 @@ __all__ = [
     "BACKENDS",
     "PRECISIONS",
     "LoadedModel",
-    "OpenVinoSession",
     "OnnxModel",
+    "OpenVinoSession",
     "execution_providers",
     "file_sha256",
     "load_model",
@@ -45,9 +45,9 @@ __all__ = [
     "onnx_session",
     "openvino_available",
     "openvino_session",
+    "read_meta",
     "resolve_backend",
     "resolve_precision",
-    "read_meta",
     "write_meta",
 ]
 
@@ -349,7 +349,7 @@ def openvino_session(path: str | PathLike[str], threads: int = 2, precision: str
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": precision,
         })
-    except Exception as err:  # noqa: BLE001 - openvino raises its own types
+    except Exception as err:  # openvino raises its own types
         raise ConfigError(f"cannot load ONNX model into OpenVINO: {err}", path=str(path)) from err
     return OpenVinoSession(compiled, metadata, precision, threads)
 
