@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
 from thoracic.errors import ConfigError
@@ -15,7 +18,15 @@ from thoracic.models import (
     onnx_device,
     write_meta,
 )
-from thoracic.models.runtime import execution_providers, onnx_session
+from thoracic.models.runtime import (
+    execution_providers,
+    onnx_backend,
+    onnx_session,
+    openvino_available,
+    precision_check,
+    resolve_backend,
+    resolve_precision,
+)
 
 
 def _plain_onnx(onnx, path):
@@ -110,15 +121,17 @@ def test_every_kind_honours_the_device(monkeypatch):
 
     cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     auto = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
-    assert LungSegmenter.load(threads=1).session.get_providers()[0] == auto
-    with onnx_device("cpu"):
-        for kind in ("detector", "classifier", "lungs"):
-            assert load_model(kind=kind, threads=1).session.get_providers() == ["CPUExecutionProvider"]
-        assert LungSegmenter.load(threads=1).session.get_providers() == ["CPUExecutionProvider"]
-    if not cuda:
-        with onnx_device("cuda"), pytest.raises(ConfigError, match="no CUDA"):
-            LungSegmenter.load(threads=1)
-    # with CUDA offered, the lungs session asks for it first (whatever this onnxruntime build has)
+    with onnx_backend("onnxruntime"):  # (on the CPU, auto picks OpenVINO where it is installed)
+        assert LungSegmenter.load(threads=1).session.get_providers()[0] == auto
+        with onnx_device("cpu"):
+            for kind in ("detector", "classifier", "lungs"):
+                assert load_model(kind=kind, threads=1).session.get_providers() == ["CPUExecutionProvider"]
+            assert LungSegmenter.load(threads=1).session.get_providers() == ["CPUExecutionProvider"]
+        if not cuda:
+            with onnx_device("cuda"), pytest.raises(ConfigError, match="no CUDA"):
+                LungSegmenter.load(threads=1)
+    # with CUDA offered, the lungs session asks for it first (whatever this onnxruntime build has),
+    # and auto picks ONNX Runtime there even where OpenVINO is installed
     seen = []
     real = ort.InferenceSession
 
@@ -179,3 +192,118 @@ def test_only_multithreaded_sessions_spin(detector_onnx):
     assert spins(onnx_session(detector_onnx, 1)) == "0"  # the batch predictor's side-by-side sessions
     assert spins(onnx_session(detector_onnx, 2, spin=False)) == "0"
     assert onnx_session(detector_onnx, 0).get_session_options().intra_op_num_threads == 1
+
+
+# --- back-ends and precision ---------------------------------------------------------------------
+def test_backend_and_precision_names_are_checked():
+    with pytest.raises(ConfigError, match="backend"), onnx_backend("tensorrt"):
+        pass
+    with pytest.raises(ConfigError, match="precision"), onnx_backend("auto", "int4"):
+        pass
+    assert resolve_backend("onnxruntime", "cuda") == "onnxruntime"
+    with pytest.raises(ConfigError, match="needs the OpenVINO back-end"):
+        resolve_precision("onnxruntime", "bf16")
+    assert resolve_precision("onnxruntime", "auto") == "f32"
+
+
+def test_onnxruntime_backend_is_named_in_every_model(detector_onnx):
+    from thoracic.detect import OnnxDetector
+
+    with onnx_backend("onnxruntime"), onnx_device("cpu"):
+        assert load_model(kind="lungs", threads=1).backend == "onnxruntime-cpu"
+        assert OnnxDetector.load(detector_onnx, threads=1).backend == "onnxruntime-cpu"
+
+
+def test_auto_picks_openvino_on_the_cpu_when_installed(require):
+    require("openvino")
+    assert openvino_available()
+    assert resolve_backend("auto", "cpu") == "openvino"
+    with onnx_device("cpu"):
+        m = load_model(kind="classifier", threads=1)
+    assert m.backend == "openvino-f32"  # auto precision: no accuracy check recorded for bf16 -> f32
+    assert m.session.get_providers() == ["OpenVINO:CPU"]
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        resolve_backend("openvino", "cuda:0")
+    # the same metadata and interface as ONNX Runtime's session
+    with onnx_backend("onnxruntime"):
+        ref = load_model(kind="classifier", threads=1)
+    assert m.meta == ref.meta and m.sha256 == ref.sha256
+    assert [o.name for o in m.session.get_outputs()] == [o.name for o in ref.session.get_outputs()]
+    assert m.session.get_inputs()[0].name == ref.session.get_inputs()[0].name
+    with pytest.raises(ConfigError, match="no output"):
+        m.session.run(["nope"], {m.session.get_inputs()[0].name: np.zeros((1, 3, 320, 320), np.float32)})
+
+
+def test_auto_precision_follows_the_recorded_accuracy_check(require, tmp_path):
+    require("openvino")
+    checks = tmp_path / "precision.json"
+    checks.write_text(json.dumps({"models": {"abc": {"bf16": {"passed": True}}, "def": {"bf16": {"passed": False}}}}))
+    assert precision_check("abc", "bf16", checks) and not precision_check("def", "bf16", checks)
+    assert not precision_check("abc", "bf16", tmp_path / "none.json")
+
+
+def _both(load):
+    """The same model loaded on ONNX Runtime and on OpenVINO, both in float32 on the CPU."""
+    with onnx_device("cpu"):
+        with onnx_backend("onnxruntime", "f32"):
+            ref = load()
+        with onnx_backend("openvino", "f32"):
+            ov = load()
+    return ref, ov
+
+
+def test_openvino_f32_gives_the_same_findings_and_csv_rows(require, sample_radiographs):
+    """Detector and 2-class filter on the bundled samples: scores within 1e-4, boxes within
+    0.5 px, the same CSV rows (image, label, order) at the default thresholds."""
+    require("openvino")
+    from thoracic.batch.predictions import _pred_rows
+    from thoracic.inference.predictor import Predictor
+
+    ref, ov = _both(lambda: Predictor.load(threads=1))
+    assert [m.backend for m in ref.models] == ["onnxruntime-cpu", "onnxruntime-cpu"]
+    assert [m.backend for m in ov.models] == ["openvino-f32", "openvino-f32"]
+    for name, rg in sample_radiographs.items():
+        a, b = ref.predict(rg), ov.predict(rg)
+        assert a.p_abnormal is not None and b.p_abnormal is not None
+        assert abs(a.p_abnormal - b.p_abnormal) < 1e-4, name
+        assert a.filtered == b.filtered
+        da, db = a.detections, b.detections
+        assert len(da.scores) == len(db.scores), name
+        assert np.array_equal(da.class_ids, db.class_ids), name
+        assert np.abs(da.scores - db.scores).max(initial=0) < 1e-4, name
+        assert np.abs(da.boxes - db.boxes).max(initial=0) < 0.5, name
+        rows_a, rows_b = _pred_rows(a), _pred_rows(b)
+        assert [(r["image_id"], r["label"]) for r in rows_a] == [(r["image_id"], r["label"]) for r in rows_b]
+        for ra, rb in zip(rows_a, rows_b, strict=True):
+            assert abs(float(ra["score"]) - float(rb["score"])) <= 2e-6 + 1e-4
+            for k in ("x_min", "y_min", "x_max", "y_max"):
+                assert abs(float(ra[k]) - float(rb[k])) <= 0.5
+
+
+def test_openvino_f32_gives_the_same_lung_masks(require, sample_radiographs):
+    require("openvino")
+    from thoracic.anatomy import LungSegmenter
+
+    ref, ov = _both(lambda: LungSegmenter.load(threads=1))
+    assert (ref.backend, ov.backend) == ("onnxruntime-cpu", "openvino-f32")
+    for name, rg in sample_radiographs.items():
+        a, b = ref.segment(rg).mask > 0, ov.segment(rg).mask > 0
+        dice = 2 * np.logical_and(a, b).sum() / max(1, a.sum() + b.sum())
+        assert dice >= 0.999, (name, dice)
+        assert np.abs(ref.probability(rg) - ov.probability(rg)).max() < 1e-4, name
+
+
+def test_openvino_sessions_are_safe_to_share_between_threads(require, sample_radiographs):
+    require("openvino")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from thoracic.detect import OnnxDetector
+
+    with onnx_backend("openvino", "f32"):
+        det = OnnxDetector.load(model_path("detector"), threads=1)
+    images = list(sample_radiographs.values())[:3] * 2
+    alone = [det.predict(rg).scores for rg in images]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda rg: det.predict(rg).scores, images))
+    for x, y in zip(alone, together, strict=True):
+        assert np.array_equal(x, y)

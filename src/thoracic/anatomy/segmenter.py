@@ -90,7 +90,7 @@ class LungCrop:
 
 
 class LungSegmenter(OnnxModel):
-    """A lung model loaded into ONNX Runtime; create once and reuse (the session is thread-safe)."""
+    """A lung model loaded into ONNX Runtime or OpenVINO; create once and reuse (the session is thread-safe)."""
 
     kind = "lungs"
     meta: LungsMeta
@@ -99,7 +99,7 @@ class LungSegmenter(OnnxModel):
     def load(cls, path: str | os.PathLike[str] | None = None, *, threads: int = 2) -> LungSegmenter:
         """Load an ONNX lung model (default: the shipped one) and its metadata (its input contract)."""
         m = load_model(path, cls.kind, threads=threads)
-        return cls(m.session, m.meta, path=m.path, sha256=m.sha256)
+        return cls(m.session, m.meta, path=m.path, sha256=m.sha256, backend=m.backend)
 
     @property
     def contract(self) -> LungsMeta:

@@ -40,6 +40,7 @@ __all__ = [
     "PredictionCsv",
     "heatmap_findings",
     "maps_to_write",
+    "prediction_backends",
     "prediction_inputs",
     "prediction_settings",
     "read_manifest",
@@ -90,6 +91,13 @@ def settings_path(pred_path: str | os.PathLike[str]) -> Path:
     return side.with_name(side.name[: -len(".images.csv")] + ".settings.json")
 
 
+def prediction_backends(predictor: Predictor) -> dict[str, Any]:
+    """Where each model ran, for the settings file beside the predictions (``{"backends": [...]}``,
+    one ``"role file backend"`` per model): recorded, not compared on ``--resume`` (the parity
+    tests hold the float32 back-ends to the same rows)."""
+    return {"backends": [f"{m.role} {m.file} {m.backend}" for m in predictor.models]}
+
+
 def prediction_settings(predictor: Predictor, read: ReadConfig | None = None, *,
                         reduced_decode: bool = True) -> dict[str, Any]:
     """What decides the rows of a prediction run, for :class:`PredictionCsv` (resuming requires the same).
@@ -133,6 +141,9 @@ class PredictionCsv:
         What decides the rows (:func:`prediction_settings`), kept in :func:`settings_path` beside
         the table: with ``resume`` a table written with other settings is refused (naming what
         changed), never continued; without it the file is replaced. ``None``: no settings file.
+    extra:
+        Recorded in the settings file beside ``settings`` but not compared on ``resume`` (the
+        models' back-ends, :func:`prediction_backends`).
 
     Raises
     ------
@@ -142,7 +153,7 @@ class PredictionCsv:
 
     def __init__(
         self, out: str | os.PathLike[str], fmt: str = "rows", models: str = "", *, resume: bool = False,
-        settings: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
     ) -> None:
         if fmt not in ("rows", "kaggle"):
             raise ConfigError.unknown("prediction format", fmt, ("rows", "kaggle"))
@@ -156,7 +167,7 @@ class PredictionCsv:
             if not (resume and (self.out.exists() or self.side.exists())):
                 self.settings_file.unlink(missing_ok=True)  # a fresh table: its settings are this run's
             claim_settings(self.settings_file, {"format": fmt, **settings}, f"{self.out.name} made with other settings",
-                           advice="use another --out, or run without --resume to start over")
+                           advice="use another --out, or run without --resume to start over", extra=extra)
         preds, images = Manifest(self.out, self.columns), Manifest(self.side, IMAGE_COLUMNS)
         kept_preds: list[dict[str, str]] = []
         kept_images: list[dict[str, str]] = []

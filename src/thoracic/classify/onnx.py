@@ -36,8 +36,8 @@ class OnnxClassifier(OnnxModel):
 
     kind = "classifier"
 
-    def __init__(self, session: Any, meta: ModelMeta, *, path: str = "", sha256: str = "") -> None:
-        super().__init__(session, meta, path=path, sha256=sha256)
+    def __init__(self, session: Any, meta: ModelMeta, *, path: str = "", sha256: str = "", backend: str = "") -> None:
+        super().__init__(session, meta, path=path, sha256=sha256, backend=backend)
         self._abnormal = list(meta.names).index("abnormal") if "abnormal" in meta.names else len(meta.names) - 1
         outputs = [o.name for o in session.get_outputs()]
         self._probabilities = "probabilities" if "probabilities" in outputs else outputs[0]
@@ -47,7 +47,7 @@ class OnnxClassifier(OnnxModel):
     @classmethod
     def load(cls, path: str | PathLike[str], *, threads: int = 2) -> OnnxClassifier:
         m = load_model(path, cls.kind, threads=threads)
-        return cls(m.session, m.meta, path=m.path, sha256=m.sha256)
+        return cls(m.session, m.meta, path=m.path, sha256=m.sha256, backend=m.backend)
 
     @property
     def low(self) -> float:

@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         deidentify,
         dicom_node,
         evaluate,
+        models,
         predict,
         segment,
         serve,
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     from thoracic.cli import train_detector as td
 
     predict.add_arguments(sub.add_parser("predict", help=predict.HELP))
-    for module in (dataset, evaluate, shift, segment, serve, dicom_node, deidentify, weights):
+    for module in (dataset, evaluate, shift, segment, models, serve, dicom_node, deidentify, weights):
         module.add_parser(sub)
     targets = train.add_parser(sub)  # the `train` command's models, beside `lungs`:
     td.add_arguments(targets.add_parser("detector", help=td.DETECTOR_HELP))

@@ -26,7 +26,17 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from thoracic.cli._args import COUNT, FRACTION, IN_FILE, OUT_DIR, OUT_FILE, POSITIVE, POSITIVE_FLOAT, Parser
+from thoracic.cli._args import (
+    COUNT,
+    FRACTION,
+    IN_FILE,
+    OUT_DIR,
+    OUT_FILE,
+    POSITIVE,
+    POSITIVE_FLOAT,
+    Parser,
+    add_backend_arguments,
+)
 from thoracic.cli.evaluate import add_selection
 from thoracic.errors import ConfigError, NotChestRadiographError, ThoracicError
 
@@ -92,6 +102,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="decode JPEG 2000 at full resolution (default: the coarsest level the models need)")
     p.add_argument("--device", default="auto",
                    help="ONNX Runtime device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
+    add_backend_arguments(p)
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on a Ray cluster with Ray Data: a local one without ADDRESS, else e.g. HEAD:6379 or "
                         "ray://HEAD:10001 (after the inputs, or --ray=ADDRESS; needs thoracic[ray])")
@@ -122,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         PredictionCsv,
         heatmap_findings,
         maps_to_write,
+        prediction_backends,
         prediction_inputs,
         prediction_settings,
         write_overlay,
@@ -129,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from thoracic.inference.batch import BatchPredictor, PipelineConfig
     from thoracic.inference.predictor import PredictConfig, Predictor
     from thoracic.io.radiograph import ReadConfig
-    from thoracic.models.runtime import onnx_device
+    from thoracic.models.runtime import onnx_backend, onnx_device
 
     if args.weights and (not args.models or len(args.weights) != len(args.models)):
         raise ConfigError("--weights needs one weight per --models file")
@@ -151,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--heatmap-findings chooses the maps of --heatmaps: give --heatmaps too")
     pipeline = PipelineConfig(readers=args.readers, workers=args.workers, prefetch=args.prefetch,
                               reduced_decode=not args.full_decode, heatmap=args.heatmaps)
-    with onnx_device(args.device):
+    with onnx_device(args.device), onnx_backend(args.backend, args.precision):
         predictor = Predictor.load(args.models or (), args.classifier, cfg, use_classifier=not args.no_classifier,
                                    threads=_threads(args, pipeline.n_workers))
     if args.lung_roi:
@@ -172,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
         overlay_points = OperatingPoints.uniform(args.overlay_conf)
     failed = n_ok = 0
     settings = prediction_settings(predictor, read_opts, reduced_decode=pipeline.reduced_decode)
-    with PredictionCsv(args.out, args.format, predictor.model_ids, resume=args.resume, settings=settings) as sink:
+    with PredictionCsv(args.out, args.format, predictor.model_ids, resume=args.resume, settings=settings,
+                       extra=prediction_backends(predictor)) as sink:
         already = len({i for _, i in items} & sink.done)
         todo = [(f, i) for f, i in items if i not in sink.done]
         if args.ray is not None:

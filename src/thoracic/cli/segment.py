@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from thoracic.cli._args import FRACTION, IN_FILE, OUT_DIR, POSITIVE
+from thoracic.cli._args import FRACTION, IN_FILE, OUT_DIR, POSITIVE, add_backend_arguments
 
 __all__ = ["add_parser"]
 
@@ -14,6 +14,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from thoracic.batch.segment import SegmentConfig, segment_files
     from thoracic.cli._progress import finish, run_batch
     from thoracic.io import DEFAULT_MAX_PIXELS, ReadConfig
+    from thoracic.models.runtime import onnx_backend
 
     options = SegmentConfig(
         roi=RoiConfig(margin=args.margin),
@@ -24,7 +25,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         model=args.model,
         threads=args.threads,
     )
-    summary = run_batch("segment", args, segment_files, args.inputs, args.out, options, done="segmented")
+    with onnx_backend(args.backend, args.precision):
+        summary = run_batch("segment", args, segment_files, args.inputs, args.out, options, done="segmented")
     line = (f"{summary.segmented} segmented ({summary.fallbacks} fell back to the full image), "
             f"{summary.skipped} already done, {summary.failed} failed ({summary.refused} refused: not a frontal chest "
             f"radiograph); table: {summary.table}")
@@ -41,7 +43,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--size", type=POSITIVE, default=512, help="side of the lung-square crops (default 512)")
     p.add_argument("--margin", type=FRACTION, default=0.05, help="lung square margin per side, fraction of its side (default 0.05)")
     p.add_argument("--model", type=IN_FILE, default=None, help="an ONNX lung model (default: the shipped one)")
-    p.add_argument("--threads", type=POSITIVE, default=2, help="ONNX Runtime threads (default 2)")
+    p.add_argument("--threads", type=POSITIVE, default=2, help="inference threads (default 2)")
+    add_backend_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--allow-non-chest", action="store_true", help="segment what the chest check refuses (photos, CT slices, lateral views, ...) anyway (flagged)")
     p.add_argument("--max-pixels", type=POSITIVE, default=None, help="refuse images with more pixels (default 64e6)")

@@ -80,7 +80,7 @@ def _decode(pred: np.ndarray, conf: float, iou: float, max_det: int, max_nms: in
 
 
 class OnnxDetector(OnnxModel):
-    """A thoracic ONNX detector on ONNX Runtime (one session, reused).
+    """A thoracic ONNX detector on ONNX Runtime or OpenVINO (one session, reused).
 
     Examples
     --------
@@ -92,8 +92,8 @@ class OnnxDetector(OnnxModel):
     kind = "detector"
 
     def __init__(self, session: Any, meta: ModelMeta, *, path: str = "", sha256: str = "",
-                 config: DetectorConfig | None = None) -> None:
-        super().__init__(session, meta, path=path, sha256=sha256)
+                 config: DetectorConfig | None = None, backend: str = "") -> None:
+        super().__init__(session, meta, path=path, sha256=sha256, backend=backend)
         self.config = config or DetectorConfig()
         self._ids = np.asarray(meta.class_ids, dtype=np.int64)
         self._outputs = [o.name for o in session.get_outputs()]
@@ -102,7 +102,7 @@ class OnnxDetector(OnnxModel):
     def load(cls, path: str | PathLike[str], *, threads: int = 2, config: DetectorConfig | None = None) -> OnnxDetector:
         """Load an ONNX detector; ``threads`` intra-op threads (2 suits a 2-core machine)."""
         m = load_model(path, cls.kind, threads=threads)
-        return cls(m.session, m.meta, path=m.path, sha256=m.sha256, config=config)
+        return cls(m.session, m.meta, path=m.path, sha256=m.sha256, config=config, backend=m.backend)
 
     @property
     def chain(self):

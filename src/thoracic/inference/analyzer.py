@@ -169,7 +169,7 @@ class Analyzer:
         self.segmenter = segmenter
         if segmenter is not None and predictor.segmenter is None:
             predictor.segmenter = segmenter  # a lung-crop detector uses the same lungs model, not a second copy
-        lungs = (ModelInfo.of("lungs", segmenter.path, segmenter.sha256),) if segmenter is not None else ()
+        lungs = (ModelInfo.of("lungs", segmenter.path, segmenter.sha256, getattr(segmenter, "backend", "")),) if segmenter is not None else ()
         self.models: tuple[ModelInfo, ...] = predictor.models + lungs
 
     @classmethod

@@ -96,17 +96,22 @@ class ModelInfo:
         The file name (no folders: paths of a deployment are not part of a result).
     sha256:
         The full hex sha256 of the file.
+    backend:
+        Where it ran: ``openvino-f32``, ``openvino-bf16``, ``onnxruntime-cpu`` or
+        ``onnxruntime-cuda`` (:attr:`thoracic.models.runtime.LoadedModel.backend`; empty when unknown).
+        Not part of :meth:`ids`: the same file is the same model on every back-end.
     """
 
     role: str
     name: str
     file: str
     sha256: str
+    backend: str = ""
 
     @classmethod
-    def of(cls, role: str, path: str | PathLike[str], sha256: str = "") -> ModelInfo:
+    def of(cls, role: str, path: str | PathLike[str], sha256: str = "", backend: str = "") -> ModelInfo:
         p = Path(path)
-        return cls(role, p.stem, p.name, sha256 or file_sha256(p))
+        return cls(role, p.stem, p.name, sha256 or file_sha256(p), backend)
 
     @staticmethod
     def ids(models: Sequence[ModelInfo]) -> str:
@@ -114,7 +119,7 @@ class ModelInfo:
         return "+".join(m.sha256[:12] for m in models)
 
     def to_dict(self) -> dict[str, str]:
-        return {"role": self.role, "name": self.name, "file": self.file, "sha256": self.sha256}
+        return {"role": self.role, "name": self.name, "file": self.file, "sha256": self.sha256, "backend": self.backend}
 
 
 @dataclass(frozen=True)
@@ -232,9 +237,10 @@ class Predictor:
     @property
     def models(self) -> tuple[ModelInfo, ...]:
         """The model files of the prediction: the detectors, then the classifier."""
-        infos = [ModelInfo.of("detector", d.path, d.sha256) for d in self.detectors]
+        infos = [ModelInfo.of("detector", d.path, d.sha256, getattr(d, "backend", "")) for d in self.detectors]
         if self.classifier is not None:
-            infos.append(ModelInfo.of("classifier", self.classifier.path, self.classifier.sha256))
+            infos.append(ModelInfo.of("classifier", self.classifier.path, self.classifier.sha256,
+                                       getattr(self.classifier, "backend", "")))
         return tuple(infos)
 
     @property

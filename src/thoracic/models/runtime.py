@@ -1,15 +1,24 @@
 """Every thoracic model loads here: one loader, one session factory, one device setting, one metadata reader.
 
 :func:`load_model` opens a detector, classifier or lungs model file (or a shipped one by kind):
-its ONNX Runtime session (:func:`onnx_session`, on the device of :func:`onnx_device`), its
-:class:`~thoracic.models.meta.ModelMeta` and its sha256, with one error type
+its session on the back-end of :func:`onnx_backend` (ONNX Runtime, :func:`onnx_session`, on the
+device of :func:`onnx_device`; or OpenVINO on the CPU, :func:`openvino_session`, with the same
+call interface), its :class:`~thoracic.models.meta.ModelMeta` and its sha256, with one error type
 (:class:`~thoracic.errors.ConfigError`) for a file that is missing, not an ONNX model, not a
 thoracic model or not of the kind asked for.
+
+Back-ends (``--backend``): ``auto`` runs OpenVINO when it is installed (``thoracic[fast]``) and
+the models run on the CPU, ONNX Runtime otherwise and on CUDA. Precision (``--precision``):
+``f32`` everywhere; ``bf16`` (OpenVINO on a CPU that reports ``BF16``) only where asked, or with
+``auto`` for a model file whose accuracy check passed (:data:`PRECISION_CHECKS`, keyed by sha256).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import json
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,14 +32,22 @@ from thoracic.models.meta import ModelMeta
 from thoracic.models.registry import model_path
 
 __all__ = [
+    "BACKENDS",
+    "PRECISIONS",
     "LoadedModel",
     "OnnxModel",
+    "OpenVinoSession",
     "execution_providers",
     "file_sha256",
     "load_model",
+    "onnx_backend",
     "onnx_device",
     "onnx_session",
+    "openvino_available",
+    "openvino_session",
     "read_meta",
+    "resolve_backend",
+    "resolve_precision",
     "write_meta",
 ]
 
@@ -128,6 +145,235 @@ def onnx_session(path: str | PathLike[str], threads: int = 2, *, device: str | N
         raise ConfigError(f"cannot load ONNX model: {err}", path=str(path)) from err
 
 
+# --- back-ends and precision ---------------------------------------------------------------------
+#: The back-ends a model can run on (``auto``: OpenVINO on the CPU when installed, else ONNX Runtime).
+BACKENDS = ("auto", "onnxruntime", "openvino")
+#: The inference precisions (``auto``: bf16 only for a model file whose accuracy check passed).
+PRECISIONS = ("auto", "f32", "bf16")
+
+#: The back-end and precision of the sessions :func:`load_model` creates in this context.
+_BACKEND: ContextVar[tuple[str, str]] = ContextVar("thoracic_backend", default=("auto", "auto"))
+
+#: The accuracy checks of reduced precision (``bench/precision_check.py`` writes it): per model
+#: file sha256, per precision, whether the check passed, with its numbers and command.
+PRECISION_CHECKS = Path(__file__).with_name("precision.json")
+
+
+def openvino_available() -> bool:
+    """Whether the ``openvino`` package is installed (without importing it)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+@contextmanager
+def onnx_backend(backend: str = "auto", precision: str = "auto") -> Iterator[None]:
+    """Load the models created inside on ``backend`` at ``precision`` (see :data:`BACKENDS`,
+    :data:`PRECISIONS`); scoped to this thread/context, as :func:`onnx_device`::
+
+        with onnx_backend("openvino", "f32"):
+            predictor = Predictor.load()
+    """
+    backend, precision = str(backend).strip().lower(), str(precision).strip().lower()
+    if backend not in BACKENDS:
+        raise ConfigError.unknown("backend", backend, BACKENDS)
+    if precision not in PRECISIONS:
+        raise ConfigError.unknown("precision", precision, PRECISIONS)
+    token = _BACKEND.set((backend, precision))
+    try:
+        yield
+    finally:
+        _BACKEND.reset(token)
+
+
+def resolve_backend(backend: str | None = None, device: str | None = None) -> str:
+    """The back-end a model loads on: ``"onnxruntime"`` or ``"openvino"``.
+
+    ``auto`` (the default, or that of the enclosing :func:`onnx_backend`): OpenVINO when it is
+    installed and the device (:func:`onnx_device`) resolves to the CPU, else ONNX Runtime.
+    ``openvino`` without the package, or with a CUDA device, is a typed error.
+    """
+    backend = (backend or _BACKEND.get()[0]).strip().lower()
+    device = device or _DEVICE.get()
+    if backend not in BACKENDS:
+        raise ConfigError.unknown("backend", backend, BACKENDS)
+    if backend == "onnxruntime":
+        return backend
+    name = str(device).strip().lower()
+    if backend == "openvino":
+        if not openvino_available():
+            raise MissingDependencyError.for_feature("--backend openvino", "openvino", "fast")
+        if name not in ("auto", "cpu"):
+            raise ConfigError(f"--backend openvino runs on the CPU, not on device {device!r}: use --device cpu "
+                              "or --backend onnxruntime")
+        return backend
+    if not openvino_available():
+        return "onnxruntime"
+    return "openvino" if execution_providers(device) == ["CPUExecutionProvider"] else "onnxruntime"
+
+
+def _cpu_has_bf16(core: Any) -> bool:
+    try:
+        return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # noqa: BLE001 - an old plugin without the property
+        return False
+
+
+def precision_check(sha256: str, precision: str, checks: str | PathLike[str] | None = None) -> bool:
+    """Whether the accuracy check of ``precision`` passed for the model file ``sha256``."""
+    path = Path(checks) if checks is not None else PRECISION_CHECKS
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    entry = doc.get("models", {}).get(sha256, {}).get(precision, {})
+    return bool(isinstance(entry, dict) and entry.get("passed"))
+
+
+def resolve_precision(backend: str, precision: str | None = None, *, sha256: str = "", core: Any = None) -> str:
+    """The precision a model runs at on ``backend``: ``"f32"`` or ``"bf16"``.
+
+    ``auto``: bf16 on OpenVINO when the CPU reports ``BF16`` and the model file's accuracy check
+    passed (:func:`precision_check`), else f32. ``bf16`` on ONNX Runtime, or on a CPU without
+    bf16, is a typed error.
+    """
+    precision = (precision or _BACKEND.get()[1]).strip().lower()
+    if precision not in PRECISIONS:
+        raise ConfigError.unknown("precision", precision, PRECISIONS)
+    if precision == "f32":
+        return precision
+    if backend != "openvino":
+        if precision == "bf16":
+            raise ConfigError("--precision bf16 needs the OpenVINO back-end (--backend openvino)")
+        return "f32"
+    if core is None:
+        import openvino as ov
+
+        core = ov.Core()
+    has_bf16 = _cpu_has_bf16(core)
+    if precision == "bf16":
+        if not has_bf16:
+            raise ConfigError("--precision bf16: this CPU does not report bf16 support to OpenVINO; use f32")
+        return precision
+    return "bf16" if has_bf16 and sha256 and precision_check(sha256, "bf16") else "f32"
+
+
+class _Port:
+    """An input or output of an :class:`OpenVinoSession` (``name``, ``shape``), as ONNX Runtime's."""
+
+    def __init__(self, name: str, shape: list[Any]) -> None:
+        self.name = name
+        self.shape = shape
+
+    def __repr__(self) -> str:
+        return f"_Port({self.name!r}, {self.shape})"
+
+
+class _ModelMetadata:
+    def __init__(self, metadata: dict[str, str]) -> None:
+        self.custom_metadata_map = metadata
+
+
+_OV_CORE: Any = None
+_OV_LOCK = threading.Lock()
+
+
+def _ov_core() -> Any:
+    global _OV_CORE
+    with _OV_LOCK:
+        if _OV_CORE is None:
+            import openvino as ov
+
+            _OV_CORE = ov.Core()
+        return _OV_CORE
+
+
+class OpenVinoSession:
+    """An ONNX file compiled by OpenVINO on the CPU, with the calls thoracic makes of an
+    ``onnxruntime.InferenceSession``: ``run(output_names, {input_name: array})`` (a list of arrays,
+    all outputs for ``None``), ``get_inputs()``, ``get_outputs()``, ``get_modelmeta()`` (the ONNX
+    file's metadata, unchanged) and ``get_providers()``. Thread-safe: each thread infers on its own
+    request of the one compiled model.
+    """
+
+    def __init__(self, compiled: Any, metadata: dict[str, str], precision: str, threads: int) -> None:
+        self.compiled = compiled
+        self.precision = precision
+        self.threads = threads
+        self._metadata = metadata
+        self._inputs = [_Port(i.get_any_name(), [d.get_length() if d.is_static else None for d in i.get_partial_shape()])
+                        for i in compiled.inputs]
+        self._outputs = [_Port(o.get_any_name(), [d.get_length() if d.is_static else None for d in o.get_partial_shape()])
+                         for o in compiled.outputs]
+        self._index = {o.name: k for k, o in enumerate(self._outputs)}
+        self._local = threading.local()
+
+    def get_inputs(self) -> list[_Port]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[_Port]:
+        return list(self._outputs)
+
+    def get_modelmeta(self) -> _ModelMetadata:
+        return _ModelMetadata(dict(self._metadata))
+
+    def get_providers(self) -> list[str]:
+        return ["OpenVINO:CPU"]
+
+    def run(self, output_names: Sequence[str] | None, feeds: dict[str, Any]) -> list[Any]:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        result = request.infer(feeds, share_inputs=False, share_outputs=False).to_tuple()
+        if output_names is None:
+            return list(result)
+        try:
+            return [result[self._index[n]] for n in output_names]
+        except KeyError as err:
+            raise ConfigError(f"the model has no output {err.args[0]!r} (it has {', '.join(self._index)})") from err
+
+
+def openvino_session(path: str | PathLike[str], threads: int = 2, precision: str = "f32") -> OpenVinoSession:
+    """The ONNX file ``path`` compiled by OpenVINO for the CPU: ``threads`` inference threads,
+    the latency hint (one image at a time) and ``precision`` (``f32`` or ``bf16``) as its
+    inference precision hint."""
+    try:
+        core = _ov_core()
+    except ImportError as err:
+        raise MissingDependencyError.for_feature("the OpenVINO back-end", "openvino", "fast") from err
+    threads = max(1, int(threads))
+    try:
+        model = core.read_model(str(path))
+        framework = model.get_rt_info()["framework"] if model.has_rt_info(["framework"]) else {}
+        metadata = {str(k): str(v.astype(str)) if hasattr(v, "astype") else str(v) for k, v in framework.items()}
+        compiled = core.compile_model(model, "CPU", {
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": precision,
+        })
+    except Exception as err:  # openvino raises its own types
+        raise ConfigError(f"cannot load ONNX model into OpenVINO: {err}", path=str(path)) from err
+    return OpenVinoSession(compiled, metadata, precision, threads)
+
+
+def _backend_label(session: Any) -> str:
+    if isinstance(session, OpenVinoSession):
+        return f"openvino-{session.precision}"
+    providers = session.get_providers() if hasattr(session, "get_providers") else ["CPUExecutionProvider"]
+    return "onnxruntime-cuda" if providers and providers[0] == "CUDAExecutionProvider" else "onnxruntime-cpu"
+
+
+def model_session(path: str | PathLike[str], threads: int = 2, *, sha256: str = "") -> tuple[Any, str]:
+    """The session of a model file on the back-end and precision of the enclosing
+    :func:`onnx_backend` (and device of :func:`onnx_device`), with its label: ``openvino-f32``,
+    ``openvino-bf16``, ``onnxruntime-cpu`` or ``onnxruntime-cuda``."""
+    backend = resolve_backend()
+    if backend == "openvino":
+        precision = resolve_precision(backend, sha256=sha256, core=_ov_core())
+        return openvino_session(path, threads, precision), f"openvino-{precision}"
+    resolve_precision(backend)  # bf16 asked of ONNX Runtime is an error
+    session = onnx_session(path, threads)
+    return session, _backend_label(session)
+
+
 def read_meta(session: Any, path: str | PathLike[str] = "") -> ModelMeta:
     """The :class:`ModelMeta` stored in a session's model (either stored form)."""
     return ModelMeta.from_metadata(session.get_modelmeta().custom_metadata_map, path=str(path) or None)
@@ -155,12 +401,15 @@ class LoadedModel:
         The file it was loaded from.
     sha256:
         The file's sha256 (hex), its identity in every output.
+    backend:
+        Where it runs: ``openvino-f32``, ``openvino-bf16``, ``onnxruntime-cpu`` or ``onnxruntime-cuda``.
     """
 
     session: Any
     meta: ModelMeta
     path: str
     sha256: str
+    backend: str = "onnxruntime-cpu"
 
 
 def load_model(path: str | PathLike[str] | None = None, kind: str | None = None, *, threads: int = 2) -> LoadedModel:
@@ -174,8 +423,8 @@ def load_model(path: str | PathLike[str] | None = None, kind: str | None = None,
     kind:
         ``"detector"``, ``"classifier"`` or ``"lungs"``: the kind the file must hold (any when ``None``).
     threads:
-        Intra-op threads of the session (:func:`onnx_session`; its device is that of the enclosing
-        :func:`onnx_device`).
+        Inference threads of the session (its back-end and precision are those of the enclosing
+        :func:`onnx_backend`, its device that of the enclosing :func:`onnx_device`).
 
     Raises
     ------
@@ -189,15 +438,17 @@ def load_model(path: str | PathLike[str] | None = None, kind: str | None = None,
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"model file {p} does not exist")
-    session = onnx_session(p, threads)
+    sha256 = file_sha256(p)
+    session, backend = model_session(p, threads, sha256=sha256)
     meta = read_meta(session, p)
     if kind is not None:
         meta.require(kind, p)
-    return LoadedModel(session, meta, str(p), file_sha256(p))
+    return LoadedModel(session, meta, str(p), sha256, backend)
 
 
 class OnnxModel:
-    """What every thoracic model on ONNX Runtime holds: its session, metadata and file identity.
+    """What every thoracic model holds: its session (ONNX Runtime or OpenVINO), metadata, file identity
+    and back-end.
 
     :class:`~thoracic.detect.OnnxDetector`, :class:`~thoracic.classify.OnnxClassifier` and
     :class:`~thoracic.anatomy.LungSegmenter` build on it (each loads with :func:`load_model`);
@@ -207,12 +458,15 @@ class OnnxModel:
     #: The kind of model a subclass runs (``meta.kind`` must match).
     kind: ClassVar[str] = ""
 
-    def __init__(self, session: Any, meta: ModelMeta, *, path: str = "", sha256: str = "") -> None:
+    def __init__(self, session: Any, meta: ModelMeta, *, path: str = "", sha256: str = "",
+                 backend: str = "") -> None:
         meta.require(self.kind, path)
         self.session = session
         self.meta = meta
         self.path = path
         self.sha256 = sha256
+        #: where the session runs (:attr:`LoadedModel.backend`)
+        self.backend = backend or _backend_label(session)
         self._input = session.get_inputs()[0].name
 
     @property

@@ -46,6 +46,8 @@ class ModelInfoModel(BaseModel):
     name: str
     file: str
     sha256: str
+    backend: str = Field("", description="where the model runs: openvino-f32, openvino-bf16, onnxruntime-cpu or "
+                                         "onnxruntime-cuda")
 
 
 class ClassifierFindings(BaseModel):
