@@ -52,7 +52,10 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
 class Orthanc:
     """One Orthanc server (DICOM + REST + DICOMweb) in a temp dir."""
 
-    def __init__(self, root: Path, name: str, node_port: int = 11112, dicom_port: int | None = None):
+    def __init__(self, root: Path, name: str, node_port: int = 11112, dicom_port: int | None = None,
+                 extra: dict | None = None, ca: Path | None = None):
+        """``extra`` is merged into Orthanc's configuration; with ``"SslEnabled"`` its REST API and
+        DICOMweb are HTTPS only and verified against ``ca``."""
         if not Path(ORTHANC).exists() or not Path(DICOMWEB_PLUGIN).exists():
             missing("Orthanc with its DICOMweb plugin (Debian packages orthanc, orthanc-dicomweb)")
         import httpx
@@ -77,13 +80,20 @@ class Orthanc:
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
             "ConcurrentJobs": 1,
             "HttpThreadsCount": 4,
+            **(extra or {}),
         }
         (self.root / "orthanc.json").write_text(json.dumps(config, indent=1))
         self.log = open(self.root / "orthanc.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([ORTHANC, str(self.root / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.http_port}"
+        https = bool(config.get("SslEnabled"))
+        self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.http_port}"
         self.dicomweb = f"{self.url}/dicom-web"
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+        verify: object = True
+        if https:
+            from thoracic._tls import client_context
+
+            verify = client_context(ca)
+        self.http = httpx.Client(base_url=self.url, timeout=30, verify=verify)
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:

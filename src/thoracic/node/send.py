@@ -55,6 +55,7 @@ def send_cstore(dest: CStoreDestination, files: Sequence[Path], *, calling_ae: s
     tls_args = (context, dest.host) if context is not None else None
     assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args)
     if not assoc.is_established:
+        _close_socket(assoc)
         if assoc.is_rejected:
             why = f"was rejected; check its AE title and that it accepts our AE title {calling_ae!r}"
         else:
@@ -73,6 +74,16 @@ def send_cstore(dest: CStoreDestination, files: Sequence[Path], *, calling_ae: s
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def _close_socket(assoc: object) -> None:
+    """Close the socket of an association that failed (pynetdicom leaves it to the garbage collector)."""
+    sock = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass
 
 
 def send_stowrs(dest: StowRsDestination, files: Sequence[Path]) -> None:
