@@ -281,3 +281,11 @@ from hypothesis import settings as _hsettings  # noqa: E402
 
 _hsettings.register_profile("thoracic", derandomize=True, deadline=None, print_blob=True)
 _hsettings.load_profile("thoracic")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A test CA with server and client certificates, and a foreign CA's client (``helpers.Pki``)."""
+    from helpers import make_pki
+
+    return make_pki(tmp_path_factory.mktemp("pki"))

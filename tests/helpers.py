@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -404,3 +405,48 @@ def tiny_yolo_set(root: Path) -> Path:
     (root / "val.txt").write_text("\n".join(names[4:]) + "\n")
     (root / "data.yaml").write_text(f'path: "{root}"\ntrain: train.txt\nval: val.txt\n' + yolo_names_yaml())
     return root / "data.yaml"
+
+
+# --- TLS: a test CA and its certificates (openssl) ------------------------------------------------
+@dataclass(frozen=True)
+class Pki:
+    """PEM files of a test CA, a server and a client certificate it signed, and a foreign CA's client."""
+
+    root: Path
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    foreign_ca: Path
+    foreign_cert: Path
+    foreign_key: Path
+
+
+def _openssl(exe: str, *args: str, cwd: Path) -> None:
+    subprocess.run([exe, *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_pki(root: Path) -> Pki:
+    """Two CAs and three RSA certificates made by ``openssl`` in ``root`` (valid for two days).
+
+    The server certificate names ``localhost`` and ``127.0.0.1``; every leaf may serve as server
+    and client (``extendedKeyUsage serverAuth, clientAuth``).
+    """
+    exe = require_tool("openssl", "openssl")
+    root.mkdir(parents=True, exist_ok=True)
+    leaf = ("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth,clientAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    (root / "leaf.ext").write_text(leaf)
+    for ca in ("ca", "foreign-ca"):
+        _openssl(exe, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
+                 "-days", "2", "-subj", f"/CN=thoracic test {ca}", "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=root)
+    for name, ca in (("server", "ca"), ("client", "ca"), ("foreign", "foreign-ca")):
+        _openssl(exe, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", f"/CN={'localhost' if name == 'server' else name}", cwd=root)
+        _openssl(exe, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", "leaf.ext", cwd=root)
+    return Pki(root, root / "ca.pem", root / "server.pem", root / "server.key", root / "client.pem",
+               root / "client.key", root / "foreign-ca.pem", root / "foreign.pem", root / "foreign.key")

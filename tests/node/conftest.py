@@ -16,8 +16,8 @@ def orthanc_factory(tmp_path_factory):
     servers: list[Orthanc] = []
     root = tmp_path_factory.mktemp("orthanc")
 
-    def start(name: str = "pacs", node_port: int = 11112, dicom_port: int | None = None) -> Orthanc:
-        server = Orthanc(root, name, node_port, dicom_port)
+    def start(name: str = "pacs", node_port: int = 11112, dicom_port: int | None = None, **tls) -> Orthanc:
+        server = Orthanc(root, name, node_port, dicom_port, **tls)
         servers.append(server)
         return server
 

@@ -52,7 +52,10 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
 class Orthanc:
     """One Orthanc server (DICOM + REST + DICOMweb) in a temp dir."""
 
-    def __init__(self, root: Path, name: str, node_port: int = 11112, dicom_port: int | None = None):
+    def __init__(self, root: Path, name: str, node_port: int = 11112, dicom_port: int | None = None,
+                 extra: dict | None = None, ca: Path | None = None):
+        """``extra`` is merged into Orthanc's configuration; with ``"SslEnabled"`` its REST API and
+        DICOMweb are HTTPS only and verified against ``ca``."""
         if not Path(ORTHANC).exists() or not Path(DICOMWEB_PLUGIN).exists():
             missing("Orthanc with its DICOMweb plugin (Debian packages orthanc, orthanc-dicomweb)")
         import httpx
@@ -77,13 +80,20 @@ class Orthanc:
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
             "ConcurrentJobs": 1,
             "HttpThreadsCount": 4,
+            **(extra or {}),
         }
         (self.root / "orthanc.json").write_text(json.dumps(config, indent=1))
         self.log = open(self.root / "orthanc.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([ORTHANC, str(self.root / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.http_port}"
+        https = bool(config.get("SslEnabled"))
+        self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.http_port}"
         self.dicomweb = f"{self.url}/dicom-web"
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+        verify: object = True
+        if https:
+            from thoracic._tls import client_context
+
+            verify = client_context(ca)
+        self.http = httpx.Client(base_url=self.url, timeout=30, verify=verify)
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
@@ -201,3 +211,63 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise TimeoutError(f"{what}: not after {timeout} s")
+
+
+class TlsProxy:
+    """A TLS-terminating reverse proxy (asyncio, in a thread) in front of a plain TCP port.
+
+    Debian's Orthanc 1.10.1 crashes (SIGSEGV) on its first HTTPS request with ``SslEnabled``, so
+    the HTTPS STOW-RS tests reach its plain HTTP port through this, as a site behind nginx does.
+    """
+
+    def __init__(self, context, target_port: int):
+        import asyncio
+        import threading
+
+        self.target_port = target_port
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def pipe(reader, writer):
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def handle(client_reader, client_writer):
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            except OSError:
+                client_writer.close()
+                return
+            await asyncio.gather(pipe(client_reader, up_writer), pipe(up_reader, client_writer))
+
+        async def start():
+            self.server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(start())
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def close(self) -> None:
+        async def stop():
+            self.server.close()
+            await self.server.wait_closed()
+
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

@@ -41,6 +41,34 @@ def server_command() -> list[str]:
     return [sys.executable, "-m", "thoracic.cli.main", "serve"]
 
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def chrome(require, tmp_path: Path, monkeypatch, *extra: str):
+    """Headless Chromium under Selenium (its own profile in ``tmp_path``), ``extra`` flags added."""
+    import os
+
+    import pytest
+
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("chromium and chromedriver are required in CI (apt-get install chromium chromium-driver)")
+        pytest.skip("chromium/chromedriver are not installed")
+    webdriver = require("selenium.webdriver")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium Manager download anything
+    opts = Options()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,860", "--force-device-scale-factor=1", f"--user-data-dir={tmp_path / 'chrome'}",
+                "--no-first-run", "--disable-extensions", "--disable-background-networking", *extra):
+        opts.add_argument(arg)
+    return webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+
+
 def starlette_test_client():
     """Starlette's TestClient, imported without its warning about httpx (warnings are errors here)."""
     from starlette.exceptions import StarletteDeprecationWarning

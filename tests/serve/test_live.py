@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, SAMPLES
-from serve_helpers import PHI, PHI_FILENAME, PHI_NEEDLES, dicom_bytes, need, server_command
+from serve_helpers import PHI, PHI_FILENAME, PHI_NEEDLES, chrome, dicom_bytes, need, server_command
 
 need("fastapi")
 httpx = need("httpx")
 
 LIVE_TOKEN = "live-token-5b1e9c"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOT = ROOT / "docs" / "clinic" / "viewer.png"
 
 
@@ -134,22 +132,7 @@ def test_a_stalled_upload_times_out_with_408_and_frees_its_slot(live):
 
 
 def _chrome(require, tmp_path, monkeypatch):
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium and chromedriver are required in CI (apt-get install chromium chromium-driver)")
-        pytest.skip("chromium/chromedriver are not installed")
-    webdriver = require("selenium.webdriver")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium Manager download anything
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,860", "--force-device-scale-factor=1", f"--user-data-dir={tmp_path / 'chrome'}",
-                "--no-first-run", "--disable-extensions", "--disable-background-networking"):
-        opts.add_argument(arg)
-    return webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+    return chrome(require, tmp_path, monkeypatch)
 
 
 def _analyze(driver, sample: str) -> None:

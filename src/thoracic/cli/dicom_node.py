@@ -40,6 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a calling AE title allowed to send (repeat; default: any)")
     g.add_argument("--no-secondary-capture", action="store_true",
                    help="refuse Secondary Capture images (accepted by default when Modality is CR/DX)")
+    g = p.add_argument_group("TLS of incoming associations (default: plaintext)")
+    g.add_argument("--tls-cert", metavar="PEM", help="our certificate (chain): accept associations over TLS only")
+    g.add_argument("--tls-key", metavar="PEM", help="its private key (unencrypted; readable by this service only)")
+    g.add_argument("--tls-ca", metavar="PEM",
+                   help="mutual TLS: clients must present a certificate signed by a CA in this file")
     g = p.add_argument_group("queue")
     g.add_argument("--spool", type=OUT_DIR, required=True, help="folder of the persistent queue (created; keep it between runs)")
     g.add_argument("--queue-size", type=POSITIVE, default=100,
@@ -54,9 +59,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dest-ae", help="AE title of the PACS receiving the results by C-STORE")
     g.add_argument("--dest-host", help="its host")
     g.add_argument("--dest-port", type=PEER_PORT, help="its DICOM port")
+    g.add_argument("--dest-tls", action="store_true",
+                   help="send by C-STORE over TLS (the PACS certificate verified, its host name included)")
+    g.add_argument("--dest-tls-ca", metavar="PEM",
+                   help="CA certificate(s) the PACS certificate is verified with (default: the system's)")
+    g.add_argument("--dest-tls-cert", metavar="PEM", help="our client certificate, for a PACS that requires one")
+    g.add_argument("--dest-tls-key", metavar="PEM", help="its private key")
     g.add_argument("--stowrs", metavar="URL", help="DICOMweb root receiving the results by STOW-RS (POST URL/studies)")
     g.add_argument("--stowrs-token", help="bearer token for STOW-RS (or env THORACIC_STOWRS_TOKEN)")
     g.add_argument("--stowrs-user", help="user for STOW-RS basic auth (password in env THORACIC_STOWRS_PASSWORD)")
+    g.add_argument("--stowrs-ca", metavar="PEM",
+                   help="CA certificate(s) an https:// STOW-RS server is verified with (default: the system's)")
     g = p.add_argument_group("analysis")
     g.add_argument("--detector", action="append", default=[], metavar="ONNX",
                    help="detector model (repeat for an ensemble; default: the shipped one)")
@@ -90,15 +103,20 @@ def build_config(args: argparse.Namespace) -> Any:
     if any(v is not None for v in cstore):
         if not all(v is not None for v in cstore):
             raise ConfigError("a C-STORE destination needs all of --dest-ae, --dest-host and --dest-port")
-        destinations.append(CStoreDestination(args.dest_ae, args.dest_host, args.dest_port))
+        destinations.append(CStoreDestination(args.dest_ae, args.dest_host, args.dest_port, tls=args.dest_tls,
+                                              tls_ca=args.dest_tls_ca, tls_cert=args.dest_tls_cert,
+                                              tls_key=args.dest_tls_key))
+    elif args.dest_tls or args.dest_tls_ca or args.dest_tls_cert or args.dest_tls_key:
+        raise ConfigError("--dest-tls and its files need a C-STORE destination (--dest-ae/--dest-host/--dest-port)")
     if args.stowrs:
         token = args.stowrs_token or os.environ.get("THORACIC_STOWRS_TOKEN") or None
         password = os.environ.get("THORACIC_STOWRS_PASSWORD") if args.stowrs_user else None
         if args.stowrs_user and password is None:
             raise ConfigError("--stowrs-user needs the password in the environment variable THORACIC_STOWRS_PASSWORD")
-        destinations.append(StowRsDestination(args.stowrs, token=token, username=args.stowrs_user, password=password))
-    elif args.stowrs_token or args.stowrs_user:
-        raise ConfigError("--stowrs-token/--stowrs-user need --stowrs URL")
+        destinations.append(StowRsDestination(args.stowrs, token=token, username=args.stowrs_user, password=password,
+                                              ca=args.stowrs_ca))
+    elif args.stowrs_token or args.stowrs_user or args.stowrs_ca:
+        raise ConfigError("--stowrs-token/--stowrs-user/--stowrs-ca need --stowrs URL")
     return NodeConfig(
         spool=args.spool,
         destinations=tuple(destinations),
@@ -113,6 +131,9 @@ def build_config(args: argparse.Namespace) -> Any:
         max_backoff=max(300.0, args.backoff),
         accept_secondary_capture=not args.no_secondary_capture,
         keep_files=args.keep_files,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_ca=args.tls_ca,
     )
 
 

@@ -32,7 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Add the ``serve`` subcommand to ``subparsers`` and return its parser."""
     p = subparsers.add_parser("serve", help=HELP)
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes the service: put TLS in front)")
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes the service: give --tls-cert/--tls-key "
+                        "or put a TLS proxy in front)")
     p.add_argument("--port", type=PORT, default=8000, help="port (default 8000; 0 takes a free one)")
     p.add_argument("--token", default=None, help=f"API token (prefer --token-file or ${TOKEN_ENV}: flags are visible to others)")
     p.add_argument("--token-file", type=IN_FILE, default=None, help="read the API token from this file (first line)")
@@ -51,6 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--classifier", type=IN_FILE, metavar="ONNX", default=None,
                    help="normal/abnormal classifier (default: the shipped one with the shipped detector); a "
                         "multi-label one adds per-finding probabilities and heatmaps")
+    p.add_argument("--tls-cert", metavar="PEM", default=None, help="serve HTTPS with this certificate (chain)")
+    p.add_argument("--tls-key", metavar="PEM", default=None,
+                   help="the certificate's private key (unencrypted; readable by this service only)")
     p.add_argument("--allow-non-chest", action="store_true", help="analyze lateral and non-chest images too (flagged)")
     p.add_argument("--log-level", type=str.lower, choices=["debug", "info", "warning", "error"], default="info",
                    help="log level of the service, in either case (default info: one line per request, no patient data)")
@@ -120,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         models=tuple(args.models),
         allow_non_chest=args.allow_non_chest,
         classifier=args.classifier,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     sock = _bind(args.host, args.port)  # fail fast on a taken port, before loading the models
     try:
@@ -130,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(settings, analyzer=analyzer)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"thoracic serve: http://{shown}:{port}/ (viewer), API at /v1, spec at /openapi.json", flush=True)
+    scheme = "https" if settings.tls else "http"
+    print(f"thoracic serve: {scheme}://{shown}:{port}/ (viewer), API at /v1, spec at /openapi.json", flush=True)
     if source == "generated":
         print(f"API token (generated; pass --token-file or ${TOKEN_ENV} to fix it): {token}", flush=True)
     else:
@@ -142,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         server_header=False,
         timeout_graceful_shutdown=10,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
     )
     server = uvicorn.Server(config)
     try:

@@ -13,6 +13,10 @@ Answers to C-STORE:
 - ``0x0122`` SOP class not supported: not a projection radiograph.
 - ``0xC000`` cannot understand: a data set without a usable SOP Instance UID.
 
+With TLS configured (``NodeConfig.tls_cert``), every connection must complete a TLS handshake
+(bounded to a few seconds) before its association is read: a plaintext association, or a
+client without a certificate the CA signed under mutual TLS, is dropped and logged.
+
 Logs name the calling AE, the SOP class and the job, never patient data or UIDs.
 """
 
@@ -161,7 +165,8 @@ def start_scp(config: NodeConfig, queue: JobQueue, model_sha256s: Iterable[str])
         (evt.EVT_REJECTED, _on_rejected),
         (evt.EVT_ESTABLISHED, _on_established),
     ]
-    server = ae.start_server((config.host, config.port), block=False, evt_handlers=handlers)
+    server = ae.start_server((config.host, config.port), block=False, evt_handlers=handlers,
+                             ssl_context=config.ssl_context())
     if not config.allow_ae:
         log.warning("no allowlist of calling AE titles (--allow-ae): any AE may send images")
     return server

@@ -8,6 +8,7 @@ answers "duplicate SOP instance" (``0x0111``) for it counts as having stored it.
 from __future__ import annotations
 
 import logging
+import ssl
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,12 +51,18 @@ def send_cstore(dest: CStoreDestination, files: Sequence[Path], *, calling_ae: s
     # one context per (SOP class, transfer syntax): each file goes as it is, never transcoded
     for sop_class, syntax in sorted({(h[1], h[2]) for h in headers}):
         ae.add_requested_context(sop_class, syntax)
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    context = dest.ssl_context()
+    tls_args = (context, dest.host) if context is not None else None
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args)
     if not assoc.is_established:
+        _close_socket(assoc)
         if assoc.is_rejected:
             why = f"was rejected; check its AE title and that it accepts our AE title {calling_ae!r}"
         else:
             why = "failed (no connection, or aborted); check its host and port and that it is running"
+            if context is not None:
+                why += (" with TLS, that its certificate is signed by the CA we trust and names the host, "
+                        "and that it accepts our certificate")
         raise SendError(f"association with {dest.name} {why}")
     try:
         for path, _, _ in headers:
@@ -67,6 +74,16 @@ def send_cstore(dest: CStoreDestination, files: Sequence[Path], *, calling_ae: s
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def _close_socket(assoc: object) -> None:
+    """Close the socket of an association that failed (pynetdicom leaves it to the garbage collector)."""
+    sock = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass
 
 
 def send_stowrs(dest: StowRsDestination, files: Sequence[Path]) -> None:
@@ -87,9 +104,13 @@ def send_stowrs(dest: StowRsDestination, files: Sequence[Path]) -> None:
     auth = (dest.username, dest.password) if dest.username is not None and dest.password is not None else None
     url = dest.url.rstrip("/") + "/studies"
     try:
-        with httpx.Client(timeout=dest.timeout, verify=dest.verify, auth=auth) as client:
+        with httpx.Client(timeout=dest.timeout, verify=dest.ssl_context(), auth=auth) as client:
             response = client.post(url, content=b"".join(parts), headers=headers)
     except httpx.HTTPError as err:
+        cause = _cert_error(err)
+        if cause is not None:
+            detail = f"certificate not verified: {cause.verify_message}; give its CA with --stowrs-ca"
+            raise SendError(f"{dest.name} cannot be reached ({detail})") from err
         raise SendError(f"{dest.name} cannot be reached ({type(err).__name__})") from err
     if response.status_code not in (200, 202, 409):
         # the body is not logged: it may quote the headers of what was sent
@@ -106,6 +127,17 @@ def send_stowrs(dest: StowRsDestination, files: Sequence[Path]) -> None:
         raise SendError(f"{dest.name} refused {len(refused)} of {len(files)} result(s) (reasons {codes})")
     if response.status_code == 409 and not reasons:
         raise SendError(f"{dest.name} answered HTTP 409 Conflict without saying which instance failed")
+
+
+def _cert_error(err: BaseException) -> ssl.SSLCertVerificationError | None:
+    seen: BaseException | None = err
+    for _ in range(8):  # httpx.ConnectError <- httpcore.ConnectError <- the ssl error
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _failure_reason(item: object) -> int | None:

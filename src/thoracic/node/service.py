@@ -77,13 +77,20 @@ class DicomNode:
                 "choose another --port/--host or stop the service that uses it"
             ) from err
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+        tls = ""
+        if cfg.tls:
+            tls = " over TLS, client certificates required (mutual TLS)" if cfg.tls_ca else " over TLS"
         log.info(
-            "listening on %s:%d as AE %s; results to %s",
+            "listening on %s:%d as AE %s%s; results to %s",
             host,
             self.server.server_address[1],
             cfg.ae_title,
-            ", ".join(d.name for d in cfg.destinations),
+            tls,
+            ", ".join(d.name + (" over TLS" if getattr(d, "tls", False) else "") for d in cfg.destinations),
         )
+        for dest in cfg.destinations:
+            if getattr(dest, "verify", True) is False:
+                log.warning("%s: the server's HTTPS certificate is NOT verified (verify=False)", dest.name)
 
     @property
     def port(self) -> int:

@@ -5,13 +5,15 @@
 (8388608, 6)
 >>> s
 ServeConfig(token='***', max_upload_mb=8.0, concurrency=2, queue=4, results=32, results_mb=512.0,
-              threads=1, retry_after_max=60, upload_timeout=60.0, models=(), allow_non_chest=False, classifier=None)
+              threads=1, retry_after_max=60, upload_timeout=60.0, models=(), allow_non_chest=False, classifier=None,
+              tls_cert=None, tls_key=None)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from thoracic import _tls
 from thoracic.errors import ConfigError
 
 __all__ = ["ServeConfig"]
@@ -51,6 +53,9 @@ class ServeConfig:
     classifier:
         The normal/abnormal classifier ONNX (default: the shipped one with the shipped detector);
         a multi-label one adds per-finding probabilities and heatmaps to every result.
+    tls_cert, tls_key:
+        A PEM certificate (chain) and its unencrypted private key: the service speaks HTTPS only
+        (TLS 1.2 or newer). Both files are loaded when the settings are built.
     """
 
     token: str | None = field(default=None, repr=False)
@@ -65,6 +70,8 @@ class ServeConfig:
     models: tuple[str, ...] = ()
     allow_non_chest: bool = False
     classifier: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_upload_mb", float(self.max_upload_mb))
@@ -85,6 +92,10 @@ class ServeConfig:
             raise ConfigError(f"upload_timeout must be positive, got {self.upload_timeout}")
         if not self.results_mb > 0:
             raise ConfigError(f"results_mb must be positive, got {self.results_mb}")
+        for name in ("tls_cert", "tls_key"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, str(getattr(self, name)))
+        _tls.check_pair(self.tls_cert, self.tls_key, "HTTPS (--tls-cert/--tls-key)")
 
     def __repr__(self) -> str:  # never print the token
         shown = "None" if self.token is None else "'***'"
@@ -92,12 +103,17 @@ class ServeConfig:
             f"ServeConfig(token={shown}, max_upload_mb={self.max_upload_mb}, concurrency={self.concurrency}, "
             f"queue={self.queue}, results={self.results}, results_mb={self.results_mb}, threads={self.threads}, "
             f"retry_after_max={self.retry_after_max}, upload_timeout={self.upload_timeout}, models={self.models}, allow_non_chest={self.allow_non_chest}, "
-            f"classifier={self.classifier!r})"
+            f"classifier={self.classifier!r}, tls_cert={self.tls_cert!r}, tls_key={self.tls_key!r})"
         )
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the service speaks HTTPS."""
+        return self.tls_cert is not None
 
     @property
     def capacity(self) -> int:
