@@ -54,13 +54,17 @@ def _input(session: Any) -> tuple[str, np.ndarray]:
 
 
 def has_bf16() -> bool:
-    import openvino as ov
+    from thoracic.models.runtime import import_openvino
+
+    ov = import_openvino()
 
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def forward_variants(kind: str, threads: int) -> list[tuple[str, Callable[[], list[np.ndarray]]]]:
-    import openvino as ov
+    from thoracic.models.runtime import import_openvino
+
+    ov = import_openvino()
 
     from thoracic.models.registry import model_path
     from thoracic.models.runtime import load_model, onnx_backend, onnx_session
@@ -137,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-p1", action="store_true")
     args = ap.parse_args(argv)
     import onnxruntime
-    import openvino as ov
+    from thoracic.models.runtime import import_openvino
+
+    ov = import_openvino()
 
     core = ov.Core()
     print(f"openvino {ov.__version__}, onnxruntime {onnxruntime.__version__}, "

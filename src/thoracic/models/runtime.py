@@ -39,6 +39,7 @@ __all__ = [
     "OpenVinoSession",
     "execution_providers",
     "file_sha256",
+    "import_openvino",
     "load_model",
     "onnx_backend",
     "onnx_device",
@@ -245,15 +246,45 @@ def resolve_precision(backend: str, precision: str | None = None, *, sha256: str
             raise ConfigError("--precision bf16 needs the OpenVINO back-end (--backend openvino)")
         return "f32"
     if core is None:
-        import openvino as ov
-
-        core = ov.Core()
+        core = import_openvino().Core()
     has_bf16 = _cpu_has_bf16(core)
     if precision == "bf16":
         if not has_bf16:
             raise ConfigError("--precision bf16: this CPU does not report bf16 support to OpenVINO; use f32")
         return precision
     return "bf16" if has_bf16 and sha256 and precision_check(sha256, "bf16") else "f32"
+
+
+class _NoTelemetry:
+    """Stands in for ``openvino_telemetry.Telemetry`` (the calls ``openvino.tools.ovc`` makes): nothing is sent."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def _nothing(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    init = start_session = end_session = force_shutdown = _nothing
+    send_event = send_error = send_stack_trace = _nothing
+
+
+def import_openvino() -> Any:
+    """``import openvino`` with its usage telemetry switched off for this process.
+
+    ``import openvino`` imports ``openvino.tools.ovc``, which sends an event to Google Analytics
+    through the ``openvino-telemetry`` package unless ``CI=true`` or the user opted out in
+    ``~/intel``: a hospital machine must not, and thoracic never contacts the network. The
+    package's ``Telemetry`` class is replaced before the import (nothing is written anywhere).
+    """
+    try:
+        import openvino_telemetry  # type: ignore[import-untyped]
+    except ImportError:  # openvino then uses its own no-op stub
+        pass
+    else:
+        openvino_telemetry.Telemetry = _NoTelemetry
+    import openvino
+
+    return openvino
 
 
 class _Port:
@@ -280,9 +311,7 @@ def _ov_core() -> Any:
     global _OV_CORE
     with _OV_LOCK:
         if _OV_CORE is None:
-            import openvino as ov
-
-            _OV_CORE = ov.Core()
+            _OV_CORE = import_openvino().Core()
         return _OV_CORE
 
 
