@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-p1", action="store_true")
     args = ap.parse_args(argv)
     import onnxruntime
+
     from thoracic.models.runtime import import_openvino
 
     ov = import_openvino()

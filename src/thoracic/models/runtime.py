@@ -142,7 +142,7 @@ def onnx_session(path: str | PathLike[str], threads: int = 2, *, device: str | N
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if (threads > 1 if spin is None else spin) else "0")
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types
+    except Exception as err:
         raise ConfigError(f"cannot load ONNX model: {err}", path=str(path)) from err
 
 
