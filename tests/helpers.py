@@ -450,3 +450,27 @@ def make_pki(root: Path) -> Pki:
                  "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", "leaf.ext", cwd=root)
     return Pki(root, root / "ca.pem", root / "server.pem", root / "server.key", root / "client.pem",
                root / "client.key", root / "foreign-ca.pem", root / "foreign.pem", root / "foreign.key")
+
+
+def tiny_lung_set(root: Path, n: int = 4, shape: tuple[int, int] = (48, 64)) -> Path:
+    """A lung data set (``pairs.csv``, ``images/``, ``masks/``) of ``n`` synthetic ``split=train`` films
+    (two dark lung fields on a bright body) and one ``eval_nc`` row that training must never use."""
+    import cv2
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = ["image,mask,split,license,view,finding,source_url,doi,width,height"]
+    rng = np.random.default_rng(1)
+    h, w = shape
+    for i in range(n):
+        img = (rng.random((h, w)) * 60 + 150).astype(np.uint8)
+        mask = np.zeros((h, w), np.uint8)
+        mask[h // 6 : h * 5 // 6, w * 3 // 32 + i : w * 7 // 16] = 255
+        mask[h // 6 : h * 5 // 6, w * 9 // 16 : w * 29 // 32 - i] = 255
+        img[mask > 0] -= 100
+        cv2.imwrite(str(root / "images" / f"p{i}.png"), img)
+        cv2.imwrite(str(root / "masks" / f"p{i}.png"), mask)
+        rows.append(f"p{i}.png,p{i}.png,train,CC BY 4.0,PA,none,https://example.org,,{w},{h}")
+    rows.append(f"q.png,q.png,eval_nc,CC BY-NC-SA,PA,none,https://example.org,,{w},{h}")
+    (root / "pairs.csv").write_text("\n".join(rows) + "\n")
+    return root

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import tiny_lung_set
 
 
 def test_onnx_runtime_matches_torch(tmp_path, require, segmenter, sample_radiographs):
@@ -45,26 +46,6 @@ def test_one_training_epoch_runs(tmp_path, require):
     assert (tmp_path / "log.csv").read_text().count("\n") == 2
 
 
-def _tiny_lung_set(root):
-    import cv2
-
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rows = ["image,mask,split,license,view,finding,source_url,doi,width,height"]
-    rng = np.random.default_rng(1)
-    for i in range(4):
-        img = (rng.random((48, 64)) * 60 + 150).astype(np.uint8)
-        mask = np.zeros((48, 64), np.uint8)
-        mask[8:40, 6 + i : 28] = 255
-        mask[8:40, 36 : 58 - i] = 255
-        img[mask > 0] -= 100
-        cv2.imwrite(str(root / "images" / f"p{i}.png"), img)
-        cv2.imwrite(str(root / "masks" / f"p{i}.png"), mask)
-        rows.append(f"p{i}.png,p{i}.png,train,CC BY 4.0,PA,none,https://example.org,,64,48")
-    rows.append("q.png,q.png,eval_nc,CC BY-NC-SA,PA,none,https://example.org,,64,48")
-    (root / "pairs.csv").write_text("\n".join(rows) + "\n")
-
-
 def test_train_lungs_command_end_to_end(tmp_path, require, capsys):
     require("torch")
     require("onnx")
@@ -75,7 +56,7 @@ def test_train_lungs_command_end_to_end(tmp_path, require, capsys):
     from thoracic.errors import ConfigError
 
     data = tmp_path / "data"
-    _tiny_lung_set(data)
+    tiny_lung_set(data)
     parser = argparse.ArgumentParser()
     train_cli.add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "run"

@@ -26,6 +26,7 @@ def _cmd_train_lungs(args: argparse.Namespace) -> int:
         data=args.data,
         out=args.out,
         size=args.size,
+        encoder=args.encoder,
         base=args.base,
         epochs=args.epochs,
         batch=args.batch,
@@ -61,7 +62,10 @@ def add_parser(subparsers):
     t.add_argument("--out", type=OUT_DIR, required=True, help="output folder: checkpoint (resumes), lungs.onnx, log, summary")
     t.add_argument("--epochs", type=POSITIVE, default=60)
     t.add_argument("--size", type=POSITIVE, default=192, help="model input size (square, multiple of 16)")
-    t.add_argument("--base", type=POSITIVE, default=16, help="UNet channels at full resolution")
+    t.add_argument("--encoder", choices=("unet", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"),
+                   default="unet", help="unet: the from-scratch UNet (default); efficientnet-liteN: a UNet decoder over "
+                   "the ImageNet-pretrained EfficientNet-LiteN (size a multiple of 32)")
+    t.add_argument("--base", type=POSITIVE, default=16, help="UNet channels at full resolution (--encoder unet)")
     t.add_argument("--batch", type=POSITIVE, default=4)
     t.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3)
     t.add_argument("--hflip", action="store_true", help="also mirror left-right during augmentation")

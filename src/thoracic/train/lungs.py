@@ -35,11 +35,12 @@ from thoracic.models.runtime import write_meta
 __all__ = [
     "LungPair",
     "LungsTrainConfig",
+    "architecture",
     "augment",
     "dice_iou",
     "export_onnx",
-    "load_pairs",
     "load_arrays",
+    "load_pairs",
     "train_lungs",
     "train_model",
 ]
@@ -63,6 +64,7 @@ class LungsTrainConfig:
     out: str
     split: str = "train"
     size: int = 192
+    encoder: str = "unet"  # or an EfficientNet-Lite (ImageNet-pretrained), thoracic.train.effunet.ENCODERS
     base: int = 16
     depth: int = 4
     epochs: int = 60
@@ -82,6 +84,12 @@ class LungsTrainConfig:
     threshold: float = 0.5  # post-processing, chosen by cross-validation; stored in the model's contract
 
     def __post_init__(self) -> None:
+        from thoracic.train.effunet import ENCODERS
+
+        if self.encoder != "unet" and self.encoder not in ENCODERS:
+            raise ConfigError.unknown("lung encoder", self.encoder, ("unet", *ENCODERS))
+        if self.encoder != "unet" and self.size % 32:
+            raise ConfigError(f"--size must be a multiple of 32 for --encoder {self.encoder}, got {self.size}")
         if self.size % (2**self.depth):
             raise ConfigError(f"--size must be a multiple of {2**self.depth}, got {self.size}")
         if self.epochs < 1 or self.batch < 1:
@@ -187,10 +195,24 @@ def _training_settings(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in _RUNTIME_ONLY}
 
 
-def _build(cfg: LungsTrainConfig):
+def _build(cfg: LungsTrainConfig, *, pretrained: bool = True):
+    if cfg.encoder != "unet":
+        from thoracic.train.effunet import build_effnet_unet
+
+        return build_effnet_unet(cfg.encoder, cfg.size, pretrained=pretrained)
     from thoracic.train.unet import build_unet
 
     return build_unet(base=cfg.base, depth=cfg.depth)
+
+
+def architecture(cfg: LungsTrainConfig) -> str:
+    """The ``architecture`` line of the model's metadata."""
+    if cfg.encoder == "unet":
+        return f"UNet base={cfg.base} depth={cfg.depth}"
+    from thoracic.train.effunet import DEFAULT_DECODER
+
+    return (f"UNet with an {cfg.encoder} encoder (ImageNet-pretrained, fine-tuned end to end), decoder "
+            f"{'-'.join(map(str, DEFAULT_DECODER))}")
 
 
 def _loss(logits, target):
@@ -357,7 +379,7 @@ def train_lungs(cfg: LungsTrainConfig, progress: Callable[[dict[str, Any]], None
         training_data=f"lungseg split={cfg.split} ({len(pairs)} pairs): covid-chestxray-dataset images "
         "(Cohen et al.), v7labs lung masks (CC BY 4.0)",
         training_licences=licences,
-        architecture=f"UNet base={cfg.base} depth={cfg.depth}",
+        architecture=architecture(cfg),
     )
     if (out / "config.json").is_file():  # a resumed run: keep the first settings next to the log
         (out / "config.resumed.json").write_text(json.dumps(asdict(cfg), indent=2, sort_keys=True))
@@ -374,6 +396,8 @@ def train_lungs(cfg: LungsTrainConfig, progress: Callable[[dict[str, Any]], None
     model = train_model(cfg, images[train_idx], masks[train_idx], out, contract, val=val, progress=progress)
     summary: dict[str, Any] = {"config": asdict(cfg), "pairs": len(pairs), "licences": licences,
                                "parameters": int(sum(p.numel() for p in model.parameters()))}
+    if getattr(model, "pretrained", None) is not None:
+        summary["pretrained"] = model.pretrained.to_dict()
     if val is not None:
         probs = predict_small(model, val[0], contract)
         rows = []
