@@ -97,3 +97,34 @@ def png_pixels(data: bytes) -> np.ndarray:
 
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im)
+
+
+def wait_until_healthy(url: str, proc, log: Path, verify=True, timeout: float = 120) -> None:
+    """Poll ``url``/health until it answers 200; fail with the server's log if it exits or times out."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url.rstrip("/") + "/health", timeout=2, verify=verify).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the server did not start; log:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def stop(proc) -> None:
+    """Terminate a server process (kill it if it does not exit within 15 s) and close its stdout."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    proc.stdout.close()

@@ -8,12 +8,11 @@ import hashlib
 import os
 import ssl
 import subprocess
-import time
 import warnings
 
 import pytest
 from helpers import SAMPLES
-from serve_helpers import chrome, need, server_command
+from serve_helpers import chrome, need, server_command, stop, wait_until_healthy
 
 from thoracic._tls import client_context
 from thoracic.errors import ConfigError
@@ -42,25 +41,10 @@ def https(tmp_path_factory, pki):
         assert first.startswith("thoracic serve: https://"), (first, log.read_text()[-3000:])
         url = first.split()[2].rstrip("/")
         verify = client_context(pki.ca)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=2, verify=verify).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the server did not start; log:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_until_healthy(url, proc, log, verify)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        proc.stdout.close()
+        stop(proc)
 
 
 def test_the_api_answers_over_https_verified_by_the_test_ca(https, pki):

@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, SAMPLES
-from serve_helpers import PHI, PHI_FILENAME, PHI_NEEDLES, chrome, dicom_bytes, need, server_command
+from serve_helpers import (
+    PHI,
+    PHI_FILENAME,
+    PHI_NEEDLES,
+    chrome,
+    dicom_bytes,
+    need,
+    server_command,
+    stop,
+    wait_until_healthy,
+)
 
 need("fastapi")
 httpx = need("httpx")
@@ -67,25 +77,10 @@ def _serve(tmp: Path, *extra: str):
         if not first.startswith("thoracic serve: http://"):
             raise AssertionError(f"unexpected first line {first!r}; log:\n{log.read_text()[-3000:]}")
         url = first.split()[2]
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the server did not start; log:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_until_healthy(url, proc, log)
         yield LiveServer(url, proc, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        proc.stdout.close()
+        stop(proc)
 
 
 def test_the_server_logs_no_patient_data_at_debug(live):
