@@ -8,7 +8,14 @@ import subprocess
 
 import pytest
 from helpers import FIXTURES, SAMPLES, missing
-from node_helpers import MODALITY_AE, NODE_AE, PROPOSE, Orthanc
+from node_helpers import MODALITY_AE, NODE_AE, PROPOSE, Orthanc, free_port
+
+from thoracic.node.config import NodeConfig, StowRsDestination
+from thoracic.node.queue import JobQueue
+from thoracic.node.scp import start_scp
+
+#: The model ids an in-process SCP records (no models are loaded).
+SCP_MODELS = ("0" * 64,)
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +74,21 @@ def radiographs():
     ]
 
 
+@pytest.fixture
+def scp(tmp_path):
+    """Start an SCP (queue only, no worker): ``scp(**config) -> (config, queue)``."""
+    started = []
+
+    def start(**overrides):
+        settings = dict(spool=tmp_path / f"spool{len(started)}", destinations=(StowRsDestination("http://127.0.0.1:9/dicom-web"),),
+                        ae_title=NODE_AE, host="127.0.0.1", port=free_port(), queue_size=10)
+        settings.update(overrides)
+        config = NodeConfig(**settings)
+        queue = JobQueue(config.spool, config.queue_size)
+        started.append((start_scp(config, queue, SCP_MODELS), queue))
+        return config, queue
+
+    yield start
+    for server, queue in started:
+        server.shutdown()
+        queue.close()

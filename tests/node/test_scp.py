@@ -8,35 +8,14 @@ import subprocess
 
 import pydicom
 import pytest
-from node_helpers import MODALITY_AE, NODE_AE, free_port, make_copy
+from node_helpers import MODALITY_AE, NODE_AE, make_copy
 from pydicom.uid import CTImageStorage
 
 from thoracic.errors import ConfigError
 from thoracic.node.config import CStoreDestination, NodeConfig, StowRsDestination
-from thoracic.node.queue import JobQueue, job_key
-from thoracic.node.scp import start_scp
+from thoracic.node.queue import job_key
 
 MODELS = ("0" * 64,)
-
-
-@pytest.fixture
-def scp(tmp_path):
-    """Start an SCP (queue only, no worker): ``scp(**config) -> (config, queue)``."""
-    started = []
-
-    def start(**overrides):
-        settings = dict(spool=tmp_path / "spool", destinations=(StowRsDestination("http://127.0.0.1:9/dicom-web"),),
-                        ae_title=NODE_AE, host="127.0.0.1", port=free_port(), queue_size=10)
-        settings.update(overrides)
-        config = NodeConfig(**settings)
-        queue = JobQueue(config.spool, config.queue_size)
-        started.append((start_scp(config, queue, MODELS), queue))
-        return config, queue
-
-    yield start
-    for server, queue in started:
-        server.shutdown()
-        queue.close()
 
 
 @pytest.fixture

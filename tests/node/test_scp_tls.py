@@ -10,36 +10,23 @@ import time
 
 import pytest
 from helpers import require_tool
-from node_helpers import MODALITY_AE, NODE_AE, free_port, make_copy
+from node_helpers import MODALITY_AE, NODE_AE, make_copy
 
 from thoracic import _tls
 from thoracic.errors import ConfigError
 from thoracic.node.config import NodeConfig, StowRsDestination
-from thoracic.node.queue import JobQueue
-from thoracic.node.scp import start_scp
 from thoracic.node.send import _close_socket
 
-MODELS = ("0" * 64,)
 
 
 @pytest.fixture
-def tls_scp(tmp_path, pki):
+def tls_scp(scp, pki):
     """Start an SCP over TLS (queue only): ``tls_scp(mutual=True) -> (config, queue)``."""
-    started = []
 
     def start(mutual: bool = True):
-        config = NodeConfig(spool=tmp_path / f"spool{len(started)}",
-                            destinations=(StowRsDestination("http://127.0.0.1:9/dicom-web"),),
-                            ae_title=NODE_AE, host="127.0.0.1", port=free_port(), queue_size=10,
-                            tls_cert=pki.server_cert, tls_key=pki.server_key, tls_ca=pki.ca if mutual else None)
-        queue = JobQueue(config.spool, config.queue_size)
-        started.append((start_scp(config, queue, MODELS), queue))
-        return config, queue
+        return scp(tls_cert=pki.server_cert, tls_key=pki.server_key, tls_ca=pki.ca if mutual else None)
 
-    yield start
-    for server, queue in started:
-        server.shutdown()
-        queue.close()
+    return start
 
 
 def _echoscu(port: int, *tls: str) -> subprocess.CompletedProcess:
