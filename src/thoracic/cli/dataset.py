@@ -218,10 +218,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     folds = kfold_split(ann, args.folds, seed=args.seed) if args.folds else (read_folds(args.folds_csv) if args.folds_csv else None)
     method = args.fuse
     if method == "auto":
-        from thoracic.data import image_groups
+        from thoracic.data.fusion import has_several_readers
 
-        multi = any(len(set(ann.reader[idx].tolist())) > 1 for idx in image_groups(ann).values())
-        method = "wbf" if multi else "none"
+        method = "wbf" if has_several_readers(ann) else "none"
     if method != "none":
         ann = fuse_readers(ann, _fusion_config(args, method))
         print(f"readers fused with {method}: {int(ann.is_finding.sum())} finding boxes")

@@ -31,7 +31,7 @@ from thoracic.data.annotations import Annotations
 from thoracic.errors import ConfigError
 from thoracic.labels import CLASS_IDS, LABELS, NO_FINDING, NO_FINDING_BOX
 
-__all__ = ["FUSION_METHODS", "FusionConfig", "class_counts", "fuse_readers", "image_groups"]
+__all__ = ["FUSION_METHODS", "FusionConfig", "class_counts", "fuse_readers", "has_several_readers", "image_groups"]
 
 FUSION_METHODS = ("all", "nms", "wbf")
 
@@ -85,6 +85,12 @@ def image_groups(ann: Annotations) -> dict[str, np.ndarray]:
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
     ends = np.r_[starts[1:], len(order)]
     return {str(sorted_ids[s]): order[s:e] for s, e in zip(starts, ends, strict=True)}
+
+
+def has_several_readers(ann: Annotations) -> bool:
+    """Whether any image has rows of more than one reader (what the ``auto`` fusion of the export and
+    of cross-validation fuses; a one-reader table is used as it is)."""
+    return any(len(set(ann.reader[idx].tolist())) > 1 for idx in image_groups(ann).values())
 
 
 def fuse_readers(ann: Annotations, config: FusionConfig | None = None) -> Annotations:

@@ -134,12 +134,11 @@ def _say(progress: Progress | None, step: str, **info: Any) -> None:
 
 
 def _fused(ann: Annotations, cfg: CrossValConfig) -> Annotations:
-    from thoracic.data.fusion import FusionConfig, fuse_readers, image_groups
+    from thoracic.data.fusion import FusionConfig, fuse_readers, has_several_readers
 
     method = cfg.fuse
     if method == "auto":
-        multi = any(len(set(ann.reader[idx].tolist())) > 1 for idx in image_groups(ann).values())
-        method = "wbf" if multi else "none"
+        method = "wbf" if has_several_readers(ann) else "none"
     if method == "none":
         return ann
     return fuse_readers(ann, FusionConfig(method=method, iou_thr=cfg.fuse_iou))
