@@ -47,7 +47,7 @@ from thoracic.preprocess.chain import Chain, get_chain
 from thoracic.train.augment import AugmentConfig
 from thoracic.train.effnet import ARCHS
 from thoracic.train.export import with_letterbox
-from thoracic.train.finetune import FinetuneConfig
+from thoracic.train.finetune import FinetuneConfig, FitSettings
 
 __all__ = [
     "LABEL_FORMATS",
@@ -76,8 +76,9 @@ _RASTER = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
-class ClassifierTrainConfig:
-    """Settings of one classifier run.
+class ClassifierTrainConfig(FitSettings):
+    """Settings of one classifier run (the :class:`~thoracic.train.finetune.FitSettings` are an
+    EfficientNet-Lite's fine-tuning settings; the linear probe ignores them).
 
     Attributes
     ----------
@@ -120,7 +121,7 @@ class ClassifierTrainConfig:
         (:data:`thoracic.train.effnet.ARCHS`): fine-tuned end to end; ``pretrained`` is then its
         ImageNet ``.pth`` (default: the installed wheel's). The settings below are the fine-tuning's.
     epochs, batch, lr, weight_decay, label_smoothing, seed, device:
-        :class:`thoracic.train.finetune.FinetuneConfig`.
+        :class:`thoracic.train.finetune.FitSettings`.
     augment:
         Augment the training images (:class:`thoracic.train.augment.AugmentConfig`'s defaults).
     cv_folds:
@@ -148,13 +149,6 @@ class ClassifierTrainConfig:
     n_folds: int = 5
     images_csv: str = ""
     arch: str = PROBE_ARCH
-    epochs: int = 12
-    batch: int = 16
-    lr: float = 3e-4
-    weight_decay: float = 1e-2
-    label_smoothing: float = 0.0
-    seed: int = 0
-    device: str = "cpu"
     augment: bool = True
     cv_folds: tuple[int, ...] = ()
     final: bool = True
@@ -162,9 +156,7 @@ class ClassifierTrainConfig:
 
     def finetune_config(self) -> FinetuneConfig:
         """The fine-tuning settings of an EfficientNet-Lite run."""
-        return FinetuneConfig(epochs=self.epochs, batch=self.batch, lr=self.lr, weight_decay=self.weight_decay,
-                              label_smoothing=self.label_smoothing, seed=self.seed, device=self.device,
-                              augment=AugmentConfig() if self.augment else AugmentConfig.off())
+        return FinetuneConfig(**self.fit_settings(), augment=AugmentConfig() if self.augment else AugmentConfig.off())
 
     @property
     def finetunes(self) -> bool:
@@ -185,7 +177,7 @@ class ClassifierTrainConfig:
             raise ConfigError("the classifier needs a pretrained original-YOLOv5 checkpoint")
         object.__setattr__(self, "cv_folds", tuple(int(k) for k in self.cv_folds))
         if self.finetunes:
-            self.finetune_config()  # validates the fine-tuning settings
+            self.check_fit_settings()
             if not 0.0 <= self.dropout < 1.0:
                 raise ConfigError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.labels_format not in ("auto", *LABEL_FORMATS):

@@ -48,6 +48,7 @@ __all__ = [
     "HEAD_LABELS",
     "PROBABILITIES_OUTPUT",
     "PretrainedWeights",
+    "build_backbone",
     "build_classifier",
     "export_classifier_onnx",
     "load_backbone_state",
@@ -165,6 +166,26 @@ def _torch_load(path: str) -> Any:
         raise ConfigError(f"cannot read a state dict from {path}: {err}", path=path) from err
 
 
+
+def build_backbone(arch: str, imgsz: int, *, pretrained: bool, weights: str | PathLike[str] | None,
+                   feature: str) -> tuple[Any, PretrainedWeights | None]:
+    """An EfficientNet-Lite network for ``imgsz`` inputs and, with ``pretrained``, its ImageNet weights.
+
+    The weights load strictly (:func:`load_backbone_state`); the returned :class:`PretrainedWeights`
+    counts the tensors loaded. ``feature`` names what needs the package in the error when it is
+    missing. Used by the classifier and by the lung UNet's encoder.
+    """
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as err:
+        raise MissingDependencyError.for_feature(feature, _ARCH_PACKAGE, "train") from err
+    backbone = EfficientNet.from_name(arch, num_classes=1000, image_size=int(imgsz))
+    if not pretrained:
+        return backbone, None
+    info = pretrained_weights(arch, weights)
+    count = load_backbone_state(backbone, _torch_load(info.path), f"{Path(info.path).name} ({arch})")
+    return backbone, PretrainedWeights(info.arch, info.path, info.sha256, info.known, count)
+
 def build_classifier(arch: str = "efficientnet-lite0", labels: Sequence[str] = HEAD_LABELS, *, pretrained: bool = True,
                      imgsz: int = 320, weights: str | PathLike[str] | None = None, dropout: float = 0.2) -> Any:
     """An EfficientNet-Lite multi-label classifier (a ``torch.nn.Module``; its forward gives logits).
@@ -200,16 +221,8 @@ def build_classifier(arch: str = "efficientnet-lite0", labels: Sequence[str] = H
     labels = tuple(str(x) for x in labels)
     if not labels or len(set(labels)) != len(labels):
         raise ConfigError(f"the head needs distinct labels, got {list(labels)}")
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as err:
-        raise MissingDependencyError.for_feature("EfficientNet-Lite classifiers", _ARCH_PACKAGE, "train") from err
-    backbone = EfficientNet.from_name(arch, num_classes=1000, image_size=int(imgsz))
-    info = None
-    if pretrained:
-        info = pretrained_weights(arch, weights)
-        count = load_backbone_state(backbone, _torch_load(info.path), f"{Path(info.path).name} ({arch})")
-        info = PretrainedWeights(info.arch, info.path, info.sha256, info.known, count)
+    backbone, info = build_backbone(arch, imgsz, pretrained=pretrained, weights=weights,
+                                    feature="EfficientNet-Lite classifiers")
     backbone._fc = torch.nn.Identity()  # the ImageNet classifier: loaded (strictly), not used
     channels = int(backbone._bn1.num_features)
 

@@ -87,7 +87,7 @@ def build_effnet_unet(encoder: str = "efficientnet-lite0", size: int = 192, *, p
         from torch import nn
     except ImportError as err:
         raise MissingDependencyError.for_feature("building the lung UNet", "torch", "train") from err
-    from thoracic.train.effnet import PretrainedWeights, _torch_load, load_backbone_state, pretrained_weights
+    from thoracic.train.effnet import build_backbone
 
     if encoder not in ENCODERS:
         raise ConfigError.unknown("lung encoder", encoder, ("unet", *ENCODERS))
@@ -96,17 +96,8 @@ def build_effnet_unet(encoder: str = "efficientnet-lite0", size: int = 192, *, p
     dec = tuple(int(c) for c in decoder)
     if len(dec) != 5 or min(dec) < 1:
         raise ConfigError(f"the decoder needs five positive widths, got {list(decoder)}")
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as err:
-        raise MissingDependencyError.for_feature("EfficientNet-Lite lung encoders", "efficientnet-lite-pytorch",
-                                                 "train") from err
-    backbone = EfficientNet.from_name(encoder, num_classes=1000, image_size=int(size))
-    info = None
-    if pretrained:
-        info = pretrained_weights(encoder, weights)
-        count = load_backbone_state(backbone, _torch_load(info.path), f"{info.path} ({encoder})")
-        info = PretrainedWeights(info.arch, info.path, info.sha256, info.known, count)
+    backbone, info = build_backbone(encoder, size, pretrained=pretrained, weights=weights,
+                                    feature="EfficientNet-Lite lung encoders")
     taps = encoder_taps(backbone, int(size))
     skip_ch = [int(backbone._blocks[i]._project_conv.out_channels) for i in taps]  # strides 2..32
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -21,12 +21,13 @@ import numpy as np
 from thoracic.errors import ConfigError
 from thoracic.train.augment import AugmentConfig, augment, rng_for
 
-__all__ = ["FinetuneConfig", "fit", "predict", "to_input"]
+__all__ = ["FinetuneConfig", "FitSettings", "fit", "predict", "to_input"]
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
-    """Settings of one fine-tuning run.
+class FitSettings:
+    """The optimisation settings of a fine-tuning, shared by :class:`FinetuneConfig` and the
+    classifier's :class:`~thoracic.train.classifier.ClassifierTrainConfig`.
 
     Attributes
     ----------
@@ -41,8 +42,6 @@ class FinetuneConfig:
         Batch order, augmentation, dropout.
     device:
         ``cpu``, ``cuda`` or ``cuda:N``.
-    augment:
-        The augmentation (:meth:`AugmentConfig.off` for none).
     """
 
     epochs: int = 12
@@ -52,9 +51,13 @@ class FinetuneConfig:
     label_smoothing: float = 0.0
     seed: int = 0
     device: str = "cpu"
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
-    def __post_init__(self) -> None:
+    def fit_settings(self) -> dict[str, Any]:
+        """These settings alone, by name (for a :class:`FinetuneConfig`)."""
+        return {f.name: getattr(self, f.name) for f in fields(FitSettings)}
+
+    def check_fit_settings(self) -> None:
+        """Raise ``ConfigError`` for settings no fine-tuning can use."""
         if self.epochs < 1 or self.batch < 2:
             raise ConfigError(f"fine-tuning needs epochs >= 1 and batch >= 2, got {self.epochs} and {self.batch}")
         if self.lr <= 0 or self.weight_decay < 0:
@@ -64,6 +67,22 @@ class FinetuneConfig:
         name = self.device.strip().lower()
         if name != "cpu" and name != "cuda" and not (name.startswith("cuda:") and name[5:].isdigit()):
             raise ConfigError.unknown("training device", self.device, ("cpu", "cuda", "cuda:N"))
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(FitSettings):
+    """Settings of one fine-tuning run: :class:`FitSettings` and the augmentation.
+
+    Attributes
+    ----------
+    augment:
+        The augmentation (:meth:`AugmentConfig.off` for none).
+    """
+
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        self.check_fit_settings()
 
 
 def to_input(images: np.ndarray) -> Any:
