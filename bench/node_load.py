@@ -47,7 +47,6 @@ import os
 import platform
 import shutil
 import sqlite3
-import statistics
 import sys
 import tempfile
 import threading
@@ -59,8 +58,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "node")]  # the node tests' helpers
 
-from helpers import FIXTURES, SAMPLES  # noqa: E402
-from node_helpers import (  # noqa: E402
+from helpers import FIXTURES, SAMPLES
+from node_helpers import (
     MODALITY_AE,
     NodeProcess,
     Orthanc,

@@ -75,7 +75,7 @@ def subject(data: bytes) -> tuple[str, str]:
 
 def now_utc() -> str:
     """The current UTC time as ISO 8601 with milliseconds and ``Z``."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class AuditLog:

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from thoracic.errors import ConfigError
+from thoracic.serve.audit import AuditLog, now_utc, subject
 from thoracic.serve.config import ServeConfig
 from thoracic.serve.errors import ApiError
-from thoracic.serve.audit import AuditLog, now_utc, subject
 from thoracic.serve.gate import Gate
 from thoracic.serve.limits import RateLimiter, token_id
 from thoracic.serve.render import gray_png, heatmap_png, lungs_png, png_size
