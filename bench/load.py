@@ -16,6 +16,10 @@ seeded shuffle of:
 Clients do not retry; with ``--backoff S`` a client pauses ``min(Retry-After, S)`` seconds after
 a 429 before its next request (default: no pause, the hardest case for the service).
 
+With ``--audit`` the server writes its audit log (``--audit-log``); the run then also checks
+that it holds exactly one whole JSON line per analysis request sent, with the outcome of its
+answer (ok for a 200, refused for a 4xx, error for a 5xx).
+
 It reports the counts by status and by kind, p50/p99 latency (all, 200s, 429s, the rest), the
 throughput, whether every 429 carried ``Retry-After``, and the server's resident memory (psutil,
 sampled every 50 ms: after start-up, peak, at the end). The service must answer no 5xx, no
@@ -29,6 +33,7 @@ From the repository root::
     .venv/bin/python bench/load.py --workers 1 --queue 4   # the server's pool
     .venv/bin/python bench/load.py --backoff 1             # clients pause up to 1 s after a 429
     .venv/bin/python bench/load.py --check                 # exit 1 when a requirement fails
+    .venv/bin/python bench/load.py --check --audit         # + the audit log: one line per analysis
 
 The server runs with ``--max-upload-mb 2``, ``--workers 2 --queue 8`` and ``--threads 1`` unless
 told otherwise, so a concurrency of 16 overfills it on purpose: the excess must be answered 429
@@ -128,6 +133,7 @@ class Outcome:
     seconds: float
     retry_after: str | None
     error: str = ""
+    analysis: bool = False  # a POST /v1/analyze: one audit line
 
 
 def _send(client: httpx.Client, kind: Kind) -> Outcome:
@@ -142,7 +148,8 @@ def _send(client: httpx.Client, kind: Kind) -> Outcome:
             r = client.post(kind.path, files={"file": ("upload", kind.body)}, headers=headers)
         else:
             r = client.post(kind.path, content=kind.body, headers=headers)
-        return Outcome(kind.name, r.status_code, time.perf_counter() - t0, r.headers.get("retry-after"))
+        return Outcome(kind.name, r.status_code, time.perf_counter() - t0, r.headers.get("retry-after"),
+                       analysis=kind.path.startswith("/v1/analyze"))
     except httpx.HTTPError as err:
         return Outcome(kind.name, 0, time.perf_counter() - t0, None, type(err).__name__)
 
@@ -180,6 +187,8 @@ def start_server(args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen,
            "--token-file", str(token_file), "--max-upload-mb", str(args.max_upload_mb),
            "--workers", str(args.workers), "--queue", str(args.queue), "--threads", str(args.threads),
            "--log-level", "warning"]
+    if args.audit:
+        cmd += ["--audit-log", str(tmp / "audit.jsonl")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("THORACIC_TOKEN", None)
     with (tmp / "server.log").open("w") as log:
@@ -217,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         url = args.url
         if url is None:
             proc, url = start_server(args, tmp)
-        return _drive(args, table, plan, url, proc)
+        return _drive(args, table, plan, url, proc, tmp / "audit.jsonl" if args.audit else None)
     finally:
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -228,13 +237,34 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _audit_problems(path: Path, outcomes: list[Outcome]) -> tuple[str, list[str]]:
+    """The audit log against the analysis requests sent: a summary line and what is wrong."""
+    import json
+
+    analyses = [o for o in outcomes if o.analysis and o.status]
+    lines = path.read_text(encoding="ascii").splitlines()
+    records = [json.loads(line) for line in lines]  # a torn or non-JSON line fails here
+    want = Counter("ok" if o.status < 400 else "refused" if o.status < 500 else "error" for o in analyses)
+    got = Counter(r["outcome"] for r in records)
+    statuses = Counter(r["status"] for r in records) == Counter(o.status for o in analyses)
+    problems = []
+    if len(records) != len(analyses):
+        problems.append(f"{len(records)} audit lines for {len(analyses)} analysis requests")
+    if got != want or not statuses:
+        problems.append(f"audit outcomes {dict(got)} differ from the answers {dict(want)}")
+    summary = (f"audit log: {len(records)} lines for {len(analyses)} analysis requests; outcomes "
+               + ", ".join(f"{k} {n}" for k, n in sorted(got.items()))
+               + f"; token ids {sorted({str(r['token']) for r in records})}; {path.stat().st_size / 1024:.0f} KiB")
+    return summary, problems
+
+
 def _drive(args: argparse.Namespace, table: list[tuple[Kind, int]], plan: list[Kind], url: str,
-           proc: subprocess.Popen | None) -> int:
+           proc: subprocess.Popen | None, audit: Path | None = None) -> int:
     sampler = MemorySampler(proc.pid if proc else args.pid)
     baseline = sampler.rss()
     # warm up: one analysis so that the first timings do not include lazy initialisation
     with httpx.Client(base_url=url, timeout=120) as c:
-        _send(c, table[0][0])
+        warm_up = _send(c, table[0][0])
     warm = sampler.rss()
     sampler.start()
 
@@ -319,6 +349,10 @@ def _drive(args: argparse.Namespace, table: list[tuple[Kind, int]], plan: list[K
     print(f"after the run: /health in_flight={health['in_flight']} results kept={health['results']}")
 
     failures = []
+    if audit is not None:
+        summary, problems = _audit_problems(audit, [warm_up, *outcomes])
+        print(summary)
+        failures += problems
     if five:
         failures.append(f"{five} responses were 5xx")
     if transport:
@@ -355,8 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backoff", type=float, default=0.0,
                    help="after a 429 a client waits min(Retry-After, this) seconds (default 0: no pause)")
+    p.add_argument("--audit", action="store_true",
+                   help="the server writes an audit log; check one line per analysis request (not with --url)")
     p.add_argument("--check", action="store_true", help="exit 1 when a requirement fails")
     args = p.parse_args(argv)
+    if args.audit and args.url:
+        p.error("--audit needs the server this script starts (no --url)")
     args._load0 = tuple(round(x, 2) for x in os.getloadavg())
     return run(args)
 

@@ -21,7 +21,7 @@ from thoracic.cli.main import build_parser, main
 #: Options that name a file or folder (by their dest); each must have a PathArg type or be listed in UNCHECKED_PATHS.
 PATH_DESTS = {"out", "spool", "data", "pred", "truth", "sizes", "metrics", "manifest", "image_list", "salt_file",
               "token_file", "images", "images_csv", "overlays", "export_onnx", "vinbigdata", "meta", "coco", "csv",
-              "counts", "folds_csv", "checkpoint", "label_map"}
+              "counts", "folds_csv", "checkpoint", "label_map", "tokens_file", "audit_log"}
 #: Path options left to the command, with why: they name models or weights that may also be a known
 #: name, or take several kinds of thing (``--folds`` of evaluate/predict is a file, of others a count).
 UNCHECKED_PATHS: dict[tuple[str, str], str] = {}

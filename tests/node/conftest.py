@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from helpers import FIXTURES, SAMPLES, missing
-from node_helpers import MODALITY_AE, NODE_AE, PROPOSE, Orthanc, free_port
+from node_helpers import MODALITY_AE, NODE_AE, Orthanc, free_port, storescu_command, storescu_groups
 
 from thoracic.node.config import NodeConfig, StowRsDestination
 from thoracic.node.queue import JobQueue
@@ -42,22 +42,14 @@ def storescu():
     One association per transfer syntax of the files (storescu proposes one compressed syntax
     at a time), in the order of ``files``' first appearance.
     """
-    import pydicom
-
     exe = shutil.which("storescu")
     if exe is None:
         missing("dcmtk's storescu (Debian package dcmtk)")
 
     def send(port: int, files, *, aet: str = MODALITY_AE, aec: str = NODE_AE, timeout: float = 60.0):
-        groups: dict[str, list[str]] = {}
-        for f in files:
-            ts = str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID)
-            groups.setdefault(PROPOSE.get(ts, "-x="), []).append(str(f))
-        runs = []
-        for flag, group in groups.items():
-            cmd = [exe, "-v", "--no-halt", flag, "-aet", aet, "-aec", aec, "127.0.0.1", str(port), *group]
-            runs.append(subprocess.run(cmd, capture_output=True, text=True, timeout=timeout))
-        return runs
+        return [subprocess.run(storescu_command(exe, port, group, flag, aet=aet, aec=aec),
+                               capture_output=True, text=True, timeout=timeout, check=False)
+                for flag, group in storescu_groups(files).items()]
 
     return send
 

@@ -8,8 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import missing
@@ -114,6 +117,15 @@ class Orthanc:
         ids = self.http.get("/instances").json()
         return [self.http.get(f"/instances/{i}/tags", params={"simplify": ""}).json() for i in ids]
 
+    def results_by_study(self) -> dict[str, Counter]:
+        """``{StudyInstanceUID: Counter({Modality: instances})}`` of everything stored (two requests)."""
+        studies = {s["ID"]: s["MainDicomTags"]["StudyInstanceUID"] for s in self.http.get("/studies", params={"expand": ""}).json()}
+        out: dict[str, Counter] = {}
+        for series in self.http.get("/series", params={"expand": ""}).json():
+            modality = series["MainDicomTags"].get("Modality", "")
+            out.setdefault(studies[series["ParentStudy"]], Counter())[modality] += len(series["Instances"])
+        return out
+
     def clear(self) -> None:
         for study in self.http.get("/studies").json():
             self.http.delete(f"/studies/{study}")
@@ -135,6 +147,84 @@ PROPOSE = {
     "1.2.840.10008.1.2.4.81": "-xu",  # JPEG-LS near-lossless
     "1.2.840.10008.1.2.5": "-xr",  # RLE
 }
+
+
+def storescu_groups(files) -> dict[str, list[str]]:
+    """``files`` by the storescu flag that proposes their transfer syntax (one association each)."""
+    import pydicom
+
+    groups: dict[str, list[str]] = {}
+    for f in files:
+        ts = str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+        groups.setdefault(PROPOSE.get(ts, "-x="), []).append(str(f))
+    return groups
+
+
+def storescu_command(exe: str, port: int, files, flag: str = "-x=", *, aet: str = MODALITY_AE,
+                     aec: str = NODE_AE) -> list[str]:
+    """dcmtk's storescu sending ``files`` (one transfer syntax, proposed by ``flag``) in one association,
+    going on after a failed C-STORE (``--no-halt``), one "Received Store Response (...)" line each."""
+    return [exe, "-v", "--no-halt", flag, "-aet", aet, "-aec", aec, "127.0.0.1", str(port), *map(str, files)]
+
+
+def store_responses(stderr: str) -> list[str]:
+    """storescu's (``-v``) "Received Store Response (...)" statuses, in order."""
+    return [line.split("(", 1)[1].rstrip(")") for line in stderr.splitlines() if "Received Store Response" in line]
+
+
+@dataclass(frozen=True)
+class ModalityRun:
+    """One storescu process of :func:`send_concurrently`: exit status, responses and wall time."""
+
+    returncode: int
+    responses: tuple[str, ...]
+    stderr: str
+    started: float
+    ended: float
+
+
+def send_concurrently(exe: str, port: int, batches, timeout: float = 600.0, **names: str) -> list[ModalityRun]:
+    """One storescu process per batch of files (each of one transfer syntax), all started at once
+    (``time.monotonic()`` stamps); returns when every one has exited."""
+    commands = []
+    for files in batches:
+        groups = storescu_groups(files)
+        if len(groups) != 1:
+            raise ValueError(f"a batch must be of one transfer syntax (storescu proposes one), got {sorted(groups)}")
+        (flag, group), = groups.items()
+        commands.append(storescu_command(exe, port, group, flag, **names))
+    runs: list[ModalityRun | None] = [None] * len(commands)
+    go = threading.Barrier(len(commands))
+
+    def one(i: int) -> None:
+        go.wait()
+        started = time.monotonic()
+        done = subprocess.run(commands[i], capture_output=True, text=True, timeout=timeout, check=False)
+        runs[i] = ModalityRun(done.returncode, tuple(store_responses(done.stderr)), done.stderr, started, time.monotonic())
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(commands))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    missing_runs = [i for i, r in enumerate(runs) if r is None]
+    if missing_runs:
+        raise RuntimeError(f"storescu processes {missing_runs} did not finish (timeout {timeout} s?)")
+    return [r for r in runs if r is not None]
+
+
+#: What every analyzed image gets in its study: one SR, one GSPS (Modality PR) and one SEG.
+ONE_EACH = Counter({"SR": 1, "PR": 1, "SEG": 1})
+
+
+def result_problems(by_study: dict[str, Counter], studies) -> list[str]:
+    """What is wrong with a PACS's results (:meth:`Orthanc.results_by_study`) of images sent in
+    ``studies``: a study without exactly one SR, GSPS and SEG, or anything stored in another study."""
+    expected = set(studies)
+    problems = [f"study #{i}: {dict(by_study.get(s, Counter()))}" for i, s in enumerate(sorted(expected))
+                if by_study.get(s, Counter()) != ONE_EACH]
+    problems += [f"unexpected study: {dict(c)}" for s, c in by_study.items() if s not in expected]
+    return problems
 
 
 def make_copy(src: Path, out: Path, *, study: str | None = None, **attrs) -> Path:

@@ -8,7 +8,7 @@ import subprocess
 
 import pydicom
 import pytest
-from node_helpers import MODALITY_AE, NODE_AE, make_copy
+from node_helpers import MODALITY_AE, NODE_AE, make_copy, store_responses
 from pydicom.uid import CTImageStorage
 
 from thoracic.errors import ConfigError
@@ -33,10 +33,7 @@ def _ct(tmp_path, src):
 
 def _statuses(runs) -> list[str]:
     """storescu's "Received Store Response (...)" lines, in order."""
-    out = []
-    for run in runs:
-        out += [line.split("(", 1)[1].rstrip(")") for line in run.stderr.splitlines() if "Received Store Response" in line]
-    return out
+    return [status for run in runs for status in store_responses(run.stderr)]
 
 
 def _uid(path) -> str:

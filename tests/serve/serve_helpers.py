@@ -29,6 +29,15 @@ PHI_NEEDLES = sorted({v for v in PHI.values()} | {"Zyxwvut", "Quentinella", "998
                                                    "Drquorn", "Hieronymus", "19230417"})
 
 
+def phi_needles(dicom: bytes) -> list[str]:
+    """:data:`PHI_NEEDLES` and the UIDs of ``dicom`` (identifiers too): none may reach a log."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(dicom), stop_before_pixels=True)
+    uids = [str(ds[k].value) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
+    return [*PHI_NEEDLES, *uids]
+
+
 def need(module: str):
     """Import a module the serve tests need (the ``serve`` extra): skip without it, fail in CI."""
     return require(module, " (pip install 'thoracic[serve]')")

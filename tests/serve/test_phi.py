@@ -5,20 +5,9 @@ from __future__ import annotations
 import logging
 
 from helpers import SAMPLES
-from serve_helpers import AUTH, PHI, PHI_FILENAME, PHI_NEEDLES, dicom_bytes, need
+from serve_helpers import AUTH, PHI, PHI_FILENAME, dicom_bytes, need, phi_needles
 
 need("fastapi")
-
-
-def _needles(dicom: bytes) -> list[str]:
-    """The PHI values and the source's UIDs (identifiers too)."""
-    import io
-
-    import pydicom
-
-    ds = pydicom.dcmread(io.BytesIO(dicom), stop_before_pixels=True)
-    uids = [str(ds[k].value) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
-    return [*PHI_NEEDLES, *uids]
 
 
 def _leaks(text: str, needles: list[str]) -> list[str]:
@@ -55,6 +44,6 @@ def test_phi_in_headers_and_file_names_never_reaches_logs_or_answers(client, phi
 
     logged = "\n".join(f"{rec.name} {rec.levelname} {rec.getMessage()} {rec.args!r}" for rec in caplog.records)
     assert "POST /v1/analyze 200" in logged and f"id={rid}" in logged  # the request log was captured
-    needles = _needles(phi_dicom)
+    needles = phi_needles(phi_dicom)
     assert _leaks(logged, needles) == []
     assert _leaks("\n".join(answers), needles) == []

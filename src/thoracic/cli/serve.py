@@ -5,8 +5,9 @@ takes a free port (the URL is the first line printed).
 
 The token comes from ``--token-file``, else the ``THORACIC_TOKEN`` environment variable, else
 ``--token`` (visible to other users in the process list: prefer the first two); with none, a
-random token is made and printed once. Without the ``serve`` extra the command says what to
-install.
+random token is made and printed once. ``--tokens-file`` adds one token per client (each line),
+each with its own request budget (``--rate-limit N/PERIOD``) and its own id in the audit log
+(``--audit-log FILE``). Without the ``serve`` extra the command says what to install.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ import os
 import secrets
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from thoracic.cli._args import COUNT, IN_FILE, PORT, POSITIVE, POSITIVE_FLOAT
+from thoracic.cli._args import COUNT, IN_FILE, OUT_FILE, PORT, POSITIVE, POSITIVE_FLOAT
 from thoracic.errors import ConfigError, MissingDependencyError
 
-__all__ = ["HELP", "add_parser", "resolve_token", "run"]
+if TYPE_CHECKING:
+    from thoracic.serve.limits import RateLimit
+
+__all__ = ["HELP", "add_parser", "read_tokens", "resolve_token", "run"]
 
 HELP = "run the HTTP API and the web viewer"
 TOKEN_ENV = "THORACIC_TOKEN"
@@ -37,6 +42,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--port", type=PORT, default=8000, help="port (default 8000; 0 takes a free one)")
     p.add_argument("--token", default=None, help=f"API token (prefer --token-file or ${TOKEN_ENV}: flags are visible to others)")
     p.add_argument("--token-file", type=IN_FILE, default=None, help="read the API token from this file (first line)")
+    p.add_argument("--tokens-file", type=IN_FILE, default=None,
+                   help="more API tokens, one per line (blank lines and lines starting with # skipped): one per "
+                        "client, each with its own budget and audit id")
+    p.add_argument("--rate-limit", type=_rate_limit, default=None, metavar="N/PERIOD",
+                   help="request budget per token, e.g. 60/min, 1000/h or 5/10s: every authenticated /v1 request "
+                        "counts; beyond it 429 with Retry-After (default: none)")
+    p.add_argument("--audit-log", type=OUT_FILE, default=None, metavar="FILE",
+                   help="append one JSON line per analysis request to FILE (time, token id, SHA-256 of the SOP "
+                        "Instance UID or of the upload, model ids, outcome; no patient data)")
     p.add_argument("--max-upload-mb", type=POSITIVE_FLOAT, default=32.0, help="largest upload accepted, MiB (default 32)")
     p.add_argument("--workers", "--concurrency", dest="concurrency", type=POSITIVE, default=1,
                    help="analyses run at the same time (default 1)")
@@ -60,6 +74,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="log level of the service, in either case (default info: one line per request, no patient data)")
     p.set_defaults(func=run)
     return p
+
+
+def _rate_limit(text: str) -> RateLimit:
+    from thoracic.serve.limits import RateLimit
+
+    try:
+        return RateLimit.parse(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
+
+
+def read_tokens(path: str) -> tuple[str, ...]:
+    """The tokens of a ``--tokens-file``: one per line, blank lines and ``#`` comments skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read the tokens file ({err.strerror or err})", path=path) from err
+    tokens = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    if not tokens:
+        raise ConfigError("the tokens file has no token", path=path)
+    return tokens
 
 
 def resolve_token(args: argparse.Namespace, environ: dict[str, str] | None = None) -> tuple[str, str]:
@@ -104,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         raise MissingDependencyError.for_feature("thoracic serve", "fastapi/uvicorn", "serve") from err
     from thoracic.inference.analyzer import Analyzer
     from thoracic.serve.config import ServeConfig
+    from thoracic.serve.limits import token_id
 
     level = getattr(logging, args.log_level.upper())
     if not logging.getLogger().handlers:
@@ -112,8 +148,10 @@ def run(args: argparse.Namespace) -> int:
     if level <= logging.DEBUG:
         logging.getLogger().setLevel(level)  # everything, the libraries' debug output included
     token, source = resolve_token(args)
+    tokens = read_tokens(args.tokens_file) if args.tokens_file else ()
     settings = ServeConfig(
         token=token,
+        tokens=tokens,
         max_upload_mb=args.max_upload_mb,
         concurrency=args.concurrency,
         queue=args.queue,
@@ -126,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
         classifier=args.classifier,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        rate_limit=args.rate_limit,
+        audit_log=args.audit_log,
     )
     sock = _bind(args.host, args.port)  # fail fast on a taken port, before loading the models
     try:
@@ -142,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"API token (generated; pass --token-file or ${TOKEN_ENV} to fix it): {token}", flush=True)
     else:
         print(f"API token: from the {'token file' if source == 'file' else source}", flush=True)
+    if tokens:
+        print(f"API tokens: {len(settings.all_tokens)} (ids {', '.join(token_id(t) for t in settings.all_tokens)})",
+              flush=True)
     config = uvicorn.Config(
         app,
         log_config=None,  # our logging: uvicorn's access log would repeat every request line

@@ -7,12 +7,14 @@ Run it with ``thoracic serve`` (uvicorn), or mount ``create_app(...)`` in any AS
 API needs the ``serve`` extra: ``pip install 'thoracic[serve]'``.
 """
 
+from typing import Any
+
 from thoracic.serve.config import ServeConfig
 
 __all__ = ["ServeConfig", "create_app"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # FastAPI is an optional extra: import it only when the app is asked for
     if name == "create_app":
         from thoracic.serve.app import create_app

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -112,7 +112,7 @@ def create_app(settings: ServeConfig | None = None, *, analyzer: Any = None) -> 
     settings = settings or ServeConfig()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         an = analyzer
         if an is None:
             from thoracic.inference.analyzer import Analyzer
@@ -122,10 +122,14 @@ def create_app(settings: ServeConfig | None = None, *, analyzer: Any = None) -> 
         app.state.service = service
         log.info("thoracic %s serving: %d model(s), concurrency %d, queue %d, upload limit %.1f MiB",
                  __version__, len(service.models), settings.concurrency, settings.queue, settings.max_upload_mb)
+        if service.token_ids:
+            log.info("API tokens: %d (ids %s); request budget per token: %s; audit log: %s", len(service.token_ids),
+                     ", ".join(service.token_ids), settings.rate_limit.describe() if settings.rate_limit else "none",
+                     "on" if settings.audit_log else "off")
         try:
             yield
         finally:
-            service.gate.close()
+            service.close()
 
     app = FastAPI(
         title="thoracic",

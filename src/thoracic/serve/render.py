@@ -49,7 +49,7 @@ def gray_png(pixels: np.ndarray, limit: int = DISPLAY_SIZE) -> bytes:
 
 def heatmap_png(heat: np.ndarray, size: tuple[int, int]) -> bytes:
     """A transparent colour heatmap (RGBA, alpha grows with the heat) of ``size`` ``(width, height)``."""
-    h = np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
+    h: np.ndarray = np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
     h = cv2.resize(h, size, interpolation=cv2.INTER_AREA if h.shape[1] > size[0] else cv2.INTER_LINEAR)
     u8 = (h * 255.0 + 0.5).astype(np.uint8)
     bgr = cv2.applyColorMap(u8, cv2.COLORMAP_JET)

@@ -1,17 +1,22 @@
 """The routes of the API (the viewer page and static files are the app's: :mod:`thoracic.serve.app`).
 
-Each /v1 route takes the token through :func:`authorized`; the service (models, gate, store) is
-the app's ``state.service``, set when the app starts. Route functions raise
-:class:`~thoracic.serve.errors.ApiError` (the app answers it as JSON) and never log anything read
-from an upload.
+Each /v1 route takes the token through :func:`authorized` (401 for a token that is not one of
+the service's, 429 with ``Retry-After`` beyond the token's request budget); the service (models,
+gate, store, budgets, audit log) is the app's ``state.service``, set when the app starts. Route
+functions raise :class:`~thoracic.serve.errors.ApiError` (the app answers it as JSON) and never
+log anything read from an upload. Each analysis request, refused or not, leaves one line in the
+audit log when there is one (:mod:`thoracic.serve.audit`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +49,29 @@ def current_service(request: Request) -> Service:
                        headers={"Retry-After": "5"}) from None
 
 
-def authorized(svc: Service = Depends(current_service),
-               credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Service:
-    """The service, once the request's Bearer token is the service's (401 otherwise)."""
+def _client(svc: Service, credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The client (its token's id) once its token is one of the service's (401 otherwise)."""
     presented = None if credentials is None else credentials.credentials
-    if not svc.token_ok(presented):
+    client = svc.client(presented)
+    if client is None:
         what = "missing" if presented is None else "wrong"
         raise ApiError(401, "unauthorized", f"{what} API token: send 'Authorization: Bearer <token>'",
                        headers={"WWW-Authenticate": 'Bearer realm="thoracic"'})
+    return client
+
+
+def _within_budget(svc: Service, client: str) -> None:
+    """Count the request against the client's budget (429 with ``Retry-After`` beyond it)."""
+    refusal = svc.over_budget(client)
+    if refusal is not None:
+        raise refusal
+
+
+def authorized(svc: Service = Depends(current_service),
+               credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Service:
+    """The service, once the request's Bearer token is one of the service's (401 otherwise) and
+    within its budget (429 otherwise)."""
+    _within_budget(svc, _client(svc, credentials))
     return svc
 
 
@@ -91,7 +111,8 @@ async def models(svc: Service = Depends(authorized)) -> dict[str, Any]:
 
 async def analyze(
     request: Request,
-    svc: Service = Depends(authorized),
+    svc: Service = Depends(current_service),
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     min_score: float | None = Query(None, ge=0.0, le=1.0,
                                     description="show every finding from this score instead of the detector's "
                                                 "operating points (default: the operating points)"),
@@ -111,14 +132,61 @@ async def analyze(
     The image is the multipart field `file` or the raw body (DICOM, PNG, JPEG, TIFF). Answers
     413 beyond the upload limit, 415/400 for files that cannot be read, 422 for images that
     are not single chest radiographs (and for DICOM outputs asked of a PNG/JPEG) and 429 with
-    `Retry-After` when all analysis slots are taken.
+    `Retry-After` when all analysis slots are taken or the token's request budget is used up.
     """
+    note = _Note()
+    try:
+        response = await _analyze(request, svc, credentials, note, min_score, heatmap, lungs, outputs,
+                                  dicom_min_score)
+    except ApiError as err:
+        await asyncio.to_thread(_audit, svc, note, err.status, err.type)
+        raise
+    except BaseException as err:  # interrupted (cancelled): recorded here, on this thread, then on its way
+        with contextlib.suppress(ApiError):
+            _audit(svc, note, 499, type(err).__name__)
+        raise
+    await asyncio.to_thread(_audit, svc, note, 200, None)
+    return response
+
+
+@dataclass
+class _Note:
+    """What the audit line of an analysis request needs, filled in as the request goes."""
+
+    started: float = field(default_factory=time.perf_counter)
+    client: str | None = None
+    data: bytes | None = None
+    rid: str | None = None
+    models: list[dict[str, Any]] | None = None
+
+
+def _audit(svc: Service, note: _Note, status: int, kind: str | None) -> None:
+    """Write the analysis's audit line (on a worker thread); 503 when it cannot be written: no
+    unaudited answer leaves."""
+    if svc.audit is None:
+        return
+    try:
+        svc.audit_analysis(client=note.client, data=note.data, status=status, type=kind,
+                           seconds=time.perf_counter() - note.started, rid=note.rid, models=note.models)
+    except OSError as err:
+        log.error("cannot write the audit log (%s: %s); answered 503", type(err).__name__, err.strerror or "")
+        raise ApiError(503, "audit_log_unavailable",
+                       "the analysis could not be recorded in the audit log; nothing is answered without it "
+                       "(the operator is told in the service log); retry later",
+                       headers={"Retry-After": "60"}) from None
+
+
+async def _analyze(request: Request, svc: Service, credentials: HTTPAuthorizationCredentials | None,
+                   note: _Note, min_score: float | None, heatmap: bool, lungs: bool, outputs: str,
+                   dicom_min_score: float | None) -> JSONResponse:
+    note.client = _client(svc, credentials)
+    _within_budget(svc, note.client)
     kinds = _parse_outputs(outputs)
     check_headers(request, svc.settings.max_upload_bytes)  # what needs no body, before taking a slot
     if not svc.gate.try_enter():
         raise svc.busy()
     handed_over = False
-    rid = new_id()
+    rid = note.rid = new_id()
     request.scope.setdefault("state", {})["result_id"] = rid
     try:
         try:
@@ -129,6 +197,7 @@ async def analyze(
                            f"the upload took longer than {svc.settings.upload_timeout:g} s; send it again") from None
         except ClientDisconnect:
             raise ApiError(400, "client_disconnected", "the client went away during the upload") from None
+        note.data = data
         if not data:
             raise ApiError(400, "empty_file", "the upload is empty: send a DICOM, PNG, JPEG or TIFF file")
         if kinds:
@@ -150,6 +219,7 @@ async def analyze(
         if not handed_over:
             svc.gate.leave()
     svc.store.put(entry)
+    note.models = entry.summary.get("models")
     return JSONResponse(entry.summary, headers={"Cache-Control": "no-store"})
 
 

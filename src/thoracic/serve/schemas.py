@@ -106,7 +106,7 @@ class HealthResponse(BaseModel):
 
 
 #: The error statuses of the /v1 routes, each with the body :class:`ErrorResponse`.
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorResponse}
     for s in (400, 401, 404, 408, 413, 415, 422, 429)
 }

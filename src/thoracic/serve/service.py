@@ -14,13 +14,18 @@ from typing import Any
 import numpy as np
 
 from thoracic.errors import ConfigError
+from thoracic.serve.audit import AuditLog, now_utc, subject
 from thoracic.serve.config import ServeConfig
 from thoracic.serve.errors import ApiError
 from thoracic.serve.gate import Gate
+from thoracic.serve.limits import RateLimiter, token_id
 from thoracic.serve.render import gray_png, heatmap_png, lungs_png, png_size
 from thoracic.serve.store import Entry, ResultStore
 
-__all__ = ["DICOM_OBJECTS", "QUIET_LOGGERS", "Service", "not_dicom"]
+__all__ = ["ANONYMOUS", "DICOM_OBJECTS", "QUIET_LOGGERS", "Service", "not_dicom"]
+
+#: The client of a service without tokens (authentication off): one budget for everyone.
+ANONYMOUS = "anonymous"
 
 #: The DICOM result objects a DICOM upload can have.
 DICOM_OBJECTS = ("sr", "gsps", "seg")
@@ -66,7 +71,8 @@ def _quiet_identifying_loggers() -> None:
 
 
 class Service:
-    """What the routes share: settings, the analyzer, the worker gate and the result store."""
+    """What the routes share: settings, the analyzer, the worker gate, the result store, the
+    clients' request budgets and the audit log."""
 
     def __init__(self, settings: ServeConfig, analyzer: Any) -> None:
         _quiet_identifying_loggers()
@@ -75,15 +81,70 @@ class Service:
         self.gate = Gate(settings.concurrency, settings.queue, retry_after_max=settings.retry_after_max)
         self.store = ResultStore(settings.results, int(settings.results_mb * (1 << 20)))
         self.models = _model_listing(analyzer)
-        self._token = None if settings.token is None else hashlib.sha256(settings.token.encode()).digest()
+        self._tokens = [(_digest(t), token_id(t)) for t in settings.all_tokens]
+        self.limiter = None if settings.rate_limit is None else RateLimiter(settings.rate_limit)
+        self.audit = None if settings.audit_log is None else AuditLog(settings.audit_log)
+
+    @property
+    def token_ids(self) -> list[str]:
+        """The ids (:func:`~thoracic.serve.limits.token_id`) of the accepted tokens."""
+        return [tid for _, tid in self._tokens]
+
+    def client(self, presented: str | None) -> str | None:
+        """The id of the token ``presented`` (``None``: not one of ours); every token is compared,
+        in constant time, on digests. Without tokens everyone is :data:`ANONYMOUS`."""
+        if not self._tokens:
+            return ANONYMOUS
+        if presented is None:
+            return None
+        digest = _digest(presented)
+        found = None
+        for known, tid in self._tokens:
+            if hmac.compare_digest(digest, known) and found is None:
+                found = tid
+        return found
 
     def token_ok(self, presented: str | None) -> bool:
-        """Whether ``presented`` is the token (compared in constant time, on digests)."""
-        if self._token is None:
-            return True
-        if presented is None:
-            return False
-        return hmac.compare_digest(hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest(), self._token)
+        """Whether ``presented`` is one of the tokens."""
+        return self.client(presented) is not None
+
+    def over_budget(self, client: str) -> ApiError | None:
+        """Count a request of ``client`` against its budget: ``None`` when admitted, else the 429."""
+        if self.limiter is None:
+            return None
+        seconds = self.limiter.take(client)
+        if not seconds:
+            return None
+        return ApiError(429, "rate_limited",
+                        f"this token's budget of {self.limiter.limit.describe()} is used up; retry after {seconds} s",
+                        headers={"Retry-After": str(seconds)})
+
+    def audit_analysis(self, *, client: str | None, data: bytes | None, status: int, type: str | None,
+                       seconds: float, rid: str | None, models: list[dict[str, Any]] | None = None) -> None:
+        """Append the audit line of one analysis request (nothing without an audit log); runs on a
+        worker thread (hashing the upload, reading a DICOM header). Raises ``OSError`` when the
+        line cannot be written."""
+        if self.audit is None:
+            return
+        kind, digest = subject(data) if data else (None, None)
+        outcome = "ok" if status < 400 else "refused" if status < 500 else "error"
+        self.audit.write({
+            "time": now_utc(),
+            "token": None if client is None or client == ANONYMOUS else client,
+            "subject": kind,
+            "sha256": digest,
+            "models": [f"{m['role']}:{m['sha256'][:12]}" for m in (models if models is not None else self.models)],
+            "outcome": outcome,
+            "type": type,
+            "status": status,
+            "seconds": round(seconds, 3),
+            "id": rid,
+        })
+
+    def close(self) -> None:
+        self.gate.close()
+        if self.audit is not None:
+            self.audit.close()
 
     def busy(self) -> ApiError:
         seconds = self.gate.retry_after()
@@ -175,6 +236,10 @@ class Service:
                 ds.save_as(buf, enforce_file_format=True)
                 entry.files[kind] = buf.getvalue()
             entry.analysis = None  # the images and header are no longer needed
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 def _slim(a: Any) -> Any:
