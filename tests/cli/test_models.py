@@ -1,18 +1,22 @@
-"""``thoracic models``: the shipped models and the back-end each loads on."""
+"""``thoracic models``: the shipped models, the back-end each loads on and its accepted reduced precisions."""
 
 from __future__ import annotations
 
 from thoracic.cli.main import main
 from thoracic.models import file_sha256, model_path
+from thoracic.models.runtime import accepted_precisions
 
 
-def test_models_lists_each_shipped_model_with_its_backend(capsys):
+def test_models_lists_each_shipped_model_with_its_backend_and_accepted_precisions(capsys):
     assert main(["models", "--backend", "onnxruntime", "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["role", "file", "sha256", "backend"]
+    assert lines[0].split() == ["role", "file", "sha256", "backend", "accepted"]
     rows = {line.split()[0]: line.split() for line in lines[1:4]}
     for kind in ("detector", "classifier", "lungs"):
-        assert rows[kind][1:] == [f"{kind}.onnx", file_sha256(model_path(kind))[:12], "onnxruntime-cpu"]
+        sha = file_sha256(model_path(kind))
+        accepted = ",".join(accepted_precisions(sha)) or "-"
+        assert rows[kind][1:] == [f"{kind}.onnx", sha[:12], "onnxruntime-cpu", accepted]
+    assert any(line.startswith("(accepted: ") for line in lines[4:])
 
 
 def test_models_refuses_bf16_on_onnxruntime(capsys):

@@ -121,6 +121,10 @@ def test_default_models_are_used_without_model_options(chest_png, tmp_path):
     assert _predict([str(chest_png), "--out", str(out)]) == 0
     side = read_rows(sidecar_path(out))
     assert side[0]["models"].count("+") == (1 if model_path("classifier").is_file() else 0)
+    # the settings file beside the table names where each model ran: back-end and precision
+    backends = json.loads(settings_path(out).read_text())["backends"]
+    assert [b.split()[:2] for b in backends] == [["detector", "detector.onnx"], ["classifier", "classifier.onnx"]]
+    assert all(b.split()[2] in ("onnxruntime-cpu", "onnxruntime-cuda") for b in backends), backends
 
 
 PREDICT = """

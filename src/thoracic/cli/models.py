@@ -8,25 +8,29 @@ from thoracic.cli._args import add_backend_arguments
 
 __all__ = ["add_parser"]
 
-HELP = "list the shipped models: file, sha256 and the back-end and precision each runs on here"
+HELP = ("list the shipped models: file, sha256, the back-end and precision each runs on here, and the reduced "
+        "precisions whose accuracy check passed")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from thoracic.models.registry import model_path
-    from thoracic.models.runtime import load_model, onnx_backend, onnx_device, openvino_available
+    from thoracic.models.runtime import accepted_precisions, load_model, onnx_backend, onnx_device, openvino_available
 
+    head = ("role", "file", "sha256", "backend", "accepted")
     rows = []
     with onnx_device(args.device), onnx_backend(args.backend, args.precision):
         for kind in ("detector", "classifier", "lungs"):
             path = model_path(kind)
             if not path.is_file():
-                rows.append((kind, path.name, "-", "not installed"))
+                rows.append((kind, path.name, "-", "not installed", "-"))
                 continue
             m = load_model(path, kind, threads=1)
-            rows.append((kind, path.name, m.sha256[:12], m.backend))
-    widths = [max(len(r[i]) for r in rows + [("role", "file", "sha256", "backend")]) for i in range(4)]
-    for row in [("role", "file", "sha256", "backend"), *rows]:
+            rows.append((kind, path.name, m.sha256[:12], m.backend, ",".join(accepted_precisions(m.sha256)) or "-"))
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for row in [head, *rows]:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    print("(accepted: the reduced precisions whose accuracy check passed for that file, in models/precision.json; "
+          "--precision auto uses bf16 only there, on --backend openvino)")
     if not openvino_available():
         print("(OpenVINO is not installed: pip install 'thoracic[fast]' for the faster CPU back-end)")
     return 0

@@ -39,6 +39,7 @@ __all__ = [
     "LoadedModel",
     "OnnxModel",
     "OpenVinoSession",
+    "accepted_precisions",
     "execution_providers",
     "file_sha256",
     "import_openvino",
@@ -48,6 +49,7 @@ __all__ = [
     "onnx_session",
     "openvino_available",
     "openvino_session",
+    "precision_check",
     "read_meta",
     "resolve_backend",
     "resolve_precision",
@@ -218,15 +220,24 @@ def _cpu_has_bf16(core: Any) -> bool:
         return False
 
 
-def precision_check(sha256: str, precision: str, checks: str | PathLike[str] | None = None) -> bool:
-    """Whether the accuracy check of ``precision`` passed for the model file ``sha256``."""
+def _precision_checks(sha256: str, checks: str | PathLike[str] | None) -> dict[str, Any]:
+    """The recorded checks of the model file ``sha256``: ``{precision: {"passed": ..., ...}}`` ({} when none)."""
     path = Path(checks) if checks is not None else PRECISION_CHECKS
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    entry = doc.get("models", {}).get(sha256, {}).get(precision, {})
-    return bool(isinstance(entry, dict) and entry.get("passed"))
+        entry = json.loads(path.read_text(encoding="utf-8")).get("models", {}).get(sha256, {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k: v for k, v in entry.items() if isinstance(v, dict)} if isinstance(entry, dict) else {}
+
+
+def precision_check(sha256: str, precision: str, checks: str | PathLike[str] | None = None) -> bool:
+    """Whether the accuracy check of ``precision`` passed for the model file ``sha256``."""
+    return bool(_precision_checks(sha256, checks).get(precision, {}).get("passed"))
+
+
+def accepted_precisions(sha256: str, checks: str | PathLike[str] | None = None) -> tuple[str, ...]:
+    """The reduced precisions whose accuracy check passed for the model file ``sha256`` (sorted)."""
+    return tuple(sorted(p for p, v in _precision_checks(sha256, checks).items() if v.get("passed")))
 
 
 def resolve_precision(backend: str, precision: str | None = None, *, sha256: str = "", core: Any = None) -> str:
