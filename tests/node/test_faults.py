@@ -109,6 +109,11 @@ def _images(tmp_path: Path, radiographs, n: int) -> list[Path]:
     return [make_copy(fast[i % 2], tmp_path / "send" / f"{i}.dcm") for i in range(n)]
 
 
+def _node(tmp_path: Path, args: list[str], port: int | None = None) -> NodeProcess:
+    """The node on ``tmp_path/spool`` with ``args``, started (again: its ``port``); its log in ``tmp_path``."""
+    return NodeProcess(tmp_path / "spool", tmp_path / "node.log", args, port=port).start()
+
+
 def _dest(pacs_aet: str, port: int) -> list[str]:
     return ["--dest-ae", pacs_aet, "--dest-host", "127.0.0.1", "--dest-port", str(port), "--min-score", "0.5"]
 
@@ -120,10 +125,9 @@ def test_the_pacs_killed_and_restarted_mid_run(tmp_path, orthanc_factory, stores
     pacs = orthanc_factory("outage")
     n = 6
     images = _images(tmp_path, radiographs, n)
-    spool = tmp_path / "spool"
-    node = NodeProcess(spool, tmp_path / "node.log", [
-        *_dest(pacs.aet, pacs.dicom_port), "--backoff", "0.25", "--max-backoff", "1", "--max-attempts", "100",
-        "--send-timeout", "5"]).start()
+    node = _node(tmp_path, [*_dest(pacs.aet, pacs.dicom_port), "--backoff", "0.25", "--max-backoff", "1",
+                            "--max-attempts", "100", "--send-timeout", "5"])
+    spool = node.spool
     try:
         runs = storescu(node.port, images)
         assert _successes(runs) == n
@@ -208,10 +212,9 @@ def test_a_pacs_that_refuses_and_answers_too_late(tmp_path, orthanc_factory, sto
     flaky = FlakyPacs(pacs, script, delay=2.5)
     n = 2
     images = _images(tmp_path, radiographs, n)
-    spool = tmp_path / "spool"
-    node = NodeProcess(spool, tmp_path / "node.log", [
-        *_dest("FLAKY", flaky.port), "--backoff", "0.2", "--max-backoff", "0.8", "--max-attempts", "50",
-        "--send-timeout", "1"]).start()
+    node = _node(tmp_path, [*_dest("FLAKY", flaky.port), "--backoff", "0.2", "--max-backoff", "0.8",
+                            "--max-attempts", "50", "--send-timeout", "1"])
+    spool = node.spool
     try:
         runs = storescu(node.port, images)
         assert _successes(runs) == n
@@ -300,7 +303,7 @@ def test_a_full_spool_refuses_images_until_space_returns(tmp_path, small_fs, ort
     pacs = orthanc_factory("fullspool")
     spool = small_fs(tmp_path / "spool", 48)
     images = _images(tmp_path, radiographs, 4)
-    node = NodeProcess(spool, tmp_path / "node.log", _dest(pacs.aet, pacs.dicom_port)).start()
+    node = _node(tmp_path, _dest(pacs.aet, pacs.dicom_port))
     try:
         first = storescu(node.port, images[:1])
         wait_until(lambda: queue_counts(spool).get("done", 0) == 1, 120, "the first image delivered")
@@ -330,8 +333,8 @@ def test_results_that_cannot_be_saved_wait_for_space(tmp_path, small_fs, orthanc
     spool = tmp_path / "spool"
     out = small_fs(spool / "out", 16)  # only the results' folder on the small filesystem
     images = _images(tmp_path, radiographs, 2)
-    node = NodeProcess(spool, tmp_path / "node.log", [
-        *_dest(pacs.aet, pacs.dicom_port), "--backoff", "0.25", "--max-backoff", "1", "--max-attempts", "100"]).start()
+    node = _node(tmp_path, [*_dest(pacs.aet, pacs.dicom_port), "--backoff", "0.25", "--max-backoff", "1",
+                            "--max-attempts", "100"])
     try:
         ballast = _fill(out)
         runs = storescu(node.port, images)
@@ -365,7 +368,7 @@ def test_a_damaged_spool_database_stops_the_node_until_repaired(tmp_path, orthan
     spool = tmp_path / "spool"
     pacs_port = free_port()  # the PACS is down: the results wait in the spool
     args = [*_dest("LATEPACS", pacs_port), "--backoff", "0.2", "--max-backoff", "0.5", "--max-attempts", "100"]
-    node = NodeProcess(spool, tmp_path / "node.log", args).start()
+    node = _node(tmp_path, args)
     runs = storescu(node.port, images)
     assert _successes(runs) == n
     wait_until(lambda: queue_counts(spool) == {"sending": n}, 120, "results saved, waiting for the PACS")
@@ -395,7 +398,7 @@ def test_a_damaged_spool_database_stops_the_node_until_repaired(tmp_path, orthan
     assert len(kept) == 1 and kept[0].read_bytes() == bytes(damaged)
 
     pacs = orthanc_factory("latepacs", dicom_port=pacs_port)  # the PACS is back
-    node = NodeProcess(spool, tmp_path / "node.log", args, port=node.port).start()
+    node = _node(tmp_path, args, port=node.port)
     try:
         wait_until(lambda: queue_counts(spool).get("done", 0) == n, 120, "delivered after the repair")
     finally:
@@ -433,7 +436,7 @@ def test_a_locked_spool_database_is_a_clear_error_at_start(tmp_path):
         shell.stdin.close()
         shell.wait(10)
         shell.stdout.close()
-    node = NodeProcess(spool, tmp_path / "node.log", args, port=port).start()  # free again: it starts
+    node = _node(tmp_path, args, port=port)  # free again: it starts
     assert node.stop() == 0
     _report("spool-db-locked", start_exit_status=refused.returncode, seconds_to_the_error=round(took, 1))
 
@@ -445,7 +448,7 @@ def test_sigterm_while_receiving_analyzing_and_sending(tmp_path, orthanc_factory
     images = _images(tmp_path, radiographs, n)
     spool = tmp_path / "spool"
     args = _dest(pacs.aet, pacs.dicom_port)
-    node = NodeProcess(spool, tmp_path / "node.log", args).start()
+    node = _node(tmp_path, args)
     sent: list = []
     sender = threading.Thread(target=lambda: sent.extend(storescu(node.port, images)))
     sender.start()
@@ -457,13 +460,13 @@ def test_sigterm_while_receiving_analyzing_and_sending(tmp_path, orthanc_factory
     moments = [lambda c: c.get("sending", 0) + c.get("done", 0) >= 1,  # 2: while results are written or sent
                lambda c: c.get("done", 0) >= n // 2]  # 3: in the middle of the rest
     for when in moments:
-        node = NodeProcess(spool, tmp_path / "node.log", args, port=node.port).start()
+        node = _node(tmp_path, args, port=node.port)
         if when is moments[0]:  # the modality sends again what was not answered with success
             sent += storescu(node.port, images)
         wait_until(lambda w=when: w(queue_counts(spool)), 120, "the moment for SIGTERM", interval=0.005)
         states.append(queue_counts(spool))
         assert node.stop() == 0  # SIGTERM; exit status 0
-    node = NodeProcess(spool, tmp_path / "node.log", args, port=node.port).start()
+    node = _node(tmp_path, args, port=node.port)
     try:
         wait_until(lambda: queue_counts(spool).get("done", 0) == n, 120, "every job done")
     finally:
