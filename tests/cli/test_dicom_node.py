@@ -68,7 +68,11 @@ def test_status_prints_the_queue_while_the_node_holds_it(tmp_path):
         q.add(job_key("1.2.3", ["m"]), b"x", sop_instance_uid="1.2.3", sop_class_uid="1.2", calling_ae="CR")
         out = subprocess.run(status, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["received\t1", "analyzing\t0", "sending\t0", "done\t0", "failed\t0"]
+    lines = out.stdout.splitlines()
+    assert lines[:6] == ["received\t1", "analyzing\t0", "sending\t0", "done\t0", "failed\t0", "node\trunning"]
+    assert lines[6].startswith("oldest pending\t") and len(lines) == 7  # nothing retrying or failed
+    stopped = subprocess.run(status, capture_output=True, text=True, timeout=60, check=False)
+    assert stopped.returncode == 0 and "node\tnot running" in stopped.stdout.splitlines()
 
 
 def test_a_config_error_exits_2_with_a_message(tmp_path):

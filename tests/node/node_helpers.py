@@ -87,7 +87,6 @@ class Orthanc:
         }
         (self.root / "orthanc.json").write_text(json.dumps(config, indent=1))
         self.log = open(self.root / "orthanc.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([ORTHANC, str(self.root / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT)
         https = bool(config.get("SslEnabled"))
         self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.http_port}"
         self.dicomweb = f"{self.url}/dicom-web"
@@ -97,6 +96,15 @@ class Orthanc:
 
             verify = client_context(ca)
         self.http = httpx.Client(base_url=self.url, timeout=30, verify=verify)
+        self.start()
+        plugins = self.http.get("/plugins").json()
+        assert "dicom-web" in plugins, plugins
+
+    def start(self) -> None:
+        """Start Orthanc (again, on the same storage and ports) and wait until its REST API answers."""
+        import httpx
+
+        self.proc = subprocess.Popen([ORTHANC, str(self.root / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
@@ -109,8 +117,11 @@ class Orthanc:
             if time.monotonic() > deadline:
                 raise TimeoutError("Orthanc did not start in 30 s")
             time.sleep(0.1)
-        plugins = self.http.get("/plugins").json()
-        assert "dicom-web" in plugins, plugins
+
+    def kill(self) -> None:
+        """Stop Orthanc at once (SIGKILL), as a crash or a pulled cable would; :meth:`start` brings it back."""
+        self.proc.kill()
+        self.proc.wait(10)
 
     def instances(self) -> list[dict]:
         """Every instance with its simplified tags."""

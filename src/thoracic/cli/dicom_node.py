@@ -14,7 +14,7 @@ import logging
 import os
 from typing import Any
 
-from thoracic.cli._args import FRACTION, NON_NEGATIVE, OUT_DIR, PEER_PORT, PORT, POSITIVE
+from thoracic.cli._args import FRACTION, NON_NEGATIVE, OUT_DIR, PEER_PORT, PORT, POSITIVE, POSITIVE_FLOAT
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "add_parser", "build_config", "run"]
 
@@ -49,12 +49,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--spool", type=OUT_DIR, required=True, help="folder of the persistent queue (created; keep it between runs)")
     g.add_argument("--queue-size", type=POSITIVE, default=100,
                    help="images waiting or in work before C-STORE answers out of resources (default 100)")
-    g.add_argument("--max-attempts", type=POSITIVE, default=5, help="tries of a transient failure (default 5)")
+    g.add_argument("--max-attempts", type=POSITIVE, default=20,
+                   help="tries of a transient failure: a PACS down, refusing or too slow, a full disk (default 20)")
     g.add_argument("--backoff", type=NON_NEGATIVE, default=5.0,
                    help="seconds before the first retry, doubled each time (default 5)")
+    g.add_argument("--max-backoff", type=NON_NEGATIVE, default=None,
+                   help="the longest delay between two tries, in seconds (default 300, or --backoff if larger)")
     g.add_argument("--keep-files", action="store_true", help="keep images and results of finished jobs in the spool")
-    g.add_argument("--status", action="store_true",
-                   help="print the number of jobs in each state and exit (also while the node runs)")
+    what = g.add_mutually_exclusive_group()
+    what.add_argument("--status", action="store_true",
+                      help="print the queue (jobs in each state, retries waiting, failures) and exit; read-only, "
+                           "also while the node runs")
+    what.add_argument("--repair-spool", action="store_true",
+                      help="with the node stopped: move a damaged queue database aside (kept) and rebuild the "
+                           "queue from what it still holds and from the spooled files, then exit")
     g = p.add_argument_group("results destination (at least one)")
     g.add_argument("--dest-ae", help="AE title of the PACS receiving the results by C-STORE")
     g.add_argument("--dest-host", help="its host")
@@ -65,6 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="CA certificate(s) the PACS certificate is verified with (default: the system's)")
     g.add_argument("--dest-tls-cert", metavar="PEM", help="our client certificate, for a PACS that requires one")
     g.add_argument("--dest-tls-key", metavar="PEM", help="its private key")
+    g.add_argument("--send-timeout", type=POSITIVE_FLOAT, default=60.0,
+                   help="seconds to wait for the PACS (each answer); slower, the send is tried again (default 60)")
     g.add_argument("--stowrs", metavar="URL", help="DICOMweb root receiving the results by STOW-RS (POST URL/studies)")
     g.add_argument("--stowrs-token", help="bearer token for STOW-RS (or env THORACIC_STOWRS_TOKEN)")
     g.add_argument("--stowrs-user", help="user for STOW-RS basic auth (password in env THORACIC_STOWRS_PASSWORD)")
@@ -105,7 +115,7 @@ def build_config(args: argparse.Namespace) -> Any:
             raise ConfigError("a C-STORE destination needs all of --dest-ae, --dest-host and --dest-port")
         destinations.append(CStoreDestination(args.dest_ae, args.dest_host, args.dest_port, tls=args.dest_tls,
                                               tls_ca=args.dest_tls_ca, tls_cert=args.dest_tls_cert,
-                                              tls_key=args.dest_tls_key))
+                                              tls_key=args.dest_tls_key, timeout=args.send_timeout))
     elif args.dest_tls or args.dest_tls_ca or args.dest_tls_cert or args.dest_tls_key:
         raise ConfigError("--dest-tls and its files need a C-STORE destination (--dest-ae/--dest-host/--dest-port)")
     if args.stowrs:
@@ -114,7 +124,7 @@ def build_config(args: argparse.Namespace) -> Any:
         if args.stowrs_user and password is None:
             raise ConfigError("--stowrs-user needs the password in the environment variable THORACIC_STOWRS_PASSWORD")
         destinations.append(StowRsDestination(args.stowrs, token=token, username=args.stowrs_user, password=password,
-                                              ca=args.stowrs_ca))
+                                              ca=args.stowrs_ca, timeout=args.send_timeout))
     elif args.stowrs_token or args.stowrs_user or args.stowrs_ca:
         raise ConfigError("--stowrs-token/--stowrs-user/--stowrs-ca need --stowrs URL")
     return NodeConfig(
@@ -128,7 +138,7 @@ def build_config(args: argparse.Namespace) -> Any:
         workers=args.workers,
         max_attempts=args.max_attempts,
         backoff=args.backoff,
-        max_backoff=max(300.0, args.backoff),
+        max_backoff=max(300.0, args.backoff) if args.max_backoff is None else args.max_backoff,
         accept_secondary_capture=not args.no_secondary_capture,
         keep_files=args.keep_files,
         tls_cert=args.tls_cert,
@@ -155,29 +165,76 @@ def _setup_logging(level: str | None) -> None:
         logging.getLogger(name).setLevel(quiet)
 
 
+def _print_status(spool: Any) -> int:
+    """``--status``: the queue, read-only; no UIDs or patient data (jobs by number and key digest)."""
+    from thoracic.errors import ConfigError
+    from thoracic.node.spool import read_status
+
+    try:
+        status = read_status(spool)
+    except FileNotFoundError as err:
+        raise ConfigError(str(err)) from err
+    for state, n in status.counts.items():
+        print(f"{state}\t{n}")
+    running = {True: "running", False: "not running", None: "unknown"}[status.node_running]
+    print(f"node\t{running}")
+    if status.oldest_pending_s is not None:
+        print(f"oldest pending\t{status.oldest_pending_s:.0f} s")
+    for title, jobs in (("retrying", status.retrying), ("failed", status.failed)):
+        if jobs:
+            print(f"{title}:")
+        for job in jobs[:_STATUS_LINES]:
+            when = f"next try in {job.next_in:.0f} s" if job.next_in >= 1 else "next try now"
+            if job.state == "failed":
+                when = "send the image again to retry"
+            print(f"  {job.tag}\t{job.state}\tattempts {job.attempts}\t{when}\t{job.error}")
+        if len(jobs) > _STATUS_LINES:
+            print(f"  ... and {len(jobs) - _STATUS_LINES} more")
+    return 0
+
+
+#: ``--status`` lists at most this many retrying and this many failed jobs.
+_STATUS_LINES = 20
+
+
+def _repair(spool: Any) -> int:
+    """``--repair-spool``: rebuild a damaged queue; says what it did."""
+    from thoracic.node.spool import repair_spool
+
+    report = repair_spool(spool)
+    if report.healthy:
+        print(f"{spool}: the queue database is sound; nothing was changed")
+        return 0
+    print(f"{spool}: queue rebuilt")
+    if report.moved_to is not None:
+        print(f"  the damaged database and anything unreadable were moved to {report.moved_to} (kept)")
+    print(f"  {report.salvaged} job(s) read back from the damaged database")
+    print(f"  {report.rebuilt_sending} job(s) rebuilt from saved results: sent again (the same instances)")
+    print(f"  {report.rebuilt_received} job(s) rebuilt from received images: analyzed")
+    for name in report.set_aside:
+        print(f"  unreadable, set aside: {name}")
+    print("  now: " + ", ".join(f"{n} {state}" for state, n in report.counts.items()))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the node until SIGTERM/SIGINT (or print the queue with ``--status``)."""
+    """Run the node until SIGTERM/SIGINT (or print the queue with ``--status``, or ``--repair-spool``)."""
     from thoracic.errors import MissingDependencyError
 
     if args.status:
-        from thoracic.errors import ConfigError
-        from thoracic.node.queue import read_counts
-
-        try:
-            counts = read_counts(args.spool)
-        except FileNotFoundError as err:
-            raise ConfigError(str(err)) from err
-        for state, n in counts.items():
-            print(f"{state}\t{n}")
-        return 0
+        return _print_status(args.spool)
+    if args.repair_spool:
+        return _repair(args.spool)
     _setup_logging(args.log_level)
     config = build_config(args)
     for module in ("pynetdicom", "highdicom", "httpx"):
         if importlib.util.find_spec(module) is None:
             raise MissingDependencyError.for_feature("thoracic dicom-node", module, "dicom")
     from thoracic.inference.analyzer import Analyzer
+    from thoracic.node.queue import JobQueue
     from thoracic.node.service import DicomNode
 
+    JobQueue(config.spool, config.queue_size).close()  # a spool in use, damaged or locked: said before the models load
     log.info("loading the models")
     analyzer = Analyzer.load(args.detector, args.classifier, threads=args.threads)
     log.info("models: %s", analyzer.model_ids)

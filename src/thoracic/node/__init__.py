@@ -2,6 +2,8 @@
 
 - :mod:`.config`: :class:`NodeConfig` and the destinations;
 - :mod:`.queue`: the persistent, bounded :class:`JobQueue` (SQLite + spool folder);
+- :mod:`.spool`: the queue's state read-only (``--status``) and the repair of a damaged one
+  (``--repair-spool``);
 - :mod:`.scp`: the C-STORE SCP that admits CR/DX images into the queue;
 - :mod:`.worker`: analysis, DICOM results, sending, retries;
 - :mod:`.send`: C-STORE SCU and STOW-RS;
@@ -16,11 +18,15 @@ from thoracic.node.queue import (
     AddResult,
     Job,
     JobQueue,
+    SpoolDamagedError,
     SpoolInUseError,
+    SpoolIOError,
+    SpoolLockedError,
     job_key,
 )
 from thoracic.node.send import SendError
 from thoracic.node.service import DicomNode
+from thoracic.node.spool import QueueStatus, RepairReport, read_status, repair_spool
 
 __all__ = [
     "AddResult",
@@ -29,9 +35,16 @@ __all__ = [
     "Job",
     "JobQueue",
     "NodeConfig",
+    "QueueStatus",
+    "RepairReport",
     "STATES",
     "SendError",
+    "SpoolDamagedError",
+    "SpoolIOError",
     "SpoolInUseError",
+    "SpoolLockedError",
     "StowRsDestination",
     "job_key",
+    "read_status",
+    "repair_spool",
 ]

@@ -33,6 +33,11 @@ def _path(value: object) -> Path | None:
     return None if value is None else Path(str(value))
 
 
+def _check_timeout(timeout: float) -> None:
+    if not timeout > 0:
+        raise ConfigError(f"the send timeout must be a positive number of seconds, got {timeout}")
+
+
 def _check_port(port: int, what: str) -> int:
     if not 0 <= int(port) <= 65535:
         raise ConfigError(f"{what} must be a TCP port number (0-65535), got {port}")
@@ -45,7 +50,9 @@ class CStoreDestination:
 
     With ``tls`` the association runs over TLS 1.2+: the peer's certificate is verified against
     ``tls_ca`` (else the system's trusted certificates) and must name ``host``; ``tls_cert`` and
-    ``tls_key`` are our certificate for a peer that requires one (mutual TLS).
+    ``tls_key`` are our certificate for a peer that requires one (mutual TLS). ``timeout`` bounds
+    each wait for the peer (the association, each C-STORE answer): a peer that answers slower
+    has the association aborted, and the send is tried again later.
     """
 
     ae_title: str
@@ -55,12 +62,14 @@ class CStoreDestination:
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    timeout: float = 60.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ae_title", check_ae_title(self.ae_title, "destination AE title"))
         if not self.host:
             raise ConfigError("the destination host is empty")
         _check_port(self.port, "the destination port")
+        _check_timeout(self.timeout)
         for name in ("tls_ca", "tls_cert", "tls_key"):
             object.__setattr__(self, name, _path(getattr(self, name)))
         if not self.tls and (self.tls_ca or self.tls_cert or self.tls_key):
@@ -100,6 +109,7 @@ class StowRsDestination:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ca", _path(self.ca))
+        _check_timeout(self.timeout)
         if not re.match(r"^https?://[^/]+", self.url):
             raise ConfigError(f"the STOW-RS URL must start with http:// or https://, got {self.url!r}")
         if self.token and self.username:
@@ -147,7 +157,9 @@ class NodeConfig:
     workers:
         Images analyzed at the same time.
     max_attempts:
-        Tries of a transient failure (a destination down, ...) before a job is marked failed.
+        Tries of a transient failure (a destination down, refusing with ``0xA700`` or too slow, a
+        full disk) before a job is marked failed. With the default delays, 20 tries wait about
+        70 minutes in all.
     backoff, max_backoff:
         Seconds before the first retry, doubled on each further one up to ``max_backoff``.
     accept_secondary_capture:
@@ -169,7 +181,7 @@ class NodeConfig:
     allow_ae: tuple[str, ...] = ()
     queue_size: int = 100
     workers: int = 1
-    max_attempts: int = 5
+    max_attempts: int = 20
     backoff: float = 5.0
     max_backoff: float = 300.0
     accept_secondary_capture: bool = True

@@ -14,6 +14,14 @@ so an image received twice is analyzed once, while new models analyze it again.
 
 The received file is written to ``in/`` and fsynced, and its job committed, before
 :meth:`JobQueue.add` returns: only then does the SCP answer the C-STORE with success.
+
+Opening a spool never resets it silently: a database that SQLite cannot read, fails its
+``quick_check``, or is missing while the spool still holds received images or results raises
+:class:`SpoolDamagedError` (the operator runs ``thoracic dicom-node --spool DIR --repair-spool``,
+:func:`thoracic.node.spool.repair_spool`); one another process holds locked raises
+:class:`SpoolLockedError`. While the node runs, a write the database refuses (a full disk, a lock
+held too long) raises :class:`SpoolIOError`, an ``OSError``: the C-STORE is refused and the
+workers wait, and nothing committed before is touched.
 """
 
 from __future__ import annotations
@@ -30,16 +38,36 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 from thoracic.errors import ThoracicError
 
-__all__ = ["AddResult", "Job", "JobQueue", "STATES", "SpoolInUseError", "State", "job_key", "read_counts"]
+__all__ = [
+    "AddResult",
+    "DATABASE",
+    "Job",
+    "JobQueue",
+    "PENDING",
+    "REPAIR_HINT",
+    "STATES",
+    "SpoolDamagedError",
+    "SpoolIOError",
+    "SpoolInUseError",
+    "SpoolLockedError",
+    "State",
+    "is_lock_error",
+    "job_key",
+    "lock_spool",
+    "open_database",
+    "prepare_database",
+    "spooled_files",
+]
 
 State = Literal["received", "analyzing", "sending", "done", "failed"]
 #: Every state of a job, in order.
 STATES: tuple[State, ...] = ("received", "analyzing", "sending", "done", "failed")
-_PENDING = ("received", "analyzing", "sending")
+#: The states of a job not finished yet.
+PENDING: tuple[State, ...] = ("received", "analyzing", "sending")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -61,8 +89,35 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, next_at);
 """
 
 
+#: The queue's database, in the spool folder.
+DATABASE = "queue.sqlite3"
+#: The command that rebuilds a damaged queue (with the spool folder in place of ``{spool}``).
+REPAIR_HINT = "thoracic dicom-node --spool {spool} --repair-spool"
+#: Seconds :class:`JobQueue` waits at start for a database another process holds locked.
+START_LOCK_TIMEOUT = 5.0
+
+
 class SpoolInUseError(ThoracicError, RuntimeError):
     """Another process holds the spool (two nodes on one queue would process jobs twice)."""
+
+
+class SpoolDamagedError(ThoracicError, RuntimeError):
+    """The queue database is unreadable, inconsistent or missing beside spooled files.
+
+    Never reset silently: ``thoracic dicom-node --spool DIR --repair-spool`` moves it aside and
+    rebuilds the queue from what is readable and from the spooled files.
+    """
+
+
+class SpoolLockedError(ThoracicError, RuntimeError):
+    """Another process (an ``sqlite3`` shell, a backup tool) holds the queue database locked."""
+
+
+class SpoolIOError(ThoracicError, OSError):
+    """The queue database refused a read or a write (a full disk, a lock held too long, an I/O error).
+
+    Nothing committed before is lost; the write is worth trying again later.
+    """
 
 
 def job_key(sop_instance_uid: str, model_sha256s: Iterable[str]) -> str:
@@ -109,6 +164,125 @@ class AddResult:
     pending: int = 0
 
 
+def spooled_files(spool: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
+    """The received images (``in/<key>.dcm``) and result folders (``out/<key>``) in ``spool``.
+
+    Temporary files and folders (their names start with a dot) are left out.
+    """
+    root = Path(spool)
+    images = sorted(p for p in _entries(root / "in") if p.suffix == ".dcm" and p.is_file())
+    results = sorted(p for p in _entries(root / "out") if p.is_dir())
+    return images, results
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if not p.name.startswith(".")]
+    except FileNotFoundError:
+        return []
+
+
+def _flat(lines: list[str]) -> str:
+    """SQLite's check lines as one line."""
+    return "; ".join(" ".join(str(line).split()) for line in lines)
+
+
+def is_lock_error(err: sqlite3.Error) -> bool:
+    text = str(err).lower()
+    return "locked" in text or "busy" in text
+
+
+def _io_error(err: sqlite3.Error) -> SpoolIOError:
+    what = "is locked by another process" if is_lock_error(err) else "refused the operation"
+    return SpoolIOError(f"the queue database {what} ({err})")
+
+
+def open_database(spool: Path, lock_timeout: float) -> sqlite3.Connection:
+    """Open (or create) the queue database, refusing a damaged, locked or vanished one."""
+    path = spool / DATABASE
+    existed = path.exists()
+    hint = REPAIR_HINT.format(spool=spool)
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=lock_timeout)
+    except sqlite3.Error as err:
+        raise SpoolIOError(f"the queue database cannot be opened ({err})", path=path) from err
+    try:
+        db.row_factory = sqlite3.Row
+        try:
+            check = [r[0] for r in db.execute("PRAGMA quick_check").fetchall()]
+            has_jobs = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone()
+            if check != ["ok"]:
+                raise SpoolDamagedError(
+                    f"the queue database is damaged (SQLite's check: {_flat(check[:3])}); the node will not "
+                    f"start on it. Stop everything using the spool and run `{hint}`: it moves the database aside "
+                    "(kept, never deleted) and rebuilds the queue from it and from the spooled files",
+                    path=path,
+                )
+            if not has_jobs:
+                images, results = spooled_files(spool)
+                if images or results:
+                    what = "missing" if not existed else "empty (no jobs table)"
+                    raise SpoolDamagedError(
+                        f"the queue database is {what}, but the spool holds {len(images)} received image(s) and "
+                        f"{len(results)} result folder(s): a new queue would forget them. Run `{hint}` to "
+                        "rebuild the queue from them",
+                        path=path,
+                    )
+            db.execute("BEGIN IMMEDIATE")  # a write lock within lock_timeout, or another process holds it
+            db.execute("ROLLBACK")
+            prepare_database(db)
+        except sqlite3.OperationalError as err:
+            if is_lock_error(err):
+                raise SpoolLockedError(
+                    f"the queue database is locked by another process (still after {lock_timeout:g} s: {err}). "
+                    f"Find it with `fuser -v {path}` (an sqlite3 shell, a backup or another tool with a transaction "
+                    "open), end it, and start the node again; nothing in the spool was changed",
+                    path=path,
+                ) from err
+            raise SpoolIOError(f"the queue database cannot be opened ({err})", path=path) from err
+        except sqlite3.DatabaseError as err:  # "file is not a database", "database disk image is malformed"
+            raise SpoolDamagedError(
+                f"the queue database is damaged ({err}); the node will not start on it. Stop everything using "
+                f"the spool and run `{hint}`: it moves the database aside (kept, never deleted) and rebuilds "
+                "the queue from it and from the spooled files",
+                path=path,
+            ) from err
+    except BaseException:
+        db.close()
+        if not existed:  # created by this attempt: leave the spool as it was
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        raise
+    return db
+
+
+def lock_spool(spool: Path) -> IO[str]:
+    """Create the spool's folders and take its lock file; the lock holds until the file is closed.
+
+    Raises :class:`SpoolInUseError` when another process holds it.
+    """
+    for sub in ("", "in", "out"):
+        (spool / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+    lockfile = open(spool / ".lock", "a")  # noqa: SIM115 - the caller closes it
+    try:
+        fcntl.flock(lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        lockfile.close()
+        raise SpoolInUseError(
+            "the spool is in use by another process (one node per spool: stop the other node, "
+            "or give this one its own --spool)",
+            path=spool,
+        ) from err
+    return lockfile
+
+
+def prepare_database(db: sqlite3.Connection) -> None:
+    """WAL, full synchronous commits and the jobs table (kept if it exists)."""
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(_SCHEMA)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -146,40 +320,42 @@ class JobQueue:
         answers ``full`` beyond it.
     clock:
         The time source (seconds), for retry delays.
+    lock_timeout:
+        Seconds to wait at opening for a database another process holds locked before raising
+        :class:`SpoolLockedError`.
+    write_timeout:
+        Once open, seconds a write waits for such a lock before raising :class:`SpoolIOError`.
 
     Safe to use from many threads of one process (one connection behind a lock). Only one
     process may use a spool at a time; a second one gets a :class:`SpoolInUseError` (a lock file).
+    A damaged database raises :class:`SpoolDamagedError` (never reset silently).
     """
 
-    def __init__(self, spool: str | os.PathLike[str], capacity: int = 100, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        spool: str | os.PathLike[str],
+        capacity: int = 100,
+        *,
+        clock: Callable[[], float] = time.time,
+        lock_timeout: float = START_LOCK_TIMEOUT,
+        write_timeout: float = 30.0,
+    ):
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.spool = Path(spool)
         self.capacity = capacity
         self._clock = clock
-        for sub in ("", "in", "out"):
-            (self.spool / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._lockfile = open(self.spool / ".lock", "a")  # noqa: SIM115 - held while the queue is open
-        try:
-            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            self._lockfile.close()
-            raise SpoolInUseError(
-                "the spool is in use by another process (one node per spool: stop the other node, "
-                "or give this one its own --spool)",
-                path=self.spool,
-            ) from err
+        self._lockfile = lock_spool(self.spool)  # held while the queue is open
         self._lock = threading.RLock()
         self._claimed: set[int] = set()
         self.changed = threading.Event()  # set whenever a job becomes ready
-        self._db = sqlite3.connect(
-            self.spool / "queue.sqlite3", isolation_level=None, check_same_thread=False, timeout=30
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        os.chmod(self.spool / "queue.sqlite3", 0o600)
+        try:
+            self._db = open_database(self.spool, lock_timeout)
+        except BaseException:
+            self._lockfile.close()
+            raise
+        self._db.execute(f"PRAGMA busy_timeout = {int(write_timeout * 1000)}")
+        os.chmod(self.spool / DATABASE, 0o600)
 
     # --- plumbing ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -195,14 +371,32 @@ class JobQueue:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed whole, or rolled back (a failed COMMIT included)."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as err:
+                raise _io_error(err) from err
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("COMMIT")
+            except BaseException as err:
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # SQLite rolls back itself on the errors that prevent this
+                if isinstance(err, sqlite3.Error):
+                    raise _io_error(err) from err
                 raise
-            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as err:
+                raise _io_error(err) from err
 
     def input_path(self, key: str) -> Path:
         return self.spool / "in" / f"{key}.dcm"
@@ -226,8 +420,8 @@ class JobQueue:
         )
 
     def _pending(self, db: sqlite3.Connection) -> int:
-        q = f"SELECT COUNT(*) FROM jobs WHERE state IN ({','.join('?' * len(_PENDING))})"
-        return int(db.execute(q, _PENDING).fetchone()[0])
+        q = f"SELECT COUNT(*) FROM jobs WHERE state IN ({','.join('?' * len(PENDING))})"
+        return int(db.execute(q, PENDING).fetchone()[0])
 
     # --- receiving ----------------------------------------------------------------------------
     def add(self, key: str, data: bytes, *, sop_instance_uid: str, sop_class_uid: str, calling_ae: str) -> AddResult:
@@ -238,35 +432,49 @@ class JobQueue:
         ``sending`` if its results were saved, else from ``received``.
         """
         now = self._clock()
-        with self._tx() as db:
-            row = db.execute("SELECT id, state, outputs FROM jobs WHERE key = ?", (key,)).fetchone()
-            pending = self._pending(db)
-            if row is not None and row["state"] != "failed":
-                return AddResult("duplicate", row["id"], row["state"], pending)
-            if pending >= self.capacity:
-                return AddResult("full", None, "", pending)
-            write_atomic(self.input_path(key), data)
-            if row is None:
-                cur = db.execute(
-                    "INSERT INTO jobs (key, sop_instance_uid, sop_class_uid, calling_ae, state, received_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, 'received', ?, ?)",
-                    (key, sop_instance_uid, sop_class_uid, calling_ae, now, now),
-                )
-                job_id, state = int(cur.lastrowid), "received"
-            else:
-                job_id = int(row["id"])
-                outputs = json.loads(row["outputs"])
-                saved = bool(outputs) and all((self.results_dir(key) / o.get("file", "")).is_file() for o in outputs)
-                # results already saved (sending had failed): send those, never new ones beside them
-                state = "sending" if saved else "received"
-                keep = "" if saved else ", sent = '[]', outputs = '[]'"
-                db.execute(
-                    f"UPDATE jobs SET state = ?, attempts = 0, next_at = 0, error = ''{keep}, calling_ae = ?,"
-                    " updated_at = ? WHERE id = ?",
-                    (state, calling_ae, now, job_id),
-                )
+        new_file = False
+        try:
+            with self._tx() as db:
+                row = db.execute("SELECT id, state, outputs FROM jobs WHERE key = ?", (key,)).fetchone()
+                pending = self._pending(db)
+                if row is not None and row["state"] != "failed":
+                    return AddResult("duplicate", row["id"], row["state"], pending)
+                if pending >= self.capacity:
+                    return AddResult("full", None, "", pending)
+                write_atomic(self.input_path(key), data)
+                new_file = row is None
+                job_id, state = self._queue_row(db, key, row, now, sop_instance_uid, sop_class_uid, calling_ae)
+        except BaseException:
+            if new_file:  # written, but its job not committed (a full disk): nothing of it stays
+                self.input_path(key).unlink(missing_ok=True)
+            raise
         self.changed.set()
         return AddResult("queued", job_id, state, pending + 1)
+
+    def _queue_row(self, db: sqlite3.Connection, key: str, row: sqlite3.Row | None, now: float,
+                   sop_instance_uid: str, sop_class_uid: str, calling_ae: str) -> tuple[int, str]:
+        """Insert the job of a new image, or queue a failed one again; returns its id and state."""
+        if row is None:
+            cur = db.execute(
+                "INSERT INTO jobs (key, sop_instance_uid, sop_class_uid, calling_ae, state, received_at, updated_at)"
+                " VALUES (?, ?, ?, ?, 'received', ?, ?)",
+                (key, sop_instance_uid, sop_class_uid, calling_ae, now, now),
+            )
+            assert cur.lastrowid is not None  # an INSERT sets it
+            job_id, state = cur.lastrowid, "received"
+        else:
+            job_id = int(row["id"])
+            outputs = json.loads(row["outputs"])
+            saved = bool(outputs) and all((self.results_dir(key) / o.get("file", "")).is_file() for o in outputs)
+            # results already saved (sending had failed): send those, never new ones beside them
+            state = "sending" if saved else "received"
+            keep = "" if saved else ", sent = '[]', outputs = '[]'"
+            db.execute(
+                f"UPDATE jobs SET state = ?, attempts = 0, next_at = 0, error = ''{keep}, calling_ae = ?,"
+                " updated_at = ? WHERE id = ?",
+                (state, calling_ae, now, job_id),
+            )
+        return job_id, state
 
     # --- working ------------------------------------------------------------------------------
     def recover(self, *, keep_done: bool = False) -> int:
@@ -381,52 +589,33 @@ class JobQueue:
     # --- looking ------------------------------------------------------------------------------
     def pending(self) -> int:
         """Jobs received, analyzing or sending."""
-        with self._lock:
-            return self._pending(self._db)
+        with self._read() as db:
+            return self._pending(db)
 
     def counts(self) -> dict[str, int]:
         """The number of jobs in each state (every state present, zeros included)."""
-        with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
-        out = dict.fromkeys(STATES, 0)
+        with self._read() as db:
+            rows = db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
+        out: dict[str, int] = dict.fromkeys(STATES, 0)
         out.update({r["state"]: r["n"] for r in rows})
         return out
 
     def jobs(self, state: State | None = None) -> list[Job]:
-        with self._lock:
+        with self._read() as db:
             if state is None:
-                rows = self._db.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+                rows = db.execute("SELECT * FROM jobs ORDER BY id").fetchall()
             else:
-                rows = self._db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY id", (state,)).fetchall()
+                rows = db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY id", (state,)).fetchall()
         return [self._job(r) for r in rows]
 
     def get(self, job_id: int) -> Job | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else self._job(row)
 
     def next_ready_in(self) -> float | None:
         """Seconds until the next job waiting for a retry is ready (``None`` if none waits)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT MIN(next_at) FROM jobs WHERE state IN ('received', 'sending')"
-            ).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT MIN(next_at) FROM jobs WHERE state IN ('received', 'sending')").fetchone()
         return None if row[0] is None else max(0.0, row[0] - self._clock())
 
-
-def read_counts(spool: str | os.PathLike[str]) -> dict[str, int]:
-    """The number of jobs in each state, read-only: works while a node runs on ``spool``.
-
-    Raises :class:`FileNotFoundError` when ``spool`` holds no queue.
-    """
-    path = Path(spool) / "queue.sqlite3"
-    if not path.is_file():
-        raise FileNotFoundError(f"{spool}: no queue here (queue.sqlite3 is missing)")
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-    try:
-        rows = db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
-    finally:
-        db.close()
-    out = dict.fromkeys(STATES, 0)
-    out.update(dict(rows))
-    return out

@@ -9,7 +9,8 @@ is supported.
 Answers to C-STORE:
 
 - ``0x0000`` success: the image is on disk and its job committed (or it was received before).
-- ``0xA700`` out of resources: the queue is full or the disk is; the modality retries later.
+- ``0xA700`` out of resources: the queue is full, or the image cannot be spooled (a full disk,
+  the queue database refusing the write); nothing of it is kept and the modality retries later.
 - ``0x0122`` SOP class not supported: not a projection radiograph.
 - ``0xC000`` cannot understand: a data set without a usable SOP Instance UID.
 
@@ -28,6 +29,7 @@ from typing import Any
 
 from pydicom.uid import UID
 
+from thoracic.errors import ThoracicError
 from thoracic.node.config import NodeConfig
 from thoracic.node.queue import JobQueue, job_key
 
@@ -97,12 +99,13 @@ class _StoreHandler:
         try:
             data = event.encoded_dataset(include_meta=True)
             result = self.queue.add(key, data, sop_instance_uid=sop_uid, sop_class_uid=sop_class, calling_ae=calling)
-        except OSError as err:
+        except OSError as err:  # a full disk, the queue database refusing the write (SpoolIOError)
+            why = err.message if isinstance(err, ThoracicError) else (err.strerror or "")
             log.error(
-                "cannot spool an image from AE %r (%s: %s); answered out of resources (0xA700)",
+                "cannot spool an image from AE %r (%s: %s); nothing kept, answered out of resources (0xA700)",
                 calling,
                 type(err).__name__,
-                err.strerror or "",
+                why,
             )
             return STATUS["out_of_resources"]
         tag = f"job {result.job_id} [{key[:10]}]"
@@ -150,7 +153,7 @@ def make_ae(config: NodeConfig) -> Any:
     for uid in sorted(ours):
         ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES)
     for cx in StoragePresentationContexts:  # negotiated only to answer "not supported" clearly
-        if cx.abstract_syntax not in ours:
+        if cx.abstract_syntax is not None and cx.abstract_syntax not in ours:
             ae.add_supported_context(cx.abstract_syntax, cx.transfer_syntax)
     return ae
 

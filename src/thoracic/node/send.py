@@ -3,6 +3,11 @@
 Both raise :class:`SendError` when any file is not stored, so the caller retries the whole set;
 a PACS stores an instance it already holds (same SOP Instance UID) only once, and a PACS that
 answers "duplicate SOP instance" (``0x0111``) for it counts as having stored it.
+
+Every refusal is a :class:`SendError` naming the status and its meaning (``status 0xA700
+(Refused: Out of Resources)``); a peer that does not answer within the destination's
+``timeout`` has its association aborted (``no answer: aborted, or none within 60 s``). The worker retries all of
+them with its backoff.
 """
 
 from __future__ import annotations
@@ -40,10 +45,21 @@ def _headers(files: Sequence[Path]) -> list[tuple[Path, str, str]]:
     return out
 
 
-def send_cstore(dest: CStoreDestination, files: Sequence[Path], *, calling_ae: str, timeout: float = 60.0) -> None:
-    """Send ``files`` to ``dest`` in one association (our ``calling_ae`` as the calling AE title)."""
+def _status_text(code: int) -> str:
+    from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS
+
+    meaning = STORAGE_SERVICE_CLASS_STATUS.get(code, ("", "unknown status"))[1]
+    return f"status 0x{code:04X} ({meaning})"
+
+
+def send_cstore(dest: CStoreDestination, files: Sequence[Path], *, calling_ae: str, timeout: float | None = None) -> None:
+    """Send ``files`` to ``dest`` in one association (our ``calling_ae`` as the calling AE title).
+
+    ``timeout`` (default: the destination's) bounds each wait for the peer.
+    """
     from pynetdicom import AE
 
+    timeout = dest.timeout if timeout is None else timeout
     headers = _headers(files)
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
@@ -69,7 +85,8 @@ def send_cstore(dest: CStoreDestination, files: Sequence[Path], *, calling_ae: s
             status = assoc.send_c_store(path)
             code = getattr(status, "Status", None)
             if code not in _STORED:
-                what = "no answer" if code is None else f"status 0x{code:04X}"
+                what = (f"no answer: aborted, or none within {timeout:g} s" if code is None
+                        else _status_text(code))
                 raise SendError(f"{dest.name} did not store a result ({what})")
     finally:
         if assoc.is_established:

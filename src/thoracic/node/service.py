@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -97,15 +98,31 @@ class DicomNode:
         """The port the SCP listens on (useful with ``port=0``)."""
         return int(self.server.server_address[1])
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop accepting images, let the workers finish the job in hand (up to ``timeout``), close."""
-        if self.server is not None:
-            self.server.shutdown()
-            self.server = None
+    def stop(self, timeout: float = 30.0, associations_timeout: float = 10.0) -> None:
+        """Stop accepting images, let the workers finish the job in hand (up to ``timeout``), close.
+
+        An association in progress gets up to ``associations_timeout`` seconds to end, so that an
+        image being received is answered; then it is aborted, as is at once a connection that
+        has not asked for an association (the modality sends again what was not answered with
+        success, and an image spooled already is not queued twice).
+        """
         for worker in self.workers:
             worker.stopping.set()
         if self.queue is not None:
             self.queue.changed.set()
+        if self.server is not None:
+            server, self.server = self.server, None
+            server.shutdown()  # no new association
+            deadline = time.monotonic() + associations_timeout
+            for assoc in server.active_associations:
+                if assoc.is_established:
+                    assoc.join(max(0.0, deadline - time.monotonic()))
+            busy = server.active_associations
+            if any(a.is_established for a in busy):
+                log.warning("%d association(s) still open after %.0f s; aborted",
+                            sum(a.is_established for a in busy), associations_timeout)
+            for assoc in busy:
+                assoc.abort()
         for thread in self._threads:
             thread.join(timeout)
             if thread.is_alive():

@@ -29,7 +29,7 @@ import pydicom
 from thoracic.errors import InvalidRadiographError, NotChestRadiographError, ReadError, ThoracicError
 from thoracic.io.radiograph import ReadConfig
 from thoracic.node.config import NodeConfig
-from thoracic.node.queue import Job, JobQueue
+from thoracic.node.queue import Job, JobQueue, SpoolIOError
 from thoracic.node.send import SendError, send_files
 
 if TYPE_CHECKING:
@@ -101,21 +101,46 @@ class Worker:
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> None:
-        """Work until :attr:`stopping` is set (a job in hand is finished first)."""
+        """Work until :attr:`stopping` is set (a job in hand is finished first).
+
+        When the queue database refuses a write (a full disk, a lock held by another process),
+        the job in hand keeps its last committed state; the worker waits with the backoff and
+        writes it back (``retry``) before it takes another job, so nothing stays claimed.
+        """
+        unsettled: tuple[Job, str] | None = None
+        failures = 0
         while not self.stopping.is_set():
-            self.queue.changed.clear()  # before claiming: a job added after the claim wakes us
-            job = self.queue.claim()
-            if job is None:
-                # sleep until a job is added or released, or a retry delay ends (1 s at most);
-                # a ready job that is not ours to claim is in another worker's hands
-                wait = self.queue.next_ready_in()
-                self.queue.changed.wait(min(wait, 1.0) if wait else 1.0)
-                continue
+            job: Job | None = None
             try:
-                self.process(job)
-            except Exception as err:  # noqa: BLE001 - one bad job never stops the node
-                log.error("%s: unexpected %s; retried later", job.tag, describe_error(err))
-                self.queue.retry(job.id, describe_error(err), self.config.max_backoff)
+                if unsettled is not None:
+                    self.queue.retry(unsettled[0].id, unsettled[1], self.config.backoff)
+                    log.info("%s: the queue takes writes again; the job is tried again", unsettled[0].tag)
+                    unsettled = None
+                self.queue.changed.clear()  # before claiming: a job added after the claim wakes us
+                job = self.queue.claim()
+                if job is None:
+                    # sleep until a job is added or released, or a retry delay ends (1 s at most);
+                    # a ready job that is not ours to claim is in another worker's hands
+                    wait = self.queue.next_ready_in()
+                    self.queue.changed.wait(min(wait, 1.0) if wait else 1.0)
+                    failures = 0
+                    continue
+                try:
+                    self.process(job)
+                except SpoolIOError:
+                    raise
+                except Exception as err:  # noqa: BLE001 - one bad job never stops the node
+                    log.error("%s: unexpected %s; retried later", job.tag, describe_error(err))
+                    self.queue.retry(job.id, describe_error(err), self.config.max_backoff)
+                failures = 0
+            except SpoolIOError as err:
+                failures += 1
+                if job is not None and unsettled is None:
+                    unsettled = (job, f"queue: {describe_error(err)}")
+                delay = backoff_delay(failures, max(self.config.backoff, 0.1), self.config.max_backoff)
+                log.error("%s; nothing committed is lost, trying again in %.1f s",
+                          describe_error(err), delay)
+                self.stopping.wait(delay)
 
     def process(self, job: Job) -> None:
         """Take one claimed job through its remaining steps."""
