@@ -8,6 +8,7 @@ one of the checks of :mod:`thoracic.cli._args`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import sys
 import pytest
 from helpers import ROOT, write
 
-from thoracic.cli._args import PEER_PORT, PORT, Number, PathArg
+from thoracic.cli._args import PEER_PORT, PORT, Number, PathArg, config_from_args
 from thoracic.cli.main import build_parser, main
 
 #: Options that name a file or folder (by their dest); each must have a PathArg type or be listed in UNCHECKED_PATHS.
@@ -194,3 +195,18 @@ def test_wrong_arguments_in_a_subprocess(argv, places):
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"thoracic {argv[0]}: error: argument "), proc.stderr
+
+
+def test_config_from_args_takes_fields_by_name() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        port: int = 1
+        names: tuple[str, ...] = ()
+        token: str | None = None
+        kept: float = 2.5
+
+    args = argparse.Namespace(port=104, names=["a", "b"], token="from-args", unrelated=True)
+    cfg = config_from_args(Config, args, token="given")
+    assert cfg == Config(port=104, names=("a", "b"), token="given", kept=2.5)
+    with pytest.raises(TypeError, match="no field"):
+        config_from_args(Config, args, spelled_wrong=1)

@@ -10,10 +10,11 @@ feeds each option a value out of its range, so a new option must pick a check he
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 __all__ = [
     "COUNT",
@@ -33,8 +34,11 @@ __all__ = [
     "Number",
     "Parser",
     "PathArg",
+    "config_from_args",
     "one_line",
 ]
+
+_C = TypeVar("_C")
 
 
 class Parser(argparse.ArgumentParser):
@@ -166,6 +170,25 @@ OUT_FILE = PathArg("out_file")
 IN_FILE = PathArg("in_file")
 IN_DIR = PathArg("in_dir")
 IN_PATH = PathArg("in_path")
+
+
+def config_from_args(cls: type[_C], args: argparse.Namespace, **given: Any) -> _C:
+    """A dataclass config of parsed arguments: each field takes the argument of its name, ``given`` wins.
+
+    Lists (``nargs``/``append`` options) become tuples; a field with neither an argument nor a
+    ``given`` value keeps its default. So a new option reaches the config by its name alone.
+    """
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in given:
+            kwargs[f.name] = given[f.name]
+        elif hasattr(args, f.name):
+            value = getattr(args, f.name)
+            kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+    unknown = set(given) - set(kwargs)
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+    return cls(**kwargs)
 
 
 def one_line(err: BaseException) -> str:

@@ -14,7 +14,16 @@ import logging
 import os
 from typing import Any
 
-from thoracic.cli._args import FRACTION, NON_NEGATIVE, OUT_DIR, PEER_PORT, PORT, POSITIVE, POSITIVE_FLOAT
+from thoracic.cli._args import (
+    FRACTION,
+    NON_NEGATIVE,
+    OUT_DIR,
+    PEER_PORT,
+    PORT,
+    POSITIVE,
+    POSITIVE_FLOAT,
+    config_from_args,
+)
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "add_parser", "build_config", "run"]
 
@@ -127,23 +136,11 @@ def build_config(args: argparse.Namespace) -> Any:
                                               ca=args.stowrs_ca, timeout=args.send_timeout))
     elif args.stowrs_token or args.stowrs_user or args.stowrs_ca:
         raise ConfigError("--stowrs-token/--stowrs-user/--stowrs-ca need --stowrs URL")
-    return NodeConfig(
-        spool=args.spool,
+    return config_from_args(
+        NodeConfig, args,
         destinations=tuple(destinations),
-        ae_title=args.ae_title,
-        host=args.host,
-        port=args.port,
-        allow_ae=tuple(args.allow_ae),
-        queue_size=args.queue_size,
-        workers=args.workers,
-        max_attempts=args.max_attempts,
-        backoff=args.backoff,
         max_backoff=max(300.0, args.backoff) if args.max_backoff is None else args.max_backoff,
         accept_secondary_capture=not args.no_secondary_capture,
-        keep_files=args.keep_files,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        tls_ca=args.tls_ca,
     )
 
 

@@ -20,7 +20,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from thoracic.cli._args import COUNT, IN_FILE, OUT_FILE, PORT, POSITIVE, POSITIVE_FLOAT
+from thoracic.cli._args import COUNT, IN_FILE, OUT_FILE, PORT, POSITIVE, POSITIVE_FLOAT, config_from_args
 from thoracic.errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -149,24 +149,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(level)  # everything, the libraries' debug output included
     token, source = resolve_token(args)
     tokens = read_tokens(args.tokens_file) if args.tokens_file else ()
-    settings = ServeConfig(
-        token=token,
-        tokens=tokens,
-        max_upload_mb=args.max_upload_mb,
-        concurrency=args.concurrency,
-        queue=args.queue,
-        results=args.results,
-        results_mb=args.results_mb,
-        threads=args.threads,
-        upload_timeout=args.upload_timeout,
-        models=tuple(args.models),
-        allow_non_chest=args.allow_non_chest,
-        classifier=args.classifier,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        rate_limit=args.rate_limit,
-        audit_log=args.audit_log,
-    )
+    settings = config_from_args(ServeConfig, args, token=token, tokens=tokens)
     sock = _bind(args.host, args.port)  # fail fast on a taken port, before loading the models
     try:
         analyzer = Analyzer.load(settings.models, settings.classifier, threads=settings.threads)

@@ -11,7 +11,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from thoracic.cli._args import COUNT, COUNT_OR_OFF, FRACTION, IN_DIR, OUT_DIR, POSITIVE, POSITIVE_FLOAT, Parser
+from thoracic.cli._args import (
+    COUNT,
+    COUNT_OR_OFF,
+    FRACTION,
+    IN_DIR,
+    OUT_DIR,
+    POSITIVE,
+    POSITIVE_FLOAT,
+    Parser,
+    config_from_args,
+)
 
 __all__ = ["add_parser", "main"]
 
@@ -22,23 +32,7 @@ def _cmd_train_lungs(args: argparse.Namespace) -> int:
         train_lungs,
     )
 
-    cfg = LungsTrainConfig(
-        data=args.data,
-        out=args.out,
-        size=args.size,
-        encoder=args.encoder,
-        base=args.base,
-        epochs=args.epochs,
-        batch=args.batch,
-        lr=args.lr,
-        hflip=args.hflip,
-        seed=args.seed,
-        threads=args.threads,
-        folds=args.folds,
-        fold=args.fold,
-        export=not args.no_export,
-        threshold=args.threshold,
-    )
+    cfg = config_from_args(LungsTrainConfig, args, export=not args.no_export)
 
     def progress(row: dict) -> None:
         extra = f" val_dice={row['val_dice']:.4f}" if "val_dice" in row else ""
