@@ -19,11 +19,14 @@ from thoracic.evaluate import (
     METRICS_KEYS,
     EvaluationConfig,
     evaluate,
+    evaluate_mean,
     kaggle_map,
+    markdown_summary,
     read_predictions,
     read_truth,
     write_results,
 )
+from thoracic.evaluate.bootstrap import resample_weights
 from thoracic.evaluate.tables import problem_kind, read_label_map, unknown_labels
 from thoracic.report import SECTIONS, render_report
 
@@ -170,6 +173,7 @@ def test_evaluate_hand_computed():
     # No finding: 2 truth (c, d); ranked 0.6 (b) miss, 0.4 (c) hit, 0.2 (a) miss: AP 1/2 * 1/2.
     assert m["ap"] == {"Cardiomegaly": 1.0, "No finding": 0.25, "Nodule/Mass": 0.5}
     assert m["map"] == pytest.approx((1 + 0.25 + 0.5) / 3)
+    assert m["findings_map"] == pytest.approx((1 + 0.5) / 2)  # "No finding" left out
     ref = kaggle_map(table(TRUTH), table(PREDS, scored=True))
     assert m["map"] == ref.map and m["image_counts"]["ignored_predictions"] == ref.ignored_predictions == 1
     # at 0.5: Nodule/Mass TP 1 (0.8), FP 1 (0.7), FN 1
@@ -243,6 +247,111 @@ def test_bootstrap_in_evaluate_is_seeded_and_covers_the_estimate():
     assert lo <= a["froc"]["mean"] <= hi
     c = evaluate(table(truth), table(preds, scored=True), EvaluationConfig(bootstrap=300, seed=2, coco=False)).metrics
     assert c["ci95"]["map"] != a["ci95"]["map"]
+
+
+def _random_case(seed: int, n: int = 40):
+    """Truth and predictions of ``n`` images: "No finding", Nodule/Mass and Cardiomegaly, continuous scores."""
+    rng = np.random.default_rng(seed)
+    truth, preds = [], []
+    for k in range(n):
+        img = f"i{k}"
+        if rng.random() < 0.4:
+            truth.append((img, "No finding", 0, 0, 1, 1))
+            preds.append((img, "No finding", float(rng.random()), 0, 0, 1, 1))
+            preds.append((img, "Nodule/Mass", float(rng.random()), 300.0, 300.0, 350.0, 350.0))
+            continue
+        label = "Nodule/Mass" if rng.random() < 0.6 else "Cardiomegaly"
+        truth.append((img, label, 50.0, 50.0, 150.0, 150.0))
+        if rng.random() < 0.7:
+            preds.append((img, label, float(rng.random()), 52.0, 50.0, 150.0, 148.0))
+        preds.append((img, label, float(rng.random()), 300.0, 300.0, 350.0, 350.0))
+        preds.append((img, "No finding", float(rng.random()), 0, 0, 1, 1))
+    return truth, preds
+
+
+def _repeated(rows, weights, images, scored=False):
+    """The table with image ``images[i]`` repeated ``weights[i]`` times (copies renamed ``<id>#<r>``)."""
+    index = {im: i for i, im in enumerate(images)}
+    out = [(f"{r[0]}#{c}", *r[1:]) for r in rows if r[0] in index for c in range(int(weights[index[r[0]]]))]
+    ids = [f"{im}#{c}" for i, im in enumerate(images) for c in range(int(weights[i]))]
+    return table(out, images=ids, scored=scored)
+
+
+def _percentile_interval(values):
+    v = np.asarray([x for x in values if np.isfinite(x)])
+    return float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))
+
+
+def _findings_mean(ap):
+    v = [a for lab, a in ap.items() if lab != "No finding"]
+    return float(np.mean(v)) if v else math.nan
+
+
+def test_findings_map_and_its_interval_equal_the_metric_on_resampled_images():
+    truth, preds = _random_case(3)
+    images = sorted({r[0] for r in truth})
+    cfg = EvaluationConfig(bootstrap=60, seed=4, coco=False)
+    m = evaluate(table(truth, images), table(preds, scored=True), cfg).metrics
+    assert m["findings_map"] == pytest.approx((m["ap"]["Cardiomegaly"] + m["ap"]["Nodule/Mass"]) / 2)
+    assert m["findings_map"] != pytest.approx(m["map"])
+    # the same resamples by brute force: each image's rows repeated as often as it was drawn
+    brute = []
+    for w in np.vstack(list(resample_weights(len(images), cfg.bootstrap, cfg.seed))):
+        brute.append(_findings_mean(kaggle_map(_repeated(truth, w, images), _repeated(preds, w, images, True)).ap))
+    assert m["ci95"]["findings_map"] == pytest.approx(_percentile_interval(brute), abs=1e-9)
+    lo, hi = m["ci95"]["findings_map"]
+    assert lo <= m["findings_map"] <= hi
+    assert "findings-only mAP" in markdown_summary(m)
+
+
+def test_findings_map_is_null_with_a_note_when_the_truth_has_no_finding():
+    truth = [("a", "No finding", 0, 0, 1, 1), ("b", "No finding", 0, 0, 1, 1)]
+    preds = [("a", "No finding", 0.9, 0, 0, 1, 1), ("b", "Cardiomegaly", 0.4, 0, 0, 10, 10)]
+    m = evaluate(table(truth), table(preds, scored=True), EvaluationConfig(bootstrap=10, coco=False)).metrics
+    assert m["findings_map"] is None and m["ci95"]["findings_map"] is None
+    assert any(n.startswith("findings_map is null") for n in m["notes"])
+
+
+def test_evaluate_mean_scores_each_member_as_evaluate_and_bootstraps_their_mean():
+    truth, preds = _random_case(7)
+    _, other = _random_case(8)  # another model's predictions: the scores and hits of seed 8 on the same images
+    other = [r for r in other if r[0] in {t[0] for t in truth}]
+    images = sorted({r[0] for r in truth})
+    cfg = EvaluationConfig(bootstrap=40, seed=5, coco=False)
+    members = [table(preds, scored=True), table(other, scored=True)]
+    got = evaluate_mean(table(truth, images), members, cfg)
+    each = [evaluate(table(truth, images), p, EvaluationConfig(bootstrap=0, coco=False)).metrics for p in members]
+    assert got["members"] == 2 and got["images"] == len(images)
+    for key, value in (("map", lambda x: x["map"]), ("findings_map", lambda x: x["findings_map"]),
+                       ("auc_abnormal", lambda x: x["auc"]["abnormal"])):
+        values = [value(x) for x in each]
+        assert got[key]["values"] == pytest.approx(values)
+        assert got[key]["mean"] == pytest.approx(np.mean(values))
+        assert got[key]["sd"] == pytest.approx(np.std(values, ddof=1))
+        assert (got[key]["min"], got[key]["max"]) == pytest.approx((min(values), max(values)))
+    assert got["ap"]["Cardiomegaly"]["values"] == pytest.approx([x["ap"]["Cardiomegaly"] for x in each])
+    # the interval of the mean: every resample scores both members
+    brute = {"map": [], "findings_map": []}
+    for w in np.vstack(list(resample_weights(len(images), cfg.bootstrap, cfg.seed))):
+        t = _repeated(truth, w, images)
+        aps = [kaggle_map(t, _repeated(rows, w, images, True)).ap for rows in (preds, other)]
+        brute["map"].append(np.mean([np.mean(list(a.values())) for a in aps]))
+        brute["findings_map"].append(np.mean([_findings_mean(a) for a in aps]))
+    for key, values in brute.items():
+        assert got["ci95"][key] == pytest.approx(_percentile_interval(values), abs=1e-9)
+    # one member: the mean's interval is that member's own
+    one = evaluate_mean(table(truth, images), members[:1], cfg)
+    own = evaluate(table(truth, images), members[0], cfg).metrics["ci95"]
+    assert one["ci95"]["map"] == pytest.approx(own["map"]) and one["map"]["sd"] is None
+    assert one["ci95"]["findings_map"] == pytest.approx(own["findings_map"])
+    assert one["ci95"]["auc_abnormal"] == pytest.approx(own["auc"]["abnormal"])
+    assert one["ci95"]["ap"]["Nodule/Mass"] == pytest.approx(own["ap"]["Nodule/Mass"])
+    json.dumps(got, allow_nan=False)
+
+
+def test_evaluate_mean_refuses_no_members():
+    with pytest.raises(ConfigError, match="at least one"):
+        evaluate_mean(table(TRUTH), [])
 
 
 @pytest.mark.parametrize(

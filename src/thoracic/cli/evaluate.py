@@ -178,6 +178,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ci = m["ci95"].get("map")
     ci_text = f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
     print(f"{m['images']} images; Kaggle mAP@{m['iou']} = {m['map']:.4f}{ci_text}")
+    if m["findings_map"] is not None:
+        fci = m["ci95"].get("findings_map")
+        fci_text = f" (95% CI {fci[0]:.4f}-{fci[1]:.4f})" if fci else ""
+        print(f"findings-only mAP@{m['iou']} = {m['findings_map']:.4f}{fci_text}")
     if coco.get("map") is not None:
         print(f"COCO mAP@[.5:.95] = {coco['map']:.4f}, mAP@.5 = {coco['map50']:.4f}")
     if m["auc"]["abnormal"] is not None:

@@ -1,8 +1,11 @@
 """Scoring detections against ground truth.
 
 - :func:`kaggle_map`: the VinBigData competition metric (VOC 2010 AP at IoU > 0.4);
-- :func:`evaluate`: every metric at once (Kaggle and COCO mAP, precision/recall/F1, accuracy,
-  ROC-AUC, FROC, bootstrap intervals) as a JSON-ready :class:`EvaluationResult`;
+- :func:`evaluate`: every metric at once (Kaggle mAP, findings-only mAP, COCO mAP,
+  precision/recall/F1, accuracy, ROC-AUC, FROC, bootstrap intervals) as a JSON-ready
+  :class:`EvaluationResult`;
+- :func:`evaluate_mean`: the mean score of several models' predictions of the same images, with
+  bootstrap intervals of the mean;
 - :func:`read_predictions`, :func:`read_truth`: the CSV files, with bad rows listed as problems
   (image sizes: :func:`thoracic.data.read_image_sizes`);
 - :func:`human_baseline`: each reader scored against the fusion of the others.
@@ -36,6 +39,7 @@ from thoracic.evaluate.evaluate import (
     EvaluationConfig,
     EvaluationResult,
     evaluate,
+    evaluate_mean,
     load_curves,
     markdown_summary,
     write_results,
@@ -58,6 +62,7 @@ __all__ = [
     "class_confusion",
     "coco_map",
     "evaluate",
+    "evaluate_mean",
     "froc",
     "human_baseline",
     "image_matrix",

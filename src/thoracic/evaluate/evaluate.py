@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -40,6 +40,7 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationResult",
     "evaluate",
+    "evaluate_mean",
     "load_curves",
     "markdown_summary",
     "write_results",
@@ -47,7 +48,7 @@ __all__ = [
 
 #: Top-level keys of ``metrics.json``, in order.
 METRICS_KEYS = (
-    "thoracic_version", "config", "iou", "images", "image_counts", "map", "ap", "n_truth", "coco", "prf",
+    "thoracic_version", "config", "iou", "images", "image_counts", "map", "findings_map", "ap", "n_truth", "coco", "prf",
     "accuracy", "auc", "froc", "distribution", "ci95", "notes", "problem_counts", "problems",
 )  # fmt: skip
 
@@ -166,6 +167,29 @@ def _problem_dict(p: Problem) -> dict[str, Any]:
     return {"source": p.source, "line": p.line, "image_id": p.image_id, "kind": problem_kind(p), "message": p.message}
 
 
+def _findings_map(ap: Mapping[str, float]) -> float:
+    """Mean AP of the findings, "No finding" left out (NaN when the truth has no finding)."""
+    values = [v for k, v in ap.items() if k != NO_FINDING and v is not None and math.isfinite(v)]
+    return float(np.mean(values)) if values else math.nan
+
+
+def _image_scores(p: Annotations, images: list[str], img_index: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each image's highest score per finding, its P(abnormal), and how many images had no "No finding" row.
+
+    P(abnormal) is ``1 - score("No finding")`` (the lowest when there are several), else the image's
+    highest finding score.
+    """
+    smax = image_matrix(p, images, FINDINGS)
+    nf_score = np.full(len(images), np.nan)
+    nf_rows = p.label == NO_FINDING
+    for image, s in zip(p.image_id[nf_rows].tolist(), p.score[nf_rows].tolist()):
+        i = img_index[image]
+        nf_score[i] = s if np.isnan(nf_score[i]) else min(nf_score[i], s)
+    missing_nf = np.isnan(nf_score)
+    p_abn = np.where(missing_nf, smax.max(axis=1), 1.0 - np.nan_to_num(nf_score))
+    return smax, p_abn, int(missing_nf.sum())
+
+
 def _order(labels: set[str]) -> list[str]:
     known = [lab for lab in LABELS if lab in labels]
     return known + sorted(labels - set(LABELS))
@@ -223,6 +247,9 @@ def evaluate(truth: Annotations, preds: Annotations, config: EvaluationConfig | 
     kaggle = kaggle_map(truth, p, cfg.iou)
     matched, _ = match(truth, p, cfg.iou)
     n_truth = dict(kaggle.n_truth)
+    findings_map = _findings_map(kaggle.ap)
+    if math.isnan(findings_map):
+        notes.append("findings_map is null: the truth has no finding boxes, only 'No finding' rows")
     labels = _order(set(n_truth) | set(p.label.tolist()))
 
     # --- precision / recall / F1 -------------------------------------------------------------
@@ -240,18 +267,11 @@ def evaluate(truth: Annotations, preds: Annotations, config: EvaluationConfig | 
     # --- image level -------------------------------------------------------------------------
     present = [lab for lab in FINDINGS if lab in n_truth or lab in set(p.label.tolist())]
     y = image_matrix(truth, images, FINDINGS, presence=True) > 0  # (n, 14)
-    smax = image_matrix(p, images, FINDINGS)
     abnormal = y.any(axis=1)
-    nf_score = np.full(n_img, np.nan)
-    nf_rows = p.label == NO_FINDING
-    for image, s in zip(p.image_id[nf_rows].tolist(), p.score[nf_rows].tolist()):
-        i = img_index[image]
-        nf_score[i] = s if np.isnan(nf_score[i]) else min(nf_score[i], s)
-    missing_nf = np.isnan(nf_score)
-    p_abn = np.where(missing_nf, smax.max(axis=1), 1.0 - np.nan_to_num(nf_score))
-    if missing_nf.any():
+    smax, p_abn, missing_nf = _image_scores(p, images, img_index)
+    if missing_nf:
         notes.append(
-            f"{int(missing_nf.sum())} image(s) have no 'No finding' prediction; their P(abnormal) is their highest finding score (0 without predictions)"
+            f"{missing_nf} image(s) have no 'No finding' prediction; their P(abnormal) is their highest finding score (0 without predictions)"
         )
     called = smax >= cfg.score_threshold
     accuracy = {
@@ -348,6 +368,7 @@ def evaluate(truth: Annotations, preds: Annotations, config: EvaluationConfig | 
             "ignored_predictions": int((~known).sum()),
         },
         "map": kaggle.map,
+        "findings_map": findings_map,
         "ap": dict(kaggle.ap),
         "n_truth": n_truth,
         "coco": coco,
@@ -364,7 +385,118 @@ def evaluate(truth: Annotations, preds: Annotations, config: EvaluationConfig | 
     return EvaluationResult(_clean(metrics), curves, tuple(problems))
 
 
+def evaluate_mean(truth: Annotations, members: Sequence[Annotations], config: EvaluationConfig | None = None) -> dict[str, Any]:
+    """The mean score of several predictions of the same images, with bootstrap intervals of the mean.
+
+    For the models of a cross-validation scored on one test set: each member is scored as
+    :func:`evaluate` scores it (the same matching, Kaggle mAP, findings-only mAP, abnormal AUC), and
+    every bootstrap resample of the images scores all members at once, so the interval is that of
+    their mean on this population of images (not the spread between the members, given apart).
+
+    Parameters
+    ----------
+    truth:
+        Truth as for :func:`evaluate` (its images are the scored ones).
+    members:
+        One prediction table per model (predictions on other images are ignored).
+    config:
+        :class:`EvaluationConfig` (``iou``, ``bootstrap``, ``seed``, ``level`` are used).
+
+    Returns
+    -------
+    dict
+        JSON-ready (``None`` for undefined numbers): ``members`` and ``images`` (counts); for
+        ``map``, ``findings_map``, ``auc_abnormal`` and, under ``ap``, each truth class: ``values``
+        (one per member, in order), their ``mean``, ``sd`` (``ddof=1``; ``None`` for one member),
+        ``min`` and ``max``; ``ci95``: the intervals of the means (the same keys) with ``resamples``,
+        ``seed`` and ``level``.
+
+    Raises
+    ------
+    ConfigError
+        No members, an empty truth, or a prediction score that is not finite.
+
+    Examples
+    --------
+    >>> from thoracic.data import Annotations, ImageInfo
+    >>> truth = Annotations.from_rows([ImageInfo("a"), ImageInfo("b")],
+    ...     [("a", "Cardiomegaly", 10, 10, 20, 20), ("b", "No finding", 0, 0, 1, 1)])
+    >>> hit = Annotations.from_rows([ImageInfo("a")], [("a", "Cardiomegaly", 10, 10, 20, 20, "", 0.9)])
+    >>> miss = Annotations.from_rows([ImageInfo("a")], [("a", "Cardiomegaly", 50, 50, 60, 60, "", 0.9)])
+    >>> m = evaluate_mean(truth, [hit, miss], EvaluationConfig(bootstrap=0))
+    >>> m["findings_map"]["values"], m["findings_map"]["mean"]
+    ([1.0, 0.0], 0.5)
+    """
+    cfg = config or EvaluationConfig()
+    if not members:
+        raise ConfigError("evaluate_mean needs at least one prediction table")
+    if len(truth) == 0:
+        raise ConfigError("the truth has no boxes or 'No finding' rows: nothing to score")
+    images = list(truth.images)
+    n_img = len(images)
+    img_index = {k: i for i, k in enumerate(images)}
+    y = image_matrix(truth, images, FINDINGS, presence=True) > 0
+    abnormal = y.any(axis=1)
+    n_truth = dict(sorted(Counter(str(lab) for lab in truth.label.tolist()).items()))
+    keys = ["map", "findings_map", "auc_abnormal", *(f"ap/{lab}" for lab in n_truth)]
+    stats = []
+    for preds in members:
+        if len(preds) and not np.isfinite(preds.score).all():
+            raise ConfigError("prediction scores must be finite numbers; read the file with read_predictions to list bad rows")
+        p = preds.subset(np.fromiter((i in img_index for i in preds.image_id.tolist()), dtype=bool, count=len(preds)))
+        matched, _ = match(truth, p, cfg.iou)
+        smax, p_abn, _ = _image_scores(p, images, img_index)
+        stats.append(_statistic(cfg, truth, p, matched, img_index, n_truth, y, smax, abnormal, p_abn, ()))
+
+    def mean(w: np.ndarray) -> dict[str, np.ndarray]:
+        outs = [stat(w) for stat in stats]
+        return {k: np.mean([o[k] for o in outs], axis=0) for k in keys}
+
+    point = [stat(np.ones((1, n_img))) for stat in stats]
+    summary: dict[str, Any] = {}
+    for k in keys:
+        v = np.array([float(o[k][0]) for o in point])
+        defined = bool(np.isfinite(v).all())
+        summary[k] = {
+            "values": v.tolist(),
+            "mean": float(v.mean()) if defined else None,
+            "sd": float(v.std(ddof=1)) if defined and len(v) > 1 else None,
+            "min": float(v.min()) if defined else None,
+            "max": float(v.max()) if defined else None,
+        }
+    ci: dict[str, Any] = {"resamples": cfg.bootstrap, "seed": cfg.seed, "level": cfg.level}
+    if cfg.bootstrap:
+        iv = bootstrap_intervals(n_img, mean, cfg.bootstrap, cfg.seed, cfg.level)
+        ci.update({k: iv.get(k) for k in keys[:3]})
+        ci["ap"] = {lab: iv.get(f"ap/{lab}") for lab in n_truth}
+    out = {"members": len(members), "images": n_img, **{k: summary[k] for k in keys[:3]},
+           "ap": {lab: summary[f"ap/{lab}"] for lab in n_truth}, "ci95": ci}
+    return _clean(out)
+
+
 def _bootstrap(cfg, truth, p, matched, img_index, n_truth, y, smax, abnormal, p_abn, present) -> dict[str, Any]:
+    statistic = _statistic(cfg, truth, p, matched, img_index, n_truth, y, smax, abnormal, p_abn, present)
+    iv = bootstrap_intervals(len(img_index), statistic, cfg.bootstrap, cfg.seed, cfg.level)
+    return {
+        "map": iv.get("map"),
+        "findings_map": iv.get("findings_map"),
+        "ap": {lab: iv.get(f"ap/{lab}") for lab in n_truth},
+        "f1": {lab: iv.get(f"f1/{lab}") for lab in n_truth},
+        "auc": {"abnormal": iv.get("auc_abnormal"), "per_class": {lab: iv.get(f"auc/{lab}") for lab in present}},
+        "accuracy_abnormal": iv.get("accuracy_abnormal"),
+        "froc_mean": iv.get("froc_mean"),
+    }
+
+
+def _nanmean_rows(stacked: np.ndarray) -> np.ndarray:
+    """Column means of ``stacked`` over its finite entries (NaN where a column has none)."""
+    valid = np.isfinite(stacked)
+    cnt = valid.sum(axis=0)
+    return np.divide(np.where(valid, stacked, 0).sum(axis=0), cnt, out=np.full(cnt.shape, np.nan), where=cnt > 0)
+
+
+def _statistic(cfg, truth, p, matched, img_index, n_truth, y, smax, abnormal, p_abn, present):
+    """The bootstrap statistic: every interval's metric on a batch of resample weights ``w`` (``(B, n)``)."""
     n_img = len(img_index)
     pidx = np.fromiter((img_index[i] for i in p.image_id.tolist()), dtype=np.int64, count=len(p))
     tidx = np.fromiter((img_index[i] for i in truth.image_id.tolist()), dtype=np.int64, count=len(truth))
@@ -395,10 +527,9 @@ def _bootstrap(cfg, truth, p, matched, img_index, n_truth, y, smax, abnormal, p_
             fp = (pw * (~hits & keep)).sum(axis=1)
             den = 2 * tp + fp + (nt - tp)
             out[f"f1/{lab}"] = np.divide(2 * tp, den, out=np.full(den.shape, np.nan), where=den > 0)
-        stacked = np.vstack(aps)
-        valid = np.isfinite(stacked)
-        cnt = valid.sum(axis=0)
-        out["map"] = np.divide(np.where(valid, stacked, 0).sum(axis=0), cnt, out=np.full(cnt.shape, np.nan), where=cnt > 0)
+        out["map"] = _nanmean_rows(np.vstack(aps))
+        finding_aps = [ap for (lab, *_), ap in zip(per_class, aps, strict=True) if lab != NO_FINDING]
+        out["findings_map"] = _nanmean_rows(np.vstack(finding_aps)) if finding_aps else np.full(w.shape[0], np.nan)
         for lab in present:
             j = FINDINGS.index(lab)
             out[f"auc/{lab}"] = weighted_auc(w, y[:, j], smax[:, j])
@@ -410,15 +541,7 @@ def _bootstrap(cfg, truth, p, matched, img_index, n_truth, y, smax, abnormal, p_
             out["froc_mean"] = np.where(w @ fcounts > 0, 0.0, np.nan)
         return out
 
-    iv = bootstrap_intervals(n_img, statistic, cfg.bootstrap, cfg.seed, cfg.level)
-    return {
-        "map": iv.get("map"),
-        "ap": {lab: iv.get(f"ap/{lab}") for lab in n_truth},
-        "f1": {lab: iv.get(f"f1/{lab}") for lab in n_truth},
-        "auc": {"abnormal": iv.get("auc_abnormal"), "per_class": {lab: iv.get(f"auc/{lab}") for lab in present}},
-        "accuracy_abnormal": iv.get("accuracy_abnormal"),
-        "froc_mean": iv.get("froc_mean"),
-    }
+    return statistic
 
 
 def _fmt(v: Any) -> str:
@@ -438,6 +561,8 @@ def markdown_summary(metrics: Mapping[str, Any]) -> str:
         "| metric | value | 95% CI |",
         "|---|---|---|",
         f"| Kaggle mAP@{metrics['iou']} | {_fmt(metrics['map'])} | {_ci(ci.get('map'))} |",
+        (f"| findings-only mAP@{metrics['iou']} ('No finding' left out) | {_fmt(metrics.get('findings_map'))} | "
+         f"{_ci(ci.get('findings_map'))} |"),
     ]
     coco = metrics.get("coco") or {}
     lines.append(f"| COCO mAP@[.5:.95] | {_fmt(coco.get('map'))} | |")

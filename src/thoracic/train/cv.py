@@ -245,18 +245,17 @@ def _concat(parts: list[Path], out: Path) -> Path:
 
 def _scores(truth: Annotations, preds: Annotations, bootstrap: int, seed: int) -> dict[str, Any]:
     from thoracic.evaluate.evaluate import EvaluationConfig, evaluate
-    from thoracic.labels import NO_FINDING
 
     m = evaluate(truth, preds, EvaluationConfig(bootstrap=bootstrap, seed=seed, coco=False)).metrics
     ci = m.get("ci95") or {}
-    findings = [v for k, v in m["ap"].items() if k != NO_FINDING and v is not None]
     return {
         "images": m["images"],
         "kaggle_map": m["map"],
-        "findings_map": float(np.mean(findings)) if findings else None,
+        "findings_map": m["findings_map"],
         "abnormal_auc": m["auc"]["abnormal"],
         "per_class_ap": m["ap"],
-        "ci": {"kaggle_map": ci.get("map"), "abnormal_auc": (ci.get("auc") or {}).get("abnormal")},
+        "ci": {"kaggle_map": ci.get("map"), "findings_map": ci.get("findings_map"),
+               "abnormal_auc": (ci.get("auc") or {}).get("abnormal")},
     }
 
 
@@ -378,7 +377,7 @@ def markdown(result: CrossValResult, config: CrossValConfig) -> str:
         f"Folds: Kaggle mAP@0.4 {_f(p['fold_kaggle_map_mean'])} +- {_f(p['fold_kaggle_map_sd'])} (mean +- sd).",
         "",
         (f"Out of fold, all {p.get('images', '')} images at once: Kaggle mAP@0.4 {_f(p.get('kaggle_map'))}"
-        f"{interval('kaggle_map')}; findings mAP {_f(p.get('findings_map'))}; "
+        f"{interval('kaggle_map')}; findings mAP {_f(p.get('findings_map'))}{interval('findings_map')}; "
         f"abnormal AUC {_f(p.get('abnormal_auc'))}{interval('abnormal_auc')} "
         f"({config.bootstrap} bootstrap resamples of images)."),
         "",
