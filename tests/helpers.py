@@ -361,6 +361,62 @@ def vindr_standin(root: Path, n: int = 24, *, size: int = 256, big: int = 0, see
     return root / "train.csv"
 
 
+#: NIH's name of each bundled NIH sample's boxed finding (``samples/boxes.csv`` has the VinDr names).
+_NIH_FINDINGS = {"Cardiomegaly": "Cardiomegaly", "Pleural effusion": "Effusion", "Nodule/Mass": "Nodule"}
+
+
+def nih_standin(root: Path, n: int = 20, *, size: int = 1024, seed: int = 0) -> dict[str, Path]:
+    """Build a folder in ``../shared/data/nih``'s layout from the three bundled NIH radiographs.
+
+    ``root/images/<image_id>.jpg`` (``size`` pixels square, NIH's 1024 by default), ``images.csv``
+    (``image,patient_id,finding_labels,n_boxes``), ``boxes.csv`` and ``chestxdet_boxes.csv``. Image
+    ``k`` is sample ``k % 3`` shifted by a few pixels and brightened by a few grey levels, one patient
+    per image; every fourth (``k % 4 == 3``) is "No Finding", the others carry the sample's radiologist
+    box (shifted with the image), and the first two Effusion films also a ChestX-Det reader's box.
+    Returns the paths: ``images_csv``, ``boxes_csv``, ``chestxdet``, ``images``.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    boxes = {r["image_id"]: r for r in read_rows(SAMPLES / "boxes.csv")}
+    samples = sorted(boxes)
+    folder = root / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    images, box_rows, cxd_rows = [], [], []
+    for k in range(n):
+        sample = samples[k % 3]
+        image_id = f"{90000000 + k:08d}_000"
+        dx, dy = (int(v) for v in rng.integers(-12, 13, 2))
+        with Image.open(SAMPLES / f"{sample}.jpg") as im:
+            gray = np.asarray(im.convert("L"), dtype=np.int16)
+        gray = np.clip(np.roll(gray, (dy, dx), axis=(0, 1)) + int(rng.integers(-8, 9)), 0, 255).astype(np.uint8)
+        f = size / gray.shape[1]
+        Image.fromarray(gray).resize((size, size), Image.BILINEAR).save(folder / f"{image_id}.jpg", quality=90)
+        normal = k % 4 == 3
+        b = boxes[sample]
+        finding = _NIH_FINDINGS[b["label"]]
+        images.append([f"{image_id}.jpg", str(k + 1), "No Finding" if normal else finding, "0" if normal else "1"])
+        if normal:
+            continue
+        box = [(float(b["x_min"]) + dx) * f, (float(b["y_min"]) + dy) * f, (float(b["x_max"]) + dx) * f,
+               (float(b["y_max"]) + dy) * f]
+        box = [min(max(v, 0.0), size - 1.0) for v in box]
+        box_rows.append([f"{image_id}.jpg", finding, *(f"{v:.2f}" for v in box)])
+        if finding == "Effusion" and len(cxd_rows) < 2:
+            cxd_rows.append([f"{image_id}.jpg", "Effusion", *(f"{min(v + 6, size - 1.0):.0f}" for v in box), f"{k}.png", "box-match"])
+    paths = {"images_csv": root / "images.csv", "boxes_csv": root / "boxes.csv",
+             "chestxdet": root / "chestxdet_boxes.csv", "images": folder}
+    for path, header, rows in ((paths["images_csv"], ["image", "patient_id", "finding_labels", "n_boxes"], images),
+                               (paths["boxes_csv"], ["image", "finding", "x_min", "y_min", "x_max", "y_max"], box_rows),
+                               (paths["chestxdet"], ["image", "finding", "x_min", "y_min", "x_max", "y_max",
+                                                     "chestxdet_image", "name_match"], cxd_rows)):
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(rows)
+    return paths
+
+
 def model_with_meta(model: Path, out: Path, chain: object = None, **entries: object) -> Path:
     """A copy of the thoracic detector or classifier ``model`` whose stored metadata JSON has
     ``chain`` (a ``Chain``, given the model's final letterbox) and ``entries`` (e.g. an old file's
