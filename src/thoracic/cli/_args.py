@@ -200,8 +200,8 @@ def one_line(err: BaseException) -> str:
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     """``--backend`` and ``--precision``: where the models run (see :func:`thoracic.models.runtime.onnx_backend`)."""
     p.add_argument("--backend", choices=["auto", "onnxruntime", "openvino"], default="auto",
-                   help="inference back-end: auto (default: ONNX Runtime, CPU or CUDA), onnxruntime, or openvino "
-                        "(the CPU; needs thoracic[fast])")
+                   help="inference back-end: auto (default: OpenVINO on the CPU when thoracic[fast] is installed, "
+                        "else ONNX Runtime; ONNX Runtime on CUDA), onnxruntime or openvino")
     p.add_argument("--precision", choices=["auto", "f32", "bf16"], default="auto",
                    help="inference precision: auto (default: bf16 only for a model whose accuracy check passed, on "
                         "OpenVINO with a bf16 CPU; else f32), f32, or bf16 (OpenVINO on a bf16 CPU)")

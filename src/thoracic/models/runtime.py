@@ -7,12 +7,20 @@ call interface), its :class:`~thoracic.models.meta.ModelMeta` and its sha256, wi
 (:class:`~thoracic.errors.ConfigError`) for a file that is missing, not an ONNX model, not a
 thoracic model or not of the kind asked for.
 
-Back-ends (``--backend``): ``auto`` is ONNX Runtime (CPU or CUDA); ``openvino`` (``thoracic[fast]``)
-runs the same files on the CPU when asked. ``auto`` does not pick OpenVINO yet: a batch
-prediction (inference on a worker thread beside reader threads) hung inside OpenVINO's Python
-bindings (a C++ static-initialisation guard) in a test run, and that path is not yet proven. Precision (``--precision``):
+Back-ends (``--backend``): ``auto`` runs OpenVINO when it is installed (``thoracic[fast]``) and
+the models run on the CPU, ONNX Runtime otherwise and on CUDA. Precision (``--precision``):
 ``f32`` everywhere; ``bf16`` (OpenVINO on a CPU that reports ``BF16``) only where asked, or with
 ``auto`` for a model file whose accuracy check passed (:data:`PRECISION_CHECKS`, keyed by sha256).
+
+OpenVINO and threads: OpenVINO's Python bindings build some C++ function-local statics on first
+use, and the initialiser of one of them (the element type to numpy dtype table behind
+``Tensor.data``, first reached by a model's first inference) runs Python and gives up the GIL
+while it holds the static's guard. A second thread reaching the same static then waits in
+``__cxa_guard_acquire`` holding the GIL, and neither ever moves: two inference workers starting
+their first image at once hung ``thoracic predict`` this way. So every OpenVINO call that can
+reach a first-use initialiser (creating the Core, reading and compiling a model, a thread's first
+inference on a model) runs under one process-wide lock (``_OV_LOCK``); a thread's later
+inferences on the same model meet only statics its first one built, and run in parallel.
 """
 
 from __future__ import annotations
@@ -151,7 +159,7 @@ def onnx_session(path: str | PathLike[str], threads: int = 2, *, device: str | N
 
 
 # --- back-ends and precision ---------------------------------------------------------------------
-#: The back-ends a model can run on (``auto``: ONNX Runtime; see the module docstring).
+#: The back-ends a model can run on (``auto``: OpenVINO on the CPU when installed, else ONNX Runtime).
 BACKENDS = ("auto", "onnxruntime", "openvino")
 #: The inference precisions (``auto``: bf16 only for a model file whose accuracy check passed).
 PRECISIONS = ("auto", "f32", "bf16")
@@ -192,8 +200,8 @@ def onnx_backend(backend: str = "auto", precision: str = "auto") -> Iterator[Non
 def resolve_backend(backend: str | None = None, device: str | None = None) -> str:
     """The back-end a model loads on: ``"onnxruntime"`` or ``"openvino"``.
 
-    ``auto`` (the default, or that of the enclosing :func:`onnx_backend`): ONNX Runtime, on the
-    device of :func:`onnx_device` (OpenVINO only when asked: see the module docstring).
+    ``auto`` (the default, or that of the enclosing :func:`onnx_backend`): OpenVINO when it is
+    installed and the device (:func:`onnx_device`) resolves to the CPU, else ONNX Runtime.
     ``openvino`` without the package, or with a CUDA device, is a typed error.
     """
     backend = (backend or _BACKEND.get()[0]).strip().lower()
@@ -210,7 +218,9 @@ def resolve_backend(backend: str | None = None, device: str | None = None) -> st
             raise ConfigError(f"--backend openvino runs on the CPU, not on device {device!r}: use --device cpu "
                               "or --backend onnxruntime")
         return backend
-    return "onnxruntime"
+    if not openvino_available():
+        return "onnxruntime"
+    return "openvino" if execution_providers(device) == ["CPUExecutionProvider"] else "onnxruntime"
 
 
 def _cpu_has_bf16(core: Any) -> bool:
@@ -257,8 +267,9 @@ def resolve_precision(backend: str, precision: str | None = None, *, sha256: str
             raise ConfigError("--precision bf16 needs the OpenVINO back-end (--backend openvino)")
         return "f32"
     if core is None:
-        core = import_openvino().Core()
-    has_bf16 = _cpu_has_bf16(core)
+        core = _ov_core()
+    with _OV_LOCK:
+        has_bf16 = _cpu_has_bf16(core)
     if precision == "bf16":
         if not has_bf16:
             raise ConfigError("--precision bf16: this CPU does not report bf16 support to OpenVINO; use f32")
@@ -315,10 +326,14 @@ class _ModelMetadata:
 
 
 _OV_CORE: Any = None
-_OV_LOCK = threading.Lock()
+#: Held by every OpenVINO call that may run one of its bindings' first-use initialisers (see the
+#: module docstring): creating the Core, reading and compiling a model, and each thread's first
+#: inference on each model. Re-entrant: loading a model creates the Core.
+_OV_LOCK = threading.RLock()
 
 
 def _ov_core() -> Any:
+    """The one OpenVINO ``Core`` of this process (created under ``_OV_LOCK``)."""
     global _OV_CORE
     with _OV_LOCK:
         if _OV_CORE is None:
@@ -331,7 +346,8 @@ class OpenVinoSession:
     ``onnxruntime.InferenceSession``: ``run(output_names, {input_name: array})`` (a list of arrays,
     all outputs for ``None``), ``get_inputs()``, ``get_outputs()``, ``get_modelmeta()`` (the ONNX
     file's metadata, unchanged) and ``get_providers()``. Thread-safe: each thread infers on its own
-    request of the one compiled model.
+    request of the one compiled model; a thread's first inference on it runs alone (under
+    ``_OV_LOCK``: see the module docstring), the later ones in parallel.
     """
 
     def __init__(self, compiled: Any, metadata: dict[str, str], precision: str, threads: int) -> None:
@@ -361,14 +377,24 @@ class OpenVinoSession:
     def run(self, output_names: Sequence[str] | None, feeds: dict[str, Any]) -> list[Any]:
         request = getattr(self._local, "request", None)
         if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
-        result = request.infer(feeds, share_inputs=False, share_outputs=False).to_tuple()
+            # this thread's first inference on this model: alone, so that no other thread is inside
+            # a first-use initialiser of the bindings while it may run one (module docstring)
+            with _OV_LOCK:
+                request = self.compiled.create_infer_request()
+                result = self._infer(request, feeds)
+            self._local.request = request  # only once a whole inference went through
+        else:
+            result = self._infer(request, feeds)
         if output_names is None:
             return list(result)
         try:
             return [result[self._index[n]] for n in output_names]
         except KeyError as err:
             raise ConfigError(f"the model has no output {err.args[0]!r} (it has {', '.join(self._index)})") from err
+
+    @staticmethod
+    def _infer(request: Any, feeds: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(request.infer(feeds, share_inputs=False, share_outputs=False).to_tuple())
 
 
 def openvino_session(path: str | PathLike[str], threads: int = 2, precision: str = "f32") -> OpenVinoSession:
@@ -380,18 +406,19 @@ def openvino_session(path: str | PathLike[str], threads: int = 2, precision: str
     except ImportError as err:
         raise MissingDependencyError.for_feature("the OpenVINO back-end", "openvino", "fast") from err
     threads = max(1, int(threads))
-    try:
-        model = core.read_model(str(path))
-        framework = model.get_rt_info()["framework"] if model.has_rt_info(["framework"]) else {}
-        metadata = {str(k): str(v.astype(str)) if hasattr(v, "astype") else str(v) for k, v in framework.items()}
-        compiled = core.compile_model(model, "CPU", {
-            "INFERENCE_NUM_THREADS": threads,
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": precision,
-        })
-    except Exception as err:  # openvino raises its own types
-        raise ConfigError(f"cannot load ONNX model into OpenVINO: {err}", path=str(path)) from err
-    return OpenVinoSession(compiled, metadata, precision, threads)
+    with _OV_LOCK:  # one thread at a time in OpenVINO's first-use initialisers (module docstring)
+        try:
+            model = core.read_model(str(path))
+            framework = model.get_rt_info()["framework"] if model.has_rt_info(["framework"]) else {}
+            metadata = {str(k): str(v.astype(str)) if hasattr(v, "astype") else str(v) for k, v in framework.items()}
+            compiled = core.compile_model(model, "CPU", {
+                "INFERENCE_NUM_THREADS": threads,
+                "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": precision,
+            })
+        except Exception as err:  # openvino raises its own types
+            raise ConfigError(f"cannot load ONNX model into OpenVINO: {err}", path=str(path)) from err
+        return OpenVinoSession(compiled, metadata, precision, threads)
 
 
 def _backend_label(session: Any) -> str:
