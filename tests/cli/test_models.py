@@ -22,3 +22,14 @@ def test_models_lists_each_shipped_model_with_its_backend_and_accepted_precision
 def test_models_refuses_bf16_on_onnxruntime(capsys):
     assert main(["models", "--backend", "onnxruntime", "--precision", "bf16"]) != 0
     assert "needs the OpenVINO back-end" in capsys.readouterr().err
+
+
+def test_models_shows_the_backend_auto_picks(require, capsys):
+    """``--backend auto`` (the default) on the CPU: OpenVINO where it is installed, in float32
+    unless the file's bf16 accuracy check passed (``--precision auto``)."""
+    require("openvino")
+    assert main(["models", "--device", "cpu"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:4]]
+    assert [r[0] for r in rows] == ["detector", "classifier", "lungs"]
+    for _, _, _, backend, accepted in rows:
+        assert backend in (("openvino-f32", "openvino-bf16") if "bf16" in accepted.split(",") else ("openvino-f32",))

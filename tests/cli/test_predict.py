@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -364,3 +367,48 @@ def test_heatmaps_of_a_multilabel_classifier_per_finding(detector_onnx, classifi
     assert _predict([str(chest_png), "--models", str(detector_onnx), "--classifier", str(lite), "--out",
                      str(tmp_path / "w.csv"), "--heatmap-findings", "all"]) == 2
     assert "give --heatmaps too" in capsys.readouterr().err
+
+
+#: ``thoracic predict`` in a fresh process, the GIL handed over inside OpenVINO's first-use
+#: initialiser: the first inference of a process builds a C++ static in OpenVINO's bindings whose
+#: initialiser sets up pybind11's numpy API, which calls ``numpy.lib.NumpyVersion``; here that
+#: sleeps on any thread but the main one (giving the GIL away, as any Python code there may).
+#: Before the fix, the second inference worker then blocked on the static's guard holding the
+#: GIL and the run never ended (thoracic.models.runtime's docstring).
+SLOW_NUMPY_SETUP = """
+import sys, threading, time
+import numpy.lib
+
+class _Slow(numpy.lib.NumpyVersion):
+    def __init__(self, vstring):
+        print(f"numpy setup on {threading.current_thread().name}", file=sys.stderr, flush=True)
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.5)
+        super().__init__(vstring)
+
+numpy.lib.NumpyVersion = _Slow
+from thoracic.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_openvino_batch_of_several_models_with_reader_threads_finishes(require, detector_onnx, samples_dir, tmp_path):
+    """The run that hung: several models on OpenVINO (``--backend auto``), two inference workers
+    starting together, reader threads; a hang fails by the timeout instead of stalling the suite."""
+    require("openvino")
+    images = sorted(samples_dir.glob("*.jpg"))
+    models = [str(shutil.copy(detector_onnx, tmp_path / f"fold_{k}.onnx")) for k in (1, 2, 3)]
+    out = tmp_path / "preds.csv"
+    argv = ["predict", *map(str, images), "--models", *models, "--no-classifier", "--device", "cpu",
+            "--workers", "2", "--readers", "2", "--readers-in", "threads", "--threads", "1", "--out", str(out), "-q"]
+    proc = subprocess.run([sys.executable, "-c", SLOW_NUMPY_SETUP, *argv], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    # the window that deadlocked was opened, on an inference worker
+    assert "numpy setup on thoracic-infer" in proc.stderr, proc.stderr
+    backends = [b.split() for b in json.loads(settings_path(out).read_text())["backends"]]
+    assert [b[1] for b in backends] == [f"fold_{k}.onnx" for k in (1, 2, 3)]
+    assert all(b[2].startswith("openvino-") for b in backends), backends  # f32, or bf16 where its check passed
+    side = read_rows(sidecar_path(out))
+    assert len(images) >= 2 and sorted(r["image_id"] for r in side) == sorted(p.stem for p in images)
+    assert {r["status"] for r in side} == {"ok"}

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from thoracic.errors import ConfigError
+from thoracic.errors import ConfigError, MissingDependencyError
 from thoracic.models import (
     LungsMeta,
     ModelMeta,
@@ -16,6 +16,7 @@ from thoracic.models import (
     load_model,
     model_path,
     onnx_device,
+    runtime,
     write_meta,
 )
 from thoracic.models.runtime import (
@@ -121,7 +122,7 @@ def test_every_kind_honours_the_device(monkeypatch):
 
     cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     auto = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
-    with onnx_backend("onnxruntime"):  # (auto is ONNX Runtime as well)
+    with onnx_backend("onnxruntime"):  # (on the CPU, auto picks OpenVINO where it is installed)
         assert LungSegmenter.load(threads=1).session.get_providers()[0] == auto
         with onnx_device("cpu"):
             for kind in ("detector", "classifier", "lungs"):
@@ -131,7 +132,7 @@ def test_every_kind_honours_the_device(monkeypatch):
             with onnx_device("cuda"), pytest.raises(ConfigError, match="no CUDA"):
                 LungSegmenter.load(threads=1)
     # with CUDA offered, the lungs session asks for it first (whatever this onnxruntime build has),
-    # and auto picks ONNX Runtime there
+    # and auto picks ONNX Runtime there even where OpenVINO is installed
     seen = []
     real = ort.InferenceSession
 
@@ -214,12 +215,13 @@ def test_onnxruntime_backend_is_named_in_every_model(detector_onnx):
         assert OnnxDetector.load(detector_onnx, threads=1).backend == "onnxruntime-cpu"
 
 
-def test_openvino_runs_when_asked_and_auto_stays_onnxruntime(require):
+def test_auto_picks_openvino_on_the_cpu_when_installed(require, monkeypatch):
     require("openvino")
     assert openvino_available()
-    assert resolve_backend("auto", "cpu") == "onnxruntime"
-    with onnx_device("cpu"), onnx_backend("openvino"):
-        m = load_model(kind="classifier", threads=1)
+    assert resolve_backend("auto", "cpu") == "openvino"
+    assert resolve_backend("openvino", "auto") == "openvino"
+    with onnx_device("cpu"):
+        m = load_model(kind="classifier", threads=1)  # backend and precision auto
     # auto precision: bf16 only where its accuracy check passed (tests/models/test_precision.py)
     assert m.backend in ("openvino-f32", "openvino-bf16")
     assert m.session.get_providers() == ["OpenVINO:CPU"]
@@ -233,6 +235,13 @@ def test_openvino_runs_when_asked_and_auto_stays_onnxruntime(require):
     assert m.session.get_inputs()[0].name == ref.session.get_inputs()[0].name
     with pytest.raises(ConfigError, match="no output"):
         m.session.run(["nope"], {m.session.get_inputs()[0].name: np.zeros((1, 3, 320, 320), np.float32)})
+    # without the package, auto is ONNX Runtime and asking for OpenVINO names the extra
+    monkeypatch.setattr(runtime, "openvino_available", lambda: False)
+    assert resolve_backend("auto", "cpu") == "onnxruntime"
+    with onnx_device("cpu"):
+        assert load_model(kind="classifier", threads=1).backend == "onnxruntime-cpu"
+    with pytest.raises(MissingDependencyError, match="fast"):
+        resolve_backend("openvino", "cpu")
 
 
 def test_auto_precision_follows_the_recorded_accuracy_check(require, tmp_path):
