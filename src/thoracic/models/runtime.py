@@ -8,9 +8,11 @@ call interface), its :class:`~thoracic.models.meta.ModelMeta` and its sha256, wi
 thoracic model or not of the kind asked for.
 
 Back-ends (``--backend``): ``auto`` runs OpenVINO when it is installed (``thoracic[fast]``) and
-the models run on the CPU, ONNX Runtime otherwise and on CUDA. Precision (``--precision``):
-``f32`` everywhere; ``bf16`` (OpenVINO on a CPU that reports ``BF16``) only where asked, or with
-``auto`` for a model file whose accuracy check passed (:data:`PRECISION_CHECKS`, keyed by sha256).
+the models run on the CPU, ONNX Runtime otherwise and on CUDA; in float32 either way, so the
+default gives ONNX Runtime's findings (the parity tests). Precision (``--precision``): ``f32``
+everywhere; ``bf16`` (OpenVINO on a CPU that reports ``BF16``) only where asked, or with ``auto`` on
+``--backend openvino`` for a model file whose accuracy check passed (:data:`PRECISION_CHECKS`,
+keyed by sha256).
 
 OpenVINO and threads: OpenVINO's Python bindings build some C++ function-local statics on first
 use, and the initialiser of one of them (the element type to numpy dtype table behind
@@ -431,10 +433,16 @@ def _backend_label(session: Any) -> str:
 def model_session(path: str | PathLike[str], threads: int = 2, *, sha256: str = "") -> tuple[Any, str]:
     """The session of a model file on the back-end and precision of the enclosing
     :func:`onnx_backend` (and device of :func:`onnx_device`), with its label: ``openvino-f32``,
-    ``openvino-bf16``, ``onnxruntime-cpu`` or ``onnxruntime-cuda``."""
+    ``openvino-bf16``, ``onnxruntime-cpu`` or ``onnxruntime-cuda``. ``--backend auto`` with
+    ``--precision auto`` is float32: a reduced precision is never the default, only asked for
+    (``--precision bf16``) or allowed where its check passed (``--backend openvino``)."""
+    asked_backend, asked_precision = _BACKEND.get()
     backend = resolve_backend()
     if backend == "openvino":
-        precision = resolve_precision(backend, sha256=sha256, core=_ov_core())
+        if asked_backend == "auto" and asked_precision == "auto":
+            precision = "f32"
+        else:
+            precision = resolve_precision(backend, sha256=sha256, core=_ov_core())
         return openvino_session(path, threads, precision), f"openvino-{precision}"
     resolve_precision(backend)  # bf16 asked of ONNX Runtime is an error
     session = onnx_session(path, threads)
