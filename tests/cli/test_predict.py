@@ -10,6 +10,7 @@ import sys
 
 import cv2
 import numpy as np
+import onnxruntime
 import pytest
 from helpers import FIXTURES, TORCH, model_with_meta, read_rows, run_without, vindr_standin
 
@@ -20,6 +21,7 @@ from thoracic.cli.predict import main
 from thoracic.detect import OnnxDetector
 from thoracic.labels import FINDINGS, NO_FINDING
 from thoracic.models.registry import model_path
+from thoracic.models.runtime import openvino_available
 
 DICOM = FIXTURES / "nih_dx_implicit_le.dcm"
 
@@ -125,9 +127,12 @@ def test_default_models_are_used_without_model_options(chest_png, tmp_path):
     side = read_rows(sidecar_path(out))
     assert side[0]["models"].count("+") == (1 if model_path("classifier").is_file() else 0)
     # the settings file beside the table names where each model ran: back-end and precision
+    # (auto: OpenVINO in float32 on the CPU where it is installed, else ONNX Runtime)
     backends = json.loads(settings_path(out).read_text())["backends"]
     assert [b.split()[:2] for b in backends] == [["detector", "detector.onnx"], ["classifier", "classifier.onnx"]]
-    assert all(b.split()[2] in ("onnxruntime-cpu", "onnxruntime-cuda") for b in backends), backends
+    on_cpu = "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
+    want = ("openvino-f32",) if openvino_available() and on_cpu else ("onnxruntime-cpu", "onnxruntime-cuda")
+    assert all(b.split()[2] in want for b in backends), backends
 
 
 PREDICT = """
@@ -406,9 +411,8 @@ def test_openvino_batch_of_several_models_with_reader_threads_finishes(require, 
     assert proc.returncode == 0, proc.stderr
     # the window that deadlocked was opened, on an inference worker
     assert "numpy setup on thoracic-infer" in proc.stderr, proc.stderr
-    backends = [b.split() for b in json.loads(settings_path(out).read_text())["backends"]]
-    assert [b[1] for b in backends] == [f"fold_{k}.onnx" for k in (1, 2, 3)]
-    assert all(b[2].startswith("openvino-") for b in backends), backends  # f32, or bf16 where its check passed
+    backends = json.loads(settings_path(out).read_text())["backends"]
+    assert backends == [f"detector fold_{k}.onnx openvino-f32" for k in (1, 2, 3)]
     side = read_rows(sidecar_path(out))
     assert len(images) >= 2 and sorted(r["image_id"] for r in side) == sorted(p.stem for p in images)
     assert {r["status"] for r in side} == {"ok"}
