@@ -4,6 +4,10 @@ How to run, from the repository root (``../shared`` is the licensed data, see it
 
     .venv/bin/python bench/content_check.py --shared ../shared
 
+Several models side by side on the same images (each read once, each model's check on the same
+pixels): ``--model src/thoracic/models/content/content.json --model OLD.json``; every rate comes
+with its Wilson 95 % interval.
+
 Sets
 ----
 Frontal chest films, which should pass (target: <= 1 % refused): ``nih-val`` (the NIH patients
@@ -16,7 +20,8 @@ cropped), ``pages`` (text rendered with PIL), ``screens`` (the project's own scr
 synthetic UI), ``synthetic`` (checkerboards, noise, gradients), ``rotated`` (NIH validation films
 turned 90 degrees), ``half`` (one half of an NIH validation film, stretched: one lung, as a
 lateral shows), ``one-lung`` (an NIH validation film cut to one lung) and ``upside-down`` (NIH
-validation films turned 180 degrees). These are made with other seeds and other images than the
+validation films turned 180 degrees), ``ct-like`` (drawn CT-like axial and coronal slices) and
+``lateral-like`` (NIH validation films made into lateral-like views). These are made with other seeds and other images than the
 training negatives of ``scripts/build_content_check.py``, but by similar recipes.
 
 Cost: the check's time per image (median, on the uncompressed RG1 DICOM's pixels, 1841x1955)
@@ -41,13 +46,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "src"))
 
-from build_content_check import SKIMAGE_TRAIN, nih_split
+from build_content_check import SKIMAGE_TRAIN, _resize, ct_coronal, ct_slice, lateral_from_film, nih_split
 
 from thoracic.errors import NotChestRadiographError
 from thoracic.io import ReadConfig, read
-from thoracic.io.content import check_content
+from thoracic.io.content import ContentModel, check_content, load_content_model
 
-CHECK = ReadConfig(check_content=True)  # what predict, segment, serve and the node read with
+PLAIN = ReadConfig(check_content=False)  # read once; each model's check_content as read() runs it with check_content=True
 #: scikit-image's bundled images that the model was not built on (it saw SKIMAGE_TRAIN).
 SKIMAGE_HELD_OUT = tuple(n for n in ("astronaut", "brick", "camera", "cat", "chelsea", "checkerboard", "clock", "coffee",
                                      "coins", "colorwheel", "grass", "gravel", "horse", "hubble_deep_field",
@@ -119,6 +124,13 @@ def negatives(shared: Path) -> Iterator[tuple[str, str, bytes]]:
         yield "one-lung", p.name, png(np.ascontiguousarray(lung))
     for p in val[50:100]:
         yield "upside-down", p.name, png(np.rot90(np.asarray(Image.open(p).convert("L")), 2).copy())
+    for i in range(20):
+        yield "ct-like", f"axial{i}", png((ct_slice(rng) * 255).astype(np.uint8))
+    for i in range(10):
+        yield "ct-like", f"coronal{i}", png((ct_coronal(rng) * 255).astype(np.uint8))
+    for p in val[100:130]:
+        f = _resize(np.asarray(Image.open(p).convert("L"), dtype=np.float32) / 255, 256)
+        yield "lateral-like", p.name, png((lateral_from_film(f, rng) * 255).astype(np.uint8))
 
 
 def positives(shared: Path) -> Iterator[tuple[str, str, Path]]:
@@ -140,39 +152,64 @@ def ood(shared: Path) -> Iterator[tuple[str, str, Path]]:
             yield f"ood-{'ct' if row['kind'] == 'ct' else 'lateral'}", row["image"], shared / "data/ood/images" / row["image"]
 
 
-def refused(src) -> str:
+def refused(src, models: list[ContentModel]) -> list[str]:
+    """The reason each model refuses ``src`` for ("" where it passes)."""
     try:
-        read(src, CHECK)
-    except NotChestRadiographError as err:
-        return err.reason or "refused"
-    return ""
+        rg = read(src, PLAIN)
+    except NotChestRadiographError as err:  # the DICOM header's check, before any pixels
+        return [err.reason or "refused"] * len(models)
+    out = []
+    for model in models:
+        try:
+            check_content(rg.pixels, colour=rg.colour, model=model)
+            out.append("")
+        except NotChestRadiographError as err:
+            out.append(err.reason or "refused")
+    return out
 
 
-def rates(shared: Path, verbose: bool) -> None:
-    counts: dict[str, list[int]] = {}
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score 95 % interval of ``k`` in ``n``."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(centre - half, 0.0), min(centre + half, 1.0)
+
+
+def _line(name: str, counts: list[list[int]]) -> str:
+    cells = []
+    for r, n in counts:
+        lo, hi = wilson(r, n)
+        cells.append(f"{r:4d}/{n:<4d} = {r / n:6.1%} [{lo:6.1%}, {hi:6.1%}]")
+    return f"{name:12s} refused " + " | ".join(cells)
+
+
+def rates(shared: Path, models: list[ContentModel], labels: list[str], verbose: bool) -> None:
+    print("models: " + " | ".join(labels))
+    counts: dict[str, list[list[int]]] = {}
     for group, items in (("frontal chest films (should pass)", positives(shared)),
                          ("not frontal chest films (should be refused)", (*ood(shared), *negatives(shared)))):
-        print(f"-- {group}")
+        print(f"-- {group}", flush=True)
         order: list[str] = []
         for name, image, src in items:
             if name not in counts:
-                counts[name] = [0, 0]
+                counts[name] = [[0, 0] for _ in models]
                 order.append(name)
-            why = refused(src)
-            counts[name][0] += bool(why)
-            counts[name][1] += 1
-            if verbose and bool(why) == group.endswith("pass)"):
-                print(f"   {name} {image}: {why or 'passed'}")
+            whys = refused(src, models)
+            for c, why in zip(counts[name], whys):
+                c[0] += bool(why)
+                c[1] += 1
+            if verbose and not name.startswith("ood") and bool(whys[0]) == group.endswith("pass)"):
+                print(f"   {name} {image}: {whys[0] or 'passed'}")
         for name in order:
-            r, n = counts[name]
-            print(f"{name:12s} refused {r:4d}/{n:<4d} = {r / n:6.1%}")
+            print(_line(name, counts[name]), flush=True)
         if group.endswith("refused)"):
-            r = sum(counts[n][0] for n in order)
-            n = sum(counts[n][1] for n in order)
-            print(f"{'all':12s} refused {r:4d}/{n:<4d} = {r / n:6.1%}")
+            for label, parts in (("own", [n for n in order if not n.startswith("ood")]), ("all", order)):
+                print(_line(label, [[sum(counts[n][m][0] for n in parts), sum(counts[n][m][1] for n in parts)]
+                                    for m in range(len(models))]))
 
 
-def cost(rounds: int) -> None:
+def cost(rounds: int, models: list[ContentModel], labels: list[str]) -> None:
     import tempfile
 
     import pydicom
@@ -188,10 +225,11 @@ def cost(rounds: int) -> None:
         predictor = Predictor.load()
         predictor.predict(dcm)  # warm
         p1 = statistics.median(_timed(lambda: predictor.predict(dcm)) for _ in range(rounds))
-        check_content(pixels)
-        check = statistics.median(_timed(lambda: check_content(pixels)) for _ in range(rounds * 10))
-    print(f"cost: check {check * 1e3:.2f} ms per image ({pixels.shape[1]}x{pixels.shape[0]}), "
-          f"P1 {p1 * 1e3:.0f} ms; ratio {check / p1:.1%} (target <= 10%)")
+        for model, label in zip(models, labels):
+            check_content(pixels, allow=True, model=model)
+            check = statistics.median(_timed(lambda m=model: check_content(pixels, allow=True, model=m)) for _ in range(rounds * 10))
+            print(f"cost ({label}): check {check * 1e3:.2f} ms per image ({pixels.shape[1]}x{pixels.shape[0]}), "
+                  f"P1 {p1 * 1e3:.0f} ms; ratio {check / p1:.1%} (target <= 10%)")
 
 
 def _timed(fn) -> float:
@@ -204,12 +242,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--verbose", action="store_true", help="name every image on the wrong side")
+    ap.add_argument("--model", action="append", type=Path, default=[],
+                    help="a content.json to measure (repeat for several, side by side); default: the shipped one")
+    ap.add_argument("--verbose", action="store_true",
+                    help="name every image the first model puts on the wrong side (never the OOD set's)")
     ap.add_argument("--skip-cost", action="store_true")
+    ap.add_argument("--skip-rates", action="store_true", help="measure the cost only (reads none of the sets)")
     args = ap.parse_args()
-    rates(args.shared, args.verbose)
+    paths = args.model or [None]
+    models = [load_content_model(str(p) if p else None) for p in paths]
+    labels = [str(p) if p else "shipped" for p in paths]
+    if not args.skip_rates:
+        rates(args.shared, models, labels, args.verbose)
     if not args.skip_cost:
-        cost(args.rounds)
+        cost(args.rounds, models, labels)
     return 0
 
 

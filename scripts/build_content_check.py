@@ -12,7 +12,14 @@ Everything here is training data; every rule and threshold is fixed on it:
   turned and blurred; text pages and UI screens drawn with PIL; noise, smooth random fields,
   gradients, stripes, checkerboards, blobs; synthetic CT-like phantoms (an ellipse of body with two
   dark lungs and a spine); and the training films themselves turned 90 or 180 degrees, halved
-  (stretched or not), cut to one lung or to a small patch.
+  (stretched or not), cut to one lung or to a small patch;
+- added in the second iteration (v3), closer in kind to what v2 let through: CT-like axial slices
+  (``ct_slice``: fat rim, ribs, lungs with vessels and ground glass, heart, spine, aorta, table,
+  the reconstruction field on black, grain and sparse-angle streaks from radon/iradon, text and
+  arrows, cut as figures are) and coronal ones (``ct_coronal``), lateral-like films made from each
+  training film (``lateral_from_film``: one hemithorax widened on dark air, with a spine band at
+  the back, the heart in front, shoulders, arms and abdomen) and drawn ones (``lateral_drawn``,
+  a film's lung texture only).
 
 The OOD set (CT slices, lateral films: CC BY-NC, validation only) and lungseg ``eval_nc`` are
 never read here. The one-class part is the PCA model of the training films; the discriminative
@@ -48,6 +55,9 @@ THUMB = 24
 FOLDS = 5
 SEED = 0
 SMALL = 128
+CT_SLICES = 300  # second iteration: CT-like axial slices (ct_slice)
+CT_CORONAL = 300  # and coronal ones (ct_coronal)
+LATERAL_DRAWN = 0.3  # the share of training films that also lend their texture to a drawn lateral
 #: scikit-image images used for training; the other bundled ones are the benchmark's.
 SKIMAGE_TRAIN = ("astronaut", "binary_blobs", "camera", "chelsea", "clock", "coins", "grass", "horse",
                  "immunohistochemistry", "lfw_subset", "moon", "retina", "text")
@@ -256,6 +266,248 @@ def phantom(rng: np.random.Generator) -> np.ndarray:
     return np.clip(a, 0, 1)
 
 
+# --- second iteration (v3): CT-like slices and lateral-like films, closer in kind -----------------
+def _ct_noise(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """CT texture: fine grain, and with some luck the streaks of a sparse-angle reconstruction."""
+    from skimage.transform import iradon, radon
+
+    if rng.random() < 0.5:
+        m = 128
+        s = _resize(a, m)
+        theta = np.linspace(0.0, 180.0, int(rng.integers(24, 72)), endpoint=False)
+        rec = iradon(radon(s, theta, circle=False), theta, circle=False, filter_name="ramp", output_size=m)
+        a = a + float(rng.uniform(0.3, 1.0)) * _resize((rec - s).astype(np.float32), a.shape[1], a.shape[0])
+    grain = cv2.GaussianBlur(rng.normal(0, 1, a.shape).astype(np.float32), (0, 0), float(rng.uniform(0.5, 1.5)))
+    return a + float(rng.uniform(0.01, 0.06)) * grain / max(float(grain.std()), 1e-6)
+
+
+def _overlay_marks(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What figures add to a slice: white text in a corner, arrows."""
+    n = a.shape[0]
+    if rng.random() < 0.3:
+        im = Image.fromarray((np.clip(a, 0, 1) * 255).astype(np.uint8))
+        draw = ImageDraw.Draw(im)
+        font = ImageFont.load_default(size=int(rng.integers(8, 16)))
+        for _ in range(int(rng.integers(1, 4))):
+            x, y = int(rng.choice([4, n - 70])), int(rng.integers(2, n - 14))
+            draw.text((x, y), " ".join(rng.choice(WORDS, 2)), fill=255, font=font)
+        a = np.asarray(im, dtype=np.float32) / 255
+    if rng.random() < 0.25:
+        for _ in range(int(rng.integers(1, 4))):
+            p = (int(rng.integers(n // 4, 3 * n // 4)), int(rng.integers(n // 4, 3 * n // 4)))
+            q = (p[0] + int(rng.integers(-40, 40)), p[1] + int(rng.integers(-40, 40)))
+            cv2.arrowedLine(a, q, p, 1.0, int(rng.integers(1, 3)), tipLength=0.3)
+    return a
+
+
+def ct_slice(rng: np.random.Generator) -> np.ndarray:
+    """A CT-like axial chest slice in a lung or a soft-tissue window: a body ellipse (fat rim, soft
+    tissue, ribs) with two dark lungs holding vessels and ground glass, heart, spine and aorta, a
+    table, the circular reconstruction field on black, CT grain and streaks."""
+    n = 256
+    lung_window = rng.random() < 0.6
+    if lung_window:
+        lung, fat, soft, bone = rng.uniform(0.02, 0.25), rng.uniform(0.55, 0.8), rng.uniform(0.75, 0.95), 1.0
+    else:
+        lung, fat, soft, bone = rng.uniform(0.0, 0.04), rng.uniform(0.2, 0.4), rng.uniform(0.45, 0.62), rng.uniform(0.85, 1.0)
+    a = np.zeros((n, n), np.float32)
+    c = (int(n / 2 + rng.normal(0, 6)), int(n / 2 + rng.normal(0, 8)))
+    rx = int(n * rng.uniform(0.3, 0.46))
+    ry = int(rx * rng.uniform(0.6, 0.85))
+    tilt = float(rng.uniform(-5, 5))
+    cv2.ellipse(a, c, (rx, ry), tilt, 0, 360, float(fat), -1)
+    rim = rng.uniform(0.03, 0.12)
+    ix, iy = int(rx * (1 - rim)), int(ry * (1 - rim))
+    cv2.ellipse(a, c, (ix, iy), tilt, 0, 360, float(soft), -1)
+    for phi in rng.uniform(0, 2 * np.pi, int(rng.integers(8, 20))):  # rib sections near the wall
+        p = (int(c[0] + 0.9 * ix * np.cos(phi)), int(c[1] + 0.9 * iy * np.sin(phi)))
+        cv2.ellipse(a, p, (int(rng.integers(2, 6)), int(rng.integers(2, 5))), float(np.degrees(phi)), 0, 360, float(bone), -1)
+    mask = np.zeros_like(a)
+    for sx in (-1, 1):
+        lc = (int(c[0] + sx * ix * rng.uniform(0.35, 0.5)), int(c[1] - iy * rng.uniform(-0.05, 0.12)))
+        cv2.ellipse(mask, lc, (int(ix * rng.uniform(0.28, 0.42)), int(iy * rng.uniform(0.55, 0.8))),
+                    float(sx * rng.uniform(-20, 20)), 0, 360, 1.0, -1)
+    heart = (int(c[0] + ix * rng.uniform(-0.05, 0.2)), int(c[1] - iy * rng.uniform(-0.1, 0.3)))
+    cv2.ellipse(mask, heart, (int(ix * rng.uniform(0.15, 0.3)), int(iy * rng.uniform(0.2, 0.4))), float(rng.uniform(0, 180)), 0, 360, 0.0, -1)
+    spine = (int(c[0] + rng.normal(0, 2)), int(c[1] + iy * rng.uniform(0.5, 0.7)))
+    rs = int(ix * rng.uniform(0.09, 0.14))
+    cv2.circle(mask, spine, int(rs * 1.6), 0.0, -1)
+    inside = mask > 0
+    texture = lung + np.zeros_like(a)
+    if lung_window:  # vessels and bronchi
+        for _ in range(int(rng.integers(40, 160))):
+            p = (int(rng.integers(0, n)), int(rng.integers(0, n)))
+            if inside[p[1], p[0]]:
+                cv2.circle(texture, p, int(rng.integers(1, 3)), float(rng.uniform(0.45, 0.8)), -1)
+        for _ in range(int(rng.integers(0, 4))):  # ground glass and consolidation
+            g = np.zeros_like(a)
+            cv2.ellipse(g, (int(rng.integers(0, n)), int(rng.integers(0, n))), (int(rng.integers(8, 40)), int(rng.integers(8, 40))),
+                        float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+            texture += float(rng.uniform(0.1, 0.5)) * cv2.GaussianBlur(g, (0, 0), float(rng.uniform(2, 8)))
+    a = np.where(inside, texture, a)
+    cv2.circle(a, spine, rs, float(bone), -1)  # vertebral body, canal, processes
+    cv2.circle(a, (spine[0], spine[1] + int(rs * 1.4)), max(rs // 3, 2), float(lung if not lung_window else fat * 0.5), -1)
+    cv2.line(a, (spine[0], spine[1] + int(rs * 1.8)), (spine[0], spine[1] + int(rs * 2.6)), float(bone), max(rs // 3, 2))
+    cv2.circle(a, (spine[0] + int(rs * rng.uniform(1.2, 2.0)), spine[1] - int(rs * rng.uniform(0.8, 1.5))),
+               int(rs * rng.uniform(0.7, 1.0)), float(min(soft * rng.uniform(1.0, 1.2), 1.0)), -1)  # aorta
+    if rng.random() < 0.7:  # the table
+        y = c[1] + ry + int(rng.integers(4, 16))
+        cv2.ellipse(a, (c[0], y + 400), (int(rx * 1.4), 400), 0, 250, 290, float(rng.uniform(0.3, 0.8)), int(rng.integers(2, 7)))
+    a = _ct_noise(a, rng)
+    if rng.random() < 0.6:  # the reconstruction field: a disk, black or grey outside
+        field = np.zeros_like(a)
+        cv2.circle(field, (n // 2, n // 2), int(n * rng.uniform(0.46, 0.52)), 1.0, -1)
+        a = np.where(field > 0, a, float(rng.choice([0.0, rng.uniform(0.0, 0.3)])))
+    a = _overlay_marks(np.clip(a, 0, 1).astype(np.float32), rng)
+    return _figure_cut(a, (c[0] - rx, c[1] - ry, c[0] + rx, c[1] + ry), rng)
+
+
+def _figure_cut(a: np.ndarray, body: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """Cut as figures are: sometimes a little off each side, sometimes tight around the body
+    (``body``: x0, y0, x1, y1) or inside it."""
+    n = a.shape[0]
+    r = rng.random()
+    if r < 0.3:
+        h0, w0 = int(n * rng.uniform(0, 0.15)), int(n * rng.uniform(0, 0.15))
+        a = a[h0:n - int(n * rng.uniform(0, 0.15)), w0:n - int(n * rng.uniform(0, 0.15))]
+    elif r < 0.6:
+        m = rng.uniform(-0.12, 0.08, 4) * n
+        x0, y0 = max(int(body[0] - m[0]), 0), max(int(body[1] - m[1]), 0)
+        x1, y1 = min(int(body[2] + m[2]), n), min(int(body[3] + m[3]), n)
+        if x1 - x0 > n // 4 and y1 - y0 > n // 4:
+            a = a[y0:y1, x0:x1]
+    return np.ascontiguousarray(np.clip(a, 0, 1), dtype=np.float32)
+
+
+def ct_coronal(rng: np.random.Generator) -> np.ndarray:
+    """A CT-like coronal chest slice: a tall body on black, two tall dark lungs with vessels over
+    the domes of the diaphragm, heart between them, liver below, sometimes the spine's column,
+    rib sections along the sides, CT grain and streaks."""
+    n = 256
+    lung_window = rng.random() < 0.6
+    lung = rng.uniform(0.02, 0.25) if lung_window else rng.uniform(0.0, 0.04)
+    soft = rng.uniform(0.75, 0.95) if lung_window else rng.uniform(0.45, 0.62)
+    a = np.zeros((n, n), np.float32)
+    c = (int(n / 2 + rng.normal(0, 5)), int(n * rng.uniform(0.5, 0.6)))
+    rx, ry = int(n * rng.uniform(0.33, 0.46)), int(n * rng.uniform(0.45, 0.6))
+    cv2.ellipse(a, c, (rx, ry), 0, 0, 360, float(soft * rng.uniform(0.6, 0.85)), -1)
+    cv2.ellipse(a, c, (int(rx * 0.93), int(ry * 0.95)), 0, 0, 360, float(soft), -1)
+    mask = np.zeros_like(a)
+    for sx in (-1, 1):
+        lc = (int(c[0] + sx * rx * rng.uniform(0.38, 0.52)), int(c[1] - ry * rng.uniform(0.1, 0.3)))
+        cv2.ellipse(mask, lc, (int(rx * rng.uniform(0.25, 0.38)), int(ry * rng.uniform(0.45, 0.65))), float(sx * rng.uniform(-8, 8)),
+                    0, 360, 1.0, -1)
+    cv2.ellipse(mask, (c[0] + int(rx * rng.uniform(-0.05, 0.12)), c[1] + int(ry * rng.uniform(0.0, 0.2))),
+                (int(rx * rng.uniform(0.2, 0.35)), int(ry * rng.uniform(0.2, 0.3))), 0, 0, 360, 0.0, -1)  # heart
+    inside = mask > 0
+    texture = lung + np.zeros_like(a)
+    if lung_window:
+        for _ in range(int(rng.integers(40, 160))):
+            p = (int(rng.integers(0, n)), int(rng.integers(0, n)))
+            if inside[p[1], p[0]]:
+                q = (p[0] + int(rng.integers(-12, 12)), p[1] + int(rng.integers(-12, 12)))
+                cv2.line(texture, p, q, float(rng.uniform(0.45, 0.8)), int(rng.integers(1, 3)))
+    a = np.where(inside, texture, a)
+    if rng.random() < 0.5:  # the spine's column of vertebrae
+        w = int(rx * rng.uniform(0.12, 0.2))
+        for y in range(int(c[1] - ry * 0.7), int(c[1] + ry * 0.9), 2 * w // 2 + 4):
+            cv2.rectangle(a, (c[0] - w // 2, y), (c[0] + w // 2, y + w - 2), 1.0, -1)
+    for sx in (-1, 1):
+        for y in range(int(c[1] - ry * 0.6), int(c[1] + ry * 0.3), int(rng.integers(10, 20))):
+            cv2.circle(a, (int(c[0] + sx * rx * rng.uniform(0.8, 0.9)), y), int(rng.integers(2, 5)), 1.0, -1)
+    a = _overlay_marks(np.clip(_ct_noise(a, rng), 0, 1).astype(np.float32), rng)
+    return _figure_cut(a, (c[0] - rx, c[1] - ry, c[0] + rx, c[1] + ry), rng)
+
+
+def _spine_band(h: int, w: int, x0: float, rng: np.random.Generator) -> np.ndarray:
+    """A bright, slightly curved vertical band with the stripes of vertebrae and discs."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    width = w * rng.uniform(0.06, 0.12)
+    centre = x0 + w * rng.uniform(0.02, 0.06) * np.sin(np.pi * yy / h + rng.uniform(-0.5, 0.5))
+    band = np.exp(-(((xx - centre) / width) ** 4))
+    period = h * rng.uniform(0.05, 0.08)
+    stripes = 0.75 + 0.25 * np.cos(2 * np.pi * yy / period + rng.uniform(0, 6)) ** 2
+    return (band * stripes * np.clip(yy / (0.15 * h), 0, 1)).astype(np.float32)
+
+
+def _lateral_anatomy(a: np.ndarray, posterior_left: bool, rng: np.random.Generator) -> np.ndarray:
+    """Add what a lateral view superimposes on one lung field: spine at the back, heart in front
+    and below, the shoulders and arms on top, the abdomen under the diaphragm, a sternum line."""
+    h, w = a.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    back = w * rng.uniform(0.12, 0.3)
+    spine = _spine_band(h, w, back if posterior_left else w - back, rng)
+    a = a + float(rng.uniform(0.15, 0.4)) * spine
+    heart = np.zeros_like(a)
+    hx = w - w * rng.uniform(0.3, 0.45) if posterior_left else w * rng.uniform(0.3, 0.45)
+    cv2.ellipse(heart, (int(hx), int(h * rng.uniform(0.6, 0.75))), (int(w * rng.uniform(0.15, 0.25)), int(h * rng.uniform(0.15, 0.22))),
+                float(rng.uniform(-30, 30)), 0, 360, 1.0, -1)
+    a = a + float(rng.uniform(0.15, 0.35)) * cv2.GaussianBlur(heart, (0, 0), w * 0.03)
+    dome = h * rng.uniform(0.7, 0.85) - h * 0.05 * np.cos(np.pi * (xx / w - 0.5))
+    a = a + float(rng.uniform(0.2, 0.45)) / (1 + np.exp(-(yy - dome) / (h * 0.01)))
+    shoulders = np.exp(-((yy / (h * rng.uniform(0.12, 0.25))) ** 2))
+    a = a + float(rng.uniform(0.15, 0.4)) * shoulders
+    if rng.random() < 0.6:  # arms raised: two bright oblique bands over the top
+        arm = np.zeros_like(a)
+        for _ in range(2):
+            x1 = int(w * rng.uniform(0.2, 0.8))
+            cv2.line(arm, (x1, 0), (x1 + int(w * rng.uniform(-0.3, 0.3)), int(h * rng.uniform(0.25, 0.45))), 1.0, int(w * rng.uniform(0.05, 0.1)))
+        a = a + float(rng.uniform(0.1, 0.3)) * cv2.GaussianBlur(arm, (0, 0), w * 0.02)
+    front = w - w * rng.uniform(0.04, 0.1) if posterior_left else w * rng.uniform(0.04, 0.1)
+    a = a + 0.15 * np.exp(-(((xx - front) / (w * 0.012)) ** 2)) * ((yy > 0.2 * h) & (yy < 0.65 * h))
+    return a
+
+
+def lateral_from_film(f: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A lateral-like film made from a frontal one: one hemithorax widened to the body's depth,
+    on dark air before and behind it, with the lateral view's anatomy added over it."""
+    h, w = f.shape
+    left = bool(rng.integers(2))
+    cut = int(w * rng.uniform(0.48, 0.6))
+    half = f[:, :cut] if left else f[:, w - cut:]
+    if left:  # the mediastinum on the left of ``half``
+        half = half[:, ::-1]
+    depth = int(w * rng.uniform(0.65, 0.95))
+    body = _resize(half, depth, h)
+    air = float(rng.uniform(0.0, 0.15))
+    a = np.full((h, w), air, np.float32)
+    x0 = int(rng.integers(0, w - depth + 1))
+    edge = np.clip(np.minimum(np.arange(depth), np.arange(depth)[::-1]) / (depth * 0.04), 0, 1)[None, :]
+    a[:, x0:x0 + depth] = air + (body - air) * edge
+    posterior_left = True  # the mediastinum (now the spine side) is at the body's left edge
+    a = _lateral_anatomy(a, posterior_left, rng)
+    if rng.random() < 0.5:
+        a = a[:, ::-1]
+    a = _grey(a) ** float(rng.uniform(0.7, 1.4))
+    if rng.random() < 0.3:
+        a = _resize(a, int(w * rng.uniform(0.75, 1.0)), h)
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def lateral_drawn(rng: np.random.Generator, texture: np.ndarray) -> np.ndarray:
+    """A lateral-like film drawn from nothing but a film's fine texture: one large dark lung field
+    in a body seen from the side, with the lateral view's anatomy."""
+    n = 256
+    a = np.full((n, n), float(rng.uniform(0.0, 0.15)), np.float32)
+    body = np.zeros_like(a)
+    x0, x1 = int(n * rng.uniform(0.02, 0.15)), int(n * rng.uniform(0.85, 0.98))
+    cv2.rectangle(body, (x0, -10), (x1, n + 10), 1.0, -1)
+    body = cv2.GaussianBlur(body, (0, 0), n * 0.02)
+    field = np.zeros_like(a)
+    cv2.ellipse(field, (int(n * rng.uniform(0.42, 0.58)), int(n * rng.uniform(0.42, 0.55))),
+                (int(n * rng.uniform(0.25, 0.36)), int(n * rng.uniform(0.28, 0.38))), float(rng.uniform(-15, 15)), 0, 360, 1.0, -1)
+    field = cv2.GaussianBlur(field, (0, 0), n * 0.03)
+    a = a + body * (float(rng.uniform(0.45, 0.7)) - float(rng.uniform(0.2, 0.35)) * field)
+    h, w = texture.shape
+    x = int(rng.uniform(0.05, 0.3) * w) if rng.integers(2) else int(rng.uniform(0.55, 0.7) * w)
+    y = int(rng.uniform(0.15, 0.3) * h)
+    patch = _resize(texture[y:y + int(0.45 * h), x:x + int(0.25 * w)], n)  # a piece of one lung, stretched
+    hp = patch - cv2.GaussianBlur(patch, (0, 0), 3)
+    a = a + float(rng.uniform(0.5, 1.5)) * hp * body
+    a = _lateral_anatomy(a, bool(rng.integers(2)), rng)
+    return np.ascontiguousarray(_grey(a) ** float(rng.uniform(0.7, 1.4)), dtype=np.float32)
+
+
 def made_negatives(rng: np.random.Generator) -> Iterator[tuple[str, np.ndarray]]:
     for a in natural_images():
         yield "natural", a
@@ -269,6 +521,10 @@ def made_negatives(rng: np.random.Generator) -> Iterator[tuple[str, np.ndarray]]
         yield "synthetic", synthetic(rng)
     for _ in range(150):
         yield "phantom", phantom(rng)
+    for _ in range(CT_SLICES):
+        yield "ct-axial", ct_slice(rng)
+    for _ in range(CT_CORONAL):
+        yield "ct-coronal", ct_coronal(rng)
 
 
 # --- the models -------------------------------------------------------------------------------
@@ -339,6 +595,11 @@ def dataset(films: list[tuple[np.ndarray, float, str]], seed: int = SEED) -> dic
             rows.append(("film-aug", 1, fold, *features(g, aspect * g.shape[1] / g.shape[0] * f.shape[0] / f.shape[1])))
         for kind, g, a in transformed_films(f, rng):
             rows.append((kind, 0, fold, *features(g, a)))
+        g = lateral_from_film(f, rng)
+        rows.append(("lateral-film", 0, fold, *features(g, g.shape[1] / g.shape[0])))
+        if rng.random() < LATERAL_DRAWN:
+            g = lateral_drawn(rng, f)
+            rows.append(("lateral-drawn", 0, fold, *features(g, 1.0)))
     for kind, g in made_negatives(rng):
         rows.append((kind, 0, int(rng.integers(FOLDS)), *features(g, g.shape[1] / g.shape[0])))
     return {"kind": np.array([r[0] for r in rows]), "y": np.array([r[1] for r in rows]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 from helpers import FIXTURES, SAMPLES
@@ -101,6 +102,51 @@ def test_a_turned_halved_or_cut_film_is_refused_by_the_classifier(name):
     assert info.value.reason in ("content:pattern", "content:class") and "P(chest)" in info.value.message
     flags = read(png(TRANSFORMED[name](film())), ReadConfig(check_content=True, allow_non_chest=True)).flags
     assert any(f.startswith("content:class=") for f in flags), flags
+
+
+def ct_like_slice() -> np.ndarray:
+    """A drawn axial CT slice: the reconstruction field on black, a body ellipse with a fat rim,
+    two dark lungs with vessels, heart, spine and aorta, a table, CT grain."""
+    rng = np.random.default_rng(3)
+    a = np.zeros((512, 512), np.float32)
+    cv2.circle(a, (256, 256), 250, 0.08, -1)
+    cv2.ellipse(a, (256, 250), (200, 140), 0, 0, 360, 0.7, -1)
+    cv2.ellipse(a, (256, 250), (185, 128), 0, 0, 360, 0.9, -1)
+    for cx in (170, 342):
+        cv2.ellipse(a, (cx, 240), (70, 100), 0, 0, 360, 0.12, -1)
+    for _ in range(120):
+        x, y = int(rng.integers(110, 400)), int(rng.integers(150, 330))
+        if a[y, x] < 0.2:
+            cv2.circle(a, (x, y), 2, 0.6, -1)
+    cv2.ellipse(a, (270, 230), (50, 60), 30, 0, 360, 0.9, -1)  # heart
+    cv2.circle(a, (256, 330), 22, 1.0, -1)  # vertebra
+    cv2.circle(a, (290, 300), 16, 0.95, -1)  # aorta
+    cv2.ellipse(a, (256, 800), (300, 390), 0, 250, 290, 0.5, 6)  # table
+    a += rng.normal(0, 0.04, a.shape).astype(np.float32)
+    return (np.clip(a, 0, 1) * 255).astype(np.uint8)
+
+
+def lateral_like(a: np.ndarray) -> np.ndarray:
+    """A frontal film made lateral-like: its right hemithorax widened to the body's depth on dark
+    air, a bright band of vertebrae at the back, the heart in front and below, the shoulders on top."""
+    h, w = a.shape
+    half = np.asarray(Image.fromarray(a[:, : w * 55 // 100][:, ::-1]).resize((w * 4 // 5, h)), dtype=np.float32) / 255
+    out = np.full((h, w), 0.05, np.float32)
+    out[:, w // 10: w // 10 + half.shape[1]] = half
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out += 0.3 * np.exp(-(((xx - w * 0.25) / (w * 0.07)) ** 4)) * (0.8 + 0.2 * np.cos(2 * np.pi * yy / (h * 0.06)) ** 2)
+    heart = np.zeros_like(out)
+    cv2.ellipse(heart, (int(w * 0.65), int(h * 0.68)), (w // 5, h // 6), 0, 0, 360, 1.0, -1)
+    out += 0.25 * cv2.GaussianBlur(heart, (0, 0), w * 0.03) + 0.3 * np.exp(-((yy / (h * 0.18)) ** 2))
+    return (np.clip(out / out.max(), 0, 1) * 255).astype(np.uint8)
+
+
+def test_a_ct_like_slice_and_a_lateral_like_film_are_refused():
+    """The second iteration's negatives in kind: a drawn CT slice, a frontal film made lateral-like."""
+    for arr in (ct_like_slice(), lateral_like(film())):
+        with pytest.raises(NotChestRadiographError) as info:
+            read(png(arr), CHECK)
+        assert info.value.reason in ("content:pattern", "content:class")
 
 
 def test_an_inverted_film_passes_and_a_mirrored_one_too():
