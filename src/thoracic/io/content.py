@@ -14,8 +14,8 @@ raster image was before it became grey:
 - **class** (discriminative): a logistic regression on :func:`shape_features` (thumbnails at two
   scales, column and row profiles, where the brightest vertical band lies, symmetry, edge
   orientations, fine detail, quantiles, aspect), trained on frontal films against negatives made
-  for it (photos, pages, screens, synthetic images, and frontal films turned, halved or cut to one
-  lung), gives P(chest); refused below the model's ``min_p_chest``.
+  for it (photos, pages, screens, synthetic images, CT-like slices, lateral-like films, and frontal
+  films turned, halved or cut to one lung), gives P(chest); refused below the model's ``min_p_chest``.
 
 The model is a JSON of coefficients, ``models/content/content.json`` (built by
 ``scripts/build_content_check.py``; its card is ``models/content/MODEL_CARD.md``), read once per
