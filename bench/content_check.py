@@ -21,8 +21,9 @@ synthetic UI), ``synthetic`` (checkerboards, noise, gradients), ``rotated`` (NIH
 turned 90 degrees), ``half`` (one half of an NIH validation film, stretched: one lung, as a
 lateral shows), ``one-lung`` (an NIH validation film cut to one lung) and ``upside-down`` (NIH
 validation films turned 180 degrees), ``ct-like`` (drawn CT-like axial and coronal slices) and
-``lateral-like`` (NIH validation films made into lateral-like views). These are made with other seeds and other images than the
-training negatives of ``scripts/build_content_check.py``, but by similar recipes.
+``lateral-like`` (NIH validation films made into lateral-like views). These are made with other
+seeds and other images than the training negatives of ``scripts/build_content_check.py``, but by
+the same or similar recipes.
 
 Cost: the check's time per image (median, on the uncompressed RG1 DICOM's pixels, 1841x1955)
 against P1, a warm ``Predictor.predict`` of the same DICOM with the shipped models (median).
