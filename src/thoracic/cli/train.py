@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from thoracic.cli._args import COUNT, COUNT_OR_OFF, FRACTION, IN_DIR, OUT_DIR, POSITIVE, POSITIVE_FLOAT, Parser
+from thoracic.cli._args import COUNT, COUNT_OR_OFF, FRACTION, IN_DIR, NON_NEGATIVE, OUT_DIR, POSITIVE, POSITIVE_FLOAT, Parser
 
 __all__ = ["add_parser", "main"]
 
@@ -31,6 +31,8 @@ def _cmd_train_lungs(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch=args.batch,
         lr=args.lr,
+        encoder_lr=args.encoder_lr,
+        augment=args.augment,
         hflip=args.hflip,
         seed=args.seed,
         threads=args.threads,
@@ -68,6 +70,11 @@ def add_parser(subparsers):
     t.add_argument("--base", type=POSITIVE, default=16, help="UNet channels at full resolution (--encoder unet)")
     t.add_argument("--batch", type=POSITIVE, default=4)
     t.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3)
+    t.add_argument("--encoder-lr", type=NON_NEGATIVE, default=None,
+                   help="peak learning rate of the pretrained encoder's weights (default: --lr; --encoder efficientnet-liteN)")
+    t.add_argument("--augment", choices=("standard", "strong"), default="standard",
+                   help="standard: the shipped model's augmentation; strong: adds aspect changes and the classifier's "
+                   "site augmentation (window, CLAHE, blur, noise, JPEG)")
     t.add_argument("--hflip", action="store_true", help="also mirror left-right during augmentation")
     t.add_argument("--seed", type=COUNT, default=0)
     t.add_argument("--threads", type=POSITIVE, default=2, help="torch CPU threads")
