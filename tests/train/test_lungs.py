@@ -1,5 +1,7 @@
 """ONNX export parity (needs the train extra: torch and onnx; skipped locally without them, fails in CI)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from helpers import tiny_lung_set
@@ -119,3 +121,27 @@ def test_strong_augmentation_changes_the_aspect():
         if len(xs):
             ratios.add(round(float((xs.max() - xs.min()) / (ys.max() - ys.min())), 2))
     assert len(ratios) > 3  # width / height of the lung box varies without rotation, zoom or shift
+
+
+def test_a_checkpoint_from_before_the_new_settings_still_resumes(tmp_path, require):
+    require("torch")
+    import torch
+
+    from thoracic.errors import ConfigError
+    from thoracic.models.meta import LungsMeta
+    from thoracic.train.lungs import LungsTrainConfig, train_model
+
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 32, 32)).astype(np.float32)
+    masks = (images > 0.5).astype(np.float32)
+    cfg = LungsTrainConfig(data="unused", out=str(tmp_path), size=32, base=4, depth=2, epochs=1, batch=2, threads=1)
+    train_model(cfg, images, masks, tmp_path, LungsMeta.default(32))
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    for key in ("encoder_lr", "augment"):  # settings a checkpoint of an older thoracic does not record
+        del state["config"][key]
+    torch.save(state, tmp_path / "checkpoint.pt")
+    train_model(cfg, images, masks, tmp_path, LungsMeta.default(32))  # their defaults: the same run
+    assert (tmp_path / "log.csv").read_text().count("\n") == 2
+    with pytest.raises(ConfigError, match="other settings"):  # a missing setting is not a wildcard
+        train_model(dataclasses.replace(cfg, augment="strong"), images, masks, tmp_path,
+                    LungsMeta.default(32))
