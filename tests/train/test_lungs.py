@@ -32,8 +32,8 @@ def test_onnx_runtime_matches_torch(tmp_path, require, segmenter, sample_radiogr
     assert np.abs(exported.predict_small(x) - ref).max() < 1e-4
 
 
-def test_one_training_epoch_runs(tmp_path, require):
-    require("torch")
+def _one_epoch(tmp_path):
+    """One epoch of a tiny UNet on four random 32 x 32 films in ``tmp_path``: its settings and data."""
     from thoracic.models.meta import LungsMeta
     from thoracic.train.lungs import LungsTrainConfig, train_model
 
@@ -42,6 +42,15 @@ def test_one_training_epoch_runs(tmp_path, require):
     masks = (images > 0.5).astype(np.float32)
     cfg = LungsTrainConfig(data="unused", out=str(tmp_path), size=32, base=4, depth=2, epochs=1, batch=2, threads=1)
     train_model(cfg, images, masks, tmp_path, LungsMeta.default(32))
+    return cfg, images, masks
+
+
+def test_one_training_epoch_runs(tmp_path, require):
+    require("torch")
+    from thoracic.models.meta import LungsMeta
+    from thoracic.train.lungs import train_model
+
+    cfg, images, masks = _one_epoch(tmp_path)
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "log.csv").is_file()
     # resuming a finished run does no more epochs
     train_model(cfg, images, masks, tmp_path, LungsMeta.default(32))
@@ -129,13 +138,9 @@ def test_a_checkpoint_from_before_the_new_settings_still_resumes(tmp_path, requi
 
     from thoracic.errors import ConfigError
     from thoracic.models.meta import LungsMeta
-    from thoracic.train.lungs import LungsTrainConfig, train_model
+    from thoracic.train.lungs import train_model
 
-    rng = np.random.default_rng(0)
-    images = rng.random((4, 32, 32)).astype(np.float32)
-    masks = (images > 0.5).astype(np.float32)
-    cfg = LungsTrainConfig(data="unused", out=str(tmp_path), size=32, base=4, depth=2, epochs=1, batch=2, threads=1)
-    train_model(cfg, images, masks, tmp_path, LungsMeta.default(32))
+    cfg, images, masks = _one_epoch(tmp_path)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     for key in ("encoder_lr", "augment"):  # settings a checkpoint of an older thoracic does not record
         del state["config"][key]
