@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import numpy as np
 import pytest
@@ -115,3 +116,38 @@ def test_training_is_deterministic_with_a_seed(require, tmp_path):
     a, b, c = (torch.load(tmp_path / r / "model.pt", weights_only=True) for r in ("a", "b", "c"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+def test_encoder_lr_sets_the_encoders_own_rate(require, tmp_path):
+    _needs(require)
+    import torch
+
+    from thoracic.models.meta import LungsMeta
+    from thoracic.train.effunet import build_effnet_unet
+    from thoracic.train.lungs import LungsTrainConfig, train_model
+
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 64, 64)).astype(np.float32)
+    masks = (images > 0.5).astype(np.float32)
+    cfg = LungsTrainConfig(data="unused", out=str(tmp_path), encoder="efficientnet-lite0", size=64, epochs=1, batch=2,
+                           threads=1, encoder_lr=0.0, weight_decay=0.0)
+    model = train_model(cfg, images, masks, tmp_path, LungsMeta.default(64))
+    start = build_effnet_unet("efficientnet-lite0", 64)
+    # an encoder learning rate of 0 leaves the ImageNet weights as loaded; the decoder learns at --lr
+    mine, imagenet = dict(model.encoder.named_parameters()), dict(start.encoder.named_parameters())
+    assert all(torch.equal(mine[k], imagenet[k]) for k in imagenet)
+    moved = [k for k, v in start.head.named_parameters() if not torch.equal(v, dict(model.head.named_parameters())[k])]
+    assert moved == ["weight", "bias"]
+    # a run resumes only with its own encoder rate
+    with pytest.raises(ConfigError, match="other settings"):
+        train_model(dataclasses.replace(cfg, encoder_lr=1e-4), images, masks, tmp_path,
+                    LungsMeta.default(64))
+
+
+def test_encoder_lr_needs_a_pretrained_encoder():
+    from thoracic.train.lungs import LungsTrainConfig
+
+    with pytest.raises(ConfigError, match="pretrained encoder"):
+        LungsTrainConfig(data="d", out="o", encoder_lr=1e-4)
+    with pytest.raises(ConfigError, match=">= 0"):
+        LungsTrainConfig(data="d", out="o", encoder="efficientnet-lite0", encoder_lr=-1.0)

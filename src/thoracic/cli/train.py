@@ -16,6 +16,7 @@ from thoracic.cli._args import (
     COUNT_OR_OFF,
     FRACTION,
     IN_DIR,
+    NON_NEGATIVE,
     OUT_DIR,
     POSITIVE,
     POSITIVE_FLOAT,
@@ -62,6 +63,11 @@ def add_parser(subparsers):
     t.add_argument("--base", type=POSITIVE, default=16, help="UNet channels at full resolution (--encoder unet)")
     t.add_argument("--batch", type=POSITIVE, default=4)
     t.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3)
+    t.add_argument("--encoder-lr", type=NON_NEGATIVE, default=None,
+                   help="peak learning rate of the pretrained encoder's weights (default: --lr; --encoder efficientnet-liteN)")
+    t.add_argument("--augment", choices=("standard", "strong"), default="standard",
+                   help="standard: the shipped model's augmentation; strong: adds aspect changes and the classifier's "
+                   "site augmentation (window, CLAHE, blur, noise, JPEG)")
     t.add_argument("--hflip", action="store_true", help="also mirror left-right during augmentation")
     t.add_argument("--seed", type=COUNT, default=0)
     t.add_argument("--threads", type=POSITIVE, default=2, help="torch CPU threads")

@@ -18,7 +18,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from thoracic.models.meta import LungsMeta
 from thoracic.models.runtime import write_meta
 
 __all__ = [
+    "AUGMENTATIONS",
     "LungPair",
     "LungsTrainConfig",
     "architecture",
@@ -56,9 +57,17 @@ def _torch():
     return torch
 
 
+#: ``--augment`` choices: ``standard`` (the shipped model's) and ``strong`` (see :func:`augment`).
+AUGMENTATIONS: tuple[str, ...] = ("standard", "strong")
+
+
 @dataclass(frozen=True)
 class LungsTrainConfig:
-    """Settings of one training run (written to ``config.json`` next to the model)."""
+    """Settings of one training run (written to ``config.json`` next to the model).
+
+    ``encoder_lr`` is the peak learning rate of an EfficientNet encoder's weights (``None``: ``lr``,
+    as the decoder's); ``augment`` names the augmentation (:data:`AUGMENTATIONS`).
+    """
 
     data: str
     out: str
@@ -70,12 +79,14 @@ class LungsTrainConfig:
     epochs: int = 60
     batch: int = 4
     lr: float = 1e-3
+    encoder_lr: float | None = None
     weight_decay: float = 1e-4
     warmup_epochs: int = 2
     hflip: bool = False
     rotate: float = 10.0
     scale: float = 0.15
     shift: float = 0.06
+    augment: str = "standard"
     seed: int = 0
     threads: int = 2
     folds: int = 0
@@ -92,6 +103,13 @@ class LungsTrainConfig:
             raise ConfigError(f"--size must be a multiple of 32 for --encoder {self.encoder}, got {self.size}")
         if self.size % (2**self.depth):
             raise ConfigError(f"--size must be a multiple of {2**self.depth}, got {self.size}")
+        if self.encoder_lr is not None:
+            if self.encoder == "unet":
+                raise ConfigError("--encoder-lr needs a pretrained encoder (--encoder efficientnet-liteN)")
+            if not self.encoder_lr >= 0:
+                raise ConfigError(f"--encoder-lr must be >= 0, got {self.encoder_lr}")
+        if self.augment not in AUGMENTATIONS:
+            raise ConfigError.unknown("augmentation", self.augment, AUGMENTATIONS)
         if self.epochs < 1 or self.batch < 1:
             raise ConfigError("epochs and batch must be positive")
         if self.folds and not 0 <= self.fold < self.folds:
@@ -156,13 +174,25 @@ def load_arrays(pairs: Sequence[LungPair], contract: LungsMeta) -> tuple[np.ndar
 
 
 def augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, cfg: LungsTrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Random affine (rotation, scale, shift), optional mirror, and intensity changes (gamma, contrast)."""
+    """Random affine (rotation, scale, shift), optional mirror, and intensity changes (gamma, contrast).
+
+    ``cfg.augment == "strong"`` adds, to the same draws, a change of aspect (the width stretched and
+    the height shrunk by the same factor, up to ``e^±0.1``: the chain resizes without keeping the
+    aspect, so films of other shapes reach the model squeezed differently) and then the
+    classifier's augmentation for other sites on the 8-bit image (:func:`thoracic.train.augment.augment`
+    without its geometry: window, gamma, contrast, CLAHE, blur, noise, JPEG).
+    """
     h, w = img.shape
+    strong = cfg.augment == "strong"
     if rng.random() < 0.85:
         angle = rng.uniform(-cfg.rotate, cfg.rotate)
         scale = math.exp(rng.uniform(-cfg.scale, cfg.scale))
         mat = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
         mat[:, 2] += rng.uniform(-cfg.shift, cfg.shift, 2) * (w, h)
+        if strong:
+            a = math.exp(rng.uniform(-0.1, 0.1))
+            stretch = np.array([[a, 0, (1 - a) * w / 2], [0, 1 / a, (1 - 1 / a) * h / 2], [0, 0, 1]])
+            mat = mat @ stretch
         img = cv2.warpAffine(img, mat, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         mask = cv2.warpAffine(mask, mat, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if cfg.hflip and rng.random() < 0.5:
@@ -173,6 +203,12 @@ def augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, cfg: Lu
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
     if rng.random() < 0.3:
         img = img + rng.normal(0, rng.uniform(0.01, 0.04), img.shape).astype(np.float32)
+    if strong:
+        from thoracic.train.augment import AugmentConfig
+        from thoracic.train.augment import augment as site_augment
+
+        levels = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        img = site_augment(levels, rng, AugmentConfig(p_geometry=0.0)).astype(np.float32) / np.float32(255.0)
     return np.ascontiguousarray(np.clip(img, 0.0, 1.0), dtype=np.float32), np.ascontiguousarray(mask, dtype=np.float32)
 
 
@@ -193,6 +229,21 @@ _RUNTIME_ONLY = ("threads", "export", "threshold")
 
 def _training_settings(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in _RUNTIME_ONLY}
+
+
+def _with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved ``config`` with the defaults of settings added since it was written (an older checkpoint)."""
+    defaults = {f.name: f.default for f in fields(LungsTrainConfig) if f.default is not MISSING}
+    return {**defaults, **config}
+
+
+def _param_groups(model: Any, cfg: LungsTrainConfig) -> list[dict[str, Any]]:
+    """The optimizer's groups: everything at ``cfg.lr`` (first), an encoder at ``cfg.encoder_lr`` when given."""
+    if cfg.encoder_lr is None:
+        return [{"params": list(model.parameters()), "lr": cfg.lr}]
+    encoder = {id(p) for p in model.encoder.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in encoder]
+    return [{"params": rest, "lr": cfg.lr}, {"params": list(model.encoder.parameters()), "lr": cfg.encoder_lr}]
 
 
 def _build(cfg: LungsTrainConfig, *, pretrained: bool = True):
@@ -263,7 +314,7 @@ def train_model(
     torch.manual_seed(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     model = _build(cfg).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(images) / cfg.batch)
     total = cfg.epochs * steps_per_epoch
     warm = cfg.warmup_epochs * steps_per_epoch
@@ -278,7 +329,7 @@ def train_model(
     start = 0
     if ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if _training_settings(state["config"]) != _training_settings(asdict(cfg)):
+        if _training_settings(_with_defaults(state["config"])) != _training_settings(asdict(cfg)):
             raise ConfigError(f"{ckpt}: a checkpoint of other settings; use another --out or delete it")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
