@@ -28,6 +28,7 @@ __all__ = [
     "InvalidRadiographError",
     "MissingDependencyError",
     "MultiFrameError",
+    "NON_CHEST_HINT",
     "NoPixelDataError",
     "NotChestRadiographError",
     "PreprocessedImageError",
@@ -120,6 +121,11 @@ class NoPixelDataError(InvalidRadiographError):
 
 class MultiFrameError(InvalidRadiographError):
     """More than one frame: thoracic analyzes single projection radiographs."""
+
+
+#: The end of a :class:`NotChestRadiographError`'s message where the caller can override the check
+#: (the DICOM node cannot, on purpose: it drops the hint).
+NON_CHEST_HINT = ". Use allow_non_chest (--allow-non-chest) to analyze it anyway"
 
 
 class NotChestRadiographError(InvalidRadiographError):

@@ -93,4 +93,6 @@ def test_an_image_refused_by_its_pixels_gets_no_sr_and_is_logged_and_counted(set
     assert job.outputs == () and not job.results_dir.exists()  # no SR, GSPS or SEG
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert sum("refused, not a frontal chest radiograph" in m for m in said) == 1
+    assert not any("allow-non-chest" in m or "allow_non_chest" in m for m in said)  # the node has no override
+    assert "allow" not in job.error
     assert queue.counts()["failed"] == 1 and queue.claim() is None  # counted, never retried

@@ -38,7 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from thoracic.errors import ConfigError, NotChestRadiographError
+from thoracic.errors import NON_CHEST_HINT, ConfigError, NotChestRadiographError
 
 __all__ = [
     "CONTENT_MODEL_PATH",
@@ -290,7 +290,7 @@ def check_content(pixels: np.ndarray, *, colour: float = 0.0, allow: bool = Fals
                           f"{model.min_p_chest:.3f}: a turned, halved or cropped film, a lateral view, a page?)")))
     if problems and not allow:
         raise NotChestRadiographError(
-            "; ".join(msg for _, msg in problems) + ". Use allow_non_chest (--allow-non-chest) to analyze it anyway",
+            "; ".join(msg for _, msg in problems) + NON_CHEST_HINT,
             path=path,
             reason=problems[0][0].split("=")[0],
         )

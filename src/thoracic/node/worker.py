@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import pydicom
 
-from thoracic.errors import InvalidRadiographError, NotChestRadiographError, ReadError, ThoracicError
+from thoracic.errors import NON_CHEST_HINT, InvalidRadiographError, NotChestRadiographError, ReadError, ThoracicError
 from thoracic.io.radiograph import ReadConfig
 from thoracic.node.config import NodeConfig
 from thoracic.node.queue import Job, JobQueue, SpoolIOError
@@ -57,6 +57,8 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
 
 def describe_error(err: BaseException) -> str:
     """A log-safe description: thoracic's own messages (which never quote file contents), else the type."""
+    if isinstance(err, NotChestRadiographError):  # the node has no --allow-non-chest: no hint to use it
+        return f"{type(err).__name__}: {str(err).removesuffix(NON_CHEST_HINT)}"
     if isinstance(err, ThoracicError):
         return f"{type(err).__name__}: {err}"
     if isinstance(err, OSError) and err.strerror:

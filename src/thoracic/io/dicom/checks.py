@@ -8,6 +8,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from thoracic.errors import (
+    NON_CHEST_HINT,
     CorruptFileError,
     MultiFrameError,
     NoPixelDataError,
@@ -107,7 +108,7 @@ def check_chest(ds: Dataset, options: ReadConfig, path: str) -> tuple[str, ...]:
         problems.append((f"body_part:{part}", f"body part {part} is not the chest"))
     if problems and not options.allow_non_chest:
         raise NotChestRadiographError(
-            "; ".join(msg for _, msg in problems) + ". Use allow_non_chest (--allow-non-chest) to analyze it anyway",
+            "; ".join(msg for _, msg in problems) + NON_CHEST_HINT,
             path=path,
             reason=problems[0][0],
         )
