@@ -29,13 +29,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from node_helpers import NodeProcess, free_port, make_copy, queue_counts, wait_until
+from node_helpers import ONE_EACH, NodeProcess, free_port, make_copy, queue_counts, wait_until
 
 from thoracic.node.worker import backoff_delay
-
-#: Results the node makes per image, by Modality: one SR, one GSPS (PR) and one SEG.
-ONE_EACH = Counter({"SR": 1, "PR": 1, "SEG": 1})
-
 
 def _study(path: Path) -> str:
     return str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
@@ -44,9 +40,7 @@ def _study(path: Path) -> str:
 def _tally(pacs, images: list[Path]) -> dict[str, int]:
     """What the PACS holds for ``images``: how many lack a result (lost) and how many results are
     there more than once (duplicated), counted by Modality in each image's study."""
-    by_study: dict[str, Counter] = {}
-    for tags in pacs.instances():
-        by_study.setdefault(tags["StudyInstanceUID"], Counter())[tags.get("Modality", "")] += 1
+    by_study = pacs.results_by_study()
     lost = duplicated = 0
     for path in images:
         held = by_study.get(_study(path), Counter())
