@@ -15,10 +15,15 @@ Rows, for each shipped model (detector 512 px, classifier, lungs UNet) on one in
   thread count and default precision, printed), and with ``INFERENCE_PRECISION_HINT=bf16``: the
   reference the issue's target compares with.
 
-Then P1 end to end (``Predictor.predict`` on the uncompressed RG1 DICOM, default models) on each
-back-end. Variants are interleaved round by round in this one process, so load from other programs
-hits them alike; the ratios are what to read, the milliseconds move with the load (printed).
-Each row also prints the largest absolute difference of its outputs from ONNX Runtime's.
+Then the lungs model per image (``LungSegmenter.segment`` of a bundled NIH film: preprocessing,
+inference, up-sampling, post-processing) on ONNX Runtime and on what ``auto`` picks; and P1 end to
+end (``Predictor.predict`` on the uncompressed RG1 DICOM, default models) on each back-end, beside
+ultralytics (``YOLO(detector.onnx).predict`` of the same image as an 8-bit PNG, torch 2 threads, in
+its own warm process: ``bench/predict.py``'s worker). Variants are interleaved round by round, so
+load from other programs hits them alike; the ratios are what to read, the milliseconds move with
+the load (printed). Each forward row also prints the largest absolute difference of its outputs
+from ONNX Runtime's. Last, the issue's targets that this run measures, each PASS or FAIL
+(``--check``: exit 1 on a FAIL).
 """
 
 from __future__ import annotations
@@ -115,18 +120,62 @@ def p1_variants(threads: int, work: Path) -> list[tuple[str, Callable[[], Any]]]
     return rows
 
 
-def run_interleaved(variants: list[tuple[str, Callable[[], Any]]], rounds: int, calls: int) -> dict[str, list[float]]:
+def lungs_variants(threads: int) -> list[tuple[str, Callable[[], Any]]]:
+    from thoracic.anatomy import LungSegmenter
+    from thoracic.io import read
+    from thoracic.models.runtime import onnx_backend
+
+    rg = read(SAMPLES / "00000377_004.jpg")
+    rows: list[tuple[str, Callable[[], Any]]] = []
+    with onnx_backend("onnxruntime", "f32"):
+        ort = LungSegmenter.load(threads=threads)
+    rows.append(("lungs per image onnxruntime f32", lambda: ort.segment(rg)))
+    auto = LungSegmenter.load(threads=threads)
+    rows.append((f"lungs per image auto ({auto.backend})", lambda: auto.segment(rg)))
+    return rows
+
+
+class _Timed:
+    """A variant that measures itself (a worker process reports its own per-call seconds)."""
+
+    def __init__(self, run: Callable[[int], list[float]]) -> None:
+        self.run = run
+
+
+def run_interleaved(variants: list[tuple[str, Any]], rounds: int, calls: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name, _ in variants}
     for _, fn in variants:  # warm-up
-        for _ in range(2):
-            fn()
+        if isinstance(fn, _Timed):
+            fn.run(2)
+        else:
+            for _ in range(2):
+                fn()
     for _ in range(rounds):
         for name, fn in variants:
+            if isinstance(fn, _Timed):
+                times[name] += fn.run(calls)
+                continue
             for _ in range(calls):
                 t = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t)
     return times
+
+
+def ultralytics_worker(work: Path) -> tuple[Any, _Timed]:
+    """bench/predict.py's warm ultralytics worker on RG1 as an 8-bit PNG (the P1 baseline)."""
+    sys.path.insert(0, str(BENCH_DIR))
+    import predict  # bench/predict.py
+
+    singles = predict.build_inputs(work)
+    worker = predict.Worker("ultralytics", singles["png"], work)
+
+    def run(n: int) -> list[float]:
+        before = len(worker.times)
+        worker.run(n)
+        return worker.times[before:]
+
+    return worker, _Timed(run)
 
 
 def _max_diff(ref: list[np.ndarray], out: list[np.ndarray]) -> float:
@@ -139,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=10, help="calls per variant and round (P1: half)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-p1", action="store_true")
+    ap.add_argument("--no-ultralytics", action="store_true", help="P1 without the ultralytics row (no train extra)")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a target fails")
     args = ap.parse_args(argv)
     import onnxruntime
 
@@ -153,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before: {load_average()}")
     print(f"threads {args.threads}; {args.rounds} rounds x {args.calls} calls per variant, interleaved; medians\n")
     print(f"{'model':<11} {'variant':<46} {'ms':>8} {'x ORT':>7} {'x plainOV best':>15} {'max |diff|':>11}")
+    targets: list[tuple[str, float, float]] = []  # (what, ratio, limit)
     for kind in ("detector", "classifier", "lungs"):
         variants = forward_variants(kind, args.threads)
         ref = variants[0][1]()
@@ -164,16 +216,41 @@ def main(argv: list[str] | None = None) -> int:
         for name, _ in variants:
             print(f"{kind:<11} {name:<46} {med[name]:8.1f} {med[name] / base:7.2f} {med[name] / plain_best:15.2f} "
                   f"{diffs[name]:11.2e}")
+        if kind == "detector":
+            auto_name = next(n for n, _ in variants if n.startswith("thoracic auto"))
+            targets.append(("bare detector forward, thoracic's choice / plain OpenVINO's fastest", med[auto_name] / plain_best, 1.05))
+    variants = lungs_variants(args.threads)
+    times = run_interleaved(variants, args.rounds, args.calls)
+    med = {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+    base = med[variants[0][0]]
+    for name, _ in variants:
+        print(f"{'lungs':<11} {name:<46} {med[name]:8.1f} {med[name] / base:7.2f} {'':>15} {'':>11}")
+    targets.append(("lungs model per image, default / ONNX Runtime", med[variants[1][0]] / base, 0.5))
     if not args.no_p1:
         with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
             variants = p1_variants(args.threads, Path(tmp))
-            times = run_interleaved(variants, args.rounds, max(1, args.calls // 2))
+            worker = None
+            if not args.no_ultralytics:
+                worker, timed = ultralytics_worker(Path(tmp))
+                variants.insert(0, ("P1 ultralytics YOLO.predict (PNG, torch 2 threads)", timed))
+            try:
+                times = run_interleaved(variants, args.rounds, max(1, args.calls // 2))
+            finally:
+                if worker is not None:
+                    worker.close()
         med = {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
         base = med[variants[0][0]]
         for name, _ in variants:
             print(f"{'P1':<11} {name:<46} {med[name]:8.1f} {med[name] / base:7.2f} {'':>15} {'':>11}")
+        if worker is not None:
+            targets.append(("P1 default models, default back-end / ultralytics", med[variants[-1][0]] / base, 0.6))
     print(f"\nload average after: {load_average()}")
-    return 0
+    failed = 0
+    for what, ratio, limit in targets:
+        ok = ratio <= limit
+        failed += not ok
+        print(f"target {what} <= {limit:.2f}x: {'PASS' if ok else 'FAIL'} ({ratio:.2f}x)")
+    return 1 if args.check and failed else 0
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ What it measures
     Throughput over a folder of 100 mixed files: 50 DICOMs (uncompressed 16-bit, JPEG 2000,
     JPEG-LS, 8-bit implicit VR, JPEG baseline) and 50 PNGs (three NIH images at 1024 px and RG1
     at full size). Baseline: a plain sequential loop ``for f in files: predictor.predict(f)``
-    with the same models (ONNX Runtime 2 threads, as ``thoracic predict`` had before the
-    pipeline). Candidates: ``thoracic predict``'s code path (:class:`PredictionCsv` fed by
+    with the same models on ONNX Runtime, float32, 2 threads (as ``thoracic predict`` ran before
+    the pipeline and the faster back-ends); a row shows the same loop on the default back-end. Candidates: ``thoracic predict``'s code path (:class:`PredictionCsv` fed by
     :class:`BatchPredictor`, writing the CSV and sidecar) with its defaults, and with single
     changes switched off to show what each bought. All warm (models loaded; the reader
     processes started once with ``BatchPredictor.start``, as a service keeps them; one row
@@ -30,7 +30,9 @@ What it measures
     sharing a 1-thread session (the batch predictor's default on 2 cores).
 ``load``
     Cold start in a fresh process: import + model load, the first prediction, and a second one;
-    against ultralytics' ``YOLO(onnx)`` + first ``predict``. Medians of ``--repeats`` processes.
+    on the default back-end (OpenVINO's compiled-model cache filled by an earlier start; and, with
+    OpenVINO, a first start on an empty cache) and on ONNX Runtime; against ultralytics'
+    ``YOLO(onnx)`` + first ``predict``. Medians of ``--repeats`` processes.
 
 How to run
 ----------
@@ -274,7 +276,11 @@ def bench_p2(work: Path, folder: Path, rounds: int, headline: bool = False) -> t
     items = [(f, image_id(f)) for f in files]
     cores = default_workers()
     processes = len(items) >= PROCESS_READERS_FROM  # what `thoracic predict --readers-in auto` picks
-    sequential = Predictor.load(threads=2)
+    from thoracic.models.runtime import onnx_backend
+
+    with onnx_backend("onnxruntime", "f32"):  # the issue's baseline: the loop as it ran before the faster back-ends
+        sequential = Predictor.load(threads=2)
+    same_backend = Predictor.load(threads=2)
     one_thread = Predictor.load(threads=max(1, cores // PipelineConfig().n_workers))
 
     def baseline() -> None:
@@ -311,22 +317,25 @@ def bench_p2(work: Path, folder: Path, rounds: int, headline: bool = False) -> t
 
         return go
 
+    backend = one_thread.detectors[0].backend
     candidates = [
-        ("sequential loop (baseline)", baseline),
+        ("sequential loop, ONNX Runtime f32 2 threads (baseline)", baseline),
         (f"thoracic predict (defaults: reader {'processes' if processes else 'threads'} and inference threads = "
-         "cores, ORT 1 thread each, reduced JPEG 2000 decode)", thoracic(one_thread, PipelineConfig(processes=processes))),
+         f"cores, {backend} 1 thread each, reduced JPEG 2000 decode)", thoracic(one_thread, PipelineConfig(processes=processes))),
         ("- reader processes started in each run (one `thoracic predict` invocation)",
          thoracic(one_thread, PipelineConfig(processes=processes), warm=False)),
+        (f"- sequential loop on the default back-end ({backend}, 2 threads)",
+         lambda: [same_backend.predict(f) for f in files]),
         ("- reader threads", thoracic(one_thread, PipelineConfig())),
         ("- reader threads, without reduced JPEG 2000 decode", thoracic(one_thread, PipelineConfig(reduced_decode=False))),
         ("- reader threads, without shared preprocessing (and no CSV)", unshared(one_thread, PipelineConfig(prefetch=16))),
-        ("- 1 inference worker with ORT 2 threads, readers ahead (reduced decode)",
-         thoracic(sequential, PipelineConfig(workers=1))),
-        ("- 1 inference worker with ORT 2 threads, readers ahead, full decode",
-         thoracic(sequential, PipelineConfig(workers=1, reduced_decode=False))),
+        ("- 1 inference worker with 2 threads, readers ahead (reduced decode)",
+         thoracic(same_backend, PipelineConfig(workers=1))),
+        ("- 1 inference worker with 2 threads, readers ahead, full decode",
+         thoracic(same_backend, PipelineConfig(workers=1, reduced_decode=False))),
     ]
-    if headline:  # the target's two rows and the cold start; on more cores, also the loop with all of them
-        candidates = candidates[:3]
+    if headline:  # the target's rows; on more cores, also the loop with all of them
+        candidates = candidates[:4]
         if cores > 2:
             wide = Predictor.load(threads=cores)
             candidates.append((f"- sequential loop, ORT {cores} threads", lambda: [wide.predict(f) for f in files]))
@@ -428,7 +437,9 @@ COLD_THORACIC = """
 import time, json, sys
 t0 = time.perf_counter()
 from thoracic.inference.predictor import Predictor
-p = Predictor.load(threads=2)
+from thoracic.models.runtime import onnx_backend
+with onnx_backend(sys.argv[2], sys.argv[3]):
+    p = Predictor.load(threads=2)
 t1 = time.perf_counter()
 p.predict(sys.argv[1])
 t2 = time.perf_counter()
@@ -457,16 +468,27 @@ def bench_load(work: Path, singles: dict[str, Path], repeats: int) -> list[dict[
     from thoracic.models.registry import model_path
 
     env = dict(os.environ, YOLO_CONFIG_DIR=str(work / "yolo-config"), **ULTRALYTICS_ENV)
-    runs: dict[str, list[list[float]]] = {"thoracic": [], "ultralytics": []}
-    for _ in range(repeats):
-        for name, code, args in (("thoracic", COLD_THORACIC, [str(singles["dicom"])]),
-                                 ("ultralytics", COLD_ULTRALYTICS, [str(singles["png"]), str(model_path("detector"))])):
-            out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
-                                 cwd=ROOT, timeout=300, check=True)
+    from thoracic.models.runtime import openvino_available
+
+    sides = [("thoracic", COLD_THORACIC, [str(singles["dicom"]), "auto", "auto"],
+              "thoracic: import + Predictor.load (detector + classifier), uncompressed DICOM, default back-end"),
+             ("thoracic-ort", COLD_THORACIC, [str(singles["dicom"]), "onnxruntime", "f32"], "  same, --backend onnxruntime"),
+             ("ultralytics", COLD_ULTRALYTICS, [str(singles["png"]), str(model_path("detector"))],
+              "ultralytics: import + YOLO(detector.onnx), PNG")]
+    if openvino_available():  # the default back-end is OpenVINO: a first start compiles, later ones read its cache
+        fresh = work / "openvino-cache-first"
+        sides.insert(1, ("thoracic-first", COLD_THORACIC, [str(singles["dicom"]), "auto", "auto"],
+                         "  same, the first start (an empty OpenVINO cache)"))
+    runs: dict[str, list[list[float]]] = {name: [] for name, *_ in sides}
+    (work / "openvino-cache").mkdir(exist_ok=True)
+    for k in range(repeats):
+        for name, code, args, _ in sides:
+            cache = work / "openvino-cache" if name != "thoracic-first" else fresh / str(k)
+            out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                                 env=dict(env, THORACIC_OPENVINO_CACHE=str(cache)), cwd=ROOT, timeout=300, check=True)
             runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
     rows = []
-    for name, label in (("thoracic", "thoracic: import + Predictor.load (detector + classifier), uncompressed DICOM"),
-                        ("ultralytics", "ultralytics: import + YOLO(detector.onnx), PNG")):
+    for name, *_, label in sides:
         cols = list(zip(*runs[name], strict=True))
         rows.append({"what": label, "load_s": statistics.median(cols[0]), "first_ms": median_ms(list(cols[1])),
                      "second_ms": median_ms(list(cols[2]))})
@@ -502,16 +524,18 @@ def main(argv: list[str] | None = None) -> int:
         singles = build_inputs(work)
         if "p1" in args.what:
             rows = bench_p1(work, singles, args.rounds or 10, args.per_round)
-            print("\nP1: warm latency of one image (median ms; ratio = time / ultralytics' time; target <= 1.0)")
+            print("\nP1: warm latency of one image (median ms; ratio = time / ultralytics' time)")
             for r in rows:
                 print(f"  {r['ms']:7.1f} ms  {r['ratio']:5.2f}x  (n={r['n']})  {r['what']}")
-            p1 = rows[1]["ratio"]
+            p1, p1_default = rows[1]["ratio"], rows[2]["ratio"]
             print(f"  P1 target (detector, uncompressed DICOM) <= 1.0x: {'PASS' if p1 <= 1.0 else 'FAIL'} ({p1:.2f}x)")
-            ok &= p1 <= 1.0
+            print(f"  P1 target (default models, uncompressed DICOM) <= 0.6x: {'PASS' if p1_default <= 0.6 else 'FAIL'} "
+                  f"({p1_default:.2f}x)")
+            ok &= p1 <= 1.0 and p1_default <= 0.6
         if "p2" in args.what:
             folder = build_folder(work, singles, args.files)
             rows, agreement = bench_p2(work, folder, args.rounds or 3, headline=args.headline)
-            print(f"\nP2: {args.files} mixed files, warm (median images/s; ratio = vs the sequential loop; target >= 1.8;"
+            print(f"\nP2: {args.files} mixed files, warm (median images/s; ratio = vs the sequential loop; target >= 2.5;"
                   " CPU = this process's CPU time\n    per image, all threads, not its reader processes (forkserver children);"
                   " machine busy = share of both cores busy with anything)")
             for r in rows:
@@ -520,12 +544,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"machine {r['busy']:4.0%} busy  "
                       f"(runs: {runs} s)  {r['what']}")
             p2 = rows[1]["ratio"]
-            print(f"  P2 target >= 1.8x: {'PASS' if p2 >= 1.8 else 'FAIL'} ({p2:.2f}x)")
+            print(f"  P2 target >= 2.5x: {'PASS' if p2 >= 2.5 else 'FAIL'} ({p2:.2f}x)")
             print("  batch path vs Predictor.predict, per kind of file:")
             for kind, a in agreement.items():
                 print(f"    {kind:10s} |dP(abnormal)| {a['p_abnormal_diff']:.4f}, "
                       f"top-10 boxes matched at IoU>=0.9: {a['top10_boxes_matched_iou0.9']:.0%}")
-            ok &= p2 >= 1.8
+            ok &= p2 >= 2.5
         if "ort" in args.what:
             rows = bench_ort(args.rounds or 5)
             print("\nONNX Runtime, shipped detector at 512, random input (ms per image; ratio = throughput vs the first)")
@@ -538,6 +562,10 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows:
                 print(f"  load {r['load_s']:5.2f} s, first prediction {r['first_ms']:6.0f} ms, "
                       f"second {r['second_ms']:5.0f} ms  {r['what']}")
+            cold = rows[0]["load_s"]
+            print(f"  cold start target (default back-end, import + load) <= 0.5 s: {'PASS' if cold <= 0.5 else 'FAIL'} "
+                  f"({cold:.2f} s)")
+            ok &= cold <= 0.5
     finally:
         shutil.rmtree(work, ignore_errors=True)
         print(f"\nload average after: {load_average()}")

@@ -11,7 +11,9 @@ from the train extra's wheel, random positive head), as torch module and exporte
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,19 @@ from helpers import require as _require
 from thoracic.models.registry import model_path
 
 assert sys.version_info >= (3, 11)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _openvino_cache(tmp_path_factory) -> Iterator[None]:
+    """OpenVINO's compiled-model cache of this test session (and of the processes it starts), never
+    the user's ``~/.cache``."""
+    old = os.environ.get("THORACIC_OPENVINO_CACHE")
+    os.environ["THORACIC_OPENVINO_CACHE"] = str(tmp_path_factory.mktemp("openvino-cache"))
+    yield
+    if old is None:
+        os.environ.pop("THORACIC_OPENVINO_CACHE", None)
+    else:
+        os.environ["THORACIC_OPENVINO_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

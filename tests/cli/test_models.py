@@ -25,10 +25,18 @@ def test_models_refuses_bf16_on_onnxruntime(capsys):
 
 
 def test_models_shows_the_backend_auto_picks(require, capsys):
-    """``--backend auto`` and ``--precision auto`` (the defaults) on the CPU: OpenVINO in float32
-    where it is installed, whatever reduced precision a file's check accepted."""
+    """``--backend auto`` and ``--precision auto`` (the defaults) on the CPU: OpenVINO where it is
+    installed, in bf16 for a file whose check accepted it on a CPU with bf16, else float32."""
     require("openvino")
+    from thoracic.models import file_sha256, model_path
+    from thoracic.models.runtime import resolve_precision
+
     assert main(["models", "--device", "cpu"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:4]]
     assert [r[0] for r in rows] == ["detector", "classifier", "lungs"]
+    want = [f"openvino-{resolve_precision('openvino', 'auto', sha256=file_sha256(model_path(k)))}"
+            for k in ("detector", "classifier", "lungs")]
+    assert [r[3] for r in rows] == want
+    assert main(["models", "--device", "cpu", "--precision", "f32"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:4]]
     assert [r[3] for r in rows] == ["openvino-f32"] * 3

@@ -21,7 +21,7 @@ from thoracic.cli.predict import main
 from thoracic.detect import OnnxDetector
 from thoracic.labels import FINDINGS, NO_FINDING
 from thoracic.models.registry import model_path
-from thoracic.models.runtime import openvino_available
+from thoracic.models.runtime import file_sha256, openvino_available, resolve_precision
 
 DICOM = FIXTURES / "nih_dx_implicit_le.dcm"
 
@@ -127,12 +127,17 @@ def test_default_models_are_used_without_model_options(chest_png, tmp_path):
     side = read_rows(sidecar_path(out))
     assert side[0]["models"].count("+") == (1 if model_path("classifier").is_file() else 0)
     # the settings file beside the table names where each model ran: back-end and precision
-    # (auto: OpenVINO in float32 on the CPU where it is installed, else ONNX Runtime)
+    # (auto: OpenVINO on the CPU where it is installed, bf16 where the file's check passed and the
+    # CPU has it, else float32; else ONNX Runtime)
     backends = json.loads(settings_path(out).read_text())["backends"]
     assert [b.split()[:2] for b in backends] == [["detector", "detector.onnx"], ["classifier", "classifier.onnx"]]
     on_cpu = "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
-    want = ("openvino-f32",) if openvino_available() and on_cpu else ("onnxruntime-cpu", "onnxruntime-cuda")
-    assert all(b.split()[2] in want for b in backends), backends
+    for b, kind in zip(backends, ("detector", "classifier"), strict=True):
+        if openvino_available() and on_cpu:
+            precision = resolve_precision("openvino", "auto", sha256=file_sha256(model_path(kind)))
+            assert b.split()[2] == f"openvino-{precision}", backends
+        else:
+            assert b.split()[2] in ("onnxruntime-cpu", "onnxruntime-cuda"), backends
 
 
 PREDICT = """
@@ -412,7 +417,8 @@ def test_openvino_batch_of_several_models_with_reader_threads_finishes(require, 
     # the window that deadlocked was opened, on an inference worker
     assert "numpy setup on thoracic-infer" in proc.stderr, proc.stderr
     backends = json.loads(settings_path(out).read_text())["backends"]
-    assert backends == [f"detector fold_{k}.onnx openvino-f32" for k in (1, 2, 3)]
+    precision = resolve_precision("openvino", "auto", sha256=file_sha256(detector_onnx))  # copies: the same file
+    assert backends == [f"detector fold_{k}.onnx openvino-{precision}" for k in (1, 2, 3)]
     side = read_rows(sidecar_path(out))
     assert len(images) >= 2 and sorted(r["image_id"] for r in side) == sorted(p.stem for p in images)
     assert {r["status"] for r in side} == {"ok"}

@@ -280,13 +280,18 @@ def test_the_operating_points_of_the_detector_file_reach_the_sr(require, detecto
 
     from thoracic.inference.analyzer import Analyzer
 
-    raw = Analyzer.load([detector_onnx], lungs=False, threads=1).analyze(SAMPLES / "siim_cr_jpeg_baseline.dcm")
+    from thoracic.models.runtime import onnx_backend
+
+    # float32: two files of one network, and --precision auto's bf16 is accepted per file (sha256)
+    with onnx_backend("auto", "f32"):
+        raw = Analyzer.load([detector_onnx], lungs=False, threads=1).analyze(SAMPLES / "siim_cr_jpeg_baseline.dcm")
     det = raw.prediction.detections
     assert len(det) >= 2
     best = det.labels[0]
     points = {best: float(det.scores[0]) - 1e-4}  # the best box's finding from just below its score: one box
     path = model_with_meta(detector_onnx, tmp_path / "points.onnx", extra={"operating_points": points})
-    analysis = Analyzer.load([path], lungs=False, threads=1).analyze(SAMPLES / "siim_cr_jpeg_baseline.dcm")
+    with onnx_backend("auto", "f32"):
+        analysis = Analyzer.load([path], lungs=False, threads=1).analyze(SAMPLES / "siim_cr_jpeg_baseline.dcm")
     assert analysis.operating_points.scores == points and analysis.operating_points.source == "model"
     results = build_results(analysis)
     assert [f.label for f in results.findings] == [best]

@@ -20,10 +20,13 @@ from thoracic.models import (
     write_meta,
 )
 from thoracic.models.runtime import (
+    CACHE_ENV,
     execution_providers,
     onnx_backend,
     onnx_session,
     openvino_available,
+    openvino_cache_dir,
+    openvino_session,
     precision_check,
     resolve_backend,
     resolve_precision,
@@ -222,9 +225,10 @@ def test_auto_picks_openvino_on_the_cpu_when_installed(require, monkeypatch):
     assert resolve_backend("openvino", "auto") == "openvino"
     with onnx_device("cpu"):
         m = load_model(kind="classifier", threads=1)  # backend and precision auto
-    # float32, though bf16 passed its check for this file: reduced precision is asked for, never
-    # the default (--backend openvino with --precision auto: tests/models/test_precision.py)
-    assert m.backend == "openvino-f32"
+    # bf16 passed its check for this file: the default runs it in bf16 where the CPU has bf16
+    # (which precision auto picks where: tests/models/test_precision.py)
+    has_bf16 = runtime._cpu_has_bf16(runtime._ov_core())
+    assert m.backend == ("openvino-bf16" if has_bf16 else "openvino-f32")
     assert m.session.get_providers() == ["OpenVINO:CPU"]
     with pytest.raises(ConfigError, match="runs on the CPU"):
         resolve_backend("openvino", "cuda:0")
@@ -243,6 +247,40 @@ def test_auto_picks_openvino_on_the_cpu_when_installed(require, monkeypatch):
         assert load_model(kind="classifier", threads=1).backend == "onnxruntime-cpu"
     with pytest.raises(MissingDependencyError, match="fast"):
         resolve_backend("openvino", "cpu")
+
+
+def test_openvino_keeps_compiled_models_in_its_cache(require, tmp_path, monkeypatch):
+    """A model compiled once is loaded from the cache by later sessions; a damaged blob is compiled
+    again; ``off`` or a folder that cannot be made means no cache, and loading still works."""
+    require("openvino")
+    cache = tmp_path / "ov"
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    assert openvino_cache_dir() == cache
+    x = {"images": np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)}
+    first = openvino_session(model_path("classifier"), 1, "f32")
+    blobs = list(cache.glob("*.blob"))
+    assert len(blobs) == 1 and blobs[0].stat().st_size > 100_000
+    stamp = blobs[0].stat().st_mtime_ns
+    ref = first.run(None, x)[0]
+    again = openvino_session(model_path("classifier"), 1, "f32")
+    assert list(cache.glob("*.blob")) == blobs and blobs[0].stat().st_mtime_ns == stamp  # read, not written
+    np.testing.assert_array_equal(again.run(None, x)[0], ref)
+    blobs[0].chmod(0o600)
+    blobs[0].write_bytes(b"not a compiled model" * 10)
+    repaired = openvino_session(model_path("classifier"), 1, "f32")
+    np.testing.assert_array_equal(repaired.run(None, x)[0], ref)
+    assert blobs[0].stat().st_size > 100_000  # compiled again and rewritten
+    assert len(list(cache.glob("*.blob"))) == 1
+    openvino_session(model_path("classifier"), 1, "bf16" if runtime._cpu_has_bf16(runtime._ov_core()) else "f32")
+    monkeypatch.setenv(CACHE_ENV, "off")
+    assert openvino_cache_dir() is None
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "a-file" / "cache"))
+    assert openvino_cache_dir() is None
+    np.testing.assert_array_equal(openvino_session(model_path("classifier"), 1, "f32").run(None, x)[0], ref)
+    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert openvino_cache_dir() == tmp_path / "xdg" / "thoracic" / "openvino"
 
 
 def test_auto_precision_follows_the_recorded_accuracy_check(require, tmp_path):

@@ -203,5 +203,6 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
                    help="inference back-end: auto (default: OpenVINO on the CPU when thoracic[fast] is installed, "
                         "else ONNX Runtime; ONNX Runtime on CUDA), onnxruntime or openvino")
     p.add_argument("--precision", choices=["auto", "f32", "bf16"], default="auto",
-                   help="inference precision: auto (default: f32; with --backend openvino, bf16 for a model whose "
-                        "accuracy check passed, on a bf16 CPU), f32, or bf16 (OpenVINO on a bf16 CPU)")
+                   help="inference precision: auto (default: bf16 on OpenVINO for a model whose accuracy check passed, "
+                        "on a bf16 CPU; else f32), f32 (ONNX Runtime's findings on either back-end), or bf16 "
+                        "(OpenVINO on a bf16 CPU)")

@@ -13,6 +13,14 @@ __all__ = ["VoiFunction", "minmax", "percentile_bounds", "percentile_window", "t
 VoiFunction = Literal["LINEAR", "LINEAR_EXACT", "SIGMOID"]
 
 
+def _affine(a: np.ndarray, offset: np.float32, scale: np.float32) -> np.ndarray:
+    """``(a - offset) * scale + 0.5`` in float32, in one new array (the same rounding as the expression)."""
+    out = np.subtract(a, offset, dtype=np.float32)
+    out *= scale
+    out += np.float32(0.5)
+    return out
+
+
 def window(arr: np.ndarray, center: float, width: float, function: VoiFunction | str = "LINEAR") -> np.ndarray:
     """Apply a DICOM VOI window (PS3.3 C.11.2.1.2) and scale the output to ``[0, 1]``.
 
@@ -28,11 +36,11 @@ def window(arr: np.ndarray, center: float, width: float, function: VoiFunction |
     if func == "LINEAR":
         if w < 1:
             raise ConfigError(f"LINEAR window width must be >= 1, got {w}")
-        out = (a - np.float32(c - 0.5)) * np.float32(1.0 / (w - 1)) + np.float32(0.5) if w > 1 else (a > c - 0.5)
+        out = _affine(a, np.float32(c - 0.5), np.float32(1.0 / (w - 1))) if w > 1 else (a > c - 0.5)
     elif func == "LINEAR_EXACT":
         if w <= 0:
             raise ConfigError(f"LINEAR_EXACT window width must be > 0, got {w}")
-        out = (a - np.float32(c)) * np.float32(1.0 / w) + np.float32(0.5)
+        out = _affine(a, np.float32(c), np.float32(1.0 / w))
     elif func == "SIGMOID":
         if w <= 0:
             raise ConfigError(f"SIGMOID window width must be > 0, got {w}")

@@ -8,11 +8,12 @@ call interface), its :class:`~thoracic.models.meta.ModelMeta` and its sha256, wi
 thoracic model or not of the kind asked for.
 
 Back-ends (``--backend``): ``auto`` runs OpenVINO when it is installed (``thoracic[fast]``) and
-the models run on the CPU, ONNX Runtime otherwise and on CUDA; in float32 either way, so the
-default gives ONNX Runtime's findings (the parity tests). Precision (``--precision``): ``f32``
-everywhere; ``bf16`` (OpenVINO on a CPU that reports ``BF16``) only where asked, or with ``auto`` on
-``--backend openvino`` for a model file whose accuracy check passed (:data:`PRECISION_CHECKS`,
-keyed by sha256).
+the models run on the CPU, ONNX Runtime otherwise and on CUDA. Precision (``--precision``):
+``auto`` (the default) runs a model in bf16 where that is the back-end's fastest and holds:
+OpenVINO on a CPU that reports ``BF16``, for a model file whose accuracy check passed
+(:data:`PRECISION_CHECKS`, keyed by sha256); float32 everywhere else (ONNX Runtime always).
+``f32`` gives ONNX Runtime's findings on either back-end (the parity tests); ``bf16`` asks for
+bf16 whatever the check said.
 
 OpenVINO and threads: OpenVINO's Python bindings build some C++ function-local statics on first
 use, and the initialiser of one of them (the element type to numpy dtype table behind
@@ -30,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +47,7 @@ from thoracic.models.registry import model_path
 
 __all__ = [
     "BACKENDS",
+    "CACHE_ENV",
     "PRECISIONS",
     "LoadedModel",
     "OnnxModel",
@@ -58,6 +61,7 @@ __all__ = [
     "onnx_device",
     "onnx_session",
     "openvino_available",
+    "openvino_cache_dir",
     "openvino_session",
     "precision_check",
     "read_meta",
@@ -396,28 +400,62 @@ class OpenVinoSession:
 
     @staticmethod
     def _infer(request: Any, feeds: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(request.infer(feeds, share_inputs=False, share_outputs=False).to_tuple())
+        # the inputs are read in place (the call is synchronous: nothing keeps them afterwards); the
+        # outputs are copied, since the request's own buffers are overwritten by its next inference
+        return tuple(request.infer(feeds, share_inputs=True, share_outputs=False).to_tuple())
+
+
+#: Where OpenVINO keeps compiled models between processes: a path, or ``off`` (default:
+#: ``$XDG_CACHE_HOME/thoracic/openvino``, ``~/.cache`` when unset).
+CACHE_ENV = "THORACIC_OPENVINO_CACHE"
+
+
+def openvino_cache_dir() -> Path | None:
+    """The folder of OpenVINO's compiled-model cache, or ``None`` (switched off, or not writable).
+
+    A model compiled once is stored there (OpenVINO's ``CACHE_DIR``: one blob per model file,
+    precision and OpenVINO version, named by a hash of them) and loaded from it by later processes,
+    which cuts the CPU's compile step of a cold start. A damaged blob is compiled again and
+    rewritten by OpenVINO. The blobs hold the networks' compiled weights, nothing of any image.
+    """
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value.lower() in ("off", "0", "no", "false", "none"):
+        return None
+    if value:
+        folder = Path(value).expanduser()
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        folder = Path(base) / "thoracic" / "openvino"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK | os.X_OK) else None
 
 
 def openvino_session(path: str | PathLike[str], threads: int = 2, precision: str = "f32") -> OpenVinoSession:
     """The ONNX file ``path`` compiled by OpenVINO for the CPU: ``threads`` inference threads,
     the latency hint (one image at a time) and ``precision`` (``f32`` or ``bf16``) as its
-    inference precision hint."""
+    inference precision hint; through the compiled-model cache (:func:`openvino_cache_dir`)."""
     try:
         core = _ov_core()
     except ImportError as err:
         raise MissingDependencyError.for_feature("the OpenVINO back-end", "openvino", "fast") from err
     threads = max(1, int(threads))
+    config: dict[str, Any] = {
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": precision,
+    }
+    cache = openvino_cache_dir()
+    if cache is not None:
+        config["CACHE_DIR"] = str(cache)
     with _OV_LOCK:  # one thread at a time in OpenVINO's first-use initialisers (module docstring)
         try:
             model = core.read_model(str(path))
             framework = model.get_rt_info()["framework"] if model.has_rt_info(["framework"]) else {}
             metadata = {str(k): str(v.astype(str)) if hasattr(v, "astype") else str(v) for k, v in framework.items()}
-            compiled = core.compile_model(model, "CPU", {
-                "INFERENCE_NUM_THREADS": threads,
-                "PERFORMANCE_HINT": "LATENCY",
-                "INFERENCE_PRECISION_HINT": precision,
-            })
+            compiled = core.compile_model(model, "CPU", config)
         except Exception as err:  # openvino raises its own types
             raise ConfigError(f"cannot load ONNX model into OpenVINO: {err}", path=str(path)) from err
         return OpenVinoSession(compiled, metadata, precision, threads)
@@ -433,16 +471,11 @@ def _backend_label(session: Any) -> str:
 def model_session(path: str | PathLike[str], threads: int = 2, *, sha256: str = "") -> tuple[Any, str]:
     """The session of a model file on the back-end and precision of the enclosing
     :func:`onnx_backend` (and device of :func:`onnx_device`), with its label: ``openvino-f32``,
-    ``openvino-bf16``, ``onnxruntime-cpu`` or ``onnxruntime-cuda``. ``--backend auto`` with
-    ``--precision auto`` is float32: a reduced precision is never the default, only asked for
-    (``--precision bf16``) or allowed where its check passed (``--backend openvino``)."""
-    asked_backend, asked_precision = _BACKEND.get()
+    ``openvino-bf16``, ``onnxruntime-cpu`` or ``onnxruntime-cuda``. ``--precision auto`` is bf16
+    on OpenVINO only where :func:`resolve_precision` allows it (a bf16 CPU, a passed check)."""
     backend = resolve_backend()
     if backend == "openvino":
-        if asked_backend == "auto" and asked_precision == "auto":
-            precision = "f32"
-        else:
-            precision = resolve_precision(backend, sha256=sha256, core=_ov_core())
+        precision = resolve_precision(backend, sha256=sha256, core=_ov_core())
         return openvino_session(path, threads, precision), f"openvino-{precision}"
     resolve_precision(backend)  # bf16 asked of ONNX Runtime is an error
     session = onnx_session(path, threads)
