@@ -193,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import onnxruntime
 
+    from thoracic._process import keep_freed_memory
+
+    keep_freed_memory()  # the process setting of thoracic's commands (bench/predict.py p1 also shows P1 without)
+
     from thoracic.models.runtime import import_openvino
 
     ov = import_openvino()

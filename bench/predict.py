@@ -11,7 +11,9 @@ What it measures
     same image already converted to an 8-bit PNG of the same size, with torch set to 2 threads
     (ultralytics' own default here is 1) and ONNX Runtime's default threads (one per core).
     Both run in their own warm worker process (importing ultralytics changes OpenCV's global
-    thread setting), driven in interleaved rounds; medians of all rounds. JPEG 2000 DICOMs are
+    thread setting), driven in interleaved rounds; medians of all rounds. thoracic's workers
+    apply the process setting of thoracic's commands (``thoracic._process.keep_freed_memory``);
+    one row leaves it out. JPEG 2000 DICOMs are
     reported too (full decode, and the batch predictor's reduced-resolution decode), without a
     target.
 ``p2``
@@ -182,9 +184,12 @@ def worker_main(kind: str, path: str) -> None:
         def once() -> None:
             model.predict(path, imgsz=512, verbose=False, device="cpu")
     else:
+        from thoracic._process import keep_freed_memory
         from thoracic.inference.batch import BatchPredictor, PipelineConfig
         from thoracic.inference.predictor import Predictor
 
+        if kind != "thoracic-untuned":  # the process setting of thoracic's commands (thoracic._process)
+            keep_freed_memory()
         predictor = Predictor.load(use_classifier=kind != "thoracic-detector", threads=2)
         if kind == "thoracic-unshared":  # each model preprocesses on its own (before prepare_8bit_many)
 
@@ -241,6 +246,7 @@ def bench_p1(work: Path, singles: dict[str, Path], rounds: int, per_round: int) 
         ("ultralytics", singles["png"], "ultralytics YOLO.predict, RG1 as 8-bit PNG (1841x1955), torch 2 threads"),
         ("thoracic-detector", singles["dicom"], "thoracic Predictor.predict, shipped detector, uncompressed 16-bit DICOM"),
         ("thoracic", singles["dicom"], "thoracic Predictor.predict, default models (detector + 2-class filter), same DICOM"),
+        ("thoracic-untuned", singles["dicom"], "  same, in a process whose allocator thoracic left as it was"),
         ("thoracic-unshared", singles["dicom"], "  same, each model preprocessing alone (no shared resize + CLAHE)"),
         ("thoracic-detector", singles["j2k"], "thoracic Predictor.predict, shipped detector, JPEG 2000 DICOM (full decode)"),
         ("thoracic-reduced", singles["j2k"], "thoracic predict's path (BatchPredictor.predict_one), default models, JPEG 2000, reduced decode"),
@@ -276,8 +282,10 @@ def bench_p2(work: Path, folder: Path, rounds: int, headline: bool = False) -> t
     items = [(f, image_id(f)) for f in files]
     cores = default_workers()
     processes = len(items) >= PROCESS_READERS_FROM  # what `thoracic predict --readers-in auto` picks
+    from thoracic._process import keep_freed_memory
     from thoracic.models.runtime import onnx_backend
 
+    keep_freed_memory()  # as `thoracic predict` does (for the baseline loop too, in this one process)
     with onnx_backend("onnxruntime", "f32"):  # the issue's baseline: the loop as it ran before the faster back-ends
         sequential = Predictor.load(threads=2)
     same_backend = Predictor.load(threads=2)

@@ -259,6 +259,41 @@ def test_built_dicom_matches_pydicom_reference(case: str, chest_pixels: np.ndarr
     assert float(ref.max() - ref.min()) > 0.3  # the case is not degenerate
 
 
+def test_native_16_bit_pixels_are_read_in_place_as_pydicom_decodes_them(chest_pixels: np.ndarray, monkeypatch) -> None:
+    """Uncompressed unsigned 16-bit grayscale skips pydicom's decoder (its copy and its pass over
+    the unused bits) with exactly the same result; anything else, and set bits above Bits Stored,
+    goes through pydicom."""
+    from thoracic.io.dicom import pixels
+
+    real = pixels._native_unsigned_16
+    taken: list[bool] = []
+
+    def spy(*args):
+        arr = real(*args)
+        taken.append(arr is not None)
+        return arr
+
+    garbage = _unsigned12(chest_pixels) | np.uint16(0x4000)  # a bit above Bits Stored (12) set
+    cases = {
+        "unsigned16_window": True, "monochrome1_window": True, "sigmoid_rescale_monochrome1": True,
+        "bare_explicit_no_meta": True, "signed12_rescale_window": False, "no_window_6bit": False,
+    }
+    datas = {c: BUILT[c](chest_pixels) for c in cases}
+    datas["high_bits_set"] = build_dicom(garbage, bits_stored=12, WindowCenter=2000, WindowWidth=3000)
+    cases["high_bits_set"] = False
+    for case, data in datas.items():
+        taken.clear()
+        monkeypatch.setattr(pixels, "_native_unsigned_16", spy)
+        fast = read(data)
+        monkeypatch.setattr(pixels, "_native_unsigned_16", lambda *args: None)
+        slow = read(data)
+        assert taken == [cases[case]], case
+        assert np.array_equal(fast.pixels, slow.pixels), case
+        if case == "high_bits_set":  # pydicom cleared the bit: the same image as without it
+            assert np.array_equal(fast.pixels, read(build_dicom(_unsigned12(chest_pixels), bits_stored=12,
+                                                                 WindowCenter=2000, WindowWidth=3000)).pixels)
+
+
 def test_signedness_and_bits_stored_are_respected(chest_pixels: np.ndarray) -> None:
     """Two's complement in 12 bits reads as negative values (pydicom sign-extends them)."""
     values = _signed12(chest_pixels)
@@ -507,3 +542,17 @@ def test_jpeg_ls_decodes_with_charls_when_installed(monkeypatch) -> None:
     charls = read(path).pixels
     monkeypatch.setattr(pixels, "has_charls", lambda: False)  # pydicom's default: pylibjpeg
     assert np.array_equal(charls, read(path).pixels)
+
+
+@pytest.mark.parametrize(("slope", "intercept"), [(1, 0), (2, -1024), (-0.5, 100), (1e-3, 0.25), (-3.7, -1e6)])
+def test_the_value_range_from_the_stored_integers_is_that_of_the_values(slope, intercept, chest_pixels) -> None:
+    """The reader takes the least and greatest modality value from the stored integers: exactly
+    what the modality values' own minimum and maximum are, for either sign of the slope."""
+    from thoracic.io.dicom.pixels import modality_lut
+    from thoracic.io.dicom.read import _value_range
+
+    for stored, signed in ((_unsigned12(chest_pixels), False), (_signed12(chest_pixels), True)):
+        ds = parse(build_dicom(stored, bits_stored=12, RescaleSlope=slope, RescaleIntercept=intercept,
+                               **({"pixel_data": _twos12(stored)} if signed else {})))
+        values, _ = modality_lut(stored, ds, "x")
+        assert _value_range(stored, values, ds, "x") == (float(values.min()), float(values.max()))

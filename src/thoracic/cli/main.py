@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from thoracic._process import keep_freed_memory
 from thoracic._version import __version__
 from thoracic.cli._args import COUNT, OUT_DIR, POSITIVE, Parser, one_line
 from thoracic.cli._progress import finish, run_batch
@@ -156,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    keep_freed_memory()  # large image arrays reuse freed memory instead of new pages (thoracic._process)
     try:
         return int(args.func(args))
     except ThoracicError as err:

@@ -53,7 +53,8 @@ def decode(ds: Dataset, options: ReadConfig, path: str) -> tuple[np.ndarray, Aff
                     return arr, Affine(sx=s, sy=s, tx=0.5 - s / 2, ty=0.5 - s / 2)
             if ts in JPEGLS_SYNTAXES and has_charls():
                 ds.pixel_array_options(decoding_plugin="pyjpegls")
-            arr = ds.pixel_array
+            native = _native_unsigned_16(ds, ts, rows, cols)
+            arr = native if native is not None else ds.pixel_array
         except (UnsupportedTransferSyntaxError, InvalidRadiographError):
             raise
         except MemoryError:
@@ -72,6 +73,36 @@ def decode(ds: Dataset, options: ReadConfig, path: str) -> tuple[np.ndarray, Aff
             path=path,
         )
     return arr, Affine.identity()
+
+
+#: Uncompressed little-endian transfer syntaxes: the pixel data is the pixels' bytes as they are.
+_NATIVE_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
+def _native_unsigned_16(ds: Dataset, ts: str, rows: int, cols: int) -> np.ndarray | None:
+    """The stored values of the commonest radiograph, read in place from the pixel data's bytes.
+
+    One frame of unsigned 16-bit grayscale in an uncompressed little-endian syntax whose bits above
+    Bits Stored are all 0: exactly what pydicom's ``pixel_array`` returns (a read-only view here,
+    without its copy and its pass clearing the unused bits). Anything else: ``None`` (pydicom decodes).
+    """
+    if (
+        ts not in _NATIVE_LE
+        or int(ds.get("BitsAllocated", 0)) != 16
+        or int(ds.get("SamplesPerPixel", 1)) != 1
+        or int(ds.get("PixelRepresentation", 0)) != 0
+        or int(ds.get("NumberOfFrames", 1) or 1) != 1
+        or text(ds, "PhotometricInterpretation") not in ("MONOCHROME1", "MONOCHROME2")
+    ):
+        return None
+    raw = ds.get("PixelData")
+    if not isinstance(raw, bytes | bytearray) or len(raw) < rows * cols * 2:
+        return None
+    arr = np.frombuffer(raw, dtype="<u2", count=rows * cols).reshape(rows, cols)
+    bits = int(ds.get("BitsStored", 16))
+    if 0 < bits < 16 and int(arr.max()) >> bits:  # unused high bits set: pydicom clears them
+        return None
+    return arr
 
 
 def _lut_call(what: str, fn: Any, *args: Any, path: str) -> np.ndarray:

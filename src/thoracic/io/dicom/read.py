@@ -146,6 +146,18 @@ def _looks_truncated(ds: Dataset, size: int) -> bool:
     return short or end > size or 0 < size - end < 8
 
 
+def _value_range(stored: np.ndarray, values: np.ndarray, ds: Dataset, path: str) -> tuple[float, float]:
+    """The least and greatest of ``values``, the modality values of grayscale ``stored``: from the
+    stored integers when the Modality LUT is the linear rescale (monotonic in float32 too, so the
+    extremes map to the extremes: the same numbers, for a pass over half or a quarter of the
+    bytes), else from ``values``."""
+    if stored.dtype.kind in "iu" and stored.size and "ModalityLUTSequence" not in ds:
+        ends = np.array([stored.min(), stored.max()], dtype=stored.dtype)
+        mapped, _ = modality_lut(ends, ds, path)
+        return float(mapped.min()), float(mapped.max())
+    return float(values.min()), float(values.max())
+
+
 def read_dicom(data: bytes, path: str, image_id: str, options: ReadConfig) -> Radiograph:
     """Read a DICOM radiograph from its bytes (``path`` only names it in errors)."""
     ds = parse(data, path)
@@ -159,9 +171,10 @@ def read_dicom(data: bytes, path: str, image_id: str, options: ReadConfig) -> Ra
     photometric = text(ds, "PhotometricInterpretation") or "MONOCHROME2"
     if stored.ndim == 2 and photometric in ("MONOCHROME1", "MONOCHROME2"):
         values, full_range = modality_lut(stored, ds, path)
+        vmin, vmax = _value_range(stored, values, ds, path)
     else:
         values, full_range = stored.astype(np.float32, copy=False), (0.0, 255.0)
-    vmin, vmax = float(values.min()), float(values.max())
+        vmin, vmax = float(values.min()), float(values.max())
     if not (math.isfinite(vmin) and math.isfinite(vmax)):
         raise CorruptFileError(
             "the modality values overflow (a Rescale Slope/Intercept or Modality LUT out of range); "
