@@ -12,7 +12,9 @@ was forked from, which inflated a first version of this benchmark by the bench's
 
 * floor: ``import thoracic`` + ``Predictor.load()`` (the shipped detector and classifier), no image;
 * ``thoracic predict big.dcm --out preds.csv`` (the CLI with its defaults);
-* ``Analyzer.load().analyze(big.dcm)``: findings + lungs + heatmap (the services' call);
+* ``Analyzer.load().analyze(big.dcm)``: findings + lungs + heatmap (the services' call); and three
+  such analyses in a row in a process with the allocator setting of thoracic's commands
+  (``thoracic._process.keep_freed_memory``: freed blocks are kept for the next image);
 * baseline: ultralytics ``YOLO(detector.onnx).predict`` of the same image as a 3000x3000 8-bit PNG.
 
 Target (issue 8, P4): at most 1.5 GB for the thoracic cases. Medians of ``--repeats`` runs.
@@ -53,6 +55,16 @@ ANALYZE = """
 import sys
 from thoracic.inference.analyzer import Analyzer
 a = Analyzer.load().analyze(sys.argv[1])
+assert a.heatmap is not None and a.width == 3000
+"""
+ANALYZE_SERVICE = """
+import sys
+from thoracic._process import keep_freed_memory
+keep_freed_memory()  # as `thoracic serve` and `thoracic dicom-node` run
+from thoracic.inference.analyzer import Analyzer
+an = Analyzer.load()
+for _ in range(3):  # a service analyses one image after another
+    a = an.analyze(sys.argv[1])
 assert a.heatmap is not None and a.width == 3000
 """
 ULTRALYTICS = """
@@ -129,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             ("floor: import + Predictor.load(), no image", FLOOR, [], False),
             ("thoracic predict big.dcm (CLI defaults)", PREDICT_CLI, [str(dcm), "--out", str(work / "p.csv"), "-q"], True),
             ("Analyzer.analyze(big.dcm): findings + lungs + heatmap", ANALYZE, [str(dcm)], True),
+            ("  same, 3 images in a row with the process setting of the services (keep_freed_memory)",
+             ANALYZE_SERVICE, [str(dcm)], True),
             ("baseline: ultralytics YOLO(detector.onnx).predict(big.png)", ULTRALYTICS,
              [str(png), str(model_path("detector"))], False),
         ]

@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from thoracic.errors import ConfigError
 
-__all__ = ["Affine"]
+__all__ = ["Affine", "longest_side_size"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +73,13 @@ class Affine:
 
     def to_dict(self) -> dict[str, float]:
         return {"sx": self.sx, "sy": self.sy, "tx": self.tx, "ty": self.ty}
+
+
+def longest_side_size(width: int, height: int, longest: int) -> tuple[int, int]:
+    """The ``(width, height)`` whose longest side is ``longest``, aspect ratio kept (rounded).
+
+    >>> longest_side_size(1841, 1955, 512)
+    (482, 512)
+    """
+    scale = longest / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))

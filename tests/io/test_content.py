@@ -185,3 +185,59 @@ def test_the_score_and_threshold_live_in_the_model_file(tmp_path):
     bad.write_text('{"thumb": 24}')
     with pytest.raises(ConfigError):
         load_content_model(str(bad))
+
+
+def test_the_checks_512_px_image_is_the_one_the_chain_makes_next(monkeypatch):
+    """The check works on a 128 x 128 copy made through the image at a longest side of 512 (what
+    the detector's and classifier's chain resizes to next) and leaves that image to the chain: a
+    prediction with the check is the prediction without it, exactly, and the chain's resize is
+    not done twice."""
+    import pydicom
+
+    from thoracic.inference import Predictor
+    from thoracic.io import content
+
+    handed: list[bool] = []
+    real = content.take_shrunk
+
+    def spy(img, width, height):
+        out = real(img, width, height)
+        handed.append(out is not None)
+        return out
+
+    monkeypatch.setattr("thoracic.preprocess.geometry.take_shrunk", spy)
+    ds = pydicom.dcmread(SAMPLES / "RG1_J2KI.dcm")
+    ds.decompress()
+    data = io.BytesIO()
+    ds.save_as(data)
+    dicom = data.getvalue()
+    predictor = Predictor.load([], use_classifier=True, threads=1)
+    plain = predictor.predict(dicom)
+    assert handed and not any(handed)
+    handed.clear()
+    checked = predictor.predict(dicom, read=ReadConfig(check_content=True))
+    assert handed[0] and not any(handed[1:])  # handed over once, to the first resize
+    np.testing.assert_array_equal(checked.detections.boxes, plain.detections.boxes)
+    np.testing.assert_array_equal(checked.detections.scores, plain.detections.scores)
+    assert checked.p_abnormal == plain.p_abnormal
+
+
+def test_the_shrunk_image_is_handed_over_once_and_only_for_the_same_pixels_and_size():
+    from thoracic.io.content import _small, take_shrunk
+
+    rng = np.random.default_rng(0)
+    pixels = rng.random((1100, 1000), dtype=np.float32)
+    other = pixels.copy()
+    _small(pixels, keep=True)
+    assert take_shrunk(other, 465, 512) is None  # equal values, another array
+    assert take_shrunk(pixels, 466, 512) is None  # another size
+    mid = take_shrunk(pixels, 465, 512)
+    np.testing.assert_array_equal(mid, cv2.resize(pixels, (465, 512), interpolation=cv2.INTER_AREA))
+    assert take_shrunk(pixels, 465, 512) is None  # once
+    _small(pixels)  # without keep nothing is left
+    assert take_shrunk(pixels, 465, 512) is None
+    # 1024 to 512 to 128 is the single area filter's image but for rounding; small images go directly
+    film = rng.random((1024, 1024), dtype=np.float32)
+    np.testing.assert_allclose(_small(film), cv2.resize(film, (128, 128), interpolation=cv2.INTER_AREA), atol=1e-6)
+    small_film = rng.random((400, 300), dtype=np.float32)
+    np.testing.assert_array_equal(_small(small_film), cv2.resize(small_film, (128, 128), interpolation=cv2.INTER_AREA))

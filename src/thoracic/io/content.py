@@ -31,6 +31,8 @@ True
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +41,7 @@ import cv2
 import numpy as np
 
 from thoracic.errors import NON_CHEST_HINT, ConfigError, NotChestRadiographError
+from thoracic.transform import longest_side_size
 
 __all__ = [
     "CONTENT_MODEL_PATH",
@@ -50,17 +53,54 @@ __all__ = [
     "content_score",
     "load_content_model",
     "shape_features",
+    "take_shrunk",
 ]
 
 #: The shipped coefficients (package data beside the ONNX models; read as a file, nothing imported).
 CONTENT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "content" / "content.json"
 _SMALL = 128  # the working size: every feature is computed on a 128 x 128 area-filtered copy
+_STEP = 512  # larger images are area-filtered to this longest side first (a chain's first resize)
 _TRIM_TOLERANCE = 0.04  # a border row/column whose values span less than this is padding
 _CHROMA = 24 / 255  # a pixel "has colour" when its channels differ by more than this
 
 
-def _small(pixels: np.ndarray) -> np.ndarray:
-    return cv2.resize(np.asarray(pixels, dtype=np.float32), (_SMALL, _SMALL), interpolation=cv2.INTER_AREA)
+#: The last longest-side-512 image the content check made in this thread, for the chain that
+#: resizes the same pixels to the same size next (:func:`take_shrunk`).
+_SHRUNK = threading.local()
+
+
+def _small(pixels: np.ndarray, reference_size: tuple[int, int] | None = None, *, keep: bool = False) -> np.ndarray:
+    """The 128 x 128 working image: area-filtered to a longest side of 512 first when the image is
+    larger (``reference_size``, the original ``(width, height)`` of pixels decoded at a reduced
+    resolution, sets that size as a chain's ``resize_longest`` does), then to 128 x 128.
+
+    The two steps give the single area filter's image to within a few thousandths (on whole
+    multiples, as 1024 to 512 to 128, to float rounding); the first is the resize the detector's
+    and classifier's chain makes next, so with ``keep`` it is left for :func:`take_shrunk`.
+    """
+    img = np.asarray(pixels, dtype=np.float32)
+    h, w = img.shape[:2]
+    rw, rh = reference_size if reference_size is not None else (w, h)
+    mw, mh = longest_side_size(rw, rh, _STEP)
+    if mw < w and mh < h:
+        mid = cv2.resize(img, (mw, mh), interpolation=cv2.INTER_AREA)
+        if keep:
+            _SHRUNK.entry = (weakref.ref(img), (mw, mh), mid)
+        img = mid
+    return cv2.resize(img, (_SMALL, _SMALL), interpolation=cv2.INTER_AREA)
+
+
+def take_shrunk(img: np.ndarray, width: int, height: int) -> np.ndarray | None:
+    """The area-filtered ``width x height`` image of ``img`` if the content check of this thread
+    just made it (then it is handed over once: the caller owns it), else ``None``."""
+    entry = getattr(_SHRUNK, "entry", None)
+    if entry is None:
+        return None
+    source, size, mid = entry
+    if source() is not img or size != (int(width), int(height)):
+        return None
+    _SHRUNK.entry = None
+    return mid
 
 
 def _trim(t: np.ndarray) -> np.ndarray:
@@ -78,11 +118,19 @@ def content_features(pixels: np.ndarray, thumb: int = 24) -> np.ndarray:
     return _features(_small(pixels), thumb)
 
 
-def _features(small: np.ndarray, thumb: int) -> np.ndarray:
+_LEVELS = np.linspace(0.05, 0.95, 10)
+
+
+def _trimmed(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The trimmed image and its ten quantiles: what both feature sets start from."""
     t = _trim(small)
+    return t, np.quantile(t, _LEVELS)
+
+
+def _features(small: np.ndarray, thumb: int, trimmed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    t, q = trimmed if trimmed is not None else _trimmed(small)
     u = cv2.resize(t, (thumb, thumb), interpolation=cv2.INTER_AREA)
     z = (u - u.mean()) / max(float(u.std()), 1e-3)
-    q = np.quantile(t, np.linspace(0.05, 0.95, 10))
     return np.concatenate([z.ravel(), q]).astype(np.float32)
 
 
@@ -96,13 +144,13 @@ def shape_features(pixels: np.ndarray) -> np.ndarray:
     return _shape_features(_small(pixels), pixels.shape[1] / max(pixels.shape[0], 1))
 
 
-def _shape_features(small: np.ndarray, aspect: float) -> np.ndarray:
+def _shape_features(small: np.ndarray, aspect: float, trimmed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """What tells a frontal chest film from a page, a CT slice, a rotated or halved film: the
     trimmed image as z-scored thumbnails (16 x 16 and 8 x 8), its column and row profiles (the
     mediastinum is a bright vertical band near the middle), where the brightest column and row
     lie, left-right and top-bottom symmetry, a histogram of edge orientations, the amount of fine
     detail, intensity quantiles, and the aspect ratios of the image and of its trimmed content."""
-    t = _trim(small)
+    t, q = trimmed if trimmed is not None else _trimmed(small)
     th, tw = t.shape
     u = cv2.resize(t, (32, 32), interpolation=cv2.INTER_AREA)
     sd = max(float(u.std()), 1e-3)
@@ -123,7 +171,6 @@ def _shape_features(small: np.ndarray, aspect: float) -> np.ndarray:
     hist = weights / max(float(weights.sum()), 1e-6)
     tsd = max(float(t.std()), 1e-3)
     lap = float(np.abs(cv2.Laplacian(t, cv2.CV_32F)).mean()) / tsd
-    q = np.quantile(t, np.linspace(0.05, 0.95, 10))
     scalars = [
         cpos, abs(cpos - 0.5), float(cs.max()), rpos, abs(rpos - 0.5), float(rs.max()),
         _corr(z, z[:, ::-1]), _corr(z, z[::-1]), float(np.abs(z - z[:, ::-1]).mean()), float(np.abs(z - z[::-1]).mean()),
@@ -215,16 +262,18 @@ class ContentModel:
         out["info"] = self.info
         return out
 
-    def assess(self, pixels: np.ndarray) -> tuple[float, float]:
+    def assess(self, pixels: np.ndarray, reference_size: tuple[int, int] | None = None, *,
+               keep: bool = False) -> tuple[float, float]:
         """``(score, p_chest)`` of display pixels: the one-class score (higher = less like a
-        frontal chest film) and the classifier's P(chest) (1.0 for a model without one)."""
-        small = _small(pixels)
+        frontal chest film) and the classifier's P(chest) (1.0 for a model without one).
+        ``reference_size`` and ``keep``: see :func:`_small`."""
+        small = _small(pixels, reference_size, keep=keep)
         aspect = pixels.shape[1] / max(pixels.shape[0], 1)
-        score = min(self._score(_features(small, self.thumb)), self._score(_features(1.0 - small, self.thumb)))
+        both = [(s, _trimmed(s)) for s in (small, 1.0 - small)]  # as it is, and inverted
+        score = min(self._score(_features(s, self.thumb, tq)) for s, tq in both)
         if self.lr_weights is None:
             return score, 1.0
-        p = max(self._p_chest(_shape_features(small, aspect)), self._p_chest(_shape_features(1.0 - small, aspect)))
-        return score, p
+        return score, max(self._p_chest(_shape_features(s, aspect, tq)) for s, tq in both)
 
     def score(self, pixels: np.ndarray) -> float:
         """The one-class score of ``pixels`` (see :meth:`assess`)."""
@@ -262,8 +311,13 @@ def content_score(pixels: np.ndarray) -> float:
 
 
 def check_content(pixels: np.ndarray, *, colour: float = 0.0, allow: bool = False, path: str | None = None,
-                  model: ContentModel | None = None) -> tuple[str, ...]:
+                  model: ContentModel | None = None, reference_size: tuple[int, int] | None = None,
+                  keep: bool = False) -> tuple[str, ...]:
     """Refuse pixels that are not a frontal chest radiograph (unless ``allow``); the flags of what was overridden.
+
+    ``reference_size``: the original ``(width, height)`` when ``pixels`` were decoded at a reduced
+    resolution; ``keep``: leave the image's longest-side-512 copy to the chain that makes it next
+    (:func:`take_shrunk`; :func:`thoracic.io.read` does).
 
     Flags: ``content:colour`` (``colour``, the :func:`colour_fraction`, above the model's limit),
     ``content:pattern`` (the one-class score above its threshold) and ``content:class`` (the
@@ -279,7 +333,7 @@ def check_content(pixels: np.ndarray, *, colour: float = 0.0, allow: bool = Fals
     if colour > model.max_colour:
         problems.append((f"content:colour={colour:.2f}",
                          f"{colour:.0%} of its pixels are coloured; radiographs are grey (a photo, a screenshot?)"))
-    score, p_chest = model.assess(pixels)
+    score, p_chest = model.assess(pixels, reference_size, keep=keep)
     if score > model.threshold:
         problems.append((f"content:pattern={score:.2f}",
                          (f"its pixels do not look like a frontal chest radiograph (score {score:.2f} > "

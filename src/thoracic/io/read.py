@@ -85,7 +85,8 @@ def read(src: Source, options: ReadConfig | None = None, *, image_id: str | None
     else:  # DICOM without the 128-byte preamble (older or hand-made files), or nothing we know
         rg = read_dicom(data, path, image_id, options)
     if options.check_content:
-        content = check_content(rg.pixels, colour=rg.colour, allow=options.allow_non_chest, path=path)
+        content = check_content(rg.pixels, colour=rg.colour, allow=options.allow_non_chest, path=path,
+                                reference_size=rg.original_size, keep=True)
         if content:
             rg = dataclasses.replace(rg, flags=(*rg.flags, *content))
     # technical facts only: never anything from rg.phi or the header's patient/study elements

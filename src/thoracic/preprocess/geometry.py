@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 
 from thoracic.errors import ConfigError
-from thoracic.transform import Affine
+from thoracic.io.content import take_shrunk
+from thoracic.transform import Affine, longest_side_size
 
 __all__ = [
     "Affine",
@@ -66,6 +67,10 @@ def _resize_array(
         raise ConfigError.unknown("interpolation", str(interpolation), [*_CV2_INTERP, "lanczos"]) from None
     if interpolation == "area" and (width > img.shape[1] or height > img.shape[0]):
         flag = cv2.INTER_LINEAR  # area is a downsampling filter
+    elif interpolation == "area" and box is None:
+        shrunk = take_shrunk(img, width, height)  # the content check made this very image already
+        if shrunk is not None:
+            return shrunk
     return cv2.resize(img, (width, height), interpolation=flag)
 
 
@@ -92,12 +97,6 @@ def resize(
     out = _resize_array(img, int(width), int(height), interpolation, (x0, y0, x1, y1))
     sx, sy = width / (x1 - x0), height / (y1 - y0)
     return out, Affine(sx=sx, sy=sy, tx=-x0 * sx, ty=-y0 * sy)
-
-
-def longest_side_size(width: int, height: int, longest: int) -> tuple[int, int]:
-    """The ``(width, height)`` whose longest side is ``longest``, aspect ratio kept (rounded)."""
-    scale = longest / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def resize_longest(
