@@ -78,7 +78,7 @@ def _small(pixels: np.ndarray, reference_size: tuple[int, int] | None = None, *,
     multiples, as 1024 to 512 to 128, to float rounding); the first is the resize the detector's
     and classifier's chain makes next, so with ``keep`` it is left for :func:`take_shrunk`.
     """
-    img = np.asarray(pixels, dtype=np.float32)
+    img: np.ndarray = np.asarray(pixels, dtype=np.float32)
     h, w = img.shape[:2]
     rw, rh = reference_size if reference_size is not None else (w, h)
     mw, mh = longest_side_size(rw, rh, _STEP)
