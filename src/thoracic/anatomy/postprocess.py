@@ -28,14 +28,15 @@ def keep_largest(mask: np.ndarray, count: int = 2) -> np.ndarray:
         return m.astype(bool)
     areas = stats[1:, cv2.CC_STAT_AREA]
     keep = 1 + np.argsort(-areas, kind="stable")[:count]
-    return np.isin(labels, keep)
+    kept = np.zeros(n, dtype=bool)
+    kept[keep] = True
+    return kept[labels]  # one lookup per pixel (np.isin's result)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill background regions that do not touch the image border."""
     m = np.ascontiguousarray(mask, dtype=np.uint8)
-    padded = np.pad(m, 1)
-    flood = padded.copy()
+    flood = np.pad(m, 1)  # a new array: the fill does not touch ``m``
     ff = np.zeros((flood.shape[0] + 2, flood.shape[1] + 2), np.uint8)
     cv2.floodFill(flood, ff, (0, 0), 1)
     holes = flood[1:-1, 1:-1] == 0
@@ -48,4 +49,4 @@ def postprocess(prob: np.ndarray, threshold: float = 0.5, keep: int = 2, holes: 
     m = keep_largest(m, keep)
     if holes:
         m = fill_holes(m)
-    return m.astype(np.uint8) * 255
+    return np.ascontiguousarray(m, dtype=bool).view(np.uint8) * np.uint8(255)

@@ -131,7 +131,7 @@ class LungSegmenter(OnnxModel):
         prob = self.probability(radiograph)
         c = self.meta
         mask = postprocess(prob, c.threshold, c.keep_components, c.fill_holes)
-        n = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)[0] - 1
+        n = cv2.connectedComponents(mask, connectivity=8)[0] - 1  # a 0/255 uint8 mask: nonzero is lung
         return LungMask(
             image_id=radiograph.image_id,
             mask=mask,
