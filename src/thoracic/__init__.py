@@ -21,11 +21,15 @@ The subpackages are the floors of the pipeline, each importing only the floors b
 - :mod:`thoracic.report`, :mod:`thoracic.serve` (HTTP API and viewer), :mod:`thoracic.node`
   (DICOM node), :mod:`thoracic.cli` (the ``thoracic`` command).
 
+A program that analyses image after image calls :func:`keep_freed_memory` once, as thoracic's own
+commands do (freed image-sized blocks are reused instead of faulted in again: ``docs/benchmarks.md``).
+
 >>> import thoracic
 >>> an = thoracic.Analyzer.load(threads=1)                # the shipped models  # doctest: +SKIP
 >>> an.analyze("chest.dcm").findings()                    # above the operating points  # doctest: +SKIP
 """
 
+from thoracic._process import keep_freed_memory
 from thoracic._version import __version__
 from thoracic.anatomy import LungMask, LungSegmenter
 from thoracic.errors import ThoracicError
@@ -62,5 +66,6 @@ __all__ = [
     "__version__",
     "get_chain",
     "image_id",
+    "keep_freed_memory",
     "read",
 ]
