@@ -556,3 +556,31 @@ def test_the_value_range_from_the_stored_integers_is_that_of_the_values(slope, i
                                **({"pixel_data": _twos12(stored)} if signed else {})))
         values, _ = modality_lut(stored, ds, "x")
         assert _value_range(stored, values, ds, "x") == (float(values.min()), float(values.max()))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float64])
+@pytest.mark.parametrize(("center", "width", "func"), [(2000.3, 1500.7, "LINEAR"), (-20, 300, "LINEAR"),
+                                                        (2000, 1500, "LINEAR_EXACT"), (2000, 1500, "SIGMOID"),
+                                                        (2000, 1, "LINEAR")])
+def test_the_window_of_stored_integers_is_that_of_their_float32_values(dtype, center, width, func, chest_pixels):
+    """The reader hands 8- and 16-bit stored integers under the identity rescale to the window as
+    they are (no float32 copy first): the window gives exactly the numbers it gives their float32
+    values, whatever the type."""
+    from thoracic.io.voi import window
+
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    values = chest_pixels.astype(np.int64) * 17 - 1800
+    values = np.clip(values, info.min, info.max) if info is not None else values.astype(np.float64) + 0.25
+    stored = values.astype(dtype)
+    np.testing.assert_array_equal(window(stored, center, width, func), window(stored.astype(np.float32), center, width, func))
+
+
+def test_identity_rescale_passes_small_stored_integers_through(chest_pixels) -> None:
+    from thoracic.io.dicom.pixels import modality_lut
+
+    for stored, extra in ((_unsigned12(chest_pixels), {}), (_signed12(chest_pixels), {"pixel_data": _twos12(_signed12(chest_pixels))})):
+        ds = parse(build_dicom(stored, bits_stored=12, **extra))
+        values, _ = modality_lut(stored, ds, "x")
+        assert values is stored  # the same integers, no copy
+        ds = parse(build_dicom(stored, bits_stored=12, RescaleSlope=2, **extra))
+        assert modality_lut(stored, ds, "x")[0].dtype == np.float32

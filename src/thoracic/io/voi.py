@@ -32,7 +32,9 @@ def window(arr: np.ndarray, center: float, width: float, function: VoiFunction |
     """
     func = str(function or "LINEAR").upper()
     c, w = float(center), float(width)
-    a = np.asarray(arr, dtype=np.float32)
+    a = np.asarray(arr)
+    if not ((func == "LINEAR" and w > 1) or (func == "LINEAR_EXACT" and w > 0)) or a.dtype.kind not in "iuf":
+        a = np.asarray(a, dtype=np.float32)  # else _affine casts each value to float32 as it goes: the same numbers
     if func == "LINEAR":
         if w < 1:
             raise ConfigError(f"LINEAR window width must be >= 1, got {w}")

@@ -165,7 +165,8 @@ def _stored_range(ds: Dataset) -> tuple[float, float]:
 
 
 def modality_lut(arr: np.ndarray, ds: Dataset, path: str) -> tuple[np.ndarray, tuple[float, float]]:
-    """Stored values to modality values (float32), and the modality range of the stored range."""
+    """Stored values to modality values (float32; 8- and 16-bit integers under the identity rescale
+    are returned as they are, each exact in float32), and the modality range of the stored range."""
     lo, hi = _stored_range(ds)
     if "ModalityLUTSequence" in ds and ds.ModalityLUTSequence:
         from pydicom.pixels import apply_modality_lut
@@ -182,6 +183,10 @@ def modality_lut(arr: np.ndarray, ds: Dataset, path: str) -> tuple[np.ndarray, t
             "the header is damaged",
             path=path,
         )
+    if slope == 1.0 and intercept == 0.0 and arr.dtype.kind in "iu" and arr.dtype.itemsize <= 2:
+        # the values are the stored integers, each exact in float32: the window makes its float32
+        # image from them directly (one pass over the image fewer), every other use converts them
+        return arr, (r[0], r[1])
     out = arr.astype(np.float32, copy=False)
     if slope != 1.0 or intercept != 0.0:
         out = out * np.float32(slope) + np.float32(intercept)
@@ -220,13 +225,15 @@ def apply_voi(
             from pydicom.pixels import apply_voi as apply_voi_lut
 
             depth = _lut_depth(lut_seq, "VOI LUT", path)
-            ints = np.rint(values).astype(np.int64) if values.dtype.kind == "f" else values
+            ints = np.rint(values).astype(np.int64) if values.dtype.kind == "f" else values.astype(np.int64)
             out = _lut_call("VOI LUT", apply_voi_lut, ints, ds, path=path).astype(np.float32)
             return out * np.float32(1.0 / (2.0**depth - 1)), None, None, "VOI LUT"
         win = _window_from_file(ds)
         if win is not None:
             c, w, func = win
             return window(values, c, w, func), c, w, f"window {func}"
+    values = np.asarray(values, dtype=np.float32)  # stored integers as they are (modality_lut) become float32 here
+    if options.normalize != "percentile":
         if options.normalize == "minmax":  # no window in the file: stretch the values themselves
             lo, hi = float(values.min()), float(values.max())
             return minmax(values), (lo + hi) / 2, hi - lo, "minmax"
