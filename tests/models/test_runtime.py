@@ -23,6 +23,7 @@ from thoracic.models.runtime import (
     CACHE_ENV,
     execution_providers,
     onnx_backend,
+    onnx_metadata,
     onnx_session,
     openvino_available,
     openvino_cache_dir,
@@ -247,6 +248,23 @@ def test_auto_picks_openvino_on_the_cpu_when_installed(require, monkeypatch):
         assert load_model(kind="classifier", threads=1).backend == "onnxruntime-cpu"
     with pytest.raises(MissingDependencyError, match="fast"):
         resolve_backend("openvino", "cpu")
+
+
+def test_the_onnx_metadata_reader_gives_what_onnx_runtime_reads(tmp_path, detector_onnx):
+    """OpenVINO compiles from the file's path (its cache then skips the graph); the metadata come
+    from a small reader of the protobuf's top level: the same keys and values as ONNX Runtime's."""
+    from helpers import model_with_meta
+
+    extra = model_with_meta(detector_onnx, tmp_path / "extra.onnx", extra={"operating_points": {"Nodule/Mass": 0.25}})
+    for path in (*(model_path(k) for k in ("detector", "classifier", "lungs")), detector_onnx, extra):
+        if not path.is_file():
+            continue
+        ref = onnx_session(path, 1).get_modelmeta().custom_metadata_map
+        assert onnx_metadata(path) == ref, path
+    for bad in (b"not an onnx model at all\n", b"\x0a\xff\xff\xff", bytes(range(256))):
+        (tmp_path / "bad.onnx").write_bytes(bad)
+        with pytest.raises(ValueError):
+            onnx_metadata(tmp_path / "bad.onnx")
 
 
 def test_openvino_keeps_compiled_models_in_its_cache(require, tmp_path, monkeypatch):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import mmap
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -59,6 +60,7 @@ __all__ = [
     "load_model",
     "onnx_backend",
     "onnx_device",
+    "onnx_metadata",
     "onnx_session",
     "openvino_available",
     "openvino_cache_dir",
@@ -405,6 +407,57 @@ class OpenVinoSession:
         return tuple(request.infer(feeds, share_inputs=True, share_outputs=False).to_tuple())
 
 
+def _varint(buf: Any, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        if i >= len(buf):
+            raise ValueError("truncated varint")
+        byte = buf[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def onnx_metadata(path: str | PathLike[str]) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file (key -> value), read from the top level of its
+    protobuf without parsing the graph (which is skipped over, memory-mapped): what
+    ``onnxruntime``'s ``custom_metadata_map`` and OpenVINO's ``rt_info["framework"]`` give, in a
+    tenth of a millisecond. ``ValueError`` when the file is not a well-formed protobuf.
+    """
+    out: dict[str, str] = {}
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        i, n = 0, len(buf)
+        while i < n:
+            tag, i = _varint(buf, i)
+            field, wire = tag >> 3, tag & 7
+            if wire == 0:
+                _, i = _varint(buf, i)
+            elif wire == 1:
+                i += 8
+            elif wire == 5:
+                i += 4
+            elif wire == 2:
+                length, i = _varint(buf, i)
+                if field == 14:  # ModelProto.metadata_props: StringStringEntryProto {key = 1; value = 2}
+                    entry, j, kv = buf[i:i + length], 0, {}
+                    while j < len(entry):
+                        key_tag, j = _varint(entry, j)
+                        size, j = _varint(entry, j)
+                        kv[key_tag >> 3] = bytes(entry[j:j + size]).decode("utf-8")
+                        j += size
+                    out[kv.get(1, "")] = kv.get(2, "")
+                i += length
+            else:
+                raise ValueError(f"not an ONNX protobuf (wire type {wire})")
+        if i != n:
+            raise ValueError("truncated ONNX protobuf")
+    return out
+
+
 #: Where OpenVINO keeps compiled models between processes: a path, or ``off`` (default:
 #: ``$XDG_CACHE_HOME/thoracic/openvino``, ``~/.cache`` when unset).
 CACHE_ENV = "THORACIC_OPENVINO_CACHE"
@@ -452,10 +505,13 @@ def openvino_session(path: str | PathLike[str], threads: int = 2, precision: str
         config["CACHE_DIR"] = str(cache)
     with _OV_LOCK:  # one thread at a time in OpenVINO's first-use initialisers (module docstring)
         try:
-            model = core.read_model(str(path))
-            framework = model.get_rt_info()["framework"] if model.has_rt_info(["framework"]) else {}
-            metadata = {str(k): str(v.astype(str)) if hasattr(v, "astype") else str(v) for k, v in framework.items()}
-            compiled = core.compile_model(model, "CPU", config)
+            # from the file's path: with the cache, OpenVINO then skips reading the ONNX graph
+            compiled = core.compile_model(str(path), "CPU", config)
+            try:
+                metadata = onnx_metadata(path)
+            except (OSError, ValueError):  # OpenVINO read what this small reader cannot: ask OpenVINO
+                framework = core.read_model(str(path)).get_rt_info().get("framework", {})
+                metadata = {str(k): str(v.astype(str)) if hasattr(v, "astype") else str(v) for k, v in framework.items()}
         except Exception as err:  # openvino raises its own types
             raise ConfigError(f"cannot load ONNX model into OpenVINO: {err}", path=str(path)) from err
         return OpenVinoSession(compiled, metadata, precision, threads)
