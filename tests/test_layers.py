@@ -16,7 +16,7 @@ SRC = Path(thoracic.__file__).parent
 
 #: Each subpackage (or top-level module) and its floor; a module may import its own floor or lower.
 FLOORS: dict[str, int] = {
-    "_version": 0, "_warnings": 0, "_draw": 0, "errors": 0, "transform": 0, "labels": 0, "boxes": 0, "_fs": 0, "_pool": 0, "_process": 0, "_tls": 0,
+    "_version": 0, "_warnings": 0, "_draw": 0, "errors": 0, "transform": 0, "labels": 0, "boxes": 0, "_fs": 0, "_lazy": 0, "_pool": 0, "_process": 0, "_tls": 0,
     "io": 1,
     "preprocess": 2,
     "models": 3, "explain": 3,

@@ -29,23 +29,36 @@ commands do (freed image-sized blocks are reused instead of faulted in again: ``
 >>> an.analyze("chest.dcm").findings()                    # above the operating points  # doctest: +SKIP
 """
 
+from typing import TYPE_CHECKING
+
+from thoracic._lazy import lazy
 from thoracic._process import keep_freed_memory
 from thoracic._version import __version__
-from thoracic.anatomy import LungMask, LungSegmenter
 from thoracic.errors import ThoracicError
-from thoracic.inference import (
-    Analysis,
-    Analyzer,
-    BatchPredictor,
-    BatchResult,
-    ImagePrediction,
-    PipelineConfig,
-    PredictConfig,
-    Predictor,
-)
-from thoracic.io import Radiograph, ReadConfig, image_id, read
-from thoracic.preprocess import Chain, get_chain
 from thoracic.transform import Affine
+
+if TYPE_CHECKING:
+    from thoracic.anatomy import LungMask, LungSegmenter
+    from thoracic.inference import (
+        Analysis,
+        Analyzer,
+        BatchPredictor,
+        BatchResult,
+        ImagePrediction,
+        PipelineConfig,
+        PredictConfig,
+        Predictor,
+    )
+    from thoracic.io import Radiograph, ReadConfig, image_id, read
+    from thoracic.preprocess import Chain, get_chain
+else:  # imported when first asked for (thoracic._lazy): `import thoracic.io` does not load the models
+    __getattr__, __dir__ = lazy(__name__, {
+        "thoracic.anatomy": ("LungMask", "LungSegmenter"),
+        "thoracic.inference": ("Analysis", "Analyzer", "BatchPredictor", "BatchResult", "ImagePrediction",
+                               "PipelineConfig", "PredictConfig", "Predictor"),
+        "thoracic.io": ("Radiograph", "ReadConfig", "image_id", "read"),
+        "thoracic.preprocess": ("Chain", "get_chain"),
+    })
 
 __all__ = [
     "Affine",

@@ -15,6 +15,7 @@ the box touches an edge, and at least :func:`label_px` pixels tall.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from collections.abc import Sequence
 from typing import Literal
 
@@ -28,8 +29,14 @@ MIN_SHOWN_PX = 14
 #: Label text height as a fraction of the picture's longest side (so labels grow with the picture).
 _REL = 1 / 45
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
-(_, _H1), _B1 = cv2.getTextSize("Hg", _FONT, 1.0, 1)
-_UNIT = _H1 + _B1  # text height (ascender + descender) at font scale 1
+
+
+@lru_cache(maxsize=1)
+def _font() -> tuple[int, int]:
+    """The font's ascender and descender at scale 1 (measured on first use: OpenCV's first text
+    measurement loads its fonts, ~25 ms that a process which draws nothing need not pay)."""
+    (_, ascender), descender = cv2.getTextSize("Hg", _FONT, 1.0, 1)
+    return ascender, descender
 
 Rect = tuple[int, int, int, int]
 
@@ -65,12 +72,13 @@ def _metrics(text: str, px: int, width: int) -> tuple[float, int, int, int, int,
     baseline and the tag's size (text too wide for ``width`` is made smaller)."""
     pad = max(1, round(px / 6))
     thick = max(1, round(px / 16))
-    scale = px / _UNIT
+    h1, b1 = _font()
+    scale = px / (h1 + b1)  # the text height (ascender + descender) is px
     tw = cv2.getTextSize(text, _FONT, scale, thick)[0][0]
     if tw + 2 * pad > width:  # a label wider than the picture: shrink it to fit
         scale *= (width - 2 * pad) / max(tw, 1)
         tw = cv2.getTextSize(text, _FONT, scale, thick)[0][0]
-    th, base = round(_H1 * scale), round(_B1 * scale)  # the font's ascender and descender
+    th, base = round(h1 * scale), round(b1 * scale)  # the font's ascender and descender
     return scale, thick, pad, th, tw + 2 * pad, th + base + 2 * pad
 
 

@@ -12,8 +12,6 @@ stays what the work needs (bench/memory.py); between images the process keeps wh
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -45,8 +43,10 @@ def keep_freed_memory() -> bool:
         return False
     if not sys.platform.startswith("linux"):
         return False
+    import ctypes  # here, not at import: `import thoracic` stays quick
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's name on Linux (musl's libc is another file)
         mallopt = libc.mallopt
         gnu = libc.gnu_get_libc_version  # glibc only: musl has no such function
     except (OSError, AttributeError):

@@ -10,10 +10,22 @@
 - :mod:`.ray`: the same on Ray Data (the ``ray`` extra; not imported here).
 """
 
-from thoracic.inference.analyzer import Analysis, Analyzer
-from thoracic.inference.batch import BatchPredictor, BatchResult, PipelineConfig, default_workers
-from thoracic.inference.plan import ReadPlan, read_plan
-from thoracic.inference.predictor import ImagePrediction, ModelInfo, PredictConfig, Predictor
+from typing import TYPE_CHECKING
+
+from thoracic._lazy import lazy
+
+if TYPE_CHECKING:
+    from thoracic.inference.analyzer import Analysis, Analyzer
+    from thoracic.inference.batch import BatchPredictor, BatchResult, PipelineConfig, default_workers
+    from thoracic.inference.plan import ReadPlan, read_plan
+    from thoracic.inference.predictor import ImagePrediction, ModelInfo, PredictConfig, Predictor
+else:  # each imported when first asked for (thoracic._lazy): one module does not load its siblings
+    __getattr__, __dir__ = lazy(__name__, {
+        "thoracic.inference.analyzer": ("Analysis", "Analyzer"),
+        "thoracic.inference.batch": ("BatchPredictor", "BatchResult", "PipelineConfig", "default_workers"),
+        "thoracic.inference.plan": ("ReadPlan", "read_plan"),
+        "thoracic.inference.predictor": ("ImagePrediction", "ModelInfo", "PredictConfig", "Predictor"),
+    })
 
 __all__ = [
     "Analysis",
