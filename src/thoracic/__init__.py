@@ -31,6 +31,7 @@ commands do (freed image-sized blocks are reused instead of faulted in again: ``
 
 from typing import TYPE_CHECKING
 
+import thoracic.anatomy.segmenter  # noqa: F401  (registers the lung_roi step and the lung-ROI chains: every process has them)
 from thoracic._lazy import lazy
 from thoracic._process import keep_freed_memory
 from thoracic._version import __version__

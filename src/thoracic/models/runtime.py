@@ -228,7 +228,19 @@ def resolve_backend(backend: str | None = None, device: str | None = None) -> st
         return backend
     if not openvino_available():
         return "onnxruntime"
+    if name in ("auto", "cpu") and not _onnxruntime_may_have_cuda():
+        return "openvino"  # known without importing onnxruntime (~70 ms of a cold start)
     return "openvino" if execution_providers(device) == ["CPUExecutionProvider"] else "onnxruntime"
+
+
+def _onnxruntime_may_have_cuda() -> bool:
+    """Whether the installed onnxruntime carries its CUDA provider library (``onnxruntime-gpu``
+    does, the CPU build does not), looked up on disk without importing onnxruntime."""
+    spec = importlib.util.find_spec("onnxruntime")
+    if spec is None or not spec.origin:
+        return False
+    capi = Path(spec.origin).parent / "capi"
+    return any(capi.glob("*onnxruntime_providers_cuda*"))
 
 
 def _cpu_has_bf16(core: Any) -> bool:
