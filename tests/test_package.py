@@ -57,3 +57,21 @@ def test_read_preprocess_convert_and_demo_work_without_torch(tmp_path, samples_d
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("OK")
     assert (tmp_path / "demo" / "index.html").is_file()
+
+
+@pytest.mark.parametrize("name", ["thoracic", "thoracic.anatomy", "thoracic.inference"])
+def test_names_imported_on_first_use_are_never_shadowed_by_a_module(name):
+    """These packages import their names on first use (thoracic._lazy); a submodule loaded first
+    becomes an attribute of its package, so an exported name that is also a module's name must be
+    imported eagerly. Every submodule loaded, each exported name is still what it names."""
+    import pkgutil
+    import types
+
+    package = importlib.import_module(name)
+    for info in pkgutil.walk_packages(package.__path__, f"{name}."):
+        if info.name.split(".")[1] in ("train", "cli", "serve", "node", "__main__") or info.name.endswith(".ray"):
+            continue  # extras and the services: not needed to show it
+        importlib.import_module(info.name)
+    for attr in package.__all__:
+        value = getattr(package, attr)
+        assert not isinstance(value, types.ModuleType), f"{name}.{attr} is the module, not what it exports"

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 from thoracic._lazy import lazy
 
-# `overlay` names both a function and its module: imported here, so the function is what
-# `thoracic.anatomy.overlay` is once the module has been loaded (a lazy name would lose to it)
+# `overlay` and `postprocess` name both a function and its module: imported here, so the function
+# is what `thoracic.anatomy.overlay` is once the module has been loaded (a lazy name would lose to it)
 from thoracic.anatomy.overlay import demo_panel, overlay
+from thoracic.anatomy.postprocess import fill_holes, keep_largest, postprocess
 
 if TYPE_CHECKING:
-    from thoracic.anatomy.postprocess import fill_holes, keep_largest, postprocess
     from thoracic.anatomy.protocol import Segmenter
     from thoracic.anatomy.roi import LungRoi, RoiConfig, lung_roi, lung_roi_crop
     from thoracic.anatomy.segmenter import (
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     )
 else:  # each imported when first asked for (thoracic._lazy): the segmenter does not load the drawing
     __getattr__, __dir__ = lazy(__name__, {
-        "thoracic.anatomy.postprocess": ("fill_holes", "keep_largest", "postprocess"),
         "thoracic.anatomy.protocol": ("Segmenter",),
         "thoracic.anatomy.roi": ("LungRoi", "RoiConfig", "lung_roi", "lung_roi_crop"),
         "thoracic.anatomy.segmenter": ("PAPER_CHAIN", "LungCrop", "LungMask", "LungSegmenter", "default_segmenter",
