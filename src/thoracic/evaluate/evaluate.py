@@ -500,13 +500,18 @@ def _statistic(cfg, truth, p, matched, img_index, n_truth, y, smax, abnormal, p_
     n_img = len(img_index)
     pidx = np.fromiter((img_index[i] for i in p.image_id.tolist()), dtype=np.int64, count=len(p))
     tidx = np.fromiter((img_index[i] for i in truth.image_id.tolist()), dtype=np.int64, count=len(truth))
+    # Kaggle's AP scores only images with truth rows (kaggle_map ignores predictions elsewhere);
+    # the per-class F1 and the FROC count every prediction, as their point estimates do
+    scored = np.zeros(n_img, dtype=bool)
+    scored[tidx] = True
     per_class = []
     for lab in n_truth:
         rows = np.flatnonzero(p.label == lab)
         rows = rows[np.argsort(-p.score[rows], kind="stable")]
         counts = np.bincount(tidx[truth.label == lab], minlength=n_img).astype(np.float64)
         keep = p.score[rows] >= cfg.score_threshold
-        per_class.append((lab, pidx[rows], matched[rows], counts, keep))
+        ap_rows = rows[scored[pidx[rows]]]
+        per_class.append((lab, pidx[rows], matched[rows], counts, keep, pidx[ap_rows], matched[ap_rows]))
     frows = np.flatnonzero(p.label != NO_FINDING)
     frows = frows[np.argsort(-p.score[frows], kind="stable")]
     fs = p.score[frows]
@@ -517,10 +522,10 @@ def _statistic(cfg, truth, p, matched, img_index, n_truth, y, smax, abnormal, p_
     def statistic(w: np.ndarray) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         aps = []
-        for lab, pi, hits, counts, keep in per_class:
+        for lab, pi, hits, counts, keep, ap_pi, ap_hits in per_class:
             nt = w @ counts
             pw = w[:, pi]
-            ap = weighted_ap(pw, hits, nt)
+            ap = weighted_ap(w[:, ap_pi], ap_hits, nt)
             out[f"ap/{lab}"] = ap
             aps.append(ap)
             tp = (pw * (hits & keep)).sum(axis=1)
