@@ -31,6 +31,7 @@ from thoracic.io.radiograph import ReadConfig
 from thoracic.io.read import read
 from thoracic.models.meta import LungsMeta
 from thoracic.models.runtime import write_meta
+from thoracic.preprocess.intensity import to_uint8
 
 __all__ = [
     "AUGMENTATIONS",
@@ -207,8 +208,7 @@ def augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, cfg: Lu
         from thoracic.train.augment import AugmentConfig
         from thoracic.train.augment import augment as site_augment
 
-        levels = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        img = site_augment(levels, rng, AugmentConfig(p_geometry=0.0)).astype(np.float32) / np.float32(255.0)
+        img = site_augment(to_uint8(img), rng, AugmentConfig(p_geometry=0.0)).astype(np.float32) / np.float32(255.0)
     return np.ascontiguousarray(np.clip(img, 0.0, 1.0), dtype=np.float32), np.ascontiguousarray(mask, dtype=np.float32)
 
 
