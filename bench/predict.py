@@ -43,6 +43,7 @@ From the repository root::
     .venv/bin/python bench/predict.py              # p1, p2 and load
     .venv/bin/python bench/predict.py p1 --rounds 12
     .venv/bin/python bench/predict.py p2 --rounds 3 --check
+    .venv/bin/python bench/predict.py load --repeats 5 --install default=/tmp/default/bin/python
 
 It is a report (exit 0) unless ``--check`` is given and a target fails. Timings are wall-clock
 on a possibly shared machine: the load average is printed before and after.
@@ -61,7 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -472,7 +473,10 @@ print(json.dumps([t1 - t0, t2 - t1, t3 - t2]))
 """
 
 
-def bench_load(work: Path, singles: dict[str, Path], repeats: int) -> list[dict[str, Any]]:
+def bench_load(work: Path, singles: dict[str, Path], repeats: int,
+               installs: Sequence[tuple[str, str]] = ()) -> list[dict[str, Any]]:
+    """Rows of the cold-start table: this interpreter's install first, then each of ``installs``
+    (``(name, python)``: another environment's interpreter, e.g. a venv of ``pip install .``)."""
     from thoracic.models.registry import model_path
 
     env = dict(os.environ, YOLO_CONFIG_DIR=str(work / "yolo-config"), **ULTRALYTICS_ENV)
@@ -487,19 +491,27 @@ def bench_load(work: Path, singles: dict[str, Path], repeats: int) -> list[dict[
         fresh = work / "openvino-cache-first"
         sides.insert(1, ("thoracic-first", COLD_THORACIC, [str(singles["dicom"]), "auto", "auto"],
                          "  same, the first start (an empty OpenVINO cache)"))
+    pythons = {name: sys.executable for name, *_ in sides}
+    for name, python in installs:
+        # its own thoracic (not this checkout's: run outside the repository), same models, same cache
+        sides.append((f"install-{name}", COLD_THORACIC, [str(singles["dicom"]), "auto", "auto"],
+                      f"thoracic as installed in {name} ({python}): import + Predictor.load, default back-end"))
+        pythons[f"install-{name}"] = python
     runs: dict[str, list[list[float]]] = {name: [] for name, *_ in sides}
     (work / "openvino-cache").mkdir(exist_ok=True)
     for k in range(repeats):
         for name, code, args, _ in sides:
             cache = work / "openvino-cache" if name != "thoracic-first" else fresh / str(k)
-            out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                                 env=dict(env, THORACIC_OPENVINO_CACHE=str(cache)), cwd=ROOT, timeout=300, check=True)
+            out = subprocess.run([pythons[name], "-c", code, *args], capture_output=True, text=True,
+                                 env=dict(env, THORACIC_OPENVINO_CACHE=str(cache)),
+                                 cwd=work if name.startswith("install-") else ROOT, timeout=300, check=True)
             runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
     rows = []
     for name, *_, label in sides:
         cols = list(zip(*runs[name], strict=True))
         rows.append({"what": label, "load_s": statistics.median(cols[0]), "first_ms": median_ms(list(cols[1])),
-                     "second_ms": median_ms(list(cols[2]))})
+                     "second_ms": median_ms(list(cols[2])), "install": name.removeprefix("install-")
+                     if name.startswith("install-") else ""})
     return rows
 
 
@@ -516,6 +528,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default: p1 10, p2 3)")
     ap.add_argument("--per-round", type=int, default=5, help="P1 predictions per worker per round")
     ap.add_argument("--repeats", type=int, default=3, help="cold-start processes per side (load)")
+    ap.add_argument("--install", action="append", default=[], metavar="NAME=PYTHON",
+                    help="load: also start thoracic as installed in another environment (its interpreter), e.g. "
+                         "default=/tmp/default/bin/python for a venv of `pip install -c constraints.txt .`; repeatable; "
+                         "the target is then checked on each of them")
     ap.add_argument("--files", type=int, default=100, help="P2 folder size")
     ap.add_argument("--headline", action="store_true",
                     help="P2: only the baseline, thoracic predict warm and cold (and, on more than 2 cores, the loop with "
@@ -564,16 +580,24 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows:
                 print(f"  {r['ms']:6.1f} ms/img  {r['ratio']:5.2f}x  {r['what']}")
         if "load" in args.what:
-            rows = bench_load(work, singles, args.repeats)
+            installs = []
+            for spec in args.install:
+                name, sep, python = spec.partition("=")
+                if not sep or not name or not python:
+                    ap.error(f"--install wants NAME=PYTHON, got {spec!r}")
+                installs.append((name, python))
+            rows = bench_load(work, singles, args.repeats, installs)
             print("\nModel load and first prediction (fresh process, median of "
                   f"{args.repeats}; load includes Python imports)")
             for r in rows:
                 print(f"  load {r['load_s']:5.2f} s, first prediction {r['first_ms']:6.0f} ms, "
                       f"second {r['second_ms']:5.0f} ms  {r['what']}")
-            cold = rows[0]["load_s"]
-            print(f"  cold start target (default back-end, import + load) <= 0.5 s: {'PASS' if cold <= 0.5 else 'FAIL'} "
-                  f"({cold:.2f} s)")
-            ok &= cold <= 0.5
+            for r in [rows[0], *(r for r in rows if r["install"])]:
+                cold = r["load_s"]
+                where = f"install {r['install']}" if r["install"] else "this environment"
+                print(f"  cold start target (default back-end, import + load) <= 0.5 s, {where}: "
+                      f"{'PASS' if cold <= 0.5 else 'FAIL'} ({cold:.2f} s)")
+                ok &= cold <= 0.5
     finally:
         shutil.rmtree(work, ignore_errors=True)
         print(f"\nload average after: {load_average()}")
