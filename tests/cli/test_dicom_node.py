@@ -112,3 +112,12 @@ def test_an_unknown_log_level_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         parse("--spool", str(tmp_path), "--log-level", "verbose")
     assert exit_.value.code == 2 and "--log-level" in capsys.readouterr().err
+
+
+def test_a_preset_and_detector_files_together_are_refused_before_the_node_listens(tmp_path):
+    assert parse("--spool", str(tmp_path), "--preset", "fast").preset == "fast"
+    out = subprocess.run([sys.executable, "-m", "thoracic.node", "--spool", str(tmp_path), "--host", "127.0.0.1",
+                          "--port", "0", "--stowrs", "http://127.0.0.1:9/dw", "--preset", "fast",
+                          "--detector", "a.onnx"], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 2, out.stderr
+    assert "give a preset or detector and classifier files, not both" in out.stderr and "Traceback" not in out.stderr

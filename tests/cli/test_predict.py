@@ -422,3 +422,33 @@ def test_openvino_batch_of_several_models_with_reader_threads_finishes(require, 
     side = read_rows(sidecar_path(out))
     assert len(images) >= 2 and sorted(r["image_id"] for r in side) == sorted(p.stem for p in images)
     assert {r["status"] for r in side} == {"ok"}
+
+
+def test_a_preset_file_predicts_the_rows_of_its_options_given_one_by_one(detector_onnx, classifier_onnx, chest_png, tmp_path,
+                                                                         capsys):
+    from thoracic.inference.preset import Preset, PresetMember, write_preset
+
+    preset = write_preset(tmp_path / "e.json", Preset("e", (PresetMember(detector_onnx, 2.0), PresetMember(detector_onnx)),
+                                                      tta=True, wbf_iou=0.6, classifier=None))
+    by_preset, by_hand = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert _predict([str(chest_png), "--out", str(by_preset), "--preset", str(preset)]) == 0
+    assert _predict([str(chest_png), "--out", str(by_hand), "--models", str(detector_onnx), str(detector_onnx),
+                     "--weights", "2", "1", "--tta", "--wbf-iou", "0.6", "--no-classifier"]) == 0
+    assert read_rows(by_preset) == read_rows(by_hand) and len(read_rows(by_preset)) > 1
+    assert read_rows(sidecar_path(by_preset))[0]["models"] == read_rows(sidecar_path(by_hand))[0]["models"]
+    settings = json.loads(settings_path(by_preset).read_text())["settings"]
+    assert settings == json.loads(settings_path(by_hand).read_text())["settings"]
+    assert (settings["tta"], settings["weights"], settings["wbf_iou"]) == (True, [2.0, 1.0], 0.6)
+    # options that change a preset: its WBF IoU, its classifier
+    changed = tmp_path / "c.csv"
+    assert _predict([str(chest_png), "--out", str(changed), "--preset", str(preset), "--wbf-iou", "0.5",
+                     "--classifier", str(classifier_onnx)]) == 0
+    settings = json.loads(settings_path(changed).read_text())["settings"]
+    assert settings["wbf_iou"] == 0.5 and [m.split()[0] for m in settings["models"]] == ["detector", "detector", "classifier"]
+    # a preset names its detectors: --models beside it is a usage error
+    capsys.readouterr()
+    assert _predict([str(chest_png), "--out", str(tmp_path / "d.csv"), "--preset", str(preset),
+                     "--models", str(detector_onnx)]) == 2
+    assert "give --preset or --models, not both" in capsys.readouterr().err
+    assert _predict([str(chest_png), "--out", str(tmp_path / "d.csv"), "--preset", "acurate"]) == 2
+    assert "unknown preset 'acurate'" in capsys.readouterr().err

@@ -19,3 +19,10 @@ def test_settings_never_show_the_token():
     s = ServeConfig(token="s3cret-value", max_upload_mb=0.5, concurrency=2, queue=3)
     assert "s3cret" not in repr(s) and "s3cret" not in str(s)
     assert s.max_upload_bytes == 512 * 1024 and s.capacity == 5
+
+
+def test_a_preset_replaces_the_model_files_not_both():
+    assert ServeConfig(preset="fast").preset == "fast" and "preset='fast'" in repr(ServeConfig(preset="fast"))
+    for files in ({"models": ("a.onnx",)}, {"classifier": "c.onnx"}):
+        with pytest.raises(errors.ConfigError, match="not both"):
+            ServeConfig(preset="fast", **files)

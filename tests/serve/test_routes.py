@@ -433,3 +433,21 @@ def test_a_two_class_classifier_answers_as_before(client, chest_png):
     assert r.status_code == 200 and "classifier" not in a and set(a["links"]) == {"self", "image", "heatmap", "lungs"}
     _error(client.get(a["links"]["heatmap"], params={"finding": "Cardiomegaly"}, headers=AUTH), 404, "not_available")
     assert client.get(a["links"]["heatmap"], headers=AUTH).status_code == 200
+
+
+def test_a_service_started_with_a_preset_analyzes_with_its_models(detector_onnx, tmp_path):
+    need("fastapi")
+    from serve_helpers import starlette_test_client
+
+    from thoracic.inference.preset import Preset, members_of, write_preset
+    from thoracic.serve import ServeConfig, create_app
+
+    preset = write_preset(tmp_path / "e.json", Preset("e", members_of([detector_onnx, detector_onnx]), tta=True,
+                                                      classifier=None))
+    app = create_app(ServeConfig(token=TOKEN, preset=str(preset), threads=1))  # the models load when the app starts
+    with starlette_test_client()(app) as client:
+        roles = [m["role"] for m in client.get("/v1/models", headers=AUTH).json()["models"]]
+        assert roles == ["detector", "detector", "lungs"]
+        r = client.post("/v1/analyze", headers=AUTH, files={"file": ("c.jpg", (SAMPLES / "00000377_004.jpg").read_bytes())})
+        assert r.status_code == 200, r.text
+        assert [m["role"] for m in r.json()["models"]] == ["detector", "detector", "lungs"]

@@ -120,3 +120,16 @@ def test_images_without_a_file_are_an_error_before_any_training(tmp_path, requir
     assert not (tmp_path / "cv" / "runs").exists()
     with open(tmp_path / "cv" / "folds.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 8
+
+
+def test_the_fold_models_are_written_as_a_preset(cv_run):
+    from thoracic.inference.predictor import Predictor
+    from thoracic.inference.preset import load_preset
+
+    root, _ann, _cfg, result, _ = cv_run
+    preset = load_preset(root / "cv" / "ensemble.json")  # checks every member's sha256
+    assert result.files["ensemble"] == str(root / "cv" / "ensemble.json")
+    assert preset.detector_paths == tuple(root / "cv" / "models" / f"fold_{k}.onnx" for k in (1, 2, 3))
+    assert all(m.sha256 == file_sha256(m.path) for m in preset.detectors)
+    assert (preset.tta, preset.classifier, preset.weights) == (False, None, ())
+    assert [m.role for m in Predictor.from_preset(preset, threads=1).models] == ["detector"] * 3

@@ -93,6 +93,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detector", action="append", default=[], metavar="ONNX",
                    help="detector model (repeat for an ensemble; default: the shipped one)")
     g.add_argument("--classifier", metavar="ONNX", help="normal/abnormal classifier (default: the shipped one)")
+    g.add_argument("--preset", metavar="NAME|JSON", default=None,
+                   help="a preset instead of --detector/--classifier: 'fast' (the shipped models) or a preset file, "
+                        "such as the ensemble.json of 'thoracic train cv' (its detectors, TTA, WBF and classifier)")
     g.add_argument("--min-score", type=FRACTION, default=None,
                    help="the SR and GSPS carry every finding scoring at least this (default: each finding above "
                         f"the detector's operating point, or {DEFAULT_MIN_SCORE:g} for a model without them; "
@@ -233,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
 
     JobQueue(config.spool, config.queue_size).close()  # a spool in use, damaged or locked: said before the models load
     log.info("loading the models")
-    analyzer = Analyzer.load(args.detector, args.classifier, threads=args.threads)
+    analyzer = Analyzer.load(args.detector, args.classifier, threads=args.threads, preset=args.preset)
     log.info("models: %s", analyzer.model_ids)
     build = None
     if args.min_score is not None:

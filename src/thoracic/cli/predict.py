@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from thoracic.cli._args import (
     COUNT,
@@ -39,6 +40,9 @@ from thoracic.cli._args import (
 )
 from thoracic.cli.evaluate import add_selection
 from thoracic.errors import ConfigError, NotChestRadiographError, ThoracicError
+
+if TYPE_CHECKING:
+    from thoracic.inference.preset import Preset
 
 __all__ = ["HELP", "PROCESS_READERS_FROM", "add_arguments", "main", "run"]
 
@@ -61,10 +65,15 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--conf", type=FRACTION, default=0.01, help="keep boxes scoring at least this (default 0.01)")
     p.add_argument("--iou", type=FRACTION, default=0.7, help="NMS IoU of each detector (default 0.7, as ultralytics)")
     p.add_argument("--max-det", type=POSITIVE, default=100, help="at most this many boxes per image (default 100)")
+    p.add_argument("--preset", metavar="NAME|JSON", default=None,
+                   help="the detectors and how they run, in one: 'fast' (the shipped detector and classifier, the "
+                        "default) or a preset file such as the ensemble.json of 'thoracic train cv' (its detectors, "
+                        "weights, TTA, WBF IoU and classifier); --classifier, --no-classifier and --wbf-iou change "
+                        "it, --tta and --lung-roi add to it")
     p.add_argument("--models", nargs="+", metavar="ONNX", default=None,
                    help="detector ONNX files fused by WBF (default: the shipped detector)")
     p.add_argument("--weights", nargs="+", type=POSITIVE_FLOAT, default=None, help="one WBF weight per --models file")
-    p.add_argument("--wbf-iou", type=FRACTION, default=0.55, help="IoU of the WBF fusion (models and TTA; default 0.55)")
+    p.add_argument("--wbf-iou", type=FRACTION, default=None, help="IoU of the WBF fusion (models and TTA; default 0.55)")
     p.add_argument("--classifier", default=None, help="normal/abnormal ONNX (default: the shipped one with the shipped detector)")
     p.add_argument("--no-classifier", action="store_true", help="no 2-class filter")
     p.add_argument("--low", type=FRACTION, default=None,
@@ -116,6 +125,20 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def _preset(args: argparse.Namespace) -> Preset:
+    """--preset with the options that change it (--classifier, --no-classifier, --wbf-iou)."""
+    from thoracic.inference.preset import load_preset
+
+    preset = load_preset(args.preset)
+    if args.classifier is not None:
+        preset = replace(preset, classifier=args.classifier)
+    elif args.no_classifier:
+        preset = replace(preset, classifier=None)
+    if args.wbf_iou is not None:
+        preset = replace(preset, wbf_iou=args.wbf_iou)
+    return preset
+
+
 def _threads(args: argparse.Namespace, workers: int) -> int:
     if args.threads is not None:
         return args.threads
@@ -153,8 +176,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.inputs and not args.manifest:
         raise ConfigError("give input files or folders, or --manifest FILE")
     items = _select(prediction_inputs(args.inputs, args.manifest), args)
+    if args.preset is not None and args.models:
+        raise ConfigError("give --preset or --models, not both (a preset names its detectors)")
     cfg = PredictConfig(conf=args.conf, iou=args.iou, max_det=args.max_det, tta=args.tta,
-                        weights=tuple(args.weights or ()), wbf_iou=args.wbf_iou, low=args.low, lung_roi=args.lung_roi)
+                        weights=tuple(args.weights or ()), wbf_iou=0.55 if args.wbf_iou is None else args.wbf_iou,
+                        low=args.low, lung_roi=args.lung_roi)
     if args.heatmaps and not args.overlays:
         raise ConfigError("--heatmaps draws into the --overlays folder: give --overlays DIR too")
     if args.heatmaps and args.ray is not None:
@@ -164,8 +190,11 @@ def run(args: argparse.Namespace) -> int:
     pipeline = PipelineConfig(readers=args.readers, workers=args.workers, prefetch=args.prefetch,
                               reduced_decode=not args.full_decode, heatmap=args.heatmaps)
     with onnx_device(args.device), onnx_backend(args.backend, args.precision):
-        predictor = Predictor.load(args.models or (), args.classifier, cfg, use_classifier=not args.no_classifier,
-                                   threads=_threads(args, pipeline.n_workers))
+        if args.preset is not None:
+            predictor = Predictor.from_preset(_preset(args), cfg, threads=_threads(args, pipeline.n_workers))
+        else:
+            predictor = Predictor.load(args.models or (), args.classifier, cfg, use_classifier=not args.no_classifier,
+                                       threads=_threads(args, pipeline.n_workers))
     if args.lung_roi:
         _check_lungs()
     chosen_maps: tuple[str, ...] | None = ()

@@ -66,6 +66,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--classifier", type=IN_FILE, metavar="ONNX", default=None,
                    help="normal/abnormal classifier (default: the shipped one with the shipped detector); a "
                         "multi-label one adds per-finding probabilities and heatmaps")
+    p.add_argument("--preset", metavar="NAME|JSON", default=None,
+                   help="a preset instead of --models/--classifier: 'fast' (the shipped models) or a preset file, "
+                        "such as the ensemble.json of 'thoracic train cv' (its detectors, TTA, WBF and classifier)")
     p.add_argument("--tls-cert", metavar="PEM", default=None, help="serve HTTPS with this certificate (chain)")
     p.add_argument("--tls-key", metavar="PEM", default=None,
                    help="the certificate's private key (unencrypted; readable by this service only)")
@@ -152,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     settings = config_from_args(ServeConfig, args, token=token, tokens=tokens)
     sock = _bind(args.host, args.port)  # fail fast on a taken port, before loading the models
     try:
-        analyzer = Analyzer.load(settings.models, settings.classifier, threads=settings.threads)
+        analyzer = Analyzer.load(settings.models, settings.classifier, threads=settings.threads, preset=settings.preset)
     except BaseException:
         sock.close()
         raise

@@ -33,7 +33,9 @@ from thoracic._version import __version__
 from thoracic.anatomy.segmenter import LungMask, LungSegmenter
 from thoracic.detect.clinical import OperatingPoints
 from thoracic.detect.types import Detections
+from thoracic.errors import ConfigError
 from thoracic.inference.predictor import ImagePrediction, ModelInfo, PredictConfig, Predictor
+from thoracic.inference.preset import Preset
 from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.read import Source
 
@@ -182,12 +184,21 @@ class Analyzer:
         use_classifier: bool = True,
         lungs: bool | str | PathLike[str] = True,
         threads: int = 2,
+        preset: str | PathLike[str] | Preset | None = None,
     ) -> Analyzer:
         """Load the models: with no ``detectors`` the shipped detector and classifier.
 
         ``lungs`` is ``True`` for the shipped lungs model, a path for another, ``False`` for none.
+        ``preset`` (a name or a preset file, :mod:`thoracic.inference.preset`) chooses the detectors,
+        their fusion and the classifier instead of ``detectors`` and ``classifier``
+        (:meth:`Predictor.from_preset`).
         """
-        predictor = Predictor.load(detectors, classifier, config, use_classifier=use_classifier, threads=threads)
+        if preset is not None:
+            if detectors or classifier is not None:
+                raise ConfigError("give a preset or detector and classifier files, not both")
+            predictor = Predictor.from_preset(preset, config, threads=threads)
+        else:
+            predictor = Predictor.load(detectors, classifier, config, use_classifier=use_classifier, threads=threads)
         segmenter = None
         if lungs is not False:
             segmenter = LungSegmenter.load(None if lungs is True else lungs, threads=threads)

@@ -13,7 +13,7 @@ The "No finding" score is ``1 - P(abnormal)`` with a classifier, else ``1 -`` th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from thoracic.detect.onnx import DetectorConfig, OnnxDetector
 from thoracic.detect.types import Detections
 from thoracic.errors import ConfigError
 from thoracic.inference.plan import ReadPlan, read_plan
+from thoracic.inference.preset import SHIPPED, Preset, load_preset
 from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.read import Source
 from thoracic.labels import CLASS_IDS
@@ -233,6 +234,23 @@ class Predictor:
         dets = [OnnxDetector.load(p, threads=threads) for p in detectors]
         clf = OnnxClassifier.load(classifier, threads=threads) if classifier is not None and use_classifier else None
         return cls(dets, clf, config)
+
+    @classmethod
+    def from_preset(cls, preset: str | PathLike[str] | Preset, config: PredictConfig | None = None, *,
+                    threads: int = 2) -> Predictor:
+        """Load a preset (:mod:`thoracic.inference.preset`: a built-in name such as ``fast``, or a
+        preset JSON file). ``config`` gives the rest (``conf``, ``iou``, ``max_det``, ``low``); the
+        preset's ``wbf_iou`` and member weights replace its own, and TTA or the lung crop run when
+        either asks for them."""
+        p = load_preset(preset)
+        cfg = replace(config or PredictConfig(), weights=p.weights, wbf_iou=p.wbf_iou,
+                      tta=(config is not None and config.tta) or p.tta,
+                      lung_roi=(config is not None and config.lung_roi) or p.lung_roi)
+        if not p.detectors and p.classifier in (None, SHIPPED):  # the shipped detector, with or without its classifier
+            return cls.load((), None, cfg, use_classifier=p.classifier == SHIPPED, threads=threads)
+        detectors = p.detector_paths or (model_path("detector"),)
+        classifier = model_path("classifier") if p.classifier == SHIPPED else p.classifier
+        return cls.load(detectors, classifier, cfg, use_classifier=classifier is not None, threads=threads)
 
     @property
     def models(self) -> tuple[ModelInfo, ...]:

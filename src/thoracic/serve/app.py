@@ -117,7 +117,7 @@ def create_app(settings: ServeConfig | None = None, *, analyzer: Any = None) -> 
         if an is None:
             from thoracic.inference.analyzer import Analyzer
 
-            an = Analyzer.load(settings.models, settings.classifier, threads=settings.threads)
+            an = Analyzer.load(settings.models, settings.classifier, threads=settings.threads, preset=settings.preset)
         service = Service(settings, an)
         app.state.service = service
         log.info("thoracic %s serving: %d model(s), concurrency %d, queue %d, upload limit %.1f MiB",

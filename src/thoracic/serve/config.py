@@ -6,7 +6,7 @@
 >>> s
 ServeConfig(token='***', tokens=0, max_upload_mb=8.0, concurrency=2, queue=4, results=32, results_mb=512.0,
               threads=1, retry_after_max=60, upload_timeout=60.0, models=(), allow_non_chest=False, classifier=None,
-              tls_cert=None, tls_key=None, rate_limit=None, audit_log=None)
+              tls_cert=None, tls_key=None, rate_limit=None, audit_log=None, preset=None)
 >>> ServeConfig(token="a", tokens=("b", "c"), rate_limit="60/min").rate_limit
 RateLimit(requests=60, period=60.0)
 """
@@ -60,6 +60,9 @@ class ServeConfig:
     classifier:
         The normal/abnormal classifier ONNX (default: the shipped one with the shipped detector);
         a multi-label one adds per-finding probabilities and heatmaps to every result.
+    preset:
+        A preset's name or file (:mod:`thoracic.inference.preset`) instead of ``models`` and
+        ``classifier``: the detectors, their fusion (TTA, WBF) and the classifier in one.
     tls_cert, tls_key:
         A PEM certificate (chain) and its unencrypted private key: the service speaks HTTPS only
         (TLS 1.2 or newer). Both files are loaded when the settings are built.
@@ -89,6 +92,7 @@ class ServeConfig:
     tls_key: str | None = None
     rate_limit: RateLimit | None = None
     audit_log: str | None = None
+    preset: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_upload_mb", float(self.max_upload_mb))
@@ -96,6 +100,10 @@ class ServeConfig:
         object.__setattr__(self, "models", tuple(str(m) for m in self.models))
         if self.classifier is not None:
             object.__setattr__(self, "classifier", str(self.classifier))
+        if self.preset is not None:
+            object.__setattr__(self, "preset", str(self.preset))
+            if self.models or self.classifier is not None:
+                raise ConfigError("give a preset or detector and classifier files (models, classifier), not both")
         if self.token is not None and not self.token.strip():
             raise ConfigError("the API token is empty; give a token or none at all")
         object.__setattr__(self, "tokens", tuple(str(t) for t in self.tokens))
@@ -131,7 +139,7 @@ class ServeConfig:
             f"queue={self.queue}, results={self.results}, results_mb={self.results_mb}, threads={self.threads}, "
             f"retry_after_max={self.retry_after_max}, upload_timeout={self.upload_timeout}, models={self.models}, allow_non_chest={self.allow_non_chest}, "
             f"classifier={self.classifier!r}, tls_cert={self.tls_cert!r}, tls_key={self.tls_key!r}, "
-            f"rate_limit={self.rate_limit!r}, audit_log={self.audit_log!r})"
+            f"rate_limit={self.rate_limit!r}, audit_log={self.audit_log!r}, preset={self.preset!r})"
         )
 
     @property

@@ -14,6 +14,8 @@
       truth.csv            the truth it is scored against (readers fused as for training)
       cv.json, cv.md       per-fold scores, their mean and spread, and the pooled out-of-fold
                            score with bootstrap 95 % intervals
+      ensemble.json        a preset of the fold models fused by WBF (no TTA, no 2-class filter):
+                           ``thoracic predict --preset out/ensemble.json`` (:mod:`thoracic.inference.preset`)
 
 Every step resumes: a finished fold is not trained again, an interrupted one continues from its
 ``last.pt``, exported models and complete prediction files are kept. Nothing is chosen on the test
@@ -33,6 +35,7 @@ import numpy as np
 
 from thoracic.data.annotations import Annotations
 from thoracic.errors import ConfigError
+from thoracic.inference.preset import Preset, members_of, write_preset
 
 __all__ = ["CrossValConfig", "CrossValResult", "cross_validate"]
 
@@ -335,8 +338,12 @@ def cross_validate(
     pooled["fold_kaggle_map_mean"] = float(np.nanmean(maps))
     pooled["fold_kaggle_map_sd"] = float(np.nanstd(maps, ddof=1)) if len(maps) > 1 else 0.0
     pooled["seconds"] = round(time.time() - start, 1)
+    ensemble = write_preset(out / "ensemble.json", Preset(
+        name=f"{out.name}-cv", detectors=members_of([f["model"] for f in per_fold]), classifier=None,
+        description=f"the {len(per_fold)} cross-validation models of {out.name} (chain {config.chain}), "
+                    "fused by WBF; no TTA, no 2-class filter"))
     files = {"oof": str(oof), "truth": str(out / "truth.csv"), "folds": str(out / "folds.csv"),
-             "cv": str(out / "cv.json"), "report": str(out / "cv.md")}
+             "cv": str(out / "cv.json"), "report": str(out / "cv.md"), "ensemble": str(ensemble)}
     result = CrossValResult(out, per_fold, pooled, files)
     (out / "cv.json").write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=_json) + "\n")
     (out / "cv.md").write_text(markdown(result, config))
