@@ -17,6 +17,8 @@ def test_models_lists_each_shipped_model_with_its_backend_and_accepted_precision
         accepted = ",".join(accepted_precisions(sha)) or "-"
         assert rows[kind][1:] == [f"{kind}.onnx", sha[:12], "onnxruntime-cpu", accepted]
     assert any(line.startswith("(accepted: ") for line in lines[4:])
+    presets = lines[lines.index(next(x for x in lines if x.startswith("presets "))) + 1:]
+    assert [line.split(":")[0].strip() for line in presets] == ["fast"]
 
 
 def test_models_refuses_bf16_on_onnxruntime(capsys):

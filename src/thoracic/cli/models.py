@@ -33,6 +33,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
           "--precision auto uses bf16 only there, on --backend openvino)")
     if not openvino_available():
         print("(OpenVINO is not installed: pip install 'thoracic[fast]' for the faster CPU back-end)")
+    from thoracic.inference.preset import BUILTIN_PRESETS
+
+    print("presets (--preset NAME of predict, serve and dicom-node; or a preset file such as train cv's ensemble.json):")
+    for name, preset in BUILTIN_PRESETS.items():
+        print(f"  {name}: {preset.description}")
     return 0
 
 
