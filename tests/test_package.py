@@ -1,6 +1,8 @@
 """The package as a whole: sorted, importable ``__all__`` lists, the version, a core install without torch."""
 
 import importlib
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -59,7 +61,7 @@ def test_read_preprocess_convert_and_demo_work_without_torch(tmp_path, samples_d
     assert (tmp_path / "demo" / "index.html").is_file()
 
 
-@pytest.mark.parametrize("name", ["thoracic", "thoracic.anatomy", "thoracic.inference"])
+@pytest.mark.parametrize("name", ["thoracic", "thoracic.anatomy", "thoracic.inference", "thoracic.io.dicom"])
 def test_names_imported_on_first_use_are_never_shadowed_by_a_module(name):
     """These packages import their names on first use (thoracic._lazy); a submodule loaded first
     becomes an attribute of its package, so an exported name that is also a module's name must be
@@ -75,3 +77,25 @@ def test_names_imported_on_first_use_are_never_shadowed_by_a_module(name):
     for attr in package.__all__:
         value = getattr(package, attr)
         assert not isinstance(value, types.ModuleType), f"{name}.{attr} is the module, not what it exports"
+
+
+def test_pydicom_is_imported_with_the_first_dicom_and_its_logs_are_redacted_before(samples_dir):
+    """Loading the models and reading PNG/JPEG need no pydicom (about 0.1 s of a cold start); the
+    filter that keeps element values out of pydicom's log records is installed before it loads."""
+    script = textwrap.dedent(
+        f"""
+        import logging, sys
+        from thoracic.inference.predictor import Predictor
+        from thoracic.io import read
+        from thoracic.io.dicom.logs import RedactValues
+        assert any(isinstance(f, RedactValues) for f in logging.getLogger("pydicom").filters)
+        read({str(samples_dir / "00000377_004.jpg")!r})
+        assert "pydicom" not in sys.modules, "imported before a DICOM was read"
+        rg = read({str(samples_dir / "RG1_J2KI.dcm")!r})
+        assert "pydicom" in sys.modules and rg.format == "dicom"
+        print("OK")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "OK"

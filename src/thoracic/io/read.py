@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from thoracic.errors import ReadError, UnsupportedFormatError
 from thoracic.io.content import check_content
-from thoracic.io.dicom import looks_like_dicom, read_dicom
+from thoracic.io.dicom.preamble import looks_like_dicom
 from thoracic.io.ids import image_id as _image_id
 from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.raster import looks_like_raster, read_raster
@@ -78,11 +78,11 @@ def read(src: Source, options: ReadConfig | None = None, *, image_id: str | None
     if not data:
         raise UnsupportedFormatError("the file is empty", path=path)
     head = data[:132]
-    if looks_like_dicom(head):
-        rg = read_dicom(data, path, image_id, options)
-    elif looks_like_raster(head):
+    if looks_like_raster(head) and not looks_like_dicom(head):
         rg = read_raster(data, path, image_id, options)
-    else:  # DICOM without the 128-byte preamble (older or hand-made files), or nothing we know
+    else:  # DICOM, with or without the 128-byte preamble (older or hand-made files), or nothing we know
+        from thoracic.io.dicom.read import read_dicom  # pydicom is imported with the first DICOM
+
         rg = read_dicom(data, path, image_id, options)
     if options.check_content:
         content = check_content(rg.pixels, colour=rg.colour, allow=options.allow_non_chest, path=path,

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from thoracic._warnings import quiet
 from thoracic.errors import CorruptFileError, ReadError, UnsupportedFormatError
-from thoracic.io.dicom.read import looks_like_dicom
+from thoracic.io.dicom.preamble import looks_like_dicom
 from thoracic.io.raster import looks_like_raster
 
 __all__ = ["image_size"]

@@ -23,17 +23,13 @@ from thoracic.errors import ConstantImageError, CorruptFileError, UnsupportedFor
 from thoracic.io.dicom.checks import check_chest, check_decoder, check_image_attributes, check_pixel_data, check_size
 from thoracic.io.dicom.header import phi, spacing, text
 from thoracic.io.dicom.pixels import apply_voi, decode, modality_lut, to_gray
+from thoracic.io.dicom.preamble import looks_like_dicom
 from thoracic.io.radiograph import Radiograph, ReadConfig
 from thoracic.io.voi import minmax, truncate_8bit
 
 __all__ = ["looks_like_dicom", "parse", "read_dicom"]
 
 log = logging.getLogger(__name__)
-
-
-def looks_like_dicom(head: bytes) -> bool:
-    """Whether ``head`` (the first 132 bytes) has the DICOM preamble's ``DICM`` prefix."""
-    return len(head) >= 132 and head[128:132] == b"DICM"
 
 
 def parse(data: bytes, path: str) -> Dataset:
