@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from thoracic.errors import ConfigError
@@ -146,10 +147,10 @@ class Preset:
 
 
 #: The presets known by name.
-BUILTIN_PRESETS: Mapping[str, Preset] = {
+BUILTIN_PRESETS: Mapping[str, Preset] = MappingProxyType({
     "fast": Preset("fast", description="the shipped detector and the shipped 2-class filter: one model, no TTA "
                                        "(thoracic predict's default)"),
-}
+})
 
 
 def _field(data: Mapping[str, Any], key: str, kinds: tuple[type, ...], default: Any, where: str) -> Any:
