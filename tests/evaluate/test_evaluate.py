@@ -122,6 +122,32 @@ def test_read_truth_both_layouts(tmp_path):
     assert kinds(k) == {"class id mismatch": 1, "bad box": 1, "contradictory truth": 1, "box outside image": 1}
 
 
+def test_an_image_written_without_rows_reads_back_without_rows_and_evaluate_scores_the_table(tmp_path, capsys):
+    """``write_csv`` lists an image without rows on a row with neither label nor box (the paper
+    table's truth: NIH images whose findings have no boxes); ``evaluate`` read that as an unknown
+    label '' and refused the table."""
+    from thoracic.cli.evaluate import add_parser
+    from thoracic.data import write_csv
+    from thoracic.evaluate.kaggle import kaggle_map
+
+    truth = Annotations.from_rows([ImageInfo("a", 100, 100), ImageInfo("b", 100, 100), ImageInfo("c", 100, 100)],
+                                  [("a", "Cardiomegaly", 10, 10, 50, 50), ("b", "No finding", 0, 0, 1, 1)])
+    path = write_csv(truth, tmp_path / "truth.csv")
+    assert ",,,,,," in path.read_text()  # c: listed without rows
+    back = read_truth(path)
+    assert sorted(back.images) == ["a", "b", "c"] and back.image_id.tolist() == ["a", "b"] and not back.problems
+    pred = write(tmp_path / "pred.csv", "image_id,label,score,x_min,y_min,x_max,y_max\n"
+                 "a,Cardiomegaly,0.9,10,10,50,50\nb,No finding,0.8,0,0,1,1\nc,Cardiomegaly,0.7,10,10,50,50\n")
+    parser = argparse.ArgumentParser(prog="thoracic")
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["evaluate", "--pred", str(pred), "--truth", str(path), "--all-truth", "--no-coco",
+                              "--bootstrap", "0", "--out", str(tmp_path / "eval")])
+    assert args.func(args) == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    # c has no truth rows: the Kaggle mAP does not score its prediction (a perfect 1.0)
+    assert metrics["map"] == pytest.approx(kaggle_map(back, read_predictions(pred)).map) == pytest.approx(1.0)
+
+
 def test_read_errors(tmp_path):
     with pytest.raises(ConfigError, match="missing column"):
         read_predictions(write(tmp_path / "p.csv", "image_id,label,x_min\n"))

@@ -327,7 +327,9 @@ def read_truth(path: str | PathLike[str], *, sizes: Sizes | None = None, label_m
     -------
     Annotations
         ``reader`` set when the file has one (``reader`` or ``rad_id``); every image named in the
-        file is in ``images``, also when all its rows were refused.
+        file is in ``images``, also when all its rows were refused, and an image listed on a row
+        with neither label nor box (how ``thoracic.data.write_csv`` writes an image without rows,
+        e.g. an NIH image whose findings have no boxes) is there without rows, not a problem.
     """
     kaggle = "class_name" in read_header(path)
     if kaggle:
@@ -340,6 +342,9 @@ def read_truth(path: str | PathLike[str], *, sizes: Sizes | None = None, label_m
     for line, row in _records(header, rows):
         image, source = row["image_id"], row[label_col]
         reader = row[reader_col] if reader_col else ""
+        if image and not source and not any(row[c] for c in _COORDS):
+            got.images.setdefault(image, ImageInfo(image))  # an image listed without rows (as write_csv writes it)
+            continue
         label = got.labelled(line, image, source)
         if label is None:
             continue
