@@ -330,6 +330,22 @@ def test_findings_map_and_its_interval_equal_the_metric_on_resampled_images():
     assert "findings-only mAP" in markdown_summary(m)
 
 
+def test_a_resample_without_a_rare_class_keeps_that_class_in_the_map():
+    """The mAP averages over the classes of the whole truth. A resample that misses the one image of
+    a rare class used to drop that class from its mean, so the interval moved up (a class with one
+    box is missing from ~37 % of resamples, and such classes mostly score AP 0): here every
+    Cardiomegaly box is found (AP 1) and the one Nodule/Mass box missed (AP 0), mAP 0.5 on every
+    resample; the interval was [0.5, 1.0]."""
+    images = [f"i{k}" for k in range(30)]
+    truth = [(i, "Cardiomegaly", 10.0, 10.0, 60.0, 60.0) for i in images[:29]] + [("i29", "Nodule/Mass", 5.0, 5.0, 15.0, 15.0)]
+    preds = [(i, "Cardiomegaly", 0.9, 10.0, 10.0, 60.0, 60.0) for i in images[:29]]
+    preds.append(("i29", "Nodule/Mass", 0.8, 70.0, 70.0, 90.0, 90.0))
+    m = evaluate(table(truth, images), table(preds, scored=True), EvaluationConfig(bootstrap=200, seed=1, coco=False)).metrics
+    assert m["map"] == pytest.approx(0.5) and m["ap"]["Nodule/Mass"] == 0.0
+    assert m["ci95"]["map"] == pytest.approx([0.5, 0.5])
+    assert m["ci95"]["findings_map"] == pytest.approx([0.5, 0.5])
+
+
 def test_the_map_interval_scores_only_images_with_truth_rows_as_the_map_does():
     """Images listed in the truth without any row (an image whose findings have no boxes) are not
     scored by the Kaggle mAP: predictions on them are ignored. The bootstrap did count them as
