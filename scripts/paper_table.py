@@ -35,7 +35,8 @@ Outputs (``--out``): ``table.md`` (the tables, what is missing, the notes, the p
 or kept its earlier output), ``truth.csv`` (``thoracic dataset fuse`` of the tables, readers fused
 as ``train cv`` fuses them), ``test_images.txt``, ``pred/`` (``thoracic predict``), ``eval/``
 (``thoracic evaluate``), ``plots/`` (predicted vs actual boxes and images per finding at
-``--score``, the paper's Figs. 8-9; a grid of test images with true and predicted boxes) and
+``--score``: by default the best-F1 score of the finding boxes in the chosen input's out-of-fold
+predictions, so chosen on the CV folds; the paper's Figs. 8-9; a grid of test images with true and predicted boxes) and
 ``logs/``. A step whose command and inputs (sha256 of each file) are unchanged is not run again;
 an interrupted prediction continues (``--resume``). Missing or unfinished inputs are rows marked
 missing, with the reason.
@@ -54,6 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: The plots' score when the CV gives none (:data:`thoracic.detect.clinical.DEFAULT_MIN_SCORE`).
+DEFAULT_SCORE = 0.3
 #: The inputs the paper's table compares, in its order: (row name, what it is).
 ROWS = (
     ("plain512", "plain display chain at 512"),
@@ -94,6 +97,30 @@ class ChainRun:
     @property
     def cv_map(self) -> float | None:
         return self.cv.get("pooled", {}).get("kaggle_map")
+
+
+def cv_score(run: ChainRun, iou: float = 0.4) -> tuple[float, dict[str, Any]]:
+    """The plots' operating score, chosen on the CV folds only: the threshold with the highest F1 of
+    the finding boxes (all findings together, matched by class at IoU above ``iou``) in ``run``'s
+    pooled out-of-fold predictions, on the CV images with truth rows (those the Kaggle mAP scores).
+    Returns the score and what it rests on."""
+    from thoracic.evaluate import read_predictions, read_truth
+    from thoracic.evaluate.detection import best_f1, match
+
+    assert run.path is not None
+    truth = read_truth(run.path / "truth.csv")
+    preds = read_predictions(run.path / "oof.csv")
+    scored = sorted(set(truth.image_id.tolist()))
+    truth = truth.select_images(scored)
+    truth = truth.subset(truth.is_finding)
+    preds = preds.select_images(scored)
+    preds = preds.subset(preds.is_finding)
+    matched, _ = match(truth, preds, iou)
+    best = best_f1(preds.score, matched, len(truth))
+    if best["threshold"] is None:
+        return DEFAULT_SCORE, {"rule": f"no out-of-fold finding box: the default {DEFAULT_SCORE:g}"}
+    return float(best["threshold"]), {"input": run.name, "truth_boxes": len(truth), "f1": best["f1"],
+                                      "tp": best["tp"], "fp": best["fp"]}
 
 
 def load_chain(name: str, path: Path | None) -> ChainRun:
@@ -467,7 +494,7 @@ def plots(s: Setup, rows: list[tuple[str, str, dict[str, Any]]], samples: int) -
     for key, title, metrics in rows:
         path = folder / f"predicted_vs_actual_{key}.png"
         path.write_bytes(distribution_plot(metrics))
-        made.append({"file": f"plots/{path.name}", "title": f"{title}: predicted (score >= {s.score:g}) vs actual, "
+        made.append({"file": f"plots/{path.name}", "title": f"{title}: predicted (score >= {s.score:.3g}) vs actual, "
                      "boxes and images per class, test fold"})
     if not rows:
         return made
@@ -484,7 +511,7 @@ def plots(s: Setup, rows: list[tuple[str, str, dict[str, Any]]], samples: int) -
         for ax, (image_id, png) in zip(axes.flat, shots, strict=False):
             ax.imshow(Image.open(io.BytesIO(png)))
             ax.set_title(image_id, fontsize=9)
-        fig.suptitle(f"{title}: truth green, predictions red (score >= {s.score:g})", fontsize=11)
+        fig.suptitle(f"{title}: truth green, predictions red (score >= {s.score:.3g})", fontsize=11)
         fig.tight_layout()
         path = folder / f"examples_{key}.png"
         fig.savefig(path, dpi=90)
@@ -513,8 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--low", default="cv", help="the filter's threshold: cv (default: chosen on the CV images), "
                                                 "stored (the classifier's metadata) or a number")
     p.add_argument("--min-sensitivity", type=float, default=0.95, help="with --low cv: abnormal CV images kept (0.95)")
-    p.add_argument("--score", type=float, default=None,
-                   help="operating score of the plots (default: thoracic.detect.clinical.DEFAULT_MIN_SCORE, 0.3)")
+    p.add_argument("--score", default="cv",
+                   help="operating score of the plots: cv (default: the best-F1 score of the finding boxes in the "
+                        "chosen input's out-of-fold predictions, CV folds only) or a number")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the test images (1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (1)")
@@ -523,10 +551,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = p.parse_args(argv)
 
-    from thoracic.detect.clinical import DEFAULT_MIN_SCORE
     from thoracic.labels import LABELS
     from thoracic.models.registry import model_path
 
+    if args.score != "cv":
+        try:
+            float(args.score)
+        except ValueError:
+            p.error(f"--score must be cv or a number, got {args.score!r}")
     if args.low not in ("cv", "stored"):
         try:
             float(args.low)
@@ -544,7 +576,15 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     steps = Steps(out, args.quiet)
     notes: list[str] = []
-    score = DEFAULT_MIN_SCORE if args.score is None else args.score
+    score = DEFAULT_SCORE if args.score == "cv" else float(args.score)
+    if args.score == "cv" and ready:
+        chosen = max(ready, key=lambda r: r.cv_map if r.cv_map is not None else -1.0)
+        score, basis = cv_score(chosen)
+        notes.append(f"plots: boxes at score >= {score:.3g}, the best-F1 score of all finding boxes in "
+                     f"`{chosen.name}`'s out-of-fold predictions (CV folds only: {basis['tp']} of "
+                     f"{basis['truth_boxes']} truth boxes found, {basis['fp']} false, F1 {basis['f1']:.3f}); the "
+                     "ensemble's WBF averages scores over its models, so its boxes score lower than a single model's"
+                     if "input" in basis else f"plots: {basis['rule']}")
     classifier = Path(args.classifier) if args.classifier else model_path("classifier")
     images = Path(args.images) if args.images else Path(args.nih[0]).parent / "images"
     table: dict[str, Any] = {"rows": [], "notes": notes, "plots": [], "bootstrap": args.bootstrap, "seed": args.seed,
@@ -647,9 +687,9 @@ def _measure_all(steps: Steps, s: Setup, runs: list[ChainRun], ready: list[Chain
         f"test fold {cfg['test_fold']} of {cfg['folds']} (seed {cfg['seed']}): {table['images']} images; {truth_note}.",
         ("the CV column is each input's pooled out-of-fold score on the other folds (from its cv.json); the rows after "
          "the inputs have no CV counterpart (–)."),
-        (f"plots: predicted boxes at score >= {s.score:g} (thoracic.detect.clinical.DEFAULT_MIN_SCORE unless --score; "
-         "not chosen on the test fold)."),
     ]
+    if args.score != "cv":
+        notes.append(f"plots: predicted boxes at score >= {s.score:g} (--score; not chosen on the test fold).")
     det = [r.config.get("detector", {}) for r in ready]
     sizes = sorted({int(d.get("imgsz", 0)) for d in det})
     epochs = sorted({int(d.get("epochs", 0)) for d in det})

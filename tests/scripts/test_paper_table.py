@@ -180,3 +180,20 @@ def test_row_names_are_name_equals_dir():
     assert script.parse_pair("1024=runs/x") == ("1024", script.Path("runs/x"))
     with pytest.raises(Exception, match="NAME=DIR"):
         script.parse_pair("runs/x")
+
+
+def test_the_plots_score_is_the_best_f1_score_of_the_out_of_fold_finding_boxes(tmp_path):
+    """Chosen on the CV folds only (the chain's own oof.csv against its truth.csv), on the images
+    the Kaggle mAP scores: predictions on an image listed without truth rows do not count."""
+    table = _script()
+    run = tmp_path / "cv"
+    run.mkdir()
+    (run / "truth.csv").write_text(
+        "image_id,label,x_min,y_min,x_max,y_max\n"
+        "a,Cardiomegaly,10,10,50,50\nb,Cardiomegaly,10,10,50,50\nc,No finding,0,0,1,1\nu,,,,,\n")
+    preds = [("a", 0.8, 10), ("c", 0.6, 10), ("b", 0.4, 10), ("c", 0.2, 60)] + [("u", 0.45, 10 + k) for k in range(3)]
+    (run / "oof.csv").write_text("image_id,label,score,x_min,y_min,x_max,y_max\n" + "".join(
+        f"{i},Cardiomegaly,{s},{x},10,{x + 40},50\n" for i, s, x in preds) + "a,No finding,0.2,0,0,1,1\n")
+    score, basis = table.cv_score(table.ChainRun("cv", run))
+    # thresholds 0.8 / 0.6 / 0.4 / 0.2 give F1 2/3, 1/2, 4/5, 2/3; counting u's three boxes, 0.8 would win
+    assert score == 0.4 and basis["tp"] == 2 and basis["fp"] == 1 and basis["truth_boxes"] == 2
