@@ -48,6 +48,7 @@ import argparse
 import contextlib
 import csv
 import io
+import itertools
 import json
 import shlex
 import sys
@@ -317,6 +318,36 @@ def mean_of(steps: Steps, s: Setup, name: str, preds: list[Path]) -> dict[str, A
     return json.loads(out.read_text())
 
 
+def difference_of(steps: Steps, s: Setup, name: str, a: list[Path], b: list[Path]) -> dict[str, Any]:
+    """:func:`thoracic.evaluate.evaluate_difference` of two sets of test predictions (mean of ``a``
+    minus mean of ``b``, paired on the same resamples of the test images)."""
+    out = s.out / "eval" / f"diff-{name}.json"
+
+    def run() -> None:
+        from thoracic.data.selection import image_selection
+        from thoracic.evaluate import EvaluationConfig, evaluate_difference, read_predictions, read_truth
+        from thoracic.evaluate.scope import score_scope
+
+        selection = image_selection(image_list=s.test_list)
+        truth = read_truth(s.truth)
+        sides: list[list[Any]] = [[], []]
+        scored = truth
+        for side, paths in zip(sides, (a, b), strict=True):
+            for p in paths:
+                scope = score_scope(truth, read_predictions(p), selection=selection, all_truth=True)
+                side.append(scope.preds)
+                scored = scope.truth
+        cfg = EvaluationConfig(bootstrap=s.bootstrap, seed=s.seed, score_threshold=s.score, coco=False)
+        out.write_text(json.dumps(evaluate_difference(scored, sides[0], sides[1], cfg), indent=1, allow_nan=False) + "\n")
+
+    what = (f"thoracic.evaluate.evaluate_difference(truth {s.truth.name} on {s.test_list.name}, "
+            f"a=[{', '.join(p.name for p in a)}], b=[{', '.join(p.name for p in b)}], bootstrap={s.bootstrap}, "
+            f"seed={s.seed}) -> {out.name}")
+    steps.library(f"diff-{name}", what, {"a": [str(p) for p in a], "b": [str(p) for p in b]}, run, outputs=[out],
+                  inputs=[*a, *b, s.truth])
+    return json.loads(out.read_text())
+
+
 def cv_p_abnormal(steps: Steps, s: Setup, classifier: Path, ids: list[str]) -> Path:
     """P(abnormal) of the CV images (not the test fold) by the classifier, with their truth."""
     out = s.out / "classifier_cv.csv"
@@ -453,6 +484,20 @@ def markdown(table: dict[str, Any]) -> str:
                   "| --- | --- | --- | --- |"]
         for name, r in table["single_models"].items():
             lines.append(f"| {name} | {_cell(r, 'kaggle_map')} | {_cell(r, 'findings_map')} | {_cell(r, 'abnormal_auc')} |")
+    if table.get("differences"):
+        lines += ["", ("What each step adds, paired: both sides scored on the same bootstrap resamples of the test "
+                       "images (the difference's 95% interval; in ( ) the share of resamples where the step scored "
+                       "higher):"), "",
+                  "| step | Δ Kaggle mAP@0.4 [95% CI] | Δ findings-only mAP [95% CI] | Δ abnormal AUC [95% CI] |",
+                  "| --- | --- | --- | --- |"]
+        for d in table["differences"]:
+            cells = []
+            for k in ("map", "findings_map", "auc_abnormal"):
+                v = d[k]
+                share = "" if v["above_zero"] is None else f" ({v['above_zero']:.0%})"
+                sign = "+" if v["difference"] is not None and v["difference"] >= 0 else ""
+                cells.append(f"{sign}{_f(v['difference'])}{_ci(v['ci'])}{share}")
+            lines.append(f"| {d['label']} | " + " | ".join(cells) + " |")
     missing = [r for r in rows if r.get("missing")]
     if missing:
         lines += ["", "Missing rows:", ""] + [f"- {r['label']}: {r['missing']}" for r in missing]
@@ -638,11 +683,13 @@ def _measure_all(steps: Steps, s: Setup, runs: list[ChainRun], ready: list[Chain
                  notes: list[str], classifier: Path, args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
     """Every row; returns the measured (key, title, metrics) of the rows that have one prediction file."""
     cfg = ready[0].config
+    single_preds: dict[str, list[Path]] = {}
     for r in runs:
         if r.missing:
             table["rows"].append({"name": r.name, "label": r.label, "missing": r.missing})
             continue
         preds, singles = [], {}
+        single_preds[r.name] = preds
         for k, model in zip([k for k in range(cfg["folds"]) if k != cfg["test_fold"]], r.models, strict=True):
             m = measure(steps, s, f"{r.name}-fold{k}", [model])
             preds.append(Path(m["_pred"]))
@@ -680,6 +727,26 @@ def _measure_all(steps: Steps, s: Setup, runs: list[ChainRun], ready: list[Chain
     table["rows"].append({"name": "filter", "label": f"+ the 2-class filter (`{classifier.name}`, low {low:.4f})",
                           "trained": trained, **row_from_metrics(m)})
     measured.append((f"{best.name}-ensemble-tta-filter", f"{best.name} ensemble + TTA + filter", m))
+    # what each step adds, paired on the same resamples: one input against the one before it, then
+    # the ensemble against its single models, TTA against no TTA, the filter against no filter
+    pred = {key.removeprefix(f"{best.name}-"): Path(mm["_pred"]) for key, _, mm in measured}
+    inputs = [r.name for r in runs if r.name in single_preds]
+    pairs = [(f"{x}-vs-{y}", f"`{x}` against `{y}` (mean of the CV models each)", single_preds[x], single_preds[y])
+             for y, x in itertools.pairwise(inputs)]
+    pairs += [
+        ("ensemble-vs-single", f"the WBF ensemble against the mean of its {len(best.models)} single models",
+         [pred["ensemble"]], single_preds[best.name]),
+        ("tta-vs-ensemble", "+ flip TTA against the ensemble", [pred["ensemble-tta"]], [pred["ensemble"]]),
+        ("filter-vs-tta", "+ the 2-class filter against the ensemble + TTA", [pred["ensemble-tta-filter"]],
+         [pred["ensemble-tta"]]),
+    ]
+    table["differences"] = []
+    for key, label, a, b in pairs:
+        d = difference_of(steps, s, key, a, b)
+        table["differences"].append({"name": key, "label": label, **{
+            k: {"difference": (d.get(k) or {}).get("difference"), "ci": d["ci95"].get(k),
+                "above_zero": (d["ci95"].get("resamples_above_zero") or {}).get(k)}
+            for k in ("map", "findings_map", "auc_abnormal")}})
     truth_note = ("truth: `thoracic dataset fuse` of the tables, readers fused as `train cv` fused them "
                   f"({'WBF at IoU ' + str(cfg.get('fuse_iou')) if args.chestxdet else 'one reader, not fused'}); "
                   "an image whose NIH labels name a finding but that has no box counts as normal, as in the CV scores")

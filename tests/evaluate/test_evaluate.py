@@ -19,6 +19,7 @@ from thoracic.evaluate import (
     METRICS_KEYS,
     EvaluationConfig,
     evaluate,
+    evaluate_difference,
     evaluate_mean,
     kaggle_map,
     markdown_summary,
@@ -328,6 +329,32 @@ def test_findings_map_and_its_interval_equal_the_metric_on_resampled_images():
     lo, hi = m["ci95"]["findings_map"]
     assert lo <= m["findings_map"] <= hi
     assert "findings-only mAP" in markdown_summary(m)
+
+
+def test_the_paired_difference_and_its_interval_equal_the_metric_on_resampled_images():
+    """a minus the mean of b, every resample scoring all three tables: by brute force too."""
+    truth, preds = _random_case(5)
+    images = sorted({r[0] for r in truth})
+    rng = np.random.default_rng(8)
+    worse = [r for r in preds if rng.random() < 0.7]  # some hits dropped
+    shuffled = [(*r[:2], float(rng.random()), *r[3:]) for r in preds]  # scores redrawn
+    cfg = EvaluationConfig(bootstrap=40, seed=3, coco=False)
+    t = table(truth, images)
+    d = evaluate_difference(t, [table(preds, scored=True)], [table(worse, scored=True), table(shuffled, scored=True)], cfg)
+    one = [evaluate(t, table(x, scored=True), EvaluationConfig(bootstrap=0, coco=False)).metrics for x in (preds, worse, shuffled)]
+    assert d["map"]["a"] == pytest.approx(one[0]["map"])
+    assert d["map"]["b"] == pytest.approx((one[1]["map"] + one[2]["map"]) / 2)
+    assert d["map"]["difference"] == pytest.approx(d["map"]["a"] - d["map"]["b"])
+    assert d["auc_abnormal"]["difference"] == pytest.approx(
+        one[0]["auc"]["abnormal"] - (one[1]["auc"]["abnormal"] + one[2]["auc"]["abnormal"]) / 2)
+    brute = []
+    for w in np.vstack(list(resample_weights(len(images), cfg.bootstrap, cfg.seed))):
+        maps = [kaggle_map(_repeated(truth, w, images), _repeated(x, w, images, True)).map for x in (preds, worse, shuffled)]
+        brute.append(maps[0] - (maps[1] + maps[2]) / 2)
+    assert d["ci95"]["map"] == pytest.approx(_percentile_interval(brute), abs=1e-9)
+    assert d["ci95"]["resamples_above_zero"]["map"] == pytest.approx(np.mean(np.array(brute) > 0))
+    with pytest.raises(ConfigError, match="on each side"):
+        evaluate_difference(t, [], [table(preds, scored=True)], cfg)
 
 
 def test_a_resample_without_a_rare_class_keeps_that_class_in_the_map():

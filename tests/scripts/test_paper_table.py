@@ -147,7 +147,7 @@ def test_a_second_run_reuses_every_step_and_a_new_bootstrap_only_rescores(table_
     assert script.main(again) == 0
     with (root / "table" / "commands.md").open() as fh:
         ran = [line for line in fh if "(ran)" in line]
-    assert ran and all("evaluate-" in line or "mean-" in line for line in ran)
+    assert ran and all("evaluate-" in line or "mean-" in line or "diff-" in line for line in ran)
     assert pred.stat().st_mtime_ns == before
     assert json.loads((root / "table" / "table.json").read_text())["bootstrap"] == 30
 
@@ -197,3 +197,18 @@ def test_the_plots_score_is_the_best_f1_score_of_the_out_of_fold_finding_boxes(t
     score, basis = table.cv_score(table.ChainRun("cv", run))
     # thresholds 0.8 / 0.6 / 0.4 / 0.2 give F1 2/3, 1/2, 4/5, 2/3; counting u's three boxes, 0.8 would win
     assert score == 0.4 and basis["tp"] == 2 and basis["fp"] == 1 and basis["truth_boxes"] == 2
+
+
+def test_each_step_is_compared_with_the_one_before_on_the_same_resamples(table_run):
+    root, _, _ = table_run
+    table = json.loads((root / "table" / "table.json").read_text())
+    rows = {r["name"]: r for r in table["rows"]}
+    diffs = {d["name"]: d for d in table["differences"]}
+    assert list(diffs) == ["clahe512-vs-plain512", "ensemble-vs-single", "tta-vs-ensemble", "filter-vs-tta"]
+    for key, (a, b) in {"clahe512-vs-plain512": ("clahe512", "plain512"), "ensemble-vs-single": ("ensemble", "single"),
+                        "tta-vs-ensemble": ("ensemble-tta", "ensemble"), "filter-vs-tta": ("filter", "ensemble-tta")}.items():
+        d = diffs[key]["map"]
+        assert d["difference"] == pytest.approx(rows[a]["kaggle_map"] - rows[b]["kaggle_map"]), key
+        lo, hi = d["ci"]
+        assert -1.0 <= lo <= hi <= 1.0 and 0.0 <= d["above_zero"] <= 1.0
+    assert "What each step adds, paired" in (root / "table" / "table.md").read_text()

@@ -5,7 +5,8 @@
   precision/recall/F1, accuracy, ROC-AUC, FROC, bootstrap intervals) as a JSON-ready
   :class:`EvaluationResult`;
 - :func:`evaluate_mean`: the mean score of several models' predictions of the same images, with
-  bootstrap intervals of the mean;
+  bootstrap intervals of the mean; :func:`evaluate_difference`: the paired difference of two sets
+  of predictions of the same images (what a step added), with its bootstrap interval;
 - :func:`read_predictions`, :func:`read_truth`: the CSV files, with bad rows listed as problems
   (image sizes: :func:`thoracic.data.read_image_sizes`);
 - :func:`human_baseline`: each reader scored against the fusion of the others.
@@ -39,6 +40,7 @@ from thoracic.evaluate.evaluate import (
     EvaluationConfig,
     EvaluationResult,
     evaluate,
+    evaluate_difference,
     evaluate_mean,
     load_curves,
     markdown_summary,
@@ -62,6 +64,7 @@ __all__ = [
     "class_confusion",
     "coco_map",
     "evaluate",
+    "evaluate_difference",
     "evaluate_mean",
     "froc",
     "human_baseline",
