@@ -504,12 +504,14 @@ def evaluate_difference(truth: Annotations, a: Sequence[Annotations], b: Sequenc
 
     Examples
     --------
+    One table that finds the box against the mean of itself and one that misses it:
+
     >>> from thoracic.data import Annotations, ImageInfo
-    >>> truth = Annotations.from_rows([ImageInfo("a"), ImageInfo("b")],
-    ...     [("a", "Cardiomegaly", 10, 10, 20, 20), ("b", "No finding", 0, 0, 1, 1)])
-    >>> hit = Annotations.from_rows([ImageInfo("a")], [("a", "Cardiomegaly", 10, 10, 20, 20, "", 0.9)])
-    >>> miss = Annotations.from_rows([ImageInfo("a")], [("a", "Cardiomegaly", 50, 50, 60, 60, "", 0.9)])
-    >>> evaluate_difference(truth, [hit], [hit, miss], EvaluationConfig(bootstrap=0))["findings_map"]
+    >>> one = [ImageInfo("x")]
+    >>> truth = Annotations.from_rows(one, [("x", "Pleural effusion", 5, 5, 40, 30)])
+    >>> found = Annotations.from_rows(one, [("x", "Pleural effusion", 5, 5, 40, 30, "", 0.7)])
+    >>> missed = Annotations.from_rows(one, [("x", "Pleural effusion", 60, 60, 90, 90, "", 0.7)])
+    >>> evaluate_difference(truth, [found], [found, missed], EvaluationConfig(bootstrap=0))["map"]
     {'a': 1.0, 'b': 0.5, 'difference': 0.5}
     """
     cfg = config or EvaluationConfig()
