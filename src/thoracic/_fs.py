@@ -1,15 +1,16 @@
-"""File-system helpers every batch command shares: finding inputs, sidecar names."""
+"""File-system helpers every batch command shares: finding inputs, sidecar names, atomic writes."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 
 from thoracic.errors import ConfigError, ThoracicError
 
-__all__ = ["IGNORED_SUFFIXES", "find_inputs", "no_inputs_message", "sidecar_path"]
+__all__ = ["IGNORED_SUFFIXES", "find_inputs", "no_inputs_message", "replacing", "sidecar_path", "write_text"]
 
 #: Files in input folders that are clearly not images and are not reported as failures.
 IGNORED_SUFFIXES = frozenset(
@@ -87,3 +88,32 @@ def sidecar_path(pred_path: str | PathLike[str]) -> Path:
     name = p.name
     stem = name[: -len(".csv.gz")] if name.endswith(".csv.gz") else p.stem
     return p.with_name(stem + ".images.csv")
+
+
+@contextmanager
+def replacing(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """A hidden temporary path beside ``path`` (ending in ``suffix``) that replaces ``path`` when the
+    block ends without an error; on an error it is removed and ``path`` is left as it was.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     target = Path(folder) / "a.txt"
+    ...     with replacing(target) as tmp:
+    ...         _ = tmp.write_text("whole")
+    ...     print(target.read_text(), [p.name for p in Path(folder).iterdir()])
+    whole ['a.txt']
+    """
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`replacing`)."""
+    with replacing(path) as tmp:
+        tmp.write_text(text)

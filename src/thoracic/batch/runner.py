@@ -25,11 +25,11 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
+from thoracic._fs import replacing, write_text
 from thoracic._pool import run_tasks
 from thoracic._version import __version__
 from thoracic.errors import ConfigError
@@ -60,35 +60,6 @@ Row = dict[str, str]
 
 
 # --- atomic writes --------------------------------------------------------------------------------
-@contextmanager
-def replacing(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
-    """A hidden temporary path beside ``path`` (ending in ``suffix``) that replaces ``path`` when the
-    block ends without an error; on an error it is removed and ``path`` is left as it was.
-
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as folder:
-    ...     target = Path(folder) / "a.txt"
-    ...     with replacing(target) as tmp:
-    ...         _ = tmp.write_text("whole")
-    ...     print(target.read_text(), [p.name for p in Path(folder).iterdir()])
-    whole ['a.txt']
-    """
-    final = Path(path)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp{suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`replacing`)."""
-    with replacing(path) as tmp:
-        tmp.write_text(text)
-
-
 def write_png(path: str | os.PathLike[str], img: np.ndarray, compression: int | None = None,
               text: Mapping[str, str] | None = None) -> None:
     """Write an image as a PNG atomically (:func:`replacing`); ``compression`` 0..9 (None: OpenCV's).

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -41,6 +40,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from thoracic._fs import write_text
 from thoracic.errors import ConfigError
 
 __all__ = ["BUILTIN_PRESETS", "PRESET_FORMAT", "SHIPPED", "Preset", "PresetMember", "load_preset", "members_of", "write_preset"]
@@ -222,13 +222,7 @@ def load_preset(spec: str | PathLike[str] | Preset) -> Preset:
 def write_preset(path: str | PathLike[str], preset: Preset) -> Path:
     """Write ``preset`` as JSON to ``path`` (whole or not at all), member paths relative to its folder."""
     out = Path(path)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(preset.to_dict(relative_to=out.parent), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text(out, json.dumps(preset.to_dict(relative_to=out.parent), indent=2) + "\n")
     return out
 
 
