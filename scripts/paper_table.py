@@ -293,23 +293,34 @@ def measure(steps: Steps, s: Setup, step: str, models: list[Path], **predict: An
     return metrics
 
 
+def _scoped(s: Setup, *groups: list[Path]) -> tuple[Any, list[list[Any]], Any]:
+    """The truth and each group's prediction tables as ``thoracic evaluate --image-list TEST
+    --all-truth`` scores them, and the evaluation settings of the table's steps."""
+    from thoracic.data.selection import image_selection
+    from thoracic.evaluate import EvaluationConfig, read_predictions, read_truth
+    from thoracic.evaluate.scope import score_scope
+
+    selection = image_selection(image_list=s.test_list)
+    truth = read_truth(s.truth)
+    scored, tables = truth, []
+    for paths in groups:
+        tables.append([])
+        for p in paths:
+            scope = score_scope(truth, read_predictions(p), selection=selection, all_truth=True)
+            tables[-1].append(scope.preds)
+            scored = scope.truth
+    cfg = EvaluationConfig(bootstrap=s.bootstrap, seed=s.seed, score_threshold=s.score, coco=False)
+    return scored, tables, cfg
+
+
 def mean_of(steps: Steps, s: Setup, name: str, preds: list[Path]) -> dict[str, Any]:
     """:func:`thoracic.evaluate.evaluate_mean` of the single models' test predictions."""
     out = s.out / "eval" / f"{name}-single-mean.json"
 
     def run() -> None:
-        from thoracic.data.selection import image_selection
-        from thoracic.evaluate import EvaluationConfig, evaluate_mean, read_predictions, read_truth
-        from thoracic.evaluate.scope import score_scope
+        from thoracic.evaluate import evaluate_mean
 
-        selection = image_selection(image_list=s.test_list)
-        truth = read_truth(s.truth)
-        members, scored = [], truth
-        for p in preds:
-            scope = score_scope(truth, read_predictions(p), selection=selection, all_truth=True)
-            members.append(scope.preds)
-            scored = scope.truth
-        cfg = EvaluationConfig(bootstrap=s.bootstrap, seed=s.seed, score_threshold=s.score, coco=False)
+        scored, (members,), cfg = _scoped(s, preds)
         out.write_text(json.dumps(evaluate_mean(scored, members, cfg), indent=1, allow_nan=False) + "\n")
 
     what = (f"thoracic.evaluate.evaluate_mean(truth {s.truth.name} on {s.test_list.name}, "
@@ -324,21 +335,10 @@ def difference_of(steps: Steps, s: Setup, name: str, a: list[Path], b: list[Path
     out = s.out / "eval" / f"diff-{name}.json"
 
     def run() -> None:
-        from thoracic.data.selection import image_selection
-        from thoracic.evaluate import EvaluationConfig, evaluate_difference, read_predictions, read_truth
-        from thoracic.evaluate.scope import score_scope
+        from thoracic.evaluate import evaluate_difference
 
-        selection = image_selection(image_list=s.test_list)
-        truth = read_truth(s.truth)
-        sides: list[list[Any]] = [[], []]
-        scored = truth
-        for side, paths in zip(sides, (a, b), strict=True):
-            for p in paths:
-                scope = score_scope(truth, read_predictions(p), selection=selection, all_truth=True)
-                side.append(scope.preds)
-                scored = scope.truth
-        cfg = EvaluationConfig(bootstrap=s.bootstrap, seed=s.seed, score_threshold=s.score, coco=False)
-        out.write_text(json.dumps(evaluate_difference(scored, sides[0], sides[1], cfg), indent=1, allow_nan=False) + "\n")
+        scored, (side_a, side_b), cfg = _scoped(s, a, b)
+        out.write_text(json.dumps(evaluate_difference(scored, side_a, side_b, cfg), indent=1, allow_nan=False) + "\n")
 
     what = (f"thoracic.evaluate.evaluate_difference(truth {s.truth.name} on {s.test_list.name}, "
             f"a=[{', '.join(p.name for p in a)}], b=[{', '.join(p.name for p in b)}], bootstrap={s.bootstrap}, "

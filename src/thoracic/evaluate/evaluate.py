@@ -435,8 +435,7 @@ def evaluate_mean(truth: Annotations, members: Sequence[Annotations], config: Ev
     keys = ["map", "findings_map", "auc_abnormal", *(f"ap/{lab}" for lab in n_truth)]
 
     def mean(w: np.ndarray) -> dict[str, np.ndarray]:
-        outs = [stat(w) for stat in stats]
-        return {k: np.mean([o[k] for o in outs], axis=0) for k in keys}
+        return _mean_of(stats, keys, w)
 
     point = [stat(np.ones((1, n_img))) for stat in stats]
     summary: dict[str, Any] = {}
@@ -483,6 +482,13 @@ def _member_statistics(truth: Annotations, members: Sequence[Annotations], cfg: 
     return stats, n_img, n_truth
 
 
+def _mean_of(stats: Sequence[Callable[[np.ndarray], dict[str, np.ndarray]]], keys: Sequence[str],
+             w: np.ndarray) -> dict[str, np.ndarray]:
+    """The mean over the tables of each statistic in ``keys``, on the resample weights ``w``."""
+    outs = [stat(w) for stat in stats]
+    return {k: np.mean([o[k] for o in outs], axis=0) for k in keys}
+
+
 def evaluate_difference(truth: Annotations, a: Sequence[Annotations], b: Sequence[Annotations],
                         config: EvaluationConfig | None = None) -> dict[str, Any]:
     """Paired difference on the same images: the mean score of the ``a`` predictions minus that of
@@ -521,16 +527,12 @@ def evaluate_difference(truth: Annotations, a: Sequence[Annotations], b: Sequenc
     sb, _, _ = _member_statistics(truth, b, cfg)
     keys = ("map", "findings_map", "auc_abnormal")
 
-    def means(stats: list[Any], w: np.ndarray) -> dict[str, np.ndarray]:
-        outs = [stat(w) for stat in stats]
-        return {k: np.mean([o[k] for o in outs], axis=0) for k in keys}
-
     def difference(w: np.ndarray) -> dict[str, np.ndarray]:
-        ma, mb = means(sa, w), means(sb, w)
+        ma, mb = _mean_of(sa, keys, w), _mean_of(sb, keys, w)
         return {k: ma[k] - mb[k] for k in keys}
 
     unit = np.ones((1, n_img))
-    pa, pb = means(sa, unit), means(sb, unit)
+    pa, pb = _mean_of(sa, keys, unit), _mean_of(sb, keys, unit)
     out: dict[str, Any] = {"images": n_img, "a": len(a), "b": len(b)}
     for k in keys:
         out[k] = {"a": float(pa[k][0]), "b": float(pb[k][0]), "difference": float(pa[k][0] - pb[k][0])}
